@@ -1,0 +1,96 @@
+# pare - build, test, bench.
+#   make deps      install the Debian packages pare needs (as root)
+#   make           build/pare and build/libpare.a (-O2)
+#   make test      module tests and CLI tests under AddressSanitizer + UBSan
+#   make bench     speed and memory benchmarks (minutes; not part of CI)
+#   make install PREFIX=/usr/local
+
+PREFIX   ?= /usr/local
+ARCH     ?= native
+CC       ?= cc
+PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
+DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
+            libpcre2-dev liblapacke-dev python3 zip
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
+CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -g -march=$(ARCH) $(WARN) \
+                 -I. $(PKG_CFLAGS) -MMD -MP
+CFLAGS   ?= -O2
+SAN      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS   := $(PKG_LIBS) -lpthread -lm
+
+MODULES  := core formats quant prune lora verify
+LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+CMD_SRC  := $(wildcard cmd/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+
+OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
+CMD_OBJ  := $(CMD_SRC:%.c=build/obj/%.o)
+SOBJ     := $(LIB_SRC:%.c=build/san/%.o)
+SCMD_OBJ := $(CMD_SRC:%.c=build/san/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=build/san/tests/%)
+
+.PHONY: all deps test test-unit test-cli bench fuzz install clean check-headers fixtures
+all: build/pare build/libpare.a
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "all build dependencies present"; fi
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
+
+build/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
+
+build/libpare.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/san/libpare.a: $(SOBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/pare: $(CMD_OBJ) build/libpare.a
+	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) build/libpare.a $(LDLIBS)
+
+build/san/pare: $(SCMD_OBJ) build/san/libpare.a
+	$(CC) $(SAN) -o $@ $(SCMD_OBJ) build/san/libpare.a $(LDLIBS)
+
+build/san/tests/%: build/san/tests/%.o build/san/libpare.a
+	$(CC) $(SAN) -o $@ $< build/san/libpare.a $(LDLIBS)
+
+# Each public header must compile on its own as C11.
+check-headers:
+	@for h in $(foreach m,$(MODULES),$(wildcard $(m)/*.h)); do \
+	  case $$h in *_impl.h) continue;; esac; \
+	  echo "#include \"$$h\"" | $(CC) -std=c11 -Wall -Wextra -Wpedantic -Werror -I. $(PKG_CFLAGS) -x c -fsyntax-only - \
+	  || { echo "header $$h does not compile alone"; exit 1; }; done; echo "headers compile alone"
+
+test: check-headers $(TESTS) build/san/pare
+	@PARE=build/san/pare sh tests/run.sh $(TESTS)
+
+bench: build/pare
+	sh bench/run.sh
+
+fuzz:
+	sh tests/fuzz/run.sh
+
+fixtures:
+	python3 tests/fixtures/make_fixtures.py
+
+install: build/pare
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 build/pare $(DESTDIR)$(PREFIX)/bin/pare
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d)

@@ -1,0 +1,98 @@
+/* cmd/main.c - dispatch to the subcommands. */
+#include "cmd.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const cmd_entry commands[] = {
+    {"inspect", cmd_inspect, "show a model's format, metadata and tensors"},
+    {"convert", cmd_convert, "convert between HF folders, safetensors, PyTorch and GGUF"},
+    {"hash", cmd_hash, "XXH3-128 digests of every tensor and of the whole model"},
+};
+
+int cmd_exit_code(pare_status st) {
+    if (st == PARE_OK) return 0;
+    if (st == PARE_EUSAGE) return 1;
+    return 2;
+}
+
+int cmd_fail(const pare_err *err) {
+    fprintf(stderr, "pare: %s\n", err->msg[0] ? err->msg : "unknown error");
+    return cmd_exit_code(err->code ? err->code : PARE_EINTERNAL);
+}
+
+int cmd_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "pare %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\ntry 'pare %s --help'\n", cmd);
+    return 1;
+}
+
+bool cmd_parse_int(const char *s, long min, long max, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+bool cmd_parse_double(const char *s, double *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+bool cmd_stderr_is_tty(void) { return isatty(2) == 1; }
+
+void cmd_progress(void *user, const char *what, uint64_t done, uint64_t total) {
+    (void)user;
+    if (!cmd_stderr_is_tty() || total == 0) return;
+    int width = 40, filled = (int)((double)done / (double)total * width);
+    fprintf(stderr, "\r%-24.24s [", what ? what : "");
+    for (int i = 0; i < width; i++) fputc(i < filled ? '#' : ' ', stderr);
+    fprintf(stderr, "] %5.1f%%", 100.0 * (double)done / (double)total);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: pare COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'pare COMMAND --help' describes a command. Exit status: 0 success, 1 usage error,\n"
+               "2 bad input or failure.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("pare 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "pare: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

@@ -1,0 +1,99 @@
+/* tests/th.h - a tiny test harness for module tests.
+ *
+ *   static void test_x(void) { CHECK(1 + 1 == 2); CHECK_MSG(ok, "got %d", v); }
+ *   int main(void) { TH_RUN(test_x); return th_done(); }
+ *
+ * Each test prints "PASS name" or "FAIL name" with the failed checks; th_done prints
+ * "N passed, N failed" and returns the exit status. tests/run.sh adds the counts up.
+ *
+ * Data from ../shared/ (made by the reference tools) is found through th_shared(): when
+ * it is absent the test is reported as SKIP, except under CI=true, where absence fails. */
+#ifndef PARE_TH_H
+#define PARE_TH_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    int passed, failed, skipped;
+    int cur_failed, cur_skipped;
+} th_state;
+static th_state th;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            th.cur_failed++;                                                                       \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);             \
+        }                                                                                          \
+    } while (0)
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            th.cur_failed++;                                                                       \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);             \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
+    } while (0)
+/* A pare_status call that must succeed; prints the error message otherwise. */
+#define CHECK_OK(expr, errp)                                                                       \
+    do {                                                                                           \
+        if ((expr) != 0) {                                                                         \
+            th.cur_failed++;                                                                       \
+            fprintf(stderr, "  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, (errp)->msg);  \
+        }                                                                                          \
+    } while (0)
+
+static inline void th_run(const char *name, void (*fn)(void)) {
+    th.cur_failed = th.cur_skipped = 0;
+    fn();
+    if (th.cur_failed) {
+        th.failed++;
+        printf("FAIL %s\n", name);
+    } else if (th.cur_skipped) {
+        th.skipped++;
+        printf("SKIP %s\n", name);
+    } else {
+        th.passed++;
+        printf("PASS %s\n", name);
+    }
+    fflush(stdout);
+}
+#define TH_RUN(fn) th_run(#fn, fn)
+
+static inline int th_done(void) {
+    printf("%d passed, %d failed, %d skipped\n", th.passed, th.failed, th.skipped);
+    return th.failed ? 1 : 0;
+}
+
+/* Path of a file under ../shared/ (or $PARE_SHARED) in a static buffer, or NULL when
+ * missing: the caller returns at once; the test counts as skipped, or failed under CI. */
+static inline const char *th_shared(const char *rel) {
+    static char buf[4096];
+    const char *root = getenv("PARE_SHARED");
+    if (!root) root = "../shared";
+    snprintf(buf, sizeof buf, "%s/%s", root, rel);
+    struct stat st;
+    if (stat(buf, &st) == 0) return buf;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        th.cur_failed++;
+        fprintf(stderr, "  shared file %s is missing under CI\n", buf);
+    } else {
+        th.cur_skipped++;
+        fprintf(stderr, "  %s not present: skipped\n", buf);
+    }
+    return NULL;
+}
+
+/* Copy of a th_shared path that survives the next call. */
+static inline char *th_shared_dup(const char *rel) {
+    const char *p = th_shared(rel);
+    return p ? strdup(p) : NULL;
+}
+
+#endif
