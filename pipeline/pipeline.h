@@ -1,0 +1,47 @@
+/*
+ * pipeline/pipeline.h - whole-model jobs built from the modules: read -> (merge LoRA) ->
+ * (prune) -> (quantize) -> (evaluate) -> write. Every job streams one tensor at a time and
+ * writes through an atomic output file, so a failure leaves nothing behind.
+ */
+#ifndef PARE_PIPELINE_H
+#define PARE_PIPELINE_H
+
+#include "core/core.h"
+
+#include <stdio.h>
+
+typedef enum {
+    PARE_OUT_GGUF,
+    PARE_OUT_SAFETENSORS, /* one .safetensors file */
+    PARE_OUT_FOLDER,      /* an HF folder: config.json, tokenizer files, model.safetensors */
+} pare_out_kind;
+
+/* What kind of output a path names: *.gguf, *.safetensors, anything else is a folder. */
+pare_out_kind pare_out_kind_for(const char *path);
+
+typedef struct {
+    /* Target type of the weights that llama.cpp's converter would convert (2-D ".weight"
+     * tensors other than position embeddings): F32, F16, BF16 or Q8_0. PARE_TYPE_INVALID
+     * keeps each tensor's type where the output format can hold it (f64/f8 become F32;
+     * block types become F32 in safetensors). 1-D tensors and norms are always F32 in GGUF. */
+    pare_type type;
+    int n_threads;
+    bool force;
+    pare_progress_fn progress;
+    void *progress_user;
+    FILE *log; /* per-tensor lines ("name type -> type shape"); NULL for none */
+} pare_convert_opts;
+
+/* Converts the model at `in` (any format pare reads) to `out`. */
+pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err);
+
+/* The file type llama.cpp records for a GGUF whose weights have these types (the most
+ * common type among 2-D weights; 0 (ALL_F32) when there are none). */
+uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);
+
+/* Converts the values of tensor t to type dst_type into dst (n_rows rows), through f32,
+ * quantizing or dequantizing as needed, with n_threads threads. */
+pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+                                int n_threads, pare_err *err);
+
+#endif
