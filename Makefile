@@ -22,7 +22,7 @@ CFLAGS   ?= -O2
 SAN      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   := $(PKG_LIBS) -lpthread -lm
 
-MODULES  := core formats quant prune lora verify
+MODULES  := core formats quant prune lora verify pipeline
 LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CMD_SRC  := $(wildcard cmd/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -32,6 +32,35 @@ typedef struct {
     FILE *log; /* per-tensor lines ("name type -> type shape"); NULL for none */
 } pare_convert_opts;
 
+/* A pass rewrites the f32 values of the tensors it wants (LoRA merge, pruning, ...). The
+ * pipeline dequantizes such a tensor, runs every pass that wants it in order, and converts
+ * the result to the output type. */
+typedef struct pare_pass {
+    const char *name;
+    bool (*wants)(void *ctx, const pare_tensor *t);
+    /* values: pare_tensor_nelements(t) floats, rows of t->ne[0], modified in place. */
+    pare_status (*apply)(void *ctx, const pare_tensor *t, float *values, int n_threads, pare_err *err);
+    void *ctx;
+} pare_pass;
+
+/* Importance weights for quantizing one tensor (ne0 floats), or NULL. */
+typedef const float *(*pare_imatrix_fn)(void *ctx, const pare_tensor *t);
+
+typedef struct {
+    const pare_pass *passes;
+    size_t n_passes;
+    pare_imatrix_fn imatrix;
+    void *imatrix_ctx;
+    const pare_meta *meta_override; /* GGUF: metadata to write instead of the model's; NULL = model's */
+} pare_write_extra;
+
+/* Writes model m to `out` (kind from its name) with tensor i stored as types[i], running the
+ * passes. GGUF output gets the model's metadata (or meta_override); safetensors output needs
+ * HF names (call pare_gguf_to_hf first). `inputs` are files that must not be overwritten. */
+pare_status pare_write_model(const pare_model *m, const char *out, const pare_type *types,
+                             const pare_write_extra *extra, const pare_convert_opts *o,
+                             const char *const *inputs, size_t n_inputs, pare_err *err);
+
 /* Converts the model at `in` (any format pare reads) to `out`. */
 pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err);
 
