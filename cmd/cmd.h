@@ -32,5 +32,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_merge_lora(int argc, char **argv);
 
 #endif

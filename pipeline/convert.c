@@ -23,7 +23,7 @@ static pare_type float_or_f32(pare_type t) {
     return (t == PARE_TYPE_F32 || t == PARE_TYPE_F16 || t == PARE_TYPE_BF16) ? t : PARE_TYPE_F32;
 }
 
-static pare_type pick_type(const pare_model *m, const pare_tensor *t, pare_out_kind kind, pare_type want) {
+pare_type pare_pick_type(const pare_model *m, const pare_tensor *t, pare_out_kind kind, pare_type want) {
     const pare_type_info *ti = pare_type_get(t->type);
     if (kind == PARE_OUT_GGUF) {
         bool integer = ti && !ti->is_quantized && !ti->is_float;
@@ -36,7 +36,8 @@ static pare_type pick_type(const pare_model *m, const pare_tensor *t, pare_out_k
             if (m->format == PARE_FORMAT_GGUF) return t->type;
             return float_or_f32(t->type);
         }
-        if (want == PARE_TYPE_Q8_0 && t->ne[0] % 32) return PARE_TYPE_F16; /* the converter's fallback */
+        const pare_type_info *wi = pare_type_get(want);
+        if (wi && wi->is_quantized && t->ne[0] % wi->block_size) return PARE_TYPE_F16; /* the converter's fallback */
         return want;
     }
     /* safetensors: plain types only; block types are dequantized. */
@@ -66,12 +67,11 @@ uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types) {
     return map[best].ftype;
 }
 
-static pare_status gguf_meta(const pare_model *m, const pare_type *types, pare_type want, pare_meta *meta,
-                             pare_err *err) {
+pare_status pare_gguf_meta_for(const pare_model *m, const pare_type *types, bool keep_file_type, pare_meta *meta,
+                               pare_err *err) {
     TRY(pare_meta_copy(meta, &m->meta, err));
     uint64_t old = 0;
-    bool keep = m->format == PARE_FORMAT_GGUF && want == PARE_TYPE_INVALID &&
-                pare_meta_get_u64(meta, "general.file_type", &old);
+    bool keep = keep_file_type && pare_meta_get_u64(meta, "general.file_type", &old);
     if (!keep)
         TRY(pare_meta_set_uint(meta, "general.file_type", PARE_META_U32, pare_guess_file_type(m, types), err));
     if (!pare_meta_get(meta, "general.quantization_version"))
@@ -98,9 +98,9 @@ pare_status pare_convert(const char *in, const char *out, const pare_convert_opt
     pare_type *types = NULL;
     if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < m->n_tensors; i++) types[i] = pick_type(m, &m->tensors[i], kind, o->type);
+    for (size_t i = 0; !st && i < m->n_tensors; i++) types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
     pare_meta meta = {0};
-    if (!st && kind == PARE_OUT_GGUF) st = gguf_meta(m, types, o->type, &meta, err);
+    if (!st && kind == PARE_OUT_GGUF) st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
     const char *inputs[1] = {in};
     pare_write_extra x = {.meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
     if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);

@@ -64,6 +64,27 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
 /* Converts the model at `in` (any format pare reads) to `out`. */
 pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err);
 
+/* The output type convert gives tensor t of m for an output of this kind (see
+ * pare_convert_opts.type; `want` may also be a block type for jobs that quantize). */
+pare_type pare_pick_type(const pare_model *m, const pare_tensor *t, pare_out_kind kind, pare_type want);
+
+/* GGUF metadata for writing m with these tensor types: m's metadata with general.file_type
+ * set (kept when keep_file_type and present) and general.quantization_version. */
+pare_status pare_gguf_meta_for(const pare_model *m, const pare_type *types, bool keep_file_type, pare_meta *meta,
+                               pare_err *err);
+
+/* One adapter to merge and the factor its own scale is multiplied by. */
+typedef struct {
+    const char *path;
+    double scale;
+} pare_adapter_spec;
+
+/* pare merge-lora: merges the adapters into base and writes out. Tensors keep the base's
+ * types (quantized ones are requantized to their type) unless o->type names one. Writes one
+ * line per merged tensor with its relative change to `report` (may be NULL). */
+pare_status pare_merge_lora(const char *base, const pare_adapter_spec *ad, size_t n_ad, const char *out,
+                            const pare_convert_opts *o, FILE *report, pare_err *err);
+
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */
 uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);
