@@ -85,6 +85,35 @@ typedef struct {
 pare_status pare_merge_lora(const char *base, const pare_adapter_spec *ad, size_t n_ad, const char *out,
                             const pare_convert_opts *o, FILE *report, pare_err *err);
 
+typedef enum { PARE_PRUNE_MAGNITUDE, PARE_PRUNE_WANDA } pare_prune_method;
+
+typedef struct {
+    pare_prune_method method;
+    double sparsity;          /* 0..1, unstructured */
+    int scope;                /* 0 row, 1 tensor, 2 global */
+    int n, m;                 /* N:M pattern (m == 0: none) */
+    const char *const *include; /* globs of extra tensors to prune (matched on the output's names) */
+    size_t n_include;
+    const char *const *exclude; /* globs of tensors to leave alone */
+    size_t n_exclude;
+    const char *calib_path;   /* wanda: calibration text */
+    int64_t calib_tokens;     /* wanda: tokens of it to use (0: 4096) */
+    int calib_ctx;            /* wanda: context per forward pass (0: 512) */
+} pare_prune_job;
+
+/* One line of the pruning report. */
+typedef struct {
+    char name[128];
+    int64_t n, zeros;
+    int64_t row_min, row_max; /* zeros per row */
+} pare_prune_stat;
+
+/* pare prune: prunes the selected weights of `in` and writes `out` (types as convert, or
+ * o->type, which may be a block type: pruning then quantizing in one run). stats (may be
+ * NULL) receives one malloc'ed entry per pruned tensor. */
+pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
+                             pare_prune_stat **stats, size_t *n_stats, pare_err *err);
+
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */
 uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);
