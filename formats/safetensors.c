@@ -1,0 +1,433 @@
+/* formats/safetensors.c - safetensors reader (single file and index) and streaming writer.
+ * The format is described in safetensors.h. */
+#include "formats/safetensors.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Largest model.safetensors.index.json pare reads (real ones are ~100 KB). */
+#define ST_MAX_INDEX_BYTES PARE_ST_MAX_HEADER
+/* cJSON holds numbers as doubles: integers above 2^53 cannot be told apart. */
+#define ST_MAX_EXACT_INT 9007199254740992.0
+
+/* ======================================================================== helpers */
+
+/* Strict UTF-8 check (no overlong forms, no surrogates, nothing above U+10FFFF).
+ * Returns the offset of the first bad byte, or len when the text is valid. */
+static size_t st_utf8_bad_at(const uint8_t *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) n = 2, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0) n = 3, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0) n = 4, cp = c & 0x07, min = 0x10000;
+        else return i;
+        if (len - i < n) return i;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += n;
+    }
+    return len;
+}
+
+static uint64_t st_rd_u64le(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* A JSON number that is a non-negative integer cJSON holds exactly. */
+static bool st_json_uint(const cJSON *j, uint64_t *out) {
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= 0) || d >= ST_MAX_EXACT_INT || d != (double)(uint64_t)d) return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+static bool st_is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Parses len bytes of UTF-8 JSON text; only whitespace may follow the value. */
+static pare_status st_json_parse(const char *path, const char *what, const char *text, size_t len, cJSON **out,
+                                 pare_err *err) {
+    *out = NULL;
+    size_t bad = st_utf8_bad_at((const uint8_t *)text, len);
+    FAIL_IF(bad != len, PARE_EINPUT, "%s: %s is not valid UTF-8 (byte %zu)", path, what, bad);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    size_t at = (end && end >= text && end <= text + len) ? (size_t)(end - text) : len;
+    FAIL_IF(!j, PARE_EINPUT, "%s: %s is not valid JSON (error near byte %zu of %zu)", path, what, at, len);
+    size_t k = at;
+    while (k < len && st_is_json_space(text[k])) k++;
+    if (k != len) {
+        cJSON_Delete(j);
+        return pare_err_set(err, PARE_EINPUT, "%s: %s has trailing bytes after the JSON value (byte %zu of %zu)",
+                            path, what, k, len);
+    }
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return pare_err_set(err, PARE_EINPUT, "%s: %s is not a JSON object", path, what);
+    }
+    *out = j;
+    return PARE_OK;
+}
+
+static int st_cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ======================================================================== reader */
+
+typedef struct {
+    const char *name; /* points into the cJSON tree */
+    pare_type type;
+    int n_dims;
+    int64_t ne[PARE_MAX_DIMS]; /* ggml order */
+    uint64_t begin, end, n_bytes;
+} st_entry;
+
+static int st_cmp_entry_offset(const void *a, const void *b) {
+    const st_entry *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* Reads "shape": non-negative integers; product and byte size overflow-checked (as the
+ * reference, in 64 bits); leading 1s dropped beyond PARE_MAX_DIMS dims. */
+static pare_status st_parse_shape(const char *path, st_entry *e, const cJSON *shape, size_t elem_size,
+                                  pare_err *err) {
+    FAIL_IF(!cJSON_IsArray(shape), PARE_EINPUT, "%s: tensor '%s': \"shape\" is missing or not an array", path,
+            e->name);
+    int n = cJSON_GetArraySize(shape);
+    uint64_t dims[PARE_MAX_DIMS];
+    int nd = 0, i = 0;
+    uint64_t prod = 1;
+    bool overflow = false;
+    for (const cJSON *d = shape->child; d; d = d->next, i++) {
+        uint64_t v;
+        FAIL_IF(!st_json_uint(d, &v), PARE_EINPUT,
+                "%s: tensor '%s': shape entry %d is not a non-negative integer (or is above 2^53)", path, e->name, i);
+        if (v && prod > UINT64_MAX / v) overflow = true;
+        prod *= v;
+        /* Leading dims of 1 beyond what pare can hold are dropped. */
+        if (nd == 0 && v == 1 && n - i > PARE_MAX_DIMS) continue;
+        FAIL_IF(nd == PARE_MAX_DIMS, PARE_EUNSUPPORTED, "%s: tensor '%s': %d dimensions (pare handles at most %d)",
+                path, e->name, n, PARE_MAX_DIMS);
+        dims[nd++] = v;
+    }
+    FAIL_IF(overflow || (prod && elem_size > UINT64_MAX / prod), PARE_EINPUT,
+            "%s: tensor '%s': shape overflows 64 bits", path, e->name);
+    e->n_bytes = prod * elem_size;
+    e->n_dims = nd ? nd : 1;
+    for (int k = 0; k < PARE_MAX_DIMS; k++) e->ne[k] = 1;
+    for (int k = 0; k < nd; k++) e->ne[k] = (int64_t)dims[nd - 1 - k];
+    return PARE_OK;
+}
+
+static pare_status st_parse_entry(const char *path, const cJSON *item, st_entry *e, pare_err *err) {
+    e->name = item->string;
+    FAIL_IF(!cJSON_IsObject(item), PARE_EINPUT, "%s: tensor '%s': entry is not a JSON object", path, e->name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    FAIL_IF(!cJSON_IsString(dtype), PARE_EINPUT, "%s: tensor '%s': \"dtype\" is missing or not a string", path,
+            e->name);
+    e->type = pare_type_from_st_name(dtype->valuestring);
+    FAIL_IF(e->type == PARE_TYPE_INVALID, PARE_EINPUT, "%s: tensor '%s': unknown dtype \"%s\"", path, e->name,
+            dtype->valuestring);
+    TRY(st_parse_shape(path, e, cJSON_GetObjectItemCaseSensitive(item, "shape"),
+                       pare_type_get(e->type)->type_size, err));
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    FAIL_IF(!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !st_json_uint(offs->child, &e->begin) ||
+                !st_json_uint(offs->child->next, &e->end),
+            PARE_EINPUT, "%s: tensor '%s': \"data_offsets\" is not an array of two non-negative integers", path,
+            e->name);
+    FAIL_IF(e->end < e->begin, PARE_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
+            path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
+    FAIL_IF(e->end - e->begin != e->n_bytes, PARE_EINPUT,
+            "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but dtype %s and the shape need %llu", path,
+            e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+            (unsigned long long)(e->end - e->begin), dtype->valuestring, (unsigned long long)e->n_bytes);
+    return PARE_OK;
+}
+
+/* "__metadata__": an object of strings, added to meta (keeping existing keys when keep). */
+static pare_status st_parse_metadata(const char *path, const cJSON *md, pare_meta *meta, bool keep,
+                                     pare_err *err) {
+    FAIL_IF(!cJSON_IsObject(md), PARE_EINPUT, "%s: \"__metadata__\" is not a JSON object", path);
+    for (const cJSON *kv = md->child; kv; kv = kv->next) {
+        FAIL_IF(!cJSON_IsString(kv), PARE_EINPUT, "%s: \"__metadata__\" entry '%s' is not a string", path,
+                kv->string);
+        if (keep && pare_meta_find(meta, kv->string) >= 0) continue;
+        TRY(pare_meta_set_str(meta, kv->string, kv->valuestring, strlen(kv->valuestring), err));
+    }
+    return PARE_OK;
+}
+
+/* Checks names are unique and offsets tile [0, data_size) exactly; sorts e by offset. */
+static pare_status st_check_layout(const char *path, st_entry *e, size_t n, uint64_t data_size, pare_err *err) {
+    if (n > 1) {
+        const char **names = malloc(n * sizeof *names);
+        FAIL_IF(!names, PARE_ENOMEM, "%s: out of memory", path);
+        for (size_t i = 0; i < n; i++) names[i] = e[i].name;
+        qsort(names, n, sizeof *names, st_cmp_str_ptr);
+        const char *dup = NULL;
+        for (size_t i = 1; i < n && !dup; i++)
+            if (strcmp(names[i - 1], names[i]) == 0) dup = names[i];
+        free(names);
+        FAIL_IF(dup, PARE_EINPUT, "%s: tensor '%s' appears twice in the header", path, dup);
+    }
+    qsort(e, n, sizeof *e, st_cmp_entry_offset);
+    uint64_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        FAIL_IF(e[i].begin < pos, PARE_EINPUT, "%s: tensor '%s': data [%llu, %llu) overlaps tensor '%s' (ends at %llu)",
+                path, e[i].name, (unsigned long long)e[i].begin, (unsigned long long)e[i].end, e[i - 1].name,
+                (unsigned long long)pos);
+        FAIL_IF(e[i].begin > pos && i == 0, PARE_EINPUT, "%s: tensor '%s': the first tensor's data starts at %llu, not 0",
+                path, e[i].name, (unsigned long long)e[i].begin);
+        FAIL_IF(e[i].begin > pos, PARE_EINPUT, "%s: tensor '%s': gap of %llu bytes before its data at %llu (after tensor '%s')",
+                path, e[i].name, (unsigned long long)(e[i].begin - pos), (unsigned long long)e[i].begin,
+                e[i - 1].name);
+        pos = e[i].end;
+    }
+    FAIL_IF(pos > data_size, PARE_EINPUT, "%s: tensor '%s': data ends at %llu, past the end of the file's data (%llu bytes)",
+            path, e[n - 1].name, (unsigned long long)pos, (unsigned long long)data_size);
+    FAIL_IF(pos < data_size, PARE_EINPUT, "%s: %llu bytes after the last tensor%s%s%s are not covered by any tensor",
+            path, (unsigned long long)(data_size - pos), n ? " '" : "", n ? e[n - 1].name : "", n ? "'" : "");
+    return PARE_OK;
+}
+
+static pare_status st_add_tensors(pare_model *m, const pare_map *map, int src, uint64_t data_start,
+                                  const st_entry *e, size_t n, pare_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        pare_tensor t;
+        TRY(pare_tensor_init(&t, e[i].name, e[i].type, e[i].n_dims, e[i].ne, err));
+        if (t.n_bytes != e[i].n_bytes) {
+            pare_tensor_clear(&t);
+            return pare_err_set(err, PARE_EINTERNAL, "%s: tensor '%s': size mismatch", map->path, e[i].name);
+        }
+        t.file_offset = data_start + e[i].begin;
+        t.data = map->data + t.file_offset;
+        t.source = src;
+        pare_status st = pare_model_add_tensor(m, &t, err);
+        if (st) {
+            pare_tensor_clear(&t);
+            return st;
+        }
+    }
+    return PARE_OK;
+}
+
+/* Parses the JSON tree of one file's header and adds its tensors and metadata to m. */
+static pare_status st_parse_tree(pare_model *m, const pare_map *map, int src, const cJSON *root,
+                                 uint64_t data_start, bool keep_meta, pare_err *err) {
+    const char *path = map->path;
+    size_t n = 0;
+    for (const cJSON *c = root->child; c; c = c->next) n++;
+    st_entry *e = calloc(n ? n : 1, sizeof *e);
+    FAIL_IF(!e, PARE_ENOMEM, "%s: out of memory for %zu header entries", path, n);
+    size_t k = 0;
+    bool seen_meta = false;
+    pare_status st = PARE_OK;
+    for (const cJSON *c = root->child; c && !st; c = c->next) {
+        if (strcmp(c->string, "__metadata__") == 0) {
+            if (seen_meta) st = pare_err_set(err, PARE_EINPUT, "%s: \"__metadata__\" appears twice", path);
+            else st = st_parse_metadata(path, c, &m->meta, keep_meta, err);
+            seen_meta = true;
+            continue;
+        }
+        st = st_parse_entry(path, c, &e[k++], err);
+    }
+    if (!st) st = st_check_layout(path, e, k, map->size - data_start, err);
+    if (!st) st = st_add_tensors(m, map, src, data_start, e, k, err);
+    free(e);
+    return st;
+}
+
+/* Validates the file behind map (model map index src) and adds its tensors to m. */
+static pare_status st_parse_file(pare_model *m, const pare_map *map, int src, bool keep_meta, pare_err *err) {
+    const char *path = map->path;
+    FAIL_IF(map->size < 8, PARE_EINPUT, "%s: file is %llu bytes, too short for the 8-byte header length", path,
+            (unsigned long long)map->size);
+    uint64_t n = st_rd_u64le(map->data);
+    FAIL_IF(n > PARE_ST_MAX_HEADER, PARE_EINPUT, "%s: header length %llu exceeds the limit of %llu bytes", path,
+            (unsigned long long)n, (unsigned long long)PARE_ST_MAX_HEADER);
+    FAIL_IF(8 + n > map->size, PARE_EINPUT, "%s: header of %llu bytes runs past the end of the file (%llu bytes)",
+            path, (unsigned long long)n, (unsigned long long)map->size);
+    cJSON *root;
+    TRY(st_json_parse(path, "header", (const char *)map->data + 8, (size_t)n, &root, err));
+    pare_status st = st_parse_tree(m, map, src, root, 8 + n, keep_meta, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+pare_status pare_safetensors_load(const char *path, pare_model **out, pare_err *err) {
+    *out = NULL;
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, path);
+    FAIL_IF(!m, PARE_ENOMEM, "%s: out of memory", path);
+    pare_map *map = NULL;
+    int src = -1;
+    pare_status st = pare_map_open(path, &map, err);
+    if (!st) st = pare_model_add_map(m, map, &src, err);
+    if (!st) st = st_parse_file(m, m->maps[src], src, false, err);
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    *out = m;
+    return PARE_OK;
+}
+
+/* ------------------------------------------------------------------------ index */
+
+typedef struct {
+    const char *name;  /* tensor name (in the cJSON tree) */
+    const char *shard; /* shard file name (in the cJSON tree) */
+    int shard_index;   /* index into the shard list = the model's map index */
+} st_wm_entry;
+
+static int st_cmp_wm(const void *a, const void *b) {
+    return strcmp(((const st_wm_entry *)a)->name, ((const st_wm_entry *)b)->name);
+}
+
+static int st_cmp_tensor_name(const void *a, const void *b) {
+    return strcmp((*(pare_tensor *const *)a)->name, (*(pare_tensor *const *)b)->name);
+}
+
+/* Shard names are relative file names inside the index's folder tree. */
+static bool st_shard_name_ok(const char *s) {
+    if (!*s || *s == '/') return false;
+    for (const char *p = s; *p;) {
+        const char *q = strchr(p, '/');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if ((len == 2 && p[0] == '.' && p[1] == '.') || len == 0) return false;
+        p += len + (q ? 1 : 0);
+        if (q && !*p) return false;
+    }
+    return true;
+}
+
+/* Reads weight_map into wm (n entries) and the distinct shard names in first-seen order. */
+static pare_status st_read_weight_map(const char *path, const cJSON *root, st_wm_entry **wm_out, size_t *n_out,
+                                      const char ***shards_out, size_t *n_shards_out, pare_err *err) {
+    const cJSON *wmj = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    FAIL_IF(!cJSON_IsObject(wmj), PARE_EINPUT, "%s: \"weight_map\" is missing or not a JSON object", path);
+    size_t n = 0;
+    for (const cJSON *c = wmj->child; c; c = c->next) n++;
+    st_wm_entry *wm = calloc(n ? n : 1, sizeof *wm);
+    const char **shards = calloc(n ? n : 1, sizeof *shards);
+    *wm_out = wm;
+    *shards_out = shards;
+    FAIL_IF(!wm || !shards, PARE_ENOMEM, "%s: out of memory", path);
+    size_t ns = 0, i = 0;
+    for (const cJSON *c = wmj->child; c; c = c->next, i++) {
+        FAIL_IF(!cJSON_IsString(c), PARE_EINPUT, "%s: weight_map entry for tensor '%s' is not a string", path,
+                c->string);
+        FAIL_IF(!st_shard_name_ok(c->valuestring), PARE_EINPUT,
+                "%s: tensor '%s': shard name \"%s\" is not a relative path inside the model folder", path, c->string,
+                c->valuestring);
+        size_t s = 0;
+        while (s < ns && strcmp(shards[s], c->valuestring) != 0) s++;
+        if (s == ns) shards[ns++] = c->valuestring;
+        wm[i] = (st_wm_entry){c->string, c->valuestring, (int)s};
+    }
+    *n_out = n;
+    *n_shards_out = ns;
+    return PARE_OK;
+}
+
+/* Checks that the tensors loaded from the shards and the weight_map agree exactly. */
+static pare_status st_check_index(const char *path, const pare_model *m, st_wm_entry *wm, size_t n,
+                                  pare_err *err) {
+    qsort(wm, n, sizeof *wm, st_cmp_wm);
+    for (size_t i = 1; i < n; i++)
+        FAIL_IF(strcmp(wm[i - 1].name, wm[i].name) == 0, PARE_EINPUT,
+                "%s: tensor '%s' appears twice in weight_map", path, wm[i].name);
+    pare_tensor **ts = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *ts);
+    FAIL_IF(!ts, PARE_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < m->n_tensors; i++) ts[i] = &m->tensors[i];
+    qsort(ts, m->n_tensors, sizeof *ts, st_cmp_tensor_name);
+    size_t a = 0, b = 0;
+    pare_status st = PARE_OK;
+    while (!st && (a < n || b < m->n_tensors)) {
+        int c = a == n ? 1 : b == m->n_tensors ? -1 : strcmp(wm[a].name, ts[b]->name);
+        if (c < 0)
+            st = pare_err_set(err, PARE_EINPUT, "%s: tensor '%s' is listed in shard %s, which does not hold it", path,
+                              wm[a].name, wm[a].shard);
+        else if (c > 0)
+            st = pare_err_set(err, PARE_EINPUT, "%s: tensor '%s' of shard %s is not listed in weight_map", path,
+                              ts[b]->name, m->maps[ts[b]->source]->path);
+        else if (ts[b]->source != wm[a].shard_index)
+            st = pare_err_set(err, PARE_EINPUT, "%s: tensor '%s' is listed in shard %s but found in %s", path,
+                              wm[a].name, wm[a].shard, m->maps[ts[b]->source]->path);
+        a++, b++;
+    }
+    free(ts);
+    return st;
+}
+
+static pare_status st_load_shards(pare_model *m, const char *index_path, const char **shards, size_t ns,
+                                  pare_err *err) {
+    char *dir = strdup(index_path);
+    FAIL_IF(!dir, PARE_ENOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = 0;
+    else dir[0] = 0;
+    pare_status st = PARE_OK;
+    for (size_t s = 0; s < ns && !st; s++) {
+        char *p = *dir ? pare_path_join(dir, shards[s]) : strdup(shards[s]);
+        if (!p) {
+            st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+            break;
+        }
+        pare_map *map = NULL;
+        int src = -1;
+        st = pare_map_open(p, &map, err);
+        if (!st) st = pare_model_add_map(m, map, &src, err);
+        if (!st && src != (int)s) st = pare_err_set(err, PARE_EINTERNAL, "%s: shard map index mismatch", p);
+        if (!st) st = st_parse_file(m, m->maps[src], src, true, err);
+        free(p);
+    }
+    free(dir);
+    return st;
+}
+
+pare_status pare_safetensors_load_index(const char *index_path, pare_model **out, pare_err *err) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    TRY(pare_read_file(index_path, ST_MAX_INDEX_BYTES, &text, &len, err));
+    cJSON *root = NULL;
+    pare_status st = st_json_parse(index_path, "index", text, len, &root, err);
+    free(text);
+    TRY(st);
+    st_wm_entry *wm = NULL;
+    const char **shards = NULL;
+    size_t n = 0, ns = 0;
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, index_path);
+    st = m ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    if (!st) st = st_read_weight_map(index_path, root, &wm, &n, &shards, &ns, err);
+    if (!st) st = st_load_shards(m, index_path, shards, ns, err);
+    if (!st) st = st_check_index(index_path, m, wm, n, err);
+    free(wm);
+    free(shards);
+    cJSON_Delete(root);
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    *out = m;
+    return PARE_OK;
+}
