@@ -395,6 +395,7 @@ static pare_status st_load_shards(pare_model *m, const char *index_path, const c
         pare_map *map = NULL;
         int src = -1;
         st = pare_map_open(p, &map, err);
+        if (st) pare_err_prefix(err, "%s: shard %s", index_path, shards[s]);
         if (!st) st = pare_model_add_map(m, map, &src, err);
         if (!st && src != (int)s) st = pare_err_set(err, PARE_EINTERNAL, "%s: shard map index mismatch", p);
         if (!st) st = st_parse_file(m, m->maps[src], src, true, err);
@@ -430,4 +431,406 @@ pare_status pare_safetensors_load_index(const char *index_path, pare_model **out
     }
     *out = m;
     return PARE_OK;
+}
+
+/* ======================================================================== writer */
+
+/* A growable text buffer for headers and index files. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} st_buf;
+
+static void sb_put(st_buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void sb_puts(st_buf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_u64(st_buf *b, uint64_t v) {
+    char tmp[24];
+    int k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    sb_put(b, tmp, (size_t)k);
+}
+
+/* A JSON string, escaped as serde_json and Python's json do for ASCII control characters;
+ * other bytes (UTF-8) are copied as they are. */
+static void sb_json_str(st_buf *b, const char *s, size_t n) {
+    sb_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char tmp[8];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default:
+            if (c < 0x20) {
+                snprintf(tmp, sizeof tmp, "\\u%04x", c);
+                esc = tmp;
+            }
+        }
+        if (esc) sb_puts(b, esc);
+        else sb_put(b, (const char *)&c, 1);
+    }
+    sb_put(b, "\"", 1);
+}
+
+struct pare_st_writer {
+    pare_outfile *f;
+    char **names;      /* copies, for messages */
+    uint64_t *n_bytes; /* expected bytes of each tensor */
+    size_t n, next;
+};
+
+void pare_st_writer_free(pare_st_writer *w) {
+    if (!w) return;
+    pare_outfile_free(w->f);
+    if (w->names)
+        for (size_t i = 0; i < w->n; i++) free(w->names[i]);
+    free(w->names);
+    free(w->n_bytes);
+    free(w);
+}
+
+/* Refuses what a reader would refuse: types without a dtype, bad UTF-8, duplicate names. */
+static pare_status st_writer_check(const char *path, const pare_meta *meta, const pare_tensor *ts, size_t n,
+                                   pare_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        const pare_type_info *ti = pare_type_get(ts[i].type);
+        FAIL_IF(!ti || !ti->st_name, PARE_EUNSUPPORTED, "%s: tensor '%s': type %s has no safetensors dtype", path,
+                ts[i].name, pare_type_name(ts[i].type));
+        size_t len = strlen(ts[i].name);
+        FAIL_IF(st_utf8_bad_at((const uint8_t *)ts[i].name, len) != len, PARE_EINPUT,
+                "%s: tensor name '%s' is not valid UTF-8", path, ts[i].name);
+        FAIL_IF(strcmp(ts[i].name, "__metadata__") == 0, PARE_EINPUT, "%s: a tensor may not be named __metadata__",
+                path);
+        FAIL_IF(ts[i].n_dims < 1 || ts[i].n_dims > PARE_MAX_DIMS, PARE_EINPUT, "%s: tensor '%s': %d dimensions", path,
+                ts[i].name, ts[i].n_dims);
+    }
+    for (size_t i = 0; meta && i < meta->n; i++) {
+        const pare_kv *kv = &meta->kv[i];
+        if (kv->type != PARE_META_STRING) continue;
+        size_t kl = strlen(kv->key);
+        FAIL_IF(st_utf8_bad_at((const uint8_t *)kv->key, kl) != kl ||
+                    st_utf8_bad_at((const uint8_t *)kv->str.s, (size_t)kv->str.len) != kv->str.len,
+                PARE_EINPUT, "%s: metadata '%s' is not valid UTF-8", path, kv->key);
+    }
+    if (n < 2) return PARE_OK;
+    const char **names = malloc(n * sizeof *names);
+    FAIL_IF(!names, PARE_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) names[i] = ts[i].name;
+    qsort(names, n, sizeof *names, st_cmp_str_ptr);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp(names[i - 1], names[i]) == 0) dup = names[i];
+    free(names);
+    FAIL_IF(dup, PARE_EINPUT, "%s: duplicate tensor name '%s'", path, dup);
+    return PARE_OK;
+}
+
+/* The header as the reference writer lays it out: compact JSON, tensors in data order,
+ * "__metadata__" last (as the safetensors release that wrote ../shared's files), padded
+ * with spaces to a multiple of 8 bytes. */
+static void st_build_header(st_buf *b, const pare_meta *meta, const pare_tensor *ts, size_t n) {
+    uint64_t off = 0;
+    sb_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        const pare_tensor *t = &ts[i];
+        if (i) sb_put(b, ",", 1);
+        sb_json_str(b, t->name, strlen(t->name));
+        sb_puts(b, ":{\"dtype\":");
+        sb_json_str(b, pare_type_get(t->type)->st_name, strlen(pare_type_get(t->type)->st_name));
+        sb_puts(b, ",\"shape\":[");
+        for (int d = t->n_dims - 1; d >= 0; d--) {
+            sb_u64(b, (uint64_t)t->ne[d]);
+            if (d) sb_put(b, ",", 1);
+        }
+        sb_puts(b, "],\"data_offsets\":[");
+        sb_u64(b, off);
+        sb_put(b, ",", 1);
+        off += t->n_bytes;
+        sb_u64(b, off);
+        sb_puts(b, "]}");
+    }
+    bool first = true;
+    for (size_t i = 0; meta && i < meta->n; i++) {
+        const pare_kv *kv = &meta->kv[i];
+        if (kv->type != PARE_META_STRING) continue;
+        sb_puts(b, first ? (n ? ",\"__metadata__\":{" : "\"__metadata__\":{") : ",");
+        first = false;
+        sb_json_str(b, kv->key, strlen(kv->key));
+        sb_put(b, ":", 1);
+        sb_json_str(b, kv->str.s, (size_t)kv->str.len);
+    }
+    if (!first) sb_put(b, "}", 1);
+    sb_put(b, "}", 1);
+    while (b->n % 8) sb_put(b, " ", 1);
+}
+
+static pare_status st_writer_setup(pare_st_writer *w, const char *path, const pare_meta *meta,
+                                   const pare_tensor *ts, size_t n, pare_err *err) {
+    w->names = calloc(n ? n : 1, sizeof *w->names);
+    w->n_bytes = calloc(n ? n : 1, sizeof *w->n_bytes);
+    FAIL_IF(!w->names || !w->n_bytes, PARE_ENOMEM, "%s: out of memory", path);
+    w->n = n;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t nb;
+        TRY(pare_tensor_nbytes(ts[i].type, ts[i].n_dims, ts[i].ne, &nb, err));
+        FAIL_IF(!(w->names[i] = strdup(ts[i].name)), PARE_ENOMEM, "%s: out of memory", path);
+        w->n_bytes[i] = nb;
+    }
+    st_buf b = {0};
+    st_build_header(&b, meta, ts, n);
+    if (b.oom) {
+        free(b.p);
+        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory for the header", path);
+    }
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)b.n >> (8 * i));
+    pare_status st = pare_outfile_write(w->f, len, 8, err);
+    if (!st) st = pare_outfile_write(w->f, b.p, b.n, err);
+    free(b.p);
+    return st;
+}
+
+pare_status pare_st_writer_open(const char *path, const pare_meta *meta, const pare_tensor *tensors, size_t n,
+                                bool force, const char *const *inputs, size_t n_inputs, pare_st_writer **out,
+                                pare_err *err) {
+    *out = NULL;
+    TRY(st_writer_check(path, meta, tensors, n, err));
+    pare_st_writer *w = calloc(1, sizeof *w);
+    FAIL_IF(!w, PARE_ENOMEM, "%s: out of memory", path);
+    pare_status st = pare_outfile_open(path, force, inputs, n_inputs, &w->f, err);
+    if (!st) st = st_writer_setup(w, path, meta, tensors, n, err);
+    if (st) {
+        pare_st_writer_free(w);
+        return st;
+    }
+    *out = w;
+    return PARE_OK;
+}
+
+pare_status pare_st_writer_add(pare_st_writer *w, const void *data, uint64_t n_bytes, pare_err *err) {
+    const char *path = pare_outfile_path(w->f);
+    FAIL_IF(w->next >= w->n, PARE_EUSAGE, "%s: more tensors added than the %zu announced", path, w->n);
+    FAIL_IF(n_bytes != w->n_bytes[w->next], PARE_EUSAGE, "%s: tensor '%s': %llu bytes given, %llu expected", path,
+            w->names[w->next], (unsigned long long)n_bytes, (unsigned long long)w->n_bytes[w->next]);
+    /* pare_outfile_write takes a size_t; feed it in bounded pieces. */
+    const uint8_t *p = data;
+    uint64_t left = n_bytes;
+    while (left) {
+        size_t k = left > (1u << 30) ? (1u << 30) : (size_t)left;
+        TRY(pare_outfile_write(w->f, p, k, err));
+        p += k;
+        left -= k;
+    }
+    w->next++;
+    return PARE_OK;
+}
+
+pare_status pare_st_writer_finish(pare_st_writer *w, pare_err *err) {
+    FAIL_IF(w->next != w->n, PARE_EUSAGE, "%s: only %zu of %zu tensors were written", pare_outfile_path(w->f),
+            w->next, w->n);
+    return pare_outfile_commit(w->f, err);
+}
+
+/* ------------------------------------------------------------------------ whole models */
+
+/* The STRING KVs of m->meta plus "format": "pt" when absent. */
+static pare_status st_save_meta(const pare_model *m, pare_meta *out, pare_err *err) {
+    for (size_t i = 0; i < m->meta.n; i++)
+        if (m->meta.kv[i].type == PARE_META_STRING) TRY(pare_meta_set_kv(out, &m->meta.kv[i], err));
+    if (pare_meta_find(out, "format") < 0) TRY(pare_meta_set_str(out, "format", "pt", 2, err));
+    return PARE_OK;
+}
+
+/* Files the model reads from: never to be overwritten by its own output. */
+static const char **st_model_inputs(const pare_model *m, size_t *n) {
+    const char **in = calloc(m->n_maps + 1, sizeof *in);
+    if (!in) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_maps; i++) in[k++] = m->maps[i]->path;
+    if (m->path) in[k++] = m->path;
+    *n = k;
+    return in;
+}
+
+/* Writes tensors ts[0..n) of m (pointers into m->tensors) to path. */
+static pare_status st_save_list(const pare_model *m, pare_tensor *const *ts, size_t n, const pare_meta *meta,
+                                const char *path, bool force, pare_err *err) {
+    pare_tensor *hdr = calloc(n ? n : 1, sizeof *hdr);
+    size_t n_in = 0;
+    const char **in = st_model_inputs(m, &n_in);
+    if (!hdr || !in) {
+        free(hdr);
+        free(in);
+        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < n; i++) hdr[i] = *ts[i]; /* shallow: only name/type/dims are read */
+    pare_st_writer *w = NULL;
+    pare_status st = pare_st_writer_open(path, meta, hdr, n, force, in, n_in, &w, err);
+    free(hdr);
+    free(in);
+    for (size_t i = 0; i < n && !st; i++) {
+        const void *p;
+        void *tmp;
+        st = pare_tensor_bytes(ts[i], &p, &tmp, err);
+        if (!st) st = pare_st_writer_add(w, p, ts[i]->n_bytes, err);
+        free(tmp);
+        pare_model_release_tensor(m, ts[i]);
+    }
+    if (!st) st = pare_st_writer_finish(w, err);
+    pare_st_writer_free(w);
+    return st;
+}
+
+pare_status pare_safetensors_save(const pare_model *m, const char *path, bool force, pare_err *err) {
+    pare_tensor **ts = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *ts);
+    FAIL_IF(!ts, PARE_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < m->n_tensors; i++) ts[i] = &m->tensors[i];
+    pare_meta meta = {0};
+    pare_status st = st_save_meta(m, &meta, err);
+    if (!st) st = st_save_list(m, ts, m->n_tensors, &meta, path, force, err);
+    pare_meta_free(&meta);
+    free(ts);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ sharded save */
+
+/* Assigns each tensor a shard as huggingface_hub's split_state_dict_into_shards: tensors in
+ * order fill the current shard until the next would pass max_bytes; a tensor larger than
+ * max_bytes gets a shard of its own, numbered when it is met. Returns the shard count. */
+static size_t st_plan_shards(const pare_model *m, uint64_t max_bytes, size_t *shard_of, size_t *cur) {
+    size_t n_shards = 0, n_cur = 0;
+    uint64_t cur_bytes = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        uint64_t nb = m->tensors[i].n_bytes;
+        if (nb > max_bytes) {
+            shard_of[i] = n_shards++;
+            continue;
+        }
+        if (n_cur && cur_bytes + nb > max_bytes) {
+            for (size_t k = 0; k < n_cur; k++) shard_of[cur[k]] = n_shards;
+            n_shards++;
+            n_cur = 0;
+            cur_bytes = 0;
+        }
+        cur[n_cur++] = i;
+        cur_bytes += nb;
+    }
+    if (n_cur) {
+        for (size_t k = 0; k < n_cur; k++) shard_of[cur[k]] = n_shards;
+        n_shards++;
+    }
+    return n_shards;
+}
+
+static void st_shard_name(char *buf, size_t cap, size_t s, size_t n_shards) {
+    if (n_shards == 1) snprintf(buf, cap, "model.safetensors");
+    else snprintf(buf, cap, "model-%05zu-of-%05zu.safetensors", s + 1, n_shards);
+}
+
+
+/* The index as transformers writes it: json.dumps(indent=2, sort_keys=True) + "\n". */
+static pare_status st_write_index(const pare_model *m, const char *dir, const size_t *shard_of, size_t n_shards,
+                                  bool force, pare_err *err) {
+    size_t n = m->n_tensors;
+    pare_tensor **ts = malloc((n ? n : 1) * sizeof *ts);
+    FAIL_IF(!ts, PARE_ENOMEM, "%s: out of memory", dir);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) ts[i] = &m->tensors[i], total += m->tensors[i].n_bytes;
+    qsort(ts, n, sizeof *ts, st_cmp_tensor_name);
+    st_buf b = {0};
+    sb_puts(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
+    sb_u64(&b, total);
+    sb_puts(&b, "\n  },\n  \"weight_map\": {");
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        st_shard_name(name, sizeof name, shard_of[ts[i] - m->tensors], n_shards);
+        sb_puts(&b, i ? ",\n    " : "\n    ");
+        sb_json_str(&b, ts[i]->name, strlen(ts[i]->name));
+        sb_puts(&b, ": ");
+        sb_json_str(&b, name, strlen(name));
+    }
+    sb_puts(&b, n ? "\n  }\n}\n" : "}\n}\n");
+    free(ts);
+    char *path = pare_path_join(dir, "model.safetensors.index.json");
+    if (b.oom || !path) {
+        free(b.p);
+        free(path);
+        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", dir);
+    }
+    pare_outfile *f = NULL;
+    pare_status st = pare_outfile_open(path, force, NULL, 0, &f, err);
+    if (!st) st = pare_outfile_write(f, b.p, b.n, err);
+    if (!st) st = pare_outfile_commit(f, err);
+    pare_outfile_free(f);
+    free(b.p);
+    free(path);
+    return st;
+}
+
+static pare_status st_write_shards(const pare_model *m, const char *dir, const size_t *shard_of, size_t n_shards,
+                                   const pare_meta *meta, bool force, pare_err *err) {
+    pare_tensor **ts = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *ts);
+    FAIL_IF(!ts, PARE_ENOMEM, "%s: out of memory", dir);
+    pare_status st = PARE_OK;
+    for (size_t s = 0; s < n_shards && !st; s++) {
+        size_t k = 0;
+        for (size_t i = 0; i < m->n_tensors; i++)
+            if (shard_of[i] == s) ts[k++] = &m->tensors[i];
+        char name[64];
+        st_shard_name(name, sizeof name, s, n_shards);
+        char *path = pare_path_join(dir, name);
+        if (!path) {
+            st = pare_err_set(err, PARE_ENOMEM, "%s: out of memory", dir);
+            break;
+        }
+        st = st_save_list(m, ts, k, meta, path, force, err);
+        free(path);
+    }
+    free(ts);
+    return st;
+}
+
+pare_status pare_safetensors_save_sharded(const pare_model *m, const char *dir, uint64_t max_shard_bytes, bool force,
+                                          pare_err *err) {
+    FAIL_IF(max_shard_bytes == 0, PARE_EUSAGE, "%s: the shard size must be positive", dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return pare_err_errno(err, "%s: cannot create folder", dir);
+    FAIL_IF(!pare_path_is_dir(dir), PARE_EUSAGE, "%s: exists and is not a folder", dir);
+    size_t n = m->n_tensors ? m->n_tensors : 1;
+    size_t *shard_of = calloc(n, sizeof *shard_of), *cur = calloc(n, sizeof *cur);
+    pare_meta meta = {0};
+    pare_status st = (shard_of && cur) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "%s: out of memory", dir);
+    size_t n_shards = st ? 0 : st_plan_shards(m, max_shard_bytes, shard_of, cur);
+    if (n_shards == 0) n_shards = 1; /* an empty model still gets one (empty) file */
+    if (!st) st = st_save_meta(m, &meta, err);
+    if (!st) st = st_write_shards(m, dir, shard_of, n_shards, &meta, force, err);
+    if (!st && n_shards > 1) st = st_write_index(m, dir, shard_of, n_shards, force, err);
+    pare_meta_free(&meta);
+    free(shard_of);
+    free(cur);
+    return st;
 }
