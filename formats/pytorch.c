@@ -269,7 +269,7 @@ static pare_status pt_zip_read(zip_t *za, const char *path, const pt_zentry *e, 
     if (k != 0 || got != e->size)
         st = pare_err_set(err, PARE_EINPUT, "%s: entry '%s': read %llu of %llu bytes: %s", path, e->name,
                           (unsigned long long)got, (unsigned long long)e->size,
-                          k < 0 ? zip_file_strerror(f) : "size mismatch");
+                          k < 0 ? zip_file_strerror(f) : "the data does not match the declared size");
     zip_fclose(f);
     if (st) {
         free(buf);

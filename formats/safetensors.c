@@ -676,8 +676,18 @@ static const char **st_model_inputs(const pare_model *m, size_t *n) {
     return in;
 }
 
-/* Writes tensors ts[0..n) of m (pointers into m->tensors) to path. */
-static pare_status st_save_list(const pare_model *m, pare_tensor *const *ts, size_t n, const pare_meta *meta,
+/* Larger elements first, then model order: as the reference writer's order by dtype, this
+ * keeps every tensor aligned to its element size (the data start is 8-aligned). */
+static int st_cmp_align(const void *a, const void *b) {
+    const pare_tensor *x = *(pare_tensor *const *)a, *y = *(pare_tensor *const *)b;
+    size_t sx = pare_type_get(x->type) ? pare_type_get(x->type)->type_size : 0;
+    size_t sy = pare_type_get(y->type) ? pare_type_get(y->type)->type_size : 0;
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Writes tensors ts[0..n) of m (pointers into m->tensors, reordered here) to path. */
+static pare_status st_save_list(const pare_model *m, pare_tensor **ts, size_t n, const pare_meta *meta,
                                 const char *path, bool force, pare_err *err) {
     pare_tensor *hdr = calloc(n ? n : 1, sizeof *hdr);
     size_t n_in = 0;
@@ -687,6 +697,7 @@ static pare_status st_save_list(const pare_model *m, pare_tensor *const *ts, siz
         free(in);
         return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", path);
     }
+    qsort(ts, n, sizeof *ts, st_cmp_align);
     for (size_t i = 0; i < n; i++) hdr[i] = *ts[i]; /* shallow: only name/type/dims are read */
     pare_st_writer *w = NULL;
     pare_status st = pare_st_writer_open(path, meta, hdr, n, force, in, n_in, &w, err);

@@ -67,7 +67,10 @@ pare_status pare_st_writer_add(pare_st_writer *w, const void *data, uint64_t n_b
 pare_status pare_st_writer_finish(pare_st_writer *w, pare_err *err);
 void pare_st_writer_free(pare_st_writer *w);
 
-/* Writes the whole model (tensors in model order, through pare_tensor_read for lazy ones).
+/* Writes the whole model through pare_tensor_read (so lazy tensors work). Tensors are laid
+ * out by element size, largest first, then in model order - as the reference writer, which
+ * sorts by dtype - so that every tensor's data is aligned to its element size; a file read
+ * with pare_safetensors_load (data order) is written back byte for byte.
  * The STRING KVs of m->meta become `__metadata__`, plus "format": "pt" when m->meta has no
  * "format" key (transformers refuses safetensors files without it). Refuses to overwrite
  * the model's own input files. */
@@ -75,7 +78,8 @@ pare_status pare_safetensors_save(const pare_model *m, const char *path, bool fo
 
 /* Sharded save as transformers' save_pretrained: tensors in model order are packed into
  * shards of at most max_shard_bytes of tensor data (a larger tensor gets a shard of its
- * own), written as DIR/model-0000i-of-0000N.safetensors plus DIR/model.safetensors.index.json
+ * own; each shard laid out as pare_safetensors_save), written as
+ * DIR/model-0000i-of-0000N.safetensors plus DIR/model.safetensors.index.json
  * (weight_map sorted by name, metadata.total_size = sum of tensor bytes). When everything
  * fits in one shard, writes DIR/model.safetensors and no index, as transformers does.
  * DIR is created if missing. */
