@@ -738,6 +738,9 @@ static pare_status pt_step(pt_vm *vm, bool *stop, pare_err *err) {
 /* Runs the pickle to its STOP; *out is the value it returns (owned by vm's arena). */
 static pare_status pt_unpickle(pt_vm *vm, pv **out, pare_err *err) {
     bool stop = false;
+    /* Start with a stack, so that item pointers into it are never offsets from NULL. */
+    if (!pt_grow((void **)&vm->stack, &vm->stack_cap, 64, sizeof *vm->stack))
+        return VM_FAIL(vm, PARE_ENOMEM, "out of memory");
     while (!stop) {
         if (vm->pos >= vm->n) {
             vm->op_pos = vm->pos;

@@ -58,6 +58,26 @@ static bool st_json_uint(const cJSON *j, uint64_t *out) {
     return true;
 }
 
+/* JSON forbids raw control characters inside strings (cJSON lets them through); a \u0000
+ * escape would cut a C string short. Returns the offset of the first such byte, or len. */
+static size_t st_json_string_bad_at(const char *t, size_t len) {
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (!in_str) {
+            in_str = c == '"';
+        } else if (c == '\\') {
+            if (len - i >= 6 && memcmp(t + i + 1, "u0000", 5) == 0) return i;
+            i++;
+        } else if (c == '"') {
+            in_str = false;
+        } else if (c < 0x20) {
+            return i;
+        }
+    }
+    return len;
+}
+
 static bool st_is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Parses len bytes of UTF-8 JSON text; only whitespace may follow the value. */
@@ -66,6 +86,9 @@ static pare_status st_json_parse(const char *path, const char *what, const char 
     *out = NULL;
     size_t bad = st_utf8_bad_at((const uint8_t *)text, len);
     FAIL_IF(bad != len, PARE_EINPUT, "%s: %s is not valid UTF-8 (byte %zu)", path, what, bad);
+    bad = st_json_string_bad_at(text, len);
+    FAIL_IF(bad != len, PARE_EINPUT, "%s: %s has a control character or \\u0000 inside a string (byte %zu)", path,
+            what, bad);
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
     size_t at = (end && end >= text && end <= text + len) ? (size_t)(end - text) : len;
@@ -535,6 +558,8 @@ static pare_status st_writer_check(const char *path, const pare_meta *meta, cons
         FAIL_IF(st_utf8_bad_at((const uint8_t *)kv->key, kl) != kl ||
                     st_utf8_bad_at((const uint8_t *)kv->str.s, (size_t)kv->str.len) != kv->str.len,
                 PARE_EINPUT, "%s: metadata '%s' is not valid UTF-8", path, kv->key);
+        FAIL_IF(memchr(kv->str.s, 0, (size_t)kv->str.len) != NULL, PARE_EINPUT,
+                "%s: metadata '%s' contains a NUL byte", path, kv->key);
     }
     if (n < 2) return PARE_OK;
     const char **names = malloc(n * sizeof *names);

@@ -401,6 +401,8 @@ static const st_case st_cases[] = {
     {"st-invalid-utf8-metadata", "{\"__metadata__\":{\"k\":\"\xed\xa0\x80\"}}", 0, UINT64_MAX, 0, PARE_EINPUT,
      "UTF-8"},
     {"st-nul-in-header", NUL_HDR, sizeof NUL_HDR - 1, UINT64_MAX, 8, PARE_EINPUT, "trailing"},
+    {"st-control-char-in-name", "{\"a\tb\":" F32_2 "[0,8]}}", 0, UINT64_MAX, 8, PARE_EINPUT, "control character"},
+    {"st-nul-escape-in-name", "{\"a\\u0000b\":" F32_2 "[0,8]}}", 0, UINT64_MAX, 8, PARE_EINPUT, "u0000"},
     {"st-five-dims", "{\"a\":{\"dtype\":\"U8\",\"shape\":[2,2,2,2,2],\"data_offsets\":[0,32]}}", 0, UINT64_MAX, 32,
      PARE_EUNSUPPORTED, "dimensions"},
 };
