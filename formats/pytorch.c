@@ -229,7 +229,7 @@ static pare_status pt_zip_open(pt_zip *z, const pare_map *map, pare_err *err) {
     z->size = map->size;
     FAIL_IF(z->size < 22, PARE_EINPUT, "%s: file of %llu bytes is too short for a zip archive", z->path,
             (unsigned long long)z->size);
-    uint64_t cd_off, cd_size, n, cd_end;
+    uint64_t cd_off = 0, cd_size = 0, n = 0, cd_end = 0;
     TRY(pt_zip_find_cd(z, &cd_off, &cd_size, &n, &cd_end, err));
     z->e = calloc(n ? (size_t)n : 1, sizeof *z->e);
     z->by_name = calloc(n ? (size_t)n : 1, sizeof *z->by_name);
@@ -485,7 +485,7 @@ static pare_status pt_long1(pt_vm *vm, pare_err *err) {
 }
 
 static pare_status pt_memo_put(pt_vm *vm, uint64_t key, pare_err *err) {
-    pv *v;
+    pv *v = NULL;
     TRY(pt_top(vm, &v, err));
     if (key >= vm->n) return VM_FAIL(vm, PARE_EINPUT, "memo key %llu is larger than the pickle", (unsigned long long)key);
     if (key >= vm->memo_cap) {
@@ -532,7 +532,7 @@ static pare_status pt_op_global(pt_vm *vm, pare_err *err) {
 }
 
 static pare_status pt_op_stack_global(pt_vm *vm, pare_err *err) {
-    pv *name, *mod;
+    pv *name = NULL, *mod = NULL;
     TRY(pt_pop(vm, &name, err));
     TRY(pt_pop(vm, &mod, err));
     if (name->kind != PV_STR || mod->kind != PV_STR) return VM_FAIL(vm, PARE_EINPUT, "STACK_GLOBAL needs two strings");
@@ -553,7 +553,7 @@ static pare_status pt_op_tuple(pt_vm *vm, size_t k, bool from_mark, pare_err *er
 }
 
 static pare_status pt_op_setitems(pt_vm *vm, bool from_mark, pare_err *err) {
-    pv **items, *kv[2], *d;
+    pv **items = NULL, *kv[2] = {NULL, NULL}, *d = NULL;
     size_t k = 2;
     if (from_mark) TRY(pt_pop_mark(vm, &items, &k, err));
     else {
@@ -569,7 +569,7 @@ static pare_status pt_op_setitems(pt_vm *vm, bool from_mark, pare_err *err) {
 }
 
 static pare_status pt_op_appends(pt_vm *vm, bool from_mark, pare_err *err) {
-    pv **items, *one, *l;
+    pv **items = NULL, *one = NULL, *l = NULL;
     size_t k = 1;
     if (from_mark) TRY(pt_pop_mark(vm, &items, &k, err));
     else {
@@ -615,7 +615,7 @@ static pare_status pt_rebuild_tensor(pt_vm *vm, const pv *args, pare_err *err) {
 }
 
 static pare_status pt_op_reduce(pt_vm *vm, pare_err *err) {
-    pv *args, *fn;
+    pv *args = NULL, *fn = NULL;
     TRY(pt_pop(vm, &args, err));
     TRY(pt_pop(vm, &fn, err));
     if (fn->kind != PV_GLOBAL) return VM_FAIL(vm, PARE_EINPUT, "REDUCE on something that is not a global");
@@ -637,7 +637,7 @@ static pare_status pt_op_reduce(pt_vm *vm, pare_err *err) {
 
 /* BINPERSID: ("storage", StorageClass, key, location, numel) names a data/KEY entry. */
 static pare_status pt_op_persid(pt_vm *vm, pare_err *err) {
-    pv *pid;
+    pv *pid = NULL;
     TRY(pt_pop(vm, &pid, err));
     if (pid->kind != PV_TUPLE || pid->n != 5 || pid->items[0]->kind != PV_STR ||
         strcmp(pid->items[0]->s, "storage") != 0)
@@ -657,7 +657,7 @@ static pare_status pt_op_persid(pt_vm *vm, pare_err *err) {
 /* BUILD sets an object's attributes: torch writes it for a module state dict's _metadata,
  * which pare does not need. */
 static pare_status pt_op_build(pt_vm *vm, pare_err *err) {
-    pv *state, *obj;
+    pv *state = NULL, *obj = NULL;
     TRY(pt_pop(vm, &state, err));
     TRY(pt_top(vm, &obj, err));
     if (obj->kind != PV_DICT) return VM_FAIL(vm, PARE_EINPUT, "BUILD on something that is not a dict");
@@ -707,7 +707,7 @@ static pare_status pt_op_simple(pt_vm *vm, uint8_t op, pare_err *err) {
 static pare_status pt_step(pt_vm *vm, bool *stop, pare_err *err) {
     vm->op_pos = vm->pos;
     uint8_t op = vm->p[vm->pos++];
-    pv *v;
+    pv *v = NULL;
     switch (op) {
     case '.': *stop = true; return PARE_OK;
     case '(': return pt_op_mark(vm, err);
@@ -902,7 +902,7 @@ static pare_status pt_add_tensor(const pt_ctx *cx, const char *name, const pv *t
             (long long)s->i, pare_type_name(s->type), ename, (unsigned long long)e->size);
     bool contiguous;
     TRY(pt_check_view(path, name, tv, (uint64_t)s->i, &contiguous, err));
-    int nd;
+    int nd = 0;
     int64_t ne[PARE_MAX_DIMS];
     TRY(pt_dims(path, name, tv, &nd, ne, err));
     pare_tensor t;
