@@ -212,7 +212,7 @@ static pare_status pt_zip_open_libzip(pt_zip *z, pare_err *err) {
     for (size_t i = 0; i < z->n; i++) {
         zip_stat_t st;
         zip_stat_init(&st);
-        FAIL_IF(zip_stat_index(z->za, i, 0, &st) != 0, PARE_EINPUT, "%s: entry %zu: %s", z->path, i,
+        FAIL_IF(zip_stat_index(z->za, i, ZIP_FL_ENC_RAW, &st) != 0, PARE_EINPUT, "%s: entry %zu: %s", z->path, i,
                 zip_strerror(z->za));
         const pt_zentry *e = &z->e[i];
         FAIL_IF(!(st.valid & ZIP_STAT_NAME) || strcmp(st.name, e->name) != 0 || st.size != e->size ||
