@@ -15,7 +15,7 @@ DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev lib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter -Wno-format-truncation
 CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -g -march=$(ARCH) $(WARN) \
                  -I. $(PKG_CFLAGS) -MMD -MP
 CFLAGS   ?= -O2
@@ -44,11 +44,13 @@ deps:
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
+	@echo "CC (asan) $<"
+	@$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
 
 build/libpare.a: $(OBJ)
 	@rm -f $@
