@@ -10,7 +10,7 @@ ARCH     ?= native
 CC       ?= cc
 PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
-            libpcre2-dev liblapacke-dev python3 zip
+            libpcre2-dev liblapacke-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -86,7 +86,7 @@ fuzz:
 	sh tests/fuzz/run.sh
 
 fixtures:
-	python3 tests/fixtures/make_fixtures.py
+	/usr/bin/python3 tests/fixtures/make_fixtures.py
 
 install: build/pare
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -96,3 +96,4 @@ clean:
 	rm -rf build
 
 -include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d)
+.SECONDARY:

@@ -44,7 +44,7 @@ pare_format pare_format_detect(const char *path) {
 
 pare_status pare_model_load(const char *path, pare_model **out, pare_err *err) {
     *out = NULL;
-    FAIL_IF(!pare_path_exists(path), PARE_EUSAGE, "%s: no such file or folder", path);
+    FAIL_IF(!pare_path_exists(path), PARE_EINPUT, "%s: no such file or folder", path);
     switch (pare_format_detect(path)) {
     case PARE_FORMAT_GGUF: return pare_gguf_load(path, out, err);
     case PARE_FORMAT_PYTORCH: return pare_pytorch_load(path, out, err);
