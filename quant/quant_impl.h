@@ -15,7 +15,6 @@
 
 #include <string.h>
 
-#define PARE_QUANT_NO_SIMD 1 /* TEMP */
 
 #define QK_K 256   /* elements per K-quant super-block */
 #define QK_LEG 32  /* elements per legacy block (Q4_0 ... Q8_0, IQ4_NL) */
