@@ -189,7 +189,7 @@ static pare_status bpe_symbols(const pare_tokenizer *tk, bpe_work *w, const char
 
 static pare_status bpe_word(const pare_tokenizer *tk, bpe_work *w, const char *word, size_t n, tok_out *out,
                             pare_err *err) {
-    size_t n_syms, len;
+    size_t n_syms = 0, len = 0;
     if (n == 0) return PARE_OK;
     FAIL_IF(n > UINT32_MAX / 2, PARE_EUNSUPPORTED, "tokenizer: a piece of %zu bytes is too long", n);
     TRY(bpe_symbols(tk, w, word, n, &n_syms, &len, err));

@@ -113,6 +113,7 @@ struct pare_tokenizer {
 
     int32_t bos, eos, unk;
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
+    bool spm_cut_at_space; /* no token has U+2581 after another character (tok_spm.c) */
 
     int32_t *special;    /* control / user-defined / unknown ids, longest text first */
     size_t n_special;

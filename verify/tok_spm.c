@@ -108,24 +108,44 @@ static pare_status spm_merge(const pare_tokenizer *tk, const char *text, sym *sy
     return PARE_OK;
 }
 
+/* Symbols of text[off, len) up to the next place where the text may be cut: a U+2581
+ * symbol whose previous symbol is not U+2581. When tk->spm_cut_at_space, no token holds
+ * a U+2581 after another character, so no merge can join symbols across such a place,
+ * and merging each stretch on its own gives what merging the whole text gives (the queue
+ * order within a stretch is the same): this keeps the queue small and hot in cache. */
+static size_t next_stretch(const pare_tokenizer *tk, const char *text, size_t off, size_t len, sym *syms) {
+    size_t n = 0;
+    bool prev_space = false;
+    for (size_t o = off; o < len; n++) {
+        size_t cl = tok_utf8_len((unsigned char)text[o]);
+        if (cl > len - o) cl = len - o;
+        bool space = cl == 3 && memcmp(text + o, "\xe2\x96\x81", 3) == 0;
+        if (tk->spm_cut_at_space && n > 0 && space && !prev_space) break;
+        prev_space = space;
+        syms[n] = (sym){.prev = (int32_t)n - 1, .next = -1, .off = o, .n = cl};
+        if (n > 0) syms[n - 1].next = (int32_t)n;
+        o += cl;
+    }
+    return n;
+}
+
 pare_status tok_spm_tokenize(const pare_tokenizer *tk, const char *text, size_t len, tok_out *out,
                              pare_err *err) {
     if (len == 0) return PARE_OK;
     FAIL_IF(len > INT32_MAX, PARE_EUNSUPPORTED, "tokenizer: a text fragment of %zu bytes is too long", len);
     sym *syms = malloc(len * sizeof *syms);
     FAIL_IF(!syms, PARE_ENOMEM, "tokenizer: out of memory for %zu bytes of text", len);
-    size_t n_syms = 0;
-    for (size_t o = 0; o < len; n_syms++) {
-        size_t cl = tok_utf8_len((unsigned char)text[o]);
-        if (cl > len - o) cl = len - o;
-        syms[n_syms] = (sym){.prev = (int32_t)n_syms - 1, .next = -1, .off = o, .n = cl};
-        if (n_syms > 0) syms[n_syms - 1].next = (int32_t)n_syms;
-        o += cl;
-    }
     heap q = {0};
-    pare_status st = spm_merge(tk, text, syms, n_syms, &q, err);
-    for (int32_t i = 0; st == PARE_OK && i >= 0; i = syms[i].next)
-        st = emit_symbol(tk, text + syms[i].off, syms[i].n, out, err);
+    pare_status st = PARE_OK;
+    for (size_t off = 0; st == PARE_OK && off < len;) {
+        size_t n_syms = next_stretch(tk, text, off, len, syms);
+        size_t end = syms[n_syms - 1].off + syms[n_syms - 1].n; /* before merging zeroes n */
+        q.n = 0;
+        st = spm_merge(tk, text, syms, n_syms, &q, err);
+        for (int32_t i = 0; st == PARE_OK && i >= 0; i = syms[i].next)
+            st = emit_symbol(tk, text + syms[i].off, syms[i].n, out, err);
+        off = end;
+    }
     free(q.v);
     free(syms);
     return st;

@@ -394,6 +394,19 @@ static void find_byte_tokens(pare_tokenizer *tk) {
     }
 }
 
+/* Whether SPM text may be merged stretch by stretch (see tok_spm.c): true unless some
+ * token holds a U+2581 that is not at its start or after another U+2581. */
+static bool spm_cut_at_space(const pare_tokenizer *tk) {
+    for (uint32_t i = 0; i < tk->tokens.n; i++) {
+        const char *t = tk->tokens.arena + tk->tokens.off[i];
+        size_t n = tk->tokens.len[i];
+        for (size_t k = 1; k + 3 <= n; k++)
+            if (memcmp(t + k, "\xe2\x96\x81", 3) == 0 && (k < 3 || memcmp(t + k - 3, "\xe2\x96\x81", 3) != 0))
+                return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ display pieces */
 
 static int hexval(char c) {
@@ -502,7 +515,10 @@ static pare_status tokenizer_load(pare_tokenizer *tk, const pare_meta *meta, par
     TRY(force_control(tk, meta, err));
     TRY(build_special_list(tk, err));
     set_strip_flags(tk, meta);
-    if (tk->type == TOK_SPM) find_byte_tokens(tk);
+    if (tk->type == TOK_SPM) {
+        find_byte_tokens(tk);
+        tk->spm_cut_at_space = spm_cut_at_space(tk);
+    }
     return build_pieces(tk, err);
 }
 
