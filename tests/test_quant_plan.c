@@ -543,11 +543,15 @@ static void test_imatrix_round_trip(void) {
     }
     pare_imatrix_free(back);
     pare_imatrix_free(im);
+}
 
-    /* the reference file is rewritten byte for byte */
+/* The reference file is rewritten byte for byte. */
+static void test_imatrix_rewrite_reference(void) {
     const char *dat = th_shared(FORTUNE "fortune-llama-imatrix-licenses.dat");
     if (!dat) return;
-    im = NULL;
+    pare_err err = {0};
+    pare_imatrix *im = NULL;
+    const char *p = NULL;
     CHECK_OK(pare_imatrix_load(dat, &im, &err), &err);
     if (!im) return;
     p = tmp_path("copy.dat");
@@ -652,6 +656,7 @@ int main(void) {
     TH_RUN(test_options);
     TH_RUN(test_imatrix_reference);
     TH_RUN(test_imatrix_round_trip);
+    TH_RUN(test_imatrix_rewrite_reference);
     TH_RUN(test_imatrix_corrupt);
     const char *names[] = {"rt.dat", "copy.dat", "bad.dat", "good.dat"};
     for (size_t i = 0; i < 4; i++) unlink(tmp_path(names[i]));
