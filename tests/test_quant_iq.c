@@ -101,6 +101,42 @@ static void test_iq2_xxs_block(void) {
     CHECK(y[32] == 1.0f && y[255] == 1.0f);
 }
 
+static float g8(uint64_t p, int j) { return (float)(uint8_t)(p >> (8 * j)); }
+
+static void test_iq2_xs_s_iq3_xxs_blocks(void) {
+    float y[256];
+    /* IQ2_XS: u16 = 9-bit index | 7-bit sign index << 9; scale nibbles per 16 weights */
+    pare_block_iq2_xs a = {0};
+    put16(a.d, 0x3c00);
+    put16(a.qs, (uint16_t)(300 | 1 << 9)); /* ksigns[1]: weights 0 and 7 negative */
+    a.scales[0] = 0x52;                    /* groups 0-1: (0.5 + 2) / 4, groups 2-3: (0.5 + 5) / 4 */
+    pare_iq_dequant_iq2_xs(&a, y, 256);
+    uint64_t p = pare_iq2xs_grid[300];
+    CHECK(y[0] == -0.625f * g8(p, 0) && y[1] == 0.625f * g8(p, 1) && y[7] == -0.625f * g8(p, 7));
+    CHECK(y[16] == 1.375f * 8 && y[31] == 1.375f * 8);
+
+    /* IQ2_S: 10-bit index, the high 2 bits of group l in qh bits 2l, 2l+1; sign bytes */
+    pare_block_iq2_s b = {0};
+    put16(b.d, 0x3c00);
+    b.qs[0] = 0x10, b.qs[1] = 5, b.qh[0] = 3 << 2; /* group 0 -> 16, group 1 -> 773 */
+    b.signs[1] = 0x80;                             /* last weight of group 1 negative */
+    b.scales[0] = 0x03;                            /* groups 0-1: 3.5 / 4 */
+    pare_iq_dequant_iq2_s(&b, y, 256);
+    CHECK(y[0] == 0.875f * g8(pare_iq2s_grid[16], 0) && y[3] == 0.875f * g8(pare_iq2s_grid[16], 3));
+    CHECK(y[8] == 0.875f * g8(pare_iq2s_grid[773], 0) && y[15] == -0.875f * g8(pare_iq2s_grid[773], 7));
+
+    /* IQ3_XXS: 4-wide points, scale (0.5 + s) / 2 */
+    pare_block_iq3_xxs c = {0};
+    put16(c.d, 0x4000); /* d = 2 */
+    c.qs[0] = 255, c.qs[1] = 0;
+    put32(c.scales_signs, 1u << 28); /* s = 1: db = 2 * 1.5 * 0.5 = 1.5, no signs */
+    pare_iq_dequant_iq3_xxs(&c, y, 256);
+    uint32_t q = pare_iq3xxs_grid[255];
+    CHECK(y[0] == 1.5f * (float)(q & 0xff) && y[3] == 1.5f * (float)(q >> 24));
+    CHECK(y[4] == 1.5f * 4 && y[7] == 1.5f * 4);
+    CHECK(y[32] == 0.5f * 4); /* next 32: s = 0 -> 2 * 0.5 * 0.5 */
+}
+
 static void test_iq3_s_block(void) {
     pare_block_iq3_s b = {0};
     float y[256];
@@ -217,6 +253,7 @@ static void test_golden_iq1_m(void) { golden_one(6); }
 int main(void) {
     TH_RUN(test_grid_tables);
     TH_RUN(test_iq2_xxs_block);
+    TH_RUN(test_iq2_xs_s_iq3_xxs_blocks);
     TH_RUN(test_iq3_s_block);
     TH_RUN(test_iq1_blocks);
     TH_RUN(test_golden_iq2_xxs);
