@@ -82,6 +82,9 @@ static inline __m256 kx2_error(const kx2_lanes *s, int n, __m256 scale, __m256 m
     return e;
 }
 
+/* GCC cannot see that n >= 1 fills s.x[0] before it is read. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 static void kx2_8(int n, int nmax, const float *x, const float *w, float rmin, float rdelta, int nstep, bool use_mad,
                   uint8_t *L, float *scales, float *mins) {
     kx2_lanes s;
@@ -144,6 +147,7 @@ static void kx2_8(int n, int nmax, const float *x, const float *w, float rmin, f
         for (int i = 0; i < n; i++) L[n * k + i] = d ? 0 : (uint8_t)lv[i][k];
     }
 }
+#pragma GCC diagnostic pop
 
 void pare_qsimd_qkx2_batch(int nsub, int n, int nmax, const float *x, const float *w, float rmin, float rdelta,
                            int nstep, bool use_mad, uint8_t *L, float *scales, float *mins) {

@@ -7,6 +7,7 @@
  * build targets them. Rows are independent, so the threaded helpers give the same bytes
  * for any number of threads.
  */
+#include "quant/iq_impl.h"
 #include "quant/quant_impl.h"
 
 #include <stdlib.h>
@@ -33,7 +34,14 @@ void pare_qref_dq_bf16(const void *src, float *dst, int64_t n) { pare_plain_to_f
 
 #define ROW(T, NAME) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_qref_q_##NAME, pare_qref_dq_##NAME, false}
 /* IQ types whose quantizers pare does not have; their readers live in q_iq.c. */
-#define IQ_ROW(T, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, NULL, NULL, NEEDS}
+#define IQ_ROW(T, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, NULL, IQ_DEQUANT_##T, NEEDS}
+#define IQ_DEQUANT_IQ2_XXS pare_iq_dequant_iq2_xxs
+#define IQ_DEQUANT_IQ2_XS pare_iq_dequant_iq2_xs
+#define IQ_DEQUANT_IQ2_S pare_iq_dequant_iq2_s
+#define IQ_DEQUANT_IQ3_XXS pare_iq_dequant_iq3_xxs
+#define IQ_DEQUANT_IQ3_S pare_iq_dequant_iq3_s
+#define IQ_DEQUANT_IQ1_S pare_iq_dequant_iq1_s
+#define IQ_DEQUANT_IQ1_M pare_iq_dequant_iq1_m
 
 static const pare_quant_traits ref_table[PARE_TYPE_GGML_COUNT] = {
     ROW(F32, f32),       ROW(F16, f16),       ROW(BF16, bf16),     ROW(Q4_0, q4_0),
