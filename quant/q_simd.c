@@ -90,12 +90,13 @@ static void transpose16(const float *x, int n, float (*xt)[16]) {
 typedef struct {
     __m512 x[32], w[32], l[32];
     __m512 xlo, xhi;
+    bool has_nan; /* a NaN value escapes the range check: always use the exact levels */
 } kx2_z;
 
 static inline void kx2z_levels(kx2_z *s, int n, int nmax, __m512 iscale, __m512 min, __m512 *sl, __m512 *sl2,
                                __m512 *sxl) {
-    bool exact = !z_in_range(_mm512_mul_ps(iscale, _mm512_sub_ps(s->xlo, min)),
-                             _mm512_mul_ps(iscale, _mm512_sub_ps(s->xhi, min)));
+    bool exact = s->has_nan || !z_in_range(_mm512_mul_ps(iscale, _mm512_sub_ps(s->xlo, min)),
+                                           _mm512_mul_ps(iscale, _mm512_sub_ps(s->xhi, min)));
     __m512 a = _mm512_setzero_ps(), b = a, c = a;
     for (int i = 0; i < n; i++) {
         __m512 l = z_level(_mm512_mul_ps(iscale, _mm512_sub_ps(s->x[i], min)), 0.f, (float)nmax, exact);
@@ -129,9 +130,11 @@ static void kx2_16(int n, int nmax, const float *x, const float *w, float rmin, 
     s.x[0] = _mm512_loadu_ps(xt[0]);
     s.w[0] = _mm512_loadu_ps(wt[0]);
     __m512 vmin = s.x[0], vmax = s.x[0], sum_w = s.w[0], sum_x = _mm512_mul_ps(sum_w, s.x[0]);
+    __mmask16 nan = _mm512_cmp_ps_mask(s.x[0], s.x[0], _CMP_UNORD_Q);
     for (int i = 1; i < n; i++) {
         s.x[i] = _mm512_loadu_ps(xt[i]);
         s.w[i] = _mm512_loadu_ps(wt[i]);
+        nan |= _mm512_cmp_ps_mask(s.x[i], s.x[i], _CMP_UNORD_Q);
         vmin = _mm512_min_ps(s.x[i], vmin);
         vmax = _mm512_max_ps(s.x[i], vmax);
         sum_w = _mm512_add_ps(sum_w, s.w[i]);
@@ -139,6 +142,7 @@ static void kx2_16(int n, int nmax, const float *x, const float *w, float rmin, 
     }
     s.xlo = vmin;
     s.xhi = vmax;
+    s.has_nan = nan != 0;
     const __m512 zero = _mm512_setzero_ps();
     vmin = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vmin, zero, _CMP_GT_OQ), vmin, zero);
     const __mmask16 degenerate = _mm512_cmp_ps_mask(vmax, vmin, _CMP_EQ_OQ);
@@ -201,6 +205,7 @@ static void qx_16(int n, int nmax, const float *x, const float *w, int8_t *L, fl
     transpose16(x, n, xt);
     if (w) transpose16(w, n, wt);
     __m512 amax = _mm512_setzero_ps(), max = amax, xlo = _mm512_set1_ps(INFINITY), xhi = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
     for (int i = 0; i < n; i++) {
         vx[i] = _mm512_loadu_ps(xt[i]);
         vw[i] = w ? _mm512_loadu_ps(wt[i]) : _mm512_mul_ps(vx[i], vx[i]);
@@ -210,11 +215,12 @@ static void qx_16(int n, int nmax, const float *x, const float *w, int8_t *L, fl
         max = _mm512_mask_blend_ps(gt, max, vx[i]);
         xlo = _mm512_min_ps(xlo, vx[i]);
         xhi = _mm512_max_ps(xhi, vx[i]);
+        nan |= _mm512_cmp_ps_mask(vx[i], vx[i], _CMP_UNORD_Q);
     }
     const __m512 zero = _mm512_setzero_ps();
     __mmask16 allzero = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(QGROUP_EPS), _CMP_LT_OQ);
     __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)-nmax), max), slx, sl2;
-    bool exact = !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
+    bool exact = nan || !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
     qxz_sums(vx, vw, n, nmax, iscale, exact, &slx, &sl2);
     __m512 scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(sl2, zero, _CMP_NEQ_UQ), zero, _mm512_div_ps(slx, sl2));
     __m512 best = _mm512_mul_ps(scale, slx), best_is = iscale;
@@ -222,7 +228,7 @@ static void qx_16(int n, int nmax, const float *x, const float *w, int8_t *L, fl
         if (is == 0) continue;
         const float num = -(nmax + 0.1f * is);
         iscale = _mm512_div_ps(_mm512_set1_ps(num), max);
-        exact = !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
+        exact = nan || !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
         qxz_sums(vx, vw, n, nmax, iscale, exact, &slx, &sl2);
         __mmask16 better = _mm512_cmp_ps_mask(sl2, zero, _CMP_GT_OQ) &
                            _mm512_cmp_ps_mask(_mm512_mul_ps(slx, slx), _mm512_mul_ps(best, sl2), _CMP_GT_OQ);
