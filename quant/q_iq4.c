@@ -15,18 +15,16 @@
 const int8_t pare_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
 
-/* Index of the level nearest x (upper one on an exact tie), as ggml's best_index_int8. */
-static int best_index(const int8_t *val, float x) {
+/* Index of the level nearest x (upper one on an exact tie), as ggml's best_index_int8.
+ * ggml bisects to the pair val[mu-1] <= x < val[mu]; counting the levels <= x finds the
+ * same mu without unpredictable branches, then the same float comparison picks the side. */
+static int best_index(float x) {
+    /* pare_iq4nl_values as floats (exact copies), to compare without conversions */
+    static const float val[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
     if (x <= val[0]) return 0;
-    if (x >= val[15]) return 15;
-    int ml = 0, mu = 15;
-    while (mu - ml > 1) {
-        int mav = (ml + mu) / 2;
-        if (x < val[mav])
-            mu = mav;
-        else
-            ml = mav;
-    }
+    if (x >= val[15] || x != x) return 15; /* NaN ends ggml's bisection at 14/15: 15 */
+    int mu = 1;
+    for (int k = 1; k < 15; k++) mu += val[k] <= x;
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
@@ -48,7 +46,7 @@ static float iq4_group(const float *xb, const float *weight, uint8_t *Lb, int nt
     float d = ntry > 0 ? -max / values[0] : max / values[0];
     float id = 1 / d, sumqx = 0, sumq2 = 0;
     for (int j = 0; j < 32; j++) {
-        int l = best_index(values, id * xb[j]);
+        int l = best_index(id * xb[j]);
         Lb[j] = (uint8_t)l;
         float q = values[l], w = weight[j];
         sumqx += w * q * xb[j];
@@ -60,7 +58,7 @@ static float iq4_group(const float *xb, const float *weight, uint8_t *Lb, int nt
         id = (itry + values[0]) / max;
         sumqx = sumq2 = 0;
         for (int j = 0; j < 32; j++) {
-            int l = best_index(values, id * xb[j]);
+            int l = best_index(id * xb[j]);
             float q = values[l], w = weight[j];
             sumqx += w * q * xb[j];
             sumq2 += w * q * q;
@@ -95,7 +93,7 @@ static void iq4_super(int sbs, const float *x, const float *qw, uint8_t *L, floa
     if (sbs == 32) {
         *dh = q_f2h(scales[0]);
         float id = scales[0] ? 1 / scales[0] : 0;
-        for (int j = 0; j < 32; j++) L[j] = (uint8_t)best_index(pare_iq4nl_values, id * x[j]);
+        for (int j = 0; j < 32; j++) L[j] = (uint8_t)best_index(id * x[j]);
         return;
     }
     *scales_h = 0;
@@ -105,7 +103,7 @@ static void iq4_super(int sbs, const float *x, const float *qw, uint8_t *L, floa
     for (int ib = 0; ib < sbs / 32; ib++) {
         int l = q_clampi(q_nearest_int(id * scales[ib]), -32, 31);
         float dl = d * l, idl = dl ? 1 / dl : 0.f;
-        for (int j = 0; j < 32; j++) L[32 * ib + j] = (uint8_t)best_index(pare_iq4nl_values, idl * x[32 * ib + j]);
+        for (int j = 0; j < 32; j++) L[32 * ib + j] = (uint8_t)best_index(idl * x[32 * ib + j]);
         l += 32;
         if (ib % 2 == 0)
             scales_l[ib / 2] = (uint8_t)(l & 0xf);

@@ -646,20 +646,26 @@ static void q4_K_pack(const uint8_t *L, uint8_t *q) {
         for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
 }
 
+/* Two super-blocks per search call, so that a 16-lane kernel gets 16 sub-blocks. */
 void pare_qk_q4_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2) {
     blk_q4_K *y = dst;
-    uint8_t L[QK_K];
-    float w[QK_K], scales[QK_K / 32], mins[QK_K / 32];
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        k4_weights(x, w);
-        kx2(QK_K / 32, 32, 15, x, w, -1.f, 0.1f, 20, false, L, scales, mins);
-        pare_half hd, hm;
-        memset(y[i].scales, 0, 12);
-        k4_scales_linear(scales, mins, y[i].scales, &hd, &hm);
-        y[i].d = hd;
-        y[i].dmin = hm;
-        requant_k4(x, y[i].scales, y[i].d, y[i].dmin, 15, L);
-        q4_K_pack(L, y[i].qs);
+    uint8_t L[2 * QK_K];
+    float w[2 * QK_K], scales[QK_K / 16], mins[QK_K / 16];
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i += 2, x += 2 * QK_K) {
+        const int nsb = nb - i >= 2 ? 2 : 1;
+        for (int b = 0; b < nsb; b++) k4_weights(x + QK_K * b, w + QK_K * b);
+        kx2(nsb * QK_K / 32, 32, 15, x, w, -1.f, 0.1f, 20, false, L, scales, mins);
+        for (int b = 0; b < nsb; b++) {
+            blk_q4_K *yb = &y[i + b];
+            pare_half hd, hm;
+            memset(yb->scales, 0, 12);
+            k4_scales_linear(scales + 8 * b, mins + 8 * b, yb->scales, &hd, &hm);
+            yb->d = hd;
+            yb->dmin = hm;
+            requant_k4(x + QK_K * b, yb->scales, hd, hm, 15, L + QK_K * b);
+            q4_K_pack(L + QK_K * b, yb->qs);
+        }
     }
 }
 
@@ -718,18 +724,23 @@ static void q5_K_pack(const uint8_t *L, uint8_t *qh, uint8_t *ql) {
 
 void pare_qk_q5_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2) {
     blk_q5_K *y = dst;
-    uint8_t L[QK_K];
-    float w[QK_K], scales[QK_K / 32], mins[QK_K / 32];
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        k4_weights(x, w);
-        kx2(QK_K / 32, 32, 31, x, w, -0.5f, 0.1f, 15, false, L, scales, mins);
-        pare_half hd, hm;
-        memset(y[i].scales, 0, 12);
-        k4_scales_linear(scales, mins, y[i].scales, &hd, &hm);
-        y[i].d = hd;
-        y[i].dmin = hm;
-        requant_k4(x, y[i].scales, y[i].d, y[i].dmin, 31, L);
-        q5_K_pack(L, y[i].qh, y[i].qs);
+    uint8_t L[2 * QK_K];
+    float w[2 * QK_K], scales[QK_K / 16], mins[QK_K / 16];
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i += 2, x += 2 * QK_K) {
+        const int nsb = nb - i >= 2 ? 2 : 1;
+        for (int b = 0; b < nsb; b++) k4_weights(x + QK_K * b, w + QK_K * b);
+        kx2(nsb * QK_K / 32, 32, 31, x, w, -0.5f, 0.1f, 15, false, L, scales, mins);
+        for (int b = 0; b < nsb; b++) {
+            blk_q5_K *yb = &y[i + b];
+            pare_half hd, hm;
+            memset(yb->scales, 0, 12);
+            k4_scales_linear(scales + 8 * b, mins + 8 * b, yb->scales, &hd, &hm);
+            yb->d = hd;
+            yb->dmin = hm;
+            requant_k4(x + QK_K * b, yb->scales, hd, hm, 31, L + QK_K * b);
+            q5_K_pack(L + QK_K * b, yb->qh, yb->qs);
+        }
     }
 }
 

@@ -48,6 +48,211 @@ static void transpose8(const float *x, int n, float (*xt)[8]) {
         for (int i = 0; i < n; i++) xt[i][k] = x[n * k + i];
 }
 
+
+#ifdef __AVX512F__
+/* ------------------------------------------------------------------------ AVX-512: 16 lanes
+ * The same searches with one sub-block in each of 16 lanes. Levels are rounded in the
+ * float domain ((v + 1.5*2^23) - 1.5*2^23, then clamped), which equals ggml's nearest_int
+ * and clamp whenever |v| < 2^22; each trial first checks that bound for the group's
+ * extreme values (rounding is monotonic, so they bound every v) and otherwise uses the
+ * bit-exact integer emulation. */
+
+#define Z_MAGIC 12582912.f
+
+static inline __m512i z_nearest(__m512 v) {
+    __m512i i = _mm512_castps_si512(_mm512_add_ps(v, _mm512_set1_ps(Z_MAGIC)));
+    return _mm512_sub_epi32(_mm512_and_si512(i, _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x00400000));
+}
+
+/* Rounded and clamped levels as floats; exact selects the integer emulation. */
+static inline __m512 z_level(__m512 v, float lo, float hi, bool exact) {
+    if (exact) {
+        __m512i l = _mm512_max_epi32(z_nearest(v), _mm512_set1_epi32((int)lo));
+        return _mm512_cvtepi32_ps(_mm512_min_epi32(l, _mm512_set1_epi32((int)hi)));
+    }
+    __m512 r = _mm512_sub_ps(_mm512_add_ps(v, _mm512_set1_ps(Z_MAGIC)), _mm512_set1_ps(Z_MAGIC));
+    return _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+}
+
+/* true unless some lane's extreme trial value is out of nearest_int's range (or NaN). */
+static inline bool z_in_range(__m512 a, __m512 b) {
+    const __m512 lim = _mm512_set1_ps(4194304.f);
+    __mmask16 ok = _mm512_cmp_ps_mask(_mm512_abs_ps(a), lim, _CMP_LT_OQ) &
+                   _mm512_cmp_ps_mask(_mm512_abs_ps(b), lim, _CMP_LT_OQ);
+    return ok == 0xFFFF;
+}
+
+static void transpose16(const float *x, int n, float (*xt)[16]) {
+    for (int k = 0; k < 16; k++)
+        for (int i = 0; i < n; i++) xt[i][k] = x[n * k + i];
+}
+
+typedef struct {
+    __m512 x[32], w[32], l[32];
+    __m512 xlo, xhi;
+    bool has_nan; /* a NaN value escapes the range check: always use the exact levels */
+} kx2_z;
+
+static inline void kx2z_levels(kx2_z *s, int n, int nmax, __m512 iscale, __m512 min, __m512 *sl, __m512 *sl2,
+                               __m512 *sxl) {
+    bool exact = s->has_nan || !z_in_range(_mm512_mul_ps(iscale, _mm512_sub_ps(s->xlo, min)),
+                                           _mm512_mul_ps(iscale, _mm512_sub_ps(s->xhi, min)));
+    __m512 a = _mm512_setzero_ps(), b = a, c = a;
+    for (int i = 0; i < n; i++) {
+        __m512 l = z_level(_mm512_mul_ps(iscale, _mm512_sub_ps(s->x[i], min)), 0.f, (float)nmax, exact);
+        s->l[i] = l;
+        __m512 wl = _mm512_mul_ps(s->w[i], l);
+        a = _mm512_add_ps(a, wl);
+        b = _mm512_add_ps(b, _mm512_mul_ps(wl, l));
+        c = _mm512_add_ps(c, _mm512_mul_ps(wl, s->x[i]));
+    }
+    *sl = a;
+    *sl2 = b;
+    *sxl = c;
+}
+
+static inline __m512 kx2z_error(const kx2_z *s, int n, __m512 scale, __m512 min, bool use_mad) {
+    __m512 e = _mm512_setzero_ps();
+    for (int i = 0; i < n; i++) {
+        __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, s->l[i]), min), s->x[i]);
+        diff = use_mad ? _mm512_abs_ps(diff) : _mm512_mul_ps(diff, diff);
+        e = _mm512_add_ps(e, _mm512_mul_ps(s->w[i], diff));
+    }
+    return e;
+}
+
+static void kx2_16(int n, int nmax, const float *x, const float *w, float rmin, float rdelta, int nstep,
+                   bool use_mad, uint8_t *L, float *scales, float *mins) {
+    kx2_z s;
+    float xt[32][16], wt[32][16];
+    transpose16(x, n, xt);
+    transpose16(w, n, wt);
+    s.x[0] = _mm512_loadu_ps(xt[0]);
+    s.w[0] = _mm512_loadu_ps(wt[0]);
+    __m512 vmin = s.x[0], vmax = s.x[0], sum_w = s.w[0], sum_x = _mm512_mul_ps(sum_w, s.x[0]);
+    __mmask16 nan = _mm512_cmp_ps_mask(s.x[0], s.x[0], _CMP_UNORD_Q);
+    for (int i = 1; i < n; i++) {
+        s.x[i] = _mm512_loadu_ps(xt[i]);
+        s.w[i] = _mm512_loadu_ps(wt[i]);
+        nan |= _mm512_cmp_ps_mask(s.x[i], s.x[i], _CMP_UNORD_Q);
+        vmin = _mm512_min_ps(s.x[i], vmin);
+        vmax = _mm512_max_ps(s.x[i], vmax);
+        sum_w = _mm512_add_ps(sum_w, s.w[i]);
+        sum_x = _mm512_add_ps(sum_x, _mm512_mul_ps(s.w[i], s.x[i]));
+    }
+    s.xlo = vmin;
+    s.xhi = vmax;
+    s.has_nan = nan != 0;
+    const __m512 zero = _mm512_setzero_ps();
+    vmin = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vmin, zero, _CMP_GT_OQ), vmin, zero);
+    const __mmask16 degenerate = _mm512_cmp_ps_mask(vmax, vmin, _CMP_EQ_OQ);
+    const __m512 min0 = vmin;
+    __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)nmax), _mm512_sub_ps(vmax, vmin));
+    __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.f), iscale), sl, sl2, sxl;
+    kx2z_levels(&s, n, nmax, iscale, vmin, &sl, &sl2, &sxl);
+    __m512 best_error = kx2z_error(&s, n, scale, vmin, use_mad);
+    __m512 best_is = iscale, best_mn = vmin;
+    for (int is = 0; nstep >= 1 && is <= nstep; is++) {
+        const float num = rmin + rdelta * is + nmax;
+        iscale = _mm512_div_ps(_mm512_set1_ps(num), _mm512_sub_ps(vmax, vmin));
+        kx2z_levels(&s, n, nmax, iscale, vmin, &sl, &sl2, &sxl);
+        __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w, sl2), _mm512_mul_ps(sl, sl));
+        __m512 ts = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w, sxl), _mm512_mul_ps(sum_x, sl)), D);
+        __m512 tm = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sl2, sum_x), _mm512_mul_ps(sl, sxl)), D);
+        __mmask16 pos = _mm512_cmp_ps_mask(tm, zero, _CMP_GT_OQ);
+        tm = _mm512_mask_blend_ps(pos, tm, zero);
+        ts = _mm512_mask_blend_ps(pos, ts, _mm512_div_ps(sxl, sl2));
+        __m512 err = kx2z_error(&s, n, ts, tm, use_mad);
+        __mmask16 better = _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ) & _mm512_cmp_ps_mask(err, best_error, _CMP_LT_OQ);
+        best_error = _mm512_mask_blend_ps(better, best_error, err);
+        scale = _mm512_mask_blend_ps(better, scale, ts);
+        best_is = _mm512_mask_blend_ps(better, best_is, iscale);
+        best_mn = _mm512_mask_blend_ps(better, best_mn, vmin);
+        vmin = _mm512_mask_blend_ps(better, vmin, tm);
+    }
+    float sc[16], mn[16], mn0[16];
+    _mm512_storeu_ps(sc, scale);
+    _mm512_storeu_ps(mn, vmin);
+    _mm512_storeu_ps(mn0, min0);
+    int32_t lv[32][16];
+    for (int i = 0; i < n; i++) {
+        __m512i l = _mm512_max_epi32(z_nearest(_mm512_mul_ps(best_is, _mm512_sub_ps(s.x[i], best_mn))), _mm512_setzero_si512());
+        _mm512_storeu_si512(lv[i], _mm512_min_epi32(l, _mm512_set1_epi32(nmax)));
+    }
+    for (int k = 0; k < 16; k++) {
+        bool d = (degenerate >> k) & 1;
+        scales[k] = d ? 0.f : sc[k];
+        mins[k] = d ? -mn0[k] : -mn[k];
+        for (int i = 0; i < n; i++) L[n * k + i] = d ? 0 : (uint8_t)lv[i][k];
+    }
+}
+
+static inline void qxz_sums(const __m512 *x, const __m512 *w, int n, int nmax, __m512 iscale, bool exact,
+                            __m512 *slx, __m512 *sl2) {
+    __m512 a = _mm512_setzero_ps(), b = a;
+    for (int i = 0; i < n; i++) {
+        __m512 l = z_level(_mm512_mul_ps(iscale, x[i]), (float)-nmax, (float)(nmax - 1), exact);
+        a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_mul_ps(w[i], x[i]), l));
+        b = _mm512_add_ps(b, _mm512_mul_ps(_mm512_mul_ps(w[i], l), l));
+    }
+    *slx = a;
+    *sl2 = b;
+}
+
+static void qx_16(int n, int nmax, const float *x, const float *w, int8_t *L, float *scales) {
+    __m512 vx[32], vw[32];
+    float xt[32][16], wt[32][16];
+    transpose16(x, n, xt);
+    if (w) transpose16(w, n, wt);
+    __m512 amax = _mm512_setzero_ps(), max = amax, xlo = _mm512_set1_ps(INFINITY), xhi = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    for (int i = 0; i < n; i++) {
+        vx[i] = _mm512_loadu_ps(xt[i]);
+        vw[i] = w ? _mm512_loadu_ps(wt[i]) : _mm512_mul_ps(vx[i], vx[i]);
+        __m512 ax = _mm512_abs_ps(vx[i]);
+        __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+        amax = _mm512_mask_blend_ps(gt, amax, ax);
+        max = _mm512_mask_blend_ps(gt, max, vx[i]);
+        xlo = _mm512_min_ps(xlo, vx[i]);
+        xhi = _mm512_max_ps(xhi, vx[i]);
+        nan |= _mm512_cmp_ps_mask(vx[i], vx[i], _CMP_UNORD_Q);
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    __mmask16 allzero = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(QGROUP_EPS), _CMP_LT_OQ);
+    __m512 iscale = _mm512_div_ps(_mm512_set1_ps((float)-nmax), max), slx, sl2;
+    bool exact = nan || !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
+    qxz_sums(vx, vw, n, nmax, iscale, exact, &slx, &sl2);
+    __m512 scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(sl2, zero, _CMP_NEQ_UQ), zero, _mm512_div_ps(slx, sl2));
+    __m512 best = _mm512_mul_ps(scale, slx), best_is = iscale;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        const float num = -(nmax + 0.1f * is);
+        iscale = _mm512_div_ps(_mm512_set1_ps(num), max);
+        exact = nan || !z_in_range(_mm512_mul_ps(iscale, xlo), _mm512_mul_ps(iscale, xhi));
+        qxz_sums(vx, vw, n, nmax, iscale, exact, &slx, &sl2);
+        __mmask16 better = _mm512_cmp_ps_mask(sl2, zero, _CMP_GT_OQ) &
+                           _mm512_cmp_ps_mask(_mm512_mul_ps(slx, slx), _mm512_mul_ps(best, sl2), _CMP_GT_OQ);
+        __m512 ns = _mm512_div_ps(slx, sl2);
+        scale = _mm512_mask_blend_ps(better, scale, ns);
+        best = _mm512_mask_blend_ps(better, best, _mm512_mul_ps(ns, slx));
+        best_is = _mm512_mask_blend_ps(better, best_is, iscale);
+    }
+    float sc[16];
+    int32_t lv[32][16];
+    _mm512_storeu_ps(sc, scale);
+    for (int i = 0; i < n; i++) {
+        __m512i l = _mm512_max_epi32(z_nearest(_mm512_mul_ps(best_is, vx[i])), _mm512_set1_epi32(-nmax));
+        l = _mm512_min_epi32(l, _mm512_set1_epi32(nmax - 1));
+        _mm512_storeu_si512(lv[i], _mm512_add_epi32(l, _mm512_set1_epi32(nmax)));
+    }
+    for (int k = 0; k < 16; k++) {
+        bool z = (allzero >> k) & 1;
+        scales[k] = z ? 0.f : sc[k];
+        for (int i = 0; i < n; i++) L[n * k + i] = z ? 0 : (int8_t)lv[i][k];
+    }
+}
+#endif
+
 /* ------------------------------------------------------------------------ make_qkx2 x 8 */
 
 typedef struct {
@@ -91,7 +296,9 @@ static void kx2_8(int n, int nmax, const float *x, const float *w, float rmin, f
     float xt[32][8], wt[32][8];
     transpose8(x, n, xt);
     transpose8(w, n, wt);
-    for (int i = 0; i < n; i++) {
+    s.x[0] = _mm256_loadu_ps(xt[0]); /* n >= 1: the batch callers pass 16 or 32 */
+    s.w[0] = _mm256_loadu_ps(wt[0]);
+    for (int i = 1; i < n; i++) {
         s.x[i] = _mm256_loadu_ps(xt[i]);
         s.w[i] = _mm256_loadu_ps(wt[i]);
     }
@@ -152,7 +359,11 @@ static void kx2_8(int n, int nmax, const float *x, const float *w, float rmin, f
 void pare_qsimd_qkx2_batch(int nsub, int n, int nmax, const float *x, const float *w, float rmin, float rdelta,
                            int nstep, bool use_mad, uint8_t *L, float *scales, float *mins) {
     int k = 0;
-    for (; k + 8 <= nsub && n <= 32; k += 8)
+#ifdef __AVX512F__
+    for (; k + 16 <= nsub && n >= 1 && n <= 32; k += 16)
+        kx2_16(n, nmax, x + n * k, w + n * k, rmin, rdelta, nstep, use_mad, L + n * k, scales + k, mins + k);
+#endif
+    for (; k + 8 <= nsub && n >= 1 && n <= 32; k += 8)
         kx2_8(n, nmax, x + n * k, w + n * k, rmin, rdelta, nstep, use_mad, L + n * k, scales + k, mins + k);
     if (k < nsub)
         pare_qref_qkx2_batch(nsub - k, n, nmax, x + n * k, w + n * k, rmin, rdelta, nstep, use_mad, L + n * k,
@@ -221,7 +432,10 @@ static void qx_8(int n, int nmax, const float *x, const float *w, int8_t *L, flo
 
 void pare_qsimd_qx_batch(int nsub, int n, int nmax, const float *x, const float *w, int8_t *L, float *scales) {
     int k = 0;
-    for (; k + 8 <= nsub && n <= 32; k += 8) qx_8(n, nmax, x + n * k, w ? w + n * k : NULL, L + n * k, scales + k);
+#ifdef __AVX512F__
+    for (; k + 16 <= nsub && n >= 1 && n <= 32; k += 16) qx_16(n, nmax, x + n * k, w ? w + n * k : NULL, L + n * k, scales + k);
+#endif
+    for (; k + 8 <= nsub && n >= 1 && n <= 32; k += 8) qx_8(n, nmax, x + n * k, w ? w + n * k : NULL, L + n * k, scales + k);
     if (k < nsub) pare_qref_qx_batch(nsub - k, n, nmax, x + n * k, w ? w + n * k : NULL, L + n * k, scales + k);
 }
 

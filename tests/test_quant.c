@@ -327,7 +327,9 @@ static void fill_data(float *x, int64_t n, int kind, uint64_t *s) {
 }
 
 static void test_fast_matches_reference(void) {
-    const int64_t rows = 6, cols = 1024, n = rows * cols;
+    /* 1280 columns: rows of K types have a pair of super-blocks (16-lane kernels) and an odd
+     * one out (8-lane kernels). */
+    const int64_t rows = 6, cols = 1280, n = rows * cols;
     float *x = malloc((size_t)n * 4), *w = malloc((size_t)cols * 4), *da = malloc((size_t)n * 4),
           *db = malloc((size_t)n * 4);
     uint8_t *qa = malloc((size_t)n * 4), *qb = malloc((size_t)n * 4);
@@ -375,6 +377,54 @@ static void test_fast_matches_reference(void) {
     free(db);
     free(qa);
     free(qb);
+}
+
+
+/* The K-quant search kernels on hostile groups (NaN, infinities, huge and subnormal values,
+ * constant groups): the fast kernels must still agree with the reference bit for bit. */
+static void test_search_kernels_hostile(void) {
+#ifdef PARE_QUANT_SIMD
+    enum { NSUB = 16, N = 32 };
+    float x[NSUB * N], w[NSUB * N], sa[NSUB], sb[NSUB], ma[NSUB], mb[NSUB];
+    uint8_t La[NSUB * N], Lb[NSUB * N];
+    int8_t Ka[NSUB * N], Kb[NSUB * N];
+    uint64_t s = 4242;
+    int bad = 0, cases = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < NSUB * N; i++) {
+            float g = rng_gauss(&s);
+            int k = i / N;
+            switch ((k + round) % 8) {
+            case 0: x[i] = g; break;
+            case 1: x[i] = i % N == 3 ? NAN : g; break;
+            case 2: x[i] = i % N == 5 ? INFINITY : g; break;
+            case 3: x[i] = g * 1e30f; break;
+            case 4: x[i] = g * 1e-40f; break; /* subnormal */
+            case 5: x[i] = 7.f; break;
+            case 6: x[i] = i % N == 0 ? -3e38f : g; break;
+            default: x[i] = -fabsf(g) - 1.f; break; /* all negative: max < 0 */
+            }
+            w[i] = round % 2 ? rng_unit(&s) : fabsf(x[i]);
+        }
+        const int n = round % 3 == 0 ? 16 : 32, nmax = round % 4 == 0 ? 3 : round % 4 == 1 ? 15 : 31;
+        /* 16 sub-blocks take the widest kernel, 8 the AVX2 one */
+        for (int nsub = NSUB; nsub >= 8; nsub /= 2) {
+            memset(sa, 0, sizeof sa), memset(sb, 0, sizeof sb), memset(ma, 0, sizeof ma), memset(mb, 0, sizeof mb);
+            pare_qref_qkx2_batch(nsub, n, nmax, x, w, -1.f, 0.1f, 20, round % 5 == 0, La, sa, ma);
+            pare_qsimd_qkx2_batch(nsub, n, nmax, x, w, -1.f, 0.1f, 20, round % 5 == 0, Lb, sb, mb);
+            bad += memcmp(La, Lb, (size_t)nsub * n) != 0 || memcmp(sa, sb, sizeof sa) != 0 ||
+                   memcmp(ma, mb, sizeof ma) != 0;
+            pare_qref_qx_batch(nsub, 16, 32, x, round % 2 ? w : NULL, Ka, sa);
+            pare_qsimd_qx_batch(nsub, 16, 32, x, round % 2 ? w : NULL, Kb, sb);
+            bad += memcmp(Ka, Kb, (size_t)nsub * 16) != 0 || memcmp(sa, sb, sizeof sa) != 0;
+            cases += 2;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d of %d hostile search batches differ", bad, cases);
+    printf("  hostile search batches: %d, %d differ\n", cases, bad);
+#else
+    printf("  no SIMD build: nothing to compare\n");
+#endif
 }
 
 /* ------------------------------------------------------------------------ f16 / bf16 */
@@ -554,6 +604,7 @@ int main(void) {
     TH_RUN(test_golden_dequantize);
     TH_RUN(test_golden_quantize);
     TH_RUN(test_fast_matches_reference);
+    TH_RUN(test_search_kernels_hostile);
     TH_RUN(test_half_conversions);
     TH_RUN(test_threads_deterministic);
     TH_RUN(test_errors);
