@@ -1,10 +1,13 @@
 /* tests/test_tokenizer.c - SPM and BPE tokenizers against llama.cpp's outputs in
  * ../shared (the vocab test files and fortune-llama's tokenization of the GPL), and on
  * small vocabularies built here whose right answers follow from the algorithm. */
+#include "formats/formats.h"
 #include "formats/gguf.h"
 #include "verify/tok_impl.h"
 #include "verify/tokenizer.h"
 #include "th.h"
+
+#include <cJSON.h>
 
 /* Speed limits, generous for this ASan + UBSan build on a shared 2-core machine; the -O2
  * build is several times faster. */
@@ -534,6 +537,55 @@ static void test_bad_meta(void) {
     pare_meta_free(&m);
 }
 
+/* ------------------------------------------------------------------ the tiny-llama fixture */
+
+/* tests/fixtures/tiny-llama (an HF folder: its tokenizer.model becomes GGUF metadata in
+ * formats/hf) against sentencepiece's own encodings stored by make_fixtures.py. They
+ * agree except where sentencepiece's normalizer drops a leading space, which llama.cpp
+ * keeps as an extra U+2581 token. */
+static void test_fixture_tiny_llama(void) {
+    pare_model *m = NULL;
+    pare_tokenizer *tk = NULL;
+    pare_err err = {0};
+    size_t jlen = 0;
+    char *json = read_all("tests/fixtures/tiny-llama-reference.json", &jlen);
+    CHECK_OK(pare_model_load("tests/fixtures/tiny-llama", &m, &err), &err);
+    if (m) CHECK_OK(pare_tokenizer_new(&m->meta, &tk, &err), &err);
+    cJSON *root = json ? cJSON_Parse(json) : NULL;
+    cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+    CHECK(tk && cJSON_IsObject(cases));
+    int n_cases = 0, n_same = 0;
+    const int32_t space = tk ? (int32_t)tok_map_find(&tk->token_map, &tk->tokens, "\xe2\x96\x81", 3) : -1;
+    cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+        if (!tk) break;
+        size_t nw = (size_t)cJSON_GetArraySize(c), n = 0, k = 0;
+        int32_t *want = calloc(nw + 2, sizeof *want);
+        bool lead = c->string[0] == ' ';
+        for (cJSON *e = c->child; e; e = e->next) {
+            want[k++] = (int32_t)e->valuedouble;
+            if (k == 1 && lead) want[k++] = space; /* after BOS */
+        }
+        int32_t *got = tok(tk, c->string, strlen(c->string), true, &n);
+        n_cases++;
+        if (same_ids(got, n, want, k)) n_same++;
+        else {
+            fprintf(stderr, "  '%s' differs\n", c->string);
+            print_ids("got", got, n);
+            print_ids("want", want, k);
+        }
+        free(got);
+        free(want);
+    }
+    printf("  tiny-llama: %d of %d fixture strings as sentencepiece (+ llama.cpp's kept leading space)\n", n_same,
+           n_cases);
+    CHECK(n_cases >= 5 && n_same == n_cases);
+    cJSON_Delete(root);
+    free(json);
+    pare_tokenizer_free(tk);
+    pare_model_free(m);
+}
+
 /* ------------------------------------------------------------------ equivalences */
 
 /* Merging SPM text stretch by stretch must give what merging it whole gives. */
@@ -609,6 +661,7 @@ int main(void) {
     TH_RUN(test_bpe_small);
     TH_RUN(test_pre_tokenizers);
     TH_RUN(test_bad_meta);
+    TH_RUN(test_fixture_tiny_llama);
     TH_RUN(test_vocab_llama_spm);
     TH_RUN(test_vocab_gpt2);
     TH_RUN(test_fortune_gpl3);
