@@ -186,6 +186,38 @@ done:
     free(gold_path);
 }
 
+/* The same vocabulary read from the Hugging Face folder (formats/hf turns its
+ * tokenizer.model into GGUF metadata, as convert_hf_to_gguf.py) tokenizes the same. */
+static void test_fortune_hf_folder(void) {
+    char *dir = th_shared_dup("models/fortune-llama");
+    char *text_path = th_shared_dup("data/gpl-3.txt");
+    char *gold_path = th_shared_dup("models/fortune-llama-golden/tokens-gpl3.txt");
+    if (!dir || !text_path || !gold_path) goto done;
+    pare_model *m = NULL;
+    pare_tokenizer *tk = NULL;
+    pare_err err = {0};
+    CHECK_OK(pare_model_load(dir, &m, &err), &err);
+    if (m) CHECK_OK(pare_tokenizer_new(&m->meta, &tk, &err), &err);
+    size_t tlen = 0, glen = 0, nw = 0, n = 0;
+    char *text = read_all(text_path, &tlen), *gold = read_all(gold_path, &glen);
+    if (tk && text && gold) {
+        int32_t *want = parse_ids(gold, glen, &nw);
+        int32_t *got = tok(tk, text, tlen, true, &n);
+        printf("  fortune-llama HF folder on gpl-3.txt: %zu tokens (llama.cpp: %zu)\n", n, nw);
+        CHECK(same_ids(got, n, want, nw));
+        free(want);
+        free(got);
+    }
+    free(text);
+    free(gold);
+    pare_tokenizer_free(tk);
+    pare_model_free(m);
+done:
+    free(dir);
+    free(text_path);
+    free(gold_path);
+}
+
 /* 1 MB of the GPL (repeated, with a counter so that it is not all the same) through both
  * vocabularies. */
 static void test_speed_1mb(void) {
@@ -665,6 +697,7 @@ int main(void) {
     TH_RUN(test_vocab_llama_spm);
     TH_RUN(test_vocab_gpt2);
     TH_RUN(test_fortune_gpl3);
+    TH_RUN(test_fortune_hf_folder);
     TH_RUN(test_spm_stretches);
     TH_RUN(test_threads);
     TH_RUN(test_speed_1mb);
