@@ -485,6 +485,18 @@ static void test_pre_tokenizers(void) {
     SPLIT("gpt-2", "a\xff" "b", "a", "\xef\xbf\xbd", "b");
     SPLIT("gpt-2", "\xc1\x81" "b", "Ab");
     SPLIT("gpt-2", "\xed\xa0\x80x", "\xed\xa0\x80", "x");
+    SPLIT("tekken", "HelloWorld ABCdef ABC", "Hello", "World", " ABCdef", " ABC");
+    /* a long word must not exhaust PCRE2's JIT stack */
+    size_t big = 200000;
+    char *caps = malloc(big + 1);
+    memset(caps, 'A', big);
+    caps[big] = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const char *pre = i ? "tekken" : "llama-bpe";
+        const char *want[] = {caps, NULL};
+        CHECK_MSG(split_is(pre, caps, big, want), "%s on %zu capitals", pre, big);
+    }
+    free(caps);
     CHECK(tok_pre_find(NULL) == tok_pre_find("default") && tok_pre_find("") == tok_pre_find("default"));
     CHECK(tok_pre_find("no-such-pre") == NULL);
     /* every list compiles */
