@@ -10,13 +10,15 @@
  * matchers and the others through std::regex over a text in which every non-ASCII code
  * point is replaced by a stand-in for its category. Both behave as the PCRE2 patterns
  * below (compiled with UTF + UCP, so \p{L} / \p{N} / \p{P} use Unicode categories and \s
- * is Unicode White_Space), with two adjustments written into the patterns:
+ * is Unicode White_Space), with these adjustments written into the patterns:
  *   - GPT-2's list gets a final "|\s+": llama.cpp's matcher takes a run of whitespace that
  *     \s+(?!\S) cannot, and without it PCRE2 would leave it as an unmatched stretch, which
  *     is the same piece anyway; the alternative keeps the two equal by construction.
  *   - "(?i:'s|'t|...)" is spelled '[sS]|'[tT]|... (llama.cpp does the same): PCRE2's
  *     caseless mode would also fold U+017F and U+212A, llama.cpp's matcher does not.
- * Where the categories come from differs: llama.cpp carries its own Unicode 15 tables,
+ *   - std::regex's "$" (end of input) is "\z" (PCRE2's "$" also matches before a final
+ *     newline); tekken's lookahead groups are character classes (see re_tekken).
+ * Where the categories come from differs: llama.cpp carries its own Unicode 15.1 tables,
  * PCRE2 its own (Debian 12's 10.42: Unicode 14), so code points assigned in Unicode 15
  * may be classified differently.
  *
