@@ -17,6 +17,7 @@ static const cmd_entry commands[] = {
     {"merge-lora", cmd_merge_lora, "merge PEFT or GGUF LoRA adapters into a model"},
     {"prune", cmd_prune, "zero the least important weights (magnitude, N:M, Wanda)"},
     {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},
+    {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary, as llama.cpp"},
 };
 
 int cmd_exit_code(pare_status st) {

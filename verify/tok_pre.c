@@ -10,13 +10,15 @@
  * matchers and the others through std::regex over a text in which every non-ASCII code
  * point is replaced by a stand-in for its category. Both behave as the PCRE2 patterns
  * below (compiled with UTF + UCP, so \p{L} / \p{N} / \p{P} use Unicode categories and \s
- * is Unicode White_Space), with two adjustments written into the patterns:
+ * is Unicode White_Space), with these adjustments written into the patterns:
  *   - GPT-2's list gets a final "|\s+": llama.cpp's matcher takes a run of whitespace that
  *     \s+(?!\S) cannot, and without it PCRE2 would leave it as an unmatched stretch, which
  *     is the same piece anyway; the alternative keeps the two equal by construction.
  *   - "(?i:'s|'t|...)" is spelled '[sS]|'[tT]|... (llama.cpp does the same): PCRE2's
  *     caseless mode would also fold U+017F and U+212A, llama.cpp's matcher does not.
- * Where the categories come from differs: llama.cpp carries its own Unicode 15 tables,
+ *   - std::regex's "$" (end of input) is "\z" (PCRE2's "$" also matches before a final
+ *     newline); tekken's lookahead groups are character classes (see re_tekken).
+ * Where the categories come from differs: llama.cpp carries its own Unicode 15.1 tables,
  * PCRE2 its own (Debian 12's 10.42: Unicode 14), so code points assigned in Unicode 15
  * may be classified differently.
  *
@@ -87,10 +89,11 @@ static const char *const re_deepseek3[] = {
     "| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL,
 };
-/* Tekken (Mistral Nemo): words split before capitals, via lookaheads. */
+/* Tekken (Mistral Nemo): words split before capitals. llama.cpp writes "a letter that is
+ * not a-z" as ((?=[\p{L}])([^a-z])); [^\P{L}a-z] says the same without a group per
+ * character, which PCRE2's JIT would need stack for on long words. */
 static const char *const re_tekken[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
-    "|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
+    "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+|[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*"
     "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     NULL,
 };
@@ -289,14 +292,19 @@ static pare_status spans_push(spans *s, size_t off, size_t n, pare_err *err) {
 }
 
 /* Splits safe[off, off + n) by one regex into matches and the stretches between them. */
-static pare_status split_piece(const pcre2_code *re, pcre2_match_data *md, const char *safe, size_t off,
-                               size_t n, spans *dst, pare_err *err) {
+static pare_status split_piece(const pcre2_code *re, pcre2_match_data *md, pcre2_match_context *mc,
+                               const char *safe, size_t off, size_t n, spans *dst, pare_err *err) {
     PCRE2_SPTR subj = (PCRE2_SPTR)(safe + off);
     size_t pos = 0, last = 0;
     while (pos < n) {
-        int rc = pcre2_match(re, subj, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        int rc = pcre2_match(re, subj, n, pos, PCRE2_NO_UTF_CHECK, md, mc);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        FAIL_IF(rc < 0, PARE_EINTERNAL, "tokenizer: regex match failed (PCRE2 error %d)", rc);
+        if (rc < 0) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return pare_err_set(err, PARE_EUNSUPPORTED, "tokenizer: pre-tokenizer regex failed on a piece of %zu bytes: %s",
+                                n, (const char *)msg);
+        }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* an empty match adds nothing: step over one code point */
@@ -311,15 +319,27 @@ static pare_status split_piece(const pcre2_code *re, pcre2_match_data *md, const
     return PARE_OK;
 }
 
+/* PCRE2's JIT starts with 32 KiB of stack, which lookaheads on a piece of a megabyte can
+ * exhaust; each call gets its own stack that may grow to this size. */
+#define TOK_JIT_STACK_MAX (16u << 20)
+
 static pare_status split_all(const tok_pre *p, const char *safe, size_t len, spans *cur, pare_err *err) {
     pcre2_match_data *md = pcre2_match_data_create(16, NULL);
-    FAIL_IF(!md, PARE_ENOMEM, "tokenizer: out of memory");
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_jit_stack *js = pcre2_jit_stack_create(32u << 10, TOK_JIT_STACK_MAX, NULL);
+    if (!md || !mc || !js) {
+        pcre2_match_data_free(md);
+        pcre2_match_context_free(mc);
+        pcre2_jit_stack_free(js);
+        return pare_err_set(err, PARE_ENOMEM, "tokenizer: out of memory");
+    }
+    pcre2_jit_stack_assign(mc, NULL, js);
     spans next = {0};
     pare_status st = len ? spans_push(cur, 0, len, err) : PARE_OK;
     for (size_t r = 0; st == PARE_OK && r < p->n; r++) {
         next.count = 0;
         for (size_t i = 0; st == PARE_OK && i < cur->count; i++)
-            st = split_piece(p->code[r], md, safe, cur->off[i], cur->n[i], &next, err);
+            st = split_piece(p->code[r], md, mc, safe, cur->off[i], cur->n[i], &next, err);
         spans t = *cur;
         *cur = next;
         next = t;
@@ -327,6 +347,8 @@ static pare_status split_all(const tok_pre *p, const char *safe, size_t len, spa
     free(next.off);
     free(next.n);
     pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    pcre2_jit_stack_free(js);
     return st;
 }
 

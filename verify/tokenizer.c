@@ -181,7 +181,8 @@ static pare_status load_tokens(pare_tokenizer *tk, const pare_meta *meta, pare_e
             (unsigned long long)kv->n);
     const pare_str *s = kv->arr;
     uint64_t bytes = 0;
-    for (uint64_t i = 0; i < kv->n && bytes <= TOK_MAX_ARENA; i++) bytes += s[i].len ? s[i].len : 24;
+    for (uint64_t i = 0; i < kv->n && bytes <= TOK_MAX_ARENA; i++) /* stops before it can wrap */
+        bytes += s[i].len > TOK_MAX_ARENA ? TOK_MAX_ARENA + 1 : s[i].len ? s[i].len : 24;
     TRY(strs_alloc(&tk->tokens, kv->n, bytes, "tokenizer.ggml.tokens", err));
     uint64_t pos = 0;
     for (uint64_t i = 0; i < kv->n; i++) {
@@ -202,7 +203,8 @@ static pare_status load_merges(pare_tokenizer *tk, const pare_meta *meta, pare_e
     FAIL_IF(!kv, PARE_EINPUT, "tokenizer metadata: a gpt2 (BPE) vocabulary needs tokenizer.ggml.merges");
     const pare_str *s = kv->arr;
     uint64_t bytes = 0;
-    for (uint64_t i = 0; i < kv->n && bytes <= TOK_MAX_ARENA; i++) bytes += s[i].len;
+    for (uint64_t i = 0; i < kv->n && bytes <= TOK_MAX_ARENA; i++)
+        bytes += s[i].len > TOK_MAX_ARENA ? TOK_MAX_ARENA + 1 : s[i].len;
     TRY(strs_alloc(&tk->merges, kv->n, bytes, "tokenizer.ggml.merges", err));
     uint64_t pos = 0;
     for (uint64_t i = 0; i < kv->n; i++) strs_add(&tk->merges, &pos, s[i].s, (size_t)s[i].len);
