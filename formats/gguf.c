@@ -2,10 +2,12 @@
  * are described in gguf.h; the writer is in gguf_write.c.
  *
  * Structure: the file is mapped; a cursor (rd) walks the header, checking every length
- * against the bytes left before copying anything. Metadata goes straight into a
- * preallocated pare_meta (appending through pare_meta_set_* would search the keys each
- * time, which a file with a million keys turns into 10^12 comparisons); tensors straight
- * into the model's tensor array; duplicates are found with a pare_strset. */
+ * against the bytes left before copying anything. Metadata goes straight into the
+ * pare_meta's array (appending through pare_meta_set_* would search the keys each time,
+ * which a file with a million keys turns into 10^12 comparisons); tensors straight into
+ * the model's tensor array; duplicates are found with a pare_strset. Arrays grow as
+ * entries are actually read rather than being sized from the counts in the header, so
+ * memory follows the bytes parsed, whatever a header claims. */
 #include "formats/gguf.h"
 
 #include <stdarg.h>
@@ -92,6 +94,18 @@ static pare_status rd_str(rd *r, const loc *l, uint64_t max, const char **s, uin
     return PARE_OK;
 }
 
+/* Room for element n of array p with *cap elements (doubling from 64, never beyond max).
+ * Returns the possibly moved array, or NULL when out of memory (p is then unchanged). */
+static void *grow(void *p, size_t *cap, size_t n, size_t elem, uint64_t max) {
+    if (n < *cap) return p;
+    size_t c = *cap ? *cap * 2 : 64;
+    if (c > max) c = (size_t)max;
+    if (c <= n) c = n + 1;
+    void *np = realloc(p, c * elem);
+    if (np) *cap = c;
+    return np;
+}
+
 static char *copy_bytes(const char *s, uint64_t n) {
     char *c = malloc((size_t)n + 1);
     if (!c) return NULL;
@@ -135,12 +149,12 @@ static pare_status rd_str_array(rd *r, const loc *l, uint64_t n, pare_kv *kv, pa
     if (n > left(r) / 8)
         return BAD(r, l, "an array of %llu strings cannot fit in the %llu bytes left", (unsigned long long)n,
                    (unsigned long long)left(r));
-    pare_str *s = calloc((size_t)(n ? n : 1), sizeof *s);
-    if (!s) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory for %llu strings", r->path, (unsigned long long)n);
-    kv->arr = s; /* zeroed, so the meta can free it at any point */
-    kv->n = n;
     kv->type = PARE_META_ARRAY;
     kv->elem_type = PARE_META_STRING;
+    kv->n = 0; /* strings read so far: what the meta frees if reading stops */
+    size_t cap = 0;
+    if (!(kv->arr = grow(NULL, &cap, 0, sizeof(pare_str), n ? n : 1)))
+        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
     uint64_t start = r->pos;
     for (uint64_t i = 0; i < n; i++) {
         const char *p;
@@ -148,8 +162,13 @@ static pare_status rd_str_array(rd *r, const loc *l, uint64_t n, pare_kv *kv, pa
         TRY(rd_str(r, l, PARE_GGUF_MAX_STRING, &p, &len, "a string element", err));
         if (r->pos - start > PARE_GGUF_MAX_ARRAY)
             return BAD(r, l, "array of strings is larger than %llu bytes", (unsigned long long)PARE_GGUF_MAX_ARRAY);
-        if (!(s[i].s = copy_bytes(p, len))) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
-        s[i].len = len;
+        void *na = grow(kv->arr, &cap, (size_t)i, sizeof(pare_str), n);
+        if (!na) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
+        kv->arr = na;
+        pare_str *s = (pare_str *)kv->arr + i;
+        if (!(s->s = copy_bytes(p, len))) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
+        s->len = len;
+        kv->n = i + 1;
     }
     return PARE_OK;
 }
@@ -217,15 +236,17 @@ static pare_status rd_kvs(rd *r, uint64_t n_kv, pare_meta *meta, pare_err *err) 
     if (n_kv > left(r) / GGUF_MIN_KV_BYTES)
         return BAD(r, NULL, "%llu metadata keys cannot fit in the %llu bytes left after the header",
                    (unsigned long long)n_kv, (unsigned long long)left(r));
-    meta->kv = calloc((size_t)(n_kv ? n_kv : 1), sizeof *meta->kv);
-    pare_strset *keys = pare_strset_new((size_t)n_kv);
-    if (!meta->kv || !keys) {
-        pare_strset_free(keys);
-        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory for %llu keys", r->path, (unsigned long long)n_kv);
-    }
-    meta->cap = (size_t)(n_kv ? n_kv : 1);
+    pare_strset *keys = pare_strset_new(n_kv < 4096 ? (size_t)n_kv : 4096);
+    if (!keys) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
     pare_status st = PARE_OK;
     for (uint64_t i = 0; i < n_kv && !st; i++) {
+        pare_kv *nk = grow(meta->kv, &meta->cap, meta->n, sizeof *meta->kv, n_kv);
+        if (!nk) {
+            st = pare_err_set(err, PARE_ENOMEM, "%s: out of memory for %llu keys", r->path, (unsigned long long)n_kv);
+            break;
+        }
+        meta->kv = nk;
+        memset(&meta->kv[i], 0, sizeof meta->kv[i]);
         meta->n++; /* counted first so that pare_meta_free releases a half-read entry */
         st = rd_kv(r, i, &meta->kv[i], keys, err);
     }
@@ -290,22 +311,22 @@ static pare_status rd_tensor_info(rd *r, uint64_t i, pare_tensor *t, pare_strset
     return PARE_OK;
 }
 
-/* Appends n_t tensor infos to m (grown once: n_t is bounded by the bytes left). */
+/* Appends n_t tensor infos to m. */
 static pare_status rd_tensor_infos(rd *r, uint64_t n_t, pare_model *m, pare_err *err) {
     if (n_t > left(r) / GGUF_MIN_TENSOR_INFO_BYTES)
         return BAD(r, NULL, "%llu tensors cannot fit in the %llu bytes left after the metadata",
                    (unsigned long long)n_t, (unsigned long long)left(r));
-    size_t need = m->n_tensors + (size_t)n_t;
-    if (need > m->cap_tensors) {
-        pare_tensor *nt = realloc(m->tensors, (need ? need : 1) * sizeof *nt);
-        if (!nt) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory for %llu tensors", r->path, (unsigned long long)n_t);
-        m->tensors = nt;
-        m->cap_tensors = need ? need : 1;
-    }
-    pare_strset *names = pare_strset_new((size_t)n_t);
+    pare_strset *names = pare_strset_new(n_t < 4096 ? (size_t)n_t : 4096);
     if (!names) return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", r->path);
     pare_status st = PARE_OK;
+    uint64_t max = m->n_tensors + n_t;
     for (uint64_t i = 0; i < n_t && !st; i++) {
+        pare_tensor *nt = grow(m->tensors, &m->cap_tensors, m->n_tensors, sizeof *m->tensors, max);
+        if (!nt) {
+            st = pare_err_set(err, PARE_ENOMEM, "%s: out of memory for %llu tensors", r->path, (unsigned long long)n_t);
+            break;
+        }
+        m->tensors = nt;
         pare_tensor *t = &m->tensors[m->n_tensors];
         memset(t, 0, sizeof *t);
         st = rd_tensor_info(r, i, t, names, err);
