@@ -529,12 +529,10 @@ static pare_status load_model(const char *path, pare_model **out, pare_err *err)
     TRY(load_part(path, m, &m->meta, &pi, err));
     m->version = pi.version;
     m->alignment = pi.alignment;
+    /* split.count 0 (what llama-gguf-split --merge leaves) or 1: a whole model in one file. */
     uint64_t count = 0;
-    if (pare_meta_find(&m->meta, "split.count") >= 0) {
-        FAIL_IF(!pare_meta_get_u64(&m->meta, "split.count", &count), PARE_EINPUT,
-                "%s: split.count must be an unsigned integer", path);
-        FAIL_IF(count == 0, PARE_EINPUT, "%s: split.count is 0", path);
-    }
+    FAIL_IF(pare_meta_find(&m->meta, "split.count") >= 0 && !pare_meta_get_u64(&m->meta, "split.count", &count),
+            PARE_EINPUT, "%s: split.count must be a non-negative integer", path);
     if (count > 1) {
         /* Start over from part 1, whichever part was named. */
         pare_model_free(m);

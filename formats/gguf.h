@@ -73,7 +73,9 @@
  * Split files: when the file has split.count > 1 (it may be any part, named
  * NAME-0000i-of-0000N.gguf), every part is loaded, in order, into one model, checking
  * split.no, split.count and split.tensors.count; the meta is the first part's without the
- * split.* keys; model->maps has one entry per part. Free with pare_model_free. */
+ * split.* keys; model->maps has one entry per part. A file with split.count 0 (what
+ * llama-gguf-split --merge writes) or 1 is a whole model and keeps its split.* keys.
+ * Free with pare_model_free. */
 pare_status pare_gguf_load(const char *path, pare_model **out, pare_err *err);
 
 /* Streaming writer. `tensors` gives name, type, n_dims and ne of each tensor in write

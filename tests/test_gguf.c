@@ -896,6 +896,20 @@ static void test_split(void) {
                  !strcmp(s->meta.kv[s->meta.n - 2].key, "split.tensors.count") &&
                  !strcmp(s->meta.kv[s->meta.n - 1].key, "split.count"));
     pare_model_free(s);
+    /* split.count 0, as llama-gguf-split --merge leaves it: a plain file. */
+    pare_model *z = NULL;
+    CHECK_OK(pare_gguf_load(one1, &z, &err), &err);
+    if (z) {
+        pare_meta_set_uint(&z->meta, "split.count", PARE_META_U16, 0, &err);
+        char *zp = pare_path_join(dir, "merged-00001-of-00003.gguf");
+        CHECK_OK(pare_gguf_save(z, zp, false, &err), &err);
+        pare_model_free(z);
+        z = NULL;
+        CHECK_OK(pare_gguf_load(zp, &z, &err), &err);
+        CHECK(z && z->n_tensors == m->n_tensors && pare_meta_get_u64(&z->meta, "split.count", &u) && u == 0);
+        free(zp);
+    }
+    pare_model_free(z);
     free(one);
     free(one1);
     free(p1);
