@@ -130,7 +130,7 @@ static const char *const writer_keys[] = {"general.file_type", "general.quantiza
 /* Compares every tensor of got with want: names in order, types, shapes, bytes (through
  * pare_tensor_read). widen_1d: want's 1-D tensors are F32 while got's are BF16 (compared after
  * widening). Prints the largest absolute difference seen. */
-static void tensors_compare(const pare_model *got, const pare_model *want, bool widen_1d) {
+static void tensors_compare_ex(const pare_model *got, const pare_model *want, bool widen_1d, bool by_name) {
     CHECK_MSG(got->n_tensors == want->n_tensors, "%zu tensors, want %zu", got->n_tensors, want->n_tensors);
     size_t n = got->n_tensors < want->n_tensors ? got->n_tensors : want->n_tensors;
     double max_diff = 0;
@@ -138,6 +138,7 @@ static void tensors_compare(const pare_model *got, const pare_model *want, bool 
     pare_err err = {0};
     for (size_t i = 0; i < n; i++) {
         const pare_tensor *a = &got->tensors[i], *b = &want->tensors[i];
+        if (by_name && pare_model_find(want, a->name)) b = pare_model_find(want, a->name);
         bool widen = widen_1d && a->n_dims == 1 && a->type == PARE_TYPE_BF16 && b->type == PARE_TYPE_F32;
         bool same = strcmp(a->name, b->name) == 0 && (a->type == b->type || widen) && a->n_dims == b->n_dims &&
                     !memcmp(a->ne, b->ne, sizeof a->ne);
@@ -171,6 +172,10 @@ static void tensors_compare(const pare_model *got, const pare_model *want, bool 
     printf("  %zu tensors compared, largest difference %g\n", n, max_diff);
     CHECK_MSG(bad == 0, "%d tensors differ", bad);
     CHECK_MSG(max_diff == 0, "largest difference %g (expected bit-exact)", max_diff);
+}
+
+static void tensors_compare(const pare_model *got, const pare_model *want, bool widen_1d) {
+    tensors_compare_ex(got, want, widen_1d, false);
 }
 
 /* ------------------------------------------------------------------------ shared references */
@@ -224,6 +229,203 @@ static void test_fortune_tensors(void) {
     free(d);
 }
 
+
+static void test_bf16_sharded(void) {
+    const char *dir = th_shared(SHARED_SHARDED);
+    if (!dir) return;
+    char *d = strdup(dir);
+    const char *ref = th_shared(SHARED_BF16);
+    if (!ref) {
+        free(d);
+        return;
+    }
+    pare_err err = {0};
+    pare_model *m = NULL, *r = NULL;
+    CHECK_OK(pare_hf_load(d, &m, &err), &err);
+    CHECK_OK(pare_gguf_load(ref, &r, &err), &err);
+    if (m && r) {
+        /* general.name "Fortune Llama Bf16 Sharded", finetune "sharded", basename "fortune-llama" */
+        int diffs = meta_compare(&m->meta, &r->meta, writer_keys);
+        printf("  %zu keys, %d differences from llama.cpp's conversion\n", m->meta.n, diffs);
+        CHECK_MSG(diffs == 0, "%d metadata differences", diffs);
+        CHECK(m->n_maps == 3);
+        CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+        /* The converter widens 1-D tensors to F32 (a pipeline step): compared after widening. */
+        tensors_compare(m, r, true);
+    }
+    pare_model_free(m);
+    pare_model_free(r);
+    free(d);
+}
+
+/* A folder with only pytorch_model.bin (symlinks to the shared files) loads the same tensors,
+ * in the pickle's order, and the same metadata. */
+static void test_pytorch_only(void) {
+    const char *dir = th_shared(SHARED_DIR);
+    if (!dir) return;
+    char *src = realpath(dir, NULL);
+    const char *ref = th_shared(SHARED_F32);
+    if (!ref || !src) {
+        free(src);
+        return;
+    }
+    const char *folder = tmp_path("fortune-llama");
+    mkdir(folder, 0755);
+    static const char *const files[] = {"config.json", "generation_config.json", "pytorch_model.bin",
+                                        "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char a[1024], b[1024];
+        snprintf(a, sizeof a, "%s/%s", src, files[i]);
+        snprintf(b, sizeof b, "%s/%s", folder, files[i]);
+        CHECK_MSG(symlink(a, b) == 0, "symlink %s: %s", b, strerror(errno));
+    }
+    pare_err err = {0};
+    pare_model *m = NULL, *r = NULL;
+    CHECK_OK(pare_hf_load(folder, &m, &err), &err);
+    CHECK_OK(pare_gguf_load(ref, &r, &err), &err);
+    if (m && r) {
+        int diffs = meta_compare(&m->meta, &r->meta, writer_keys);
+        CHECK_MSG(diffs == 0, "%d metadata differences", diffs);
+        /* torch.save kept the module order (the converter writes that order too) */
+        CHECK(m->n_tensors == 38 && strcmp(m->tensors[1].name, "model.layers.0.self_attn.q_proj.weight") == 0);
+        CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+        tensors_compare_ex(m, r, false, true);
+    }
+    pare_model_free(m);
+    pare_model_free(r);
+    rm_rf(folder);
+    free(src);
+}
+
+/* ------------------------------------------------------------------------ permutation */
+
+static void test_permute(void) {
+    /* Hand-checked: 2 heads of head_dim 4, rows named by their index. HF order within a head
+     * is [x0 x1 | y0 y1] (rotate_half pairs x_i with y_i); llama.cpp wants x0 y0 x1 y1. */
+    uint8_t src[8] = {0, 1, 2, 3, 4, 5, 6, 7}, dst[8], back[8];
+    pare_hf_permute_rows(src, dst, 8, 1, 2, false);
+    static const uint8_t want[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    CHECK(memcmp(dst, want, 8) == 0);
+    pare_hf_permute_rows(dst, back, 8, 1, 2, true);
+    CHECK(memcmp(back, src, 8) == 0);
+    /* One head of 8: [0 1 2 3 | 4 5 6 7] -> 0 4 1 5 2 6 3 7 */
+    static const uint8_t want1[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    pare_hf_permute_rows(src, dst, 8, 1, 1, false);
+    CHECK(memcmp(dst, want1, 8) == 0);
+    /* Round trip on wide rows and several head counts. */
+    enum { ROWS = 96, RB = 12 };
+    static uint8_t a[ROWS * RB], b[ROWS * RB], c[ROWS * RB];
+    for (int i = 0; i < ROWS * RB; i++) a[i] = (uint8_t)(i * 7 + 3);
+    int bad = 0;
+    const int heads[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 48};
+    for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+        pare_hf_permute_rows(a, b, ROWS, RB, heads[h], false);
+        pare_hf_permute_rows(b, c, ROWS, RB, heads[h], true);
+        bad += memcmp(a, c, sizeof a) != 0;
+        bad += heads[h] < ROWS / 2 && memcmp(a, b, sizeof a) == 0; /* it does move rows */
+    }
+    CHECK_MSG(bad == 0, "%d head counts failed the round trip", bad);
+}
+
+/* ------------------------------------------------------------------------ names */
+
+typedef struct {
+    const char *hf, *gguf;
+} name_case;
+
+static int check_names(const char *arch, const name_case *c, size_t n, bool back) {
+    int bad = 0;
+    char out[256];
+    for (size_t i = 0; i < n; i++) {
+        if (!pare_hf_name_to_gguf(arch, c[i].hf, out, sizeof out) || strcmp(out, c[i].gguf) != 0) {
+            fprintf(stderr, "  %s: %s -> %s, want %s\n", arch, c[i].hf, out, c[i].gguf);
+            bad++;
+        }
+        if (back && (!pare_gguf_name_to_hf(arch, c[i].gguf, out, sizeof out) || strcmp(out, c[i].hf) != 0)) {
+            fprintf(stderr, "  %s: %s <- %s, want %s\n", arch, c[i].gguf, out, c[i].hf);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static void test_names(void) {
+    static const name_case llama[] = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+        {"model.layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"},
+        {"model.layers.0.self_attn.q_proj.weight", "blk.0.attn_q.weight"},
+        {"model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight"},
+        {"model.layers.0.self_attn.v_proj.weight", "blk.0.attn_v.weight"},
+        {"model.layers.0.self_attn.o_proj.weight", "blk.0.attn_output.weight"},
+        {"model.layers.31.post_attention_layernorm.weight", "blk.31.ffn_norm.weight"},
+        {"model.layers.31.mlp.gate_proj.weight", "blk.31.ffn_gate.weight"},
+        {"model.layers.31.mlp.up_proj.weight", "blk.31.ffn_up.weight"},
+        {"model.layers.31.mlp.down_proj.weight", "blk.31.ffn_down.weight"},
+    };
+    static const name_case qwen2[] = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+        {"model.layers.7.input_layernorm.weight", "blk.7.attn_norm.weight"},
+        {"model.layers.7.self_attn.q_proj.weight", "blk.7.attn_q.weight"},
+        {"model.layers.7.self_attn.q_proj.bias", "blk.7.attn_q.bias"},
+        {"model.layers.7.self_attn.k_proj.weight", "blk.7.attn_k.weight"},
+        {"model.layers.7.self_attn.k_proj.bias", "blk.7.attn_k.bias"},
+        {"model.layers.7.self_attn.v_proj.weight", "blk.7.attn_v.weight"},
+        {"model.layers.7.self_attn.v_proj.bias", "blk.7.attn_v.bias"},
+        {"model.layers.7.self_attn.o_proj.weight", "blk.7.attn_output.weight"},
+        {"model.layers.7.post_attention_layernorm.weight", "blk.7.ffn_norm.weight"},
+        {"model.layers.7.mlp.gate_proj.weight", "blk.7.ffn_gate.weight"},
+        {"model.layers.7.mlp.up_proj.weight", "blk.7.ffn_up.weight"},
+        {"model.layers.7.mlp.down_proj.weight", "blk.7.ffn_down.weight"},
+    };
+    static const name_case gpt2[] = {
+        {"transformer.wte.weight", "token_embd.weight"},
+        {"transformer.wpe.weight", "position_embd.weight"},
+        {"transformer.ln_f.weight", "output_norm.weight"},
+        {"transformer.ln_f.bias", "output_norm.bias"},
+        {"lm_head.weight", "output.weight"},
+        {"transformer.h.11.ln_1.weight", "blk.11.attn_norm.weight"},
+        {"transformer.h.11.ln_1.bias", "blk.11.attn_norm.bias"},
+        {"transformer.h.11.attn.c_attn.weight", "blk.11.attn_qkv.weight"},
+        {"transformer.h.11.attn.c_attn.bias", "blk.11.attn_qkv.bias"},
+        {"transformer.h.11.attn.c_proj.weight", "blk.11.attn_output.weight"},
+        {"transformer.h.11.attn.c_proj.bias", "blk.11.attn_output.bias"},
+        {"transformer.h.11.ln_2.weight", "blk.11.ffn_norm.weight"},
+        {"transformer.h.11.ln_2.bias", "blk.11.ffn_norm.bias"},
+        {"transformer.h.11.mlp.c_fc.weight", "blk.11.ffn_up.weight"},
+        {"transformer.h.11.mlp.c_fc.bias", "blk.11.ffn_up.bias"},
+        {"transformer.h.11.mlp.c_proj.weight", "blk.11.ffn_down.weight"},
+        {"transformer.h.11.mlp.c_proj.bias", "blk.11.ffn_down.bias"},
+    };
+    /* GPT2Model checkpoints (openai-community/gpt2) have no "transformer." prefix. */
+    static const name_case gpt2_bare[] = {
+        {"wte.weight", "token_embd.weight"},
+        {"wpe.weight", "position_embd.weight"},
+        {"ln_f.weight", "output_norm.weight"},
+        {"h.0.attn.c_attn.weight", "blk.0.attn_qkv.weight"},
+        {"h.0.mlp.c_proj.bias", "blk.0.ffn_down.bias"},
+    };
+    int bad = check_names("llama", llama, sizeof llama / sizeof llama[0], true);
+    bad += check_names("qwen2", qwen2, sizeof qwen2 / sizeof qwen2[0], true);
+    bad += check_names("gpt2", gpt2, sizeof gpt2 / sizeof gpt2[0], true);
+    bad += check_names("gpt2", gpt2_bare, sizeof gpt2_bare / sizeof gpt2_bare[0], false);
+    CHECK_MSG(bad == 0, "%d name mappings wrong", bad);
+    char out[64];
+    /* unknown names, skipped names, wrong arch, leading zeros, too small a buffer */
+    CHECK(!pare_hf_name_to_gguf("llama", "model.layers.0.self_attn.rotary_emb.inv_freq", out, sizeof out));
+    CHECK(!pare_hf_name_to_gguf("llama", "model.layers.0.mlp.c_fc.weight", out, sizeof out));
+    CHECK(!pare_hf_name_to_gguf("llama", "model.layers.01.mlp.up_proj.weight", out, sizeof out));
+    CHECK(!pare_hf_name_to_gguf("gpt2", "model.embed_tokens.weight", out, sizeof out));
+    CHECK(!pare_hf_name_to_gguf("falcon", "model.embed_tokens.weight", out, sizeof out));
+    CHECK(!pare_hf_name_to_gguf("llama", "model.layers.0.mlp.up_proj.weight", out, 8));
+    CHECK(!pare_gguf_name_to_hf("llama", "blk.0.attn_qkv.weight", out, sizeof out));
+    /* GGUF names map to themselves (gguf-py does this), e.g. the generated rope_freqs */
+    CHECK(pare_hf_name_to_gguf("llama", "rope_freqs.weight", out, sizeof out) && strcmp(out, "rope_freqs.weight") == 0);
+}
+
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -234,6 +436,10 @@ int main(int argc, char **argv) {
     (void)argv;
     TH_RUN(test_fortune_meta);
     TH_RUN(test_fortune_tensors);
+    TH_RUN(test_bf16_sharded);
+    TH_RUN(test_pytorch_only);
+    TH_RUN(test_permute);
+    TH_RUN(test_names);
     rm_rf(tmpdir);
     return th_done();
 }
