@@ -868,3 +868,341 @@ pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const
     cJSON_Delete(tokcfg);
     return st;
 }
+
+/* ------------------------------------------------------------------------ export */
+
+/* The vocabulary keys of a GGUF's metadata. */
+typedef struct {
+    const pare_str *tok;
+    const float *score; /* may be NULL */
+    const int32_t *type;
+    uint64_t n;
+    const char *model, *pre;
+} meta_vocab;
+
+static pare_status meta_vocab_get(const pare_meta *meta, meta_vocab *v, pare_err *err) {
+    memset(v, 0, sizeof *v);
+    const pare_kv *t = pare_meta_get(meta, "tokenizer.ggml.tokens");
+    const pare_kv *s = pare_meta_get(meta, "tokenizer.ggml.scores");
+    const pare_kv *y = pare_meta_get(meta, "tokenizer.ggml.token_type");
+    v->model = pare_meta_get_str(meta, "tokenizer.ggml.model");
+    v->pre = pare_meta_get_str(meta, "tokenizer.ggml.pre");
+    FAIL_IF(!v->model || !t || t->type != PARE_META_ARRAY || t->elem_type != PARE_META_STRING, PARE_EINPUT,
+            "the metadata has no tokenizer.ggml.model / tokenizer.ggml.tokens");
+    v->tok = t->arr;
+    v->n = t->n;
+    if (s) FAIL_IF(s->type != PARE_META_ARRAY || s->elem_type != PARE_META_F32 || s->n != v->n, PARE_EINPUT,
+                   "tokenizer.ggml.scores is not %llu f32 values", (unsigned long long)v->n);
+    FAIL_IF(!y || y->type != PARE_META_ARRAY || y->elem_type != PARE_META_I32 || y->n != v->n, PARE_EINPUT,
+            "tokenizer.ggml.token_type is not %llu i32 values", (unsigned long long)v->n);
+    v->score = s ? s->arr : NULL;
+    v->type = y->arr;
+    return PARE_OK;
+}
+
+static float vscore(const meta_vocab *v, uint64_t i) {
+    float f = 0;
+    if (v->score) memcpy(&f, (const uint8_t *)v->score + i * 4, 4);
+    return f;
+}
+
+static int32_t vtype(const meta_vocab *v, uint64_t i) {
+    int32_t t;
+    memcpy(&t, (const uint8_t *)v->type + i * 4, 4);
+    return t;
+}
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+} pb_out;
+
+static void pb_put(pb_out *b, const void *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2 + 256;
+        uint8_t *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void pb_varint_put(pb_out *b, uint64_t v) {
+    uint8_t x[10];
+    int k = 0;
+    do {
+        x[k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    pb_put(b, x, (size_t)k);
+}
+
+static void pb_key(pb_out *b, uint32_t field, int wire) { pb_varint_put(b, (uint64_t)field << 3 | (uint64_t)wire); }
+static void pb_int(pb_out *b, uint32_t field, int64_t v) { /* int32 fields: negatives as 10 bytes */
+    pb_key(b, field, 0);
+    pb_varint_put(b, (uint64_t)v);
+}
+static void pb_bytes(pb_out *b, uint32_t field, const void *s, size_t n) {
+    pb_key(b, field, 2);
+    pb_varint_put(b, n);
+    pb_put(b, s, n);
+}
+static void pb_float(pb_out *b, uint32_t field, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint8_t x[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
+    pb_key(b, field, 5);
+    pb_put(b, x, 4);
+}
+
+static int64_t meta_id(const pare_meta *meta, const char *key) {
+    uint64_t v;
+    return pare_meta_get_u64(meta, key, &v) ? (int64_t)v : -1;
+}
+
+pare_status pare_hf_sp_build(const pare_meta *meta, uint8_t **out, size_t *len, pare_err *err) {
+    *out = NULL;
+    meta_vocab v;
+    TRY(meta_vocab_get(meta, &v, err));
+    pb_out b = {0}, piece = {0}, spec = {0};
+    bool has_byte = false;
+    int64_t unk = -1;
+    for (uint64_t i = 0; i < v.n && !b.oom && !piece.oom; i++) {
+        int32_t t = vtype(&v, i);
+        FAIL_IF(v.tok[i].len == 0, PARE_EUNSUPPORTED, "token %llu is empty (sentencepiece cannot hold it)",
+                (unsigned long long)i);
+        piece.n = 0;
+        pb_bytes(&piece, 1, v.tok[i].s, (size_t)v.tok[i].len);
+        pb_float(&piece, 2, vscore(&v, i));
+        if (t >= HF_TOK_UNKNOWN && t <= HF_TOK_BYTE) pb_int(&piece, 3, t); /* NORMAL is the default */
+        has_byte |= t == HF_TOK_BYTE;
+        if (t == HF_TOK_UNKNOWN && unk < 0) unk = (int64_t)i;
+        pb_bytes(&b, 1, piece.p, piece.n);
+    }
+    int64_t u = meta_id(meta, "tokenizer.ggml.unknown_token_id");
+    pb_int(&spec, 3, 2);                       /* model_type BPE */
+    pb_int(&spec, 4, (int64_t)v.n);            /* vocab_size */
+    if (has_byte) pb_int(&spec, 35, 1);        /* byte_fallback */
+    pb_int(&spec, 40, u >= 0 ? u : (unk >= 0 ? unk : 0));
+    pb_int(&spec, 41, meta_id(meta, "tokenizer.ggml.bos_token_id"));
+    pb_int(&spec, 42, meta_id(meta, "tokenizer.ggml.eos_token_id"));
+    pb_int(&spec, 43, meta_id(meta, "tokenizer.ggml.padding_token_id"));
+    pb_bytes(&b, 2, spec.p, spec.n);
+    bool prefix = true;
+    pare_meta_get_bool(meta, "tokenizer.ggml.add_space_prefix", &prefix);
+    spec.n = 0;
+    pb_bytes(&spec, 1, "identity", 8);
+    pb_int(&spec, 3, prefix); /* add_dummy_prefix */
+    pb_int(&spec, 4, 0);      /* remove_extra_whitespaces */
+    pb_int(&spec, 5, 1);      /* escape_whitespaces */
+    pb_bytes(&b, 3, spec.p, spec.n);
+    bool oom = b.oom || piece.oom || spec.oom;
+    free(piece.p);
+    free(spec.p);
+    if (oom) {
+        free(b.p);
+        return pare_err_set(err, PARE_ENOMEM, "out of memory building tokenizer.model");
+    }
+    *out = b.p;
+    *len = b.n;
+    return PARE_OK;
+}
+
+static cJSON *json_token(const pare_str *s) {
+    /* token texts are UTF-8 without NULs in practice; cJSON strings end at the first NUL */
+    return cJSON_CreateString(s->s);
+}
+
+static bool is_pad_token(const pare_str *s, uint64_t i) {
+    char b[40];
+    int n = snprintf(b, sizeof b, "[PAD%llu]", (unsigned long long)i);
+    return s->len == (uint64_t)n && memcmp(s->s, b, (size_t)n) == 0;
+}
+
+static cJSON *pre_tokenizer_json(const char *pre) {
+    cJSON *p = cJSON_CreateObject();
+    if (strcmp(pre, "gpt-2") == 0) {
+        cJSON_AddStringToObject(p, "type", "ByteLevel");
+        cJSON_AddBoolToObject(p, "add_prefix_space", false);
+        cJSON_AddBoolToObject(p, "trim_offsets", true);
+        cJSON_AddBoolToObject(p, "use_regex", true);
+        return p;
+    }
+    const char *re = NULL;
+    for (size_t i = 0; i < sizeof pre_regexes / sizeof pre_regexes[0]; i++)
+        if (strcmp(pre, pre_regexes[i].pre) == 0) re = pre_regexes[i].regex;
+    if (!re) {
+        cJSON_Delete(p);
+        return NULL;
+    }
+    cJSON_AddStringToObject(p, "type", "Sequence");
+    cJSON *seq = cJSON_AddArrayToObject(p, "pretokenizers");
+    cJSON *split = cJSON_CreateObject(), *pat = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(pat, "Regex", re);
+    cJSON_AddItemToObject(split, "pattern", pat);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", false);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", false);
+    cJSON_AddBoolToObject(bl, "trim_offsets", true);
+    cJSON_AddBoolToObject(bl, "use_regex", false);
+    cJSON_AddItemToArray(seq, split);
+    cJSON_AddItemToArray(seq, bl);
+    return p;
+}
+
+static cJSON *byte_level(bool prefix, bool trim, bool regex) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", prefix);
+    cJSON_AddBoolToObject(o, "trim_offsets", trim);
+    cJSON_AddBoolToObject(o, "use_regex", regex);
+    return o;
+}
+
+pare_status pare_hf_tokjson_build(const pare_meta *meta, cJSON **out, pare_err *err) {
+    *out = NULL;
+    meta_vocab v;
+    TRY(meta_vocab_get(meta, &v, err));
+    FAIL_IF(!v.pre, PARE_EUNSUPPORTED, "the metadata has no tokenizer.ggml.pre");
+    cJSON *pre = pre_tokenizer_json(v.pre);
+    FAIL_IF(!pre, PARE_EUNSUPPORTED, "tokenizer.ggml.pre '%s' has no tokenizer.json pre-tokenizer in pare", v.pre);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    cJSON *added = cJSON_AddArrayToObject(j, "added_tokens");
+    if (strcmp(v.pre, "qwen2") == 0) {
+        cJSON *nfc = cJSON_AddObjectToObject(j, "normalizer");
+        cJSON_AddStringToObject(nfc, "type", "NFC");
+    } else {
+        cJSON_AddNullToObject(j, "normalizer");
+    }
+    cJSON_AddItemToObject(j, "pre_tokenizer", pre);
+    cJSON_AddItemToObject(j, "post_processor", byte_level(false, false, false));
+    cJSON_AddItemToObject(j, "decoder", byte_level(true, true, true));
+    cJSON *model = cJSON_AddObjectToObject(j, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddNullToObject(model, "continuing_subword_prefix");
+    cJSON_AddNullToObject(model, "end_of_word_suffix");
+    cJSON_AddBoolToObject(model, "fuse_unk", false);
+    cJSON_AddBoolToObject(model, "byte_fallback", false);
+    cJSON_AddBoolToObject(model, "ignore_merges", strcmp(v.pre, "llama-bpe") == 0);
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+    for (uint64_t i = 0; i < v.n; i++) {
+        int32_t t = vtype(&v, i);
+        if (t == HF_TOK_CONTROL || t == HF_TOK_USER_DEFINED) {
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", (double)i);
+            cJSON_AddItemToObject(a, "content", json_token(&v.tok[i]));
+            cJSON_AddBoolToObject(a, "single_word", false);
+            cJSON_AddBoolToObject(a, "lstrip", false);
+            cJSON_AddBoolToObject(a, "rstrip", false);
+            cJSON_AddBoolToObject(a, "normalized", t == HF_TOK_USER_DEFINED);
+            cJSON_AddBoolToObject(a, "special", t == HF_TOK_CONTROL);
+            cJSON_AddItemToArray(added, a);
+        } else if (!(t == HF_TOK_UNUSED && is_pad_token(&v.tok[i], i))) {
+            cJSON_AddItemToObject(vocab, v.tok[i].s, cJSON_CreateNumber((double)i));
+        }
+    }
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    const pare_kv *mk = pare_meta_get(meta, "tokenizer.ggml.merges");
+    if (mk && mk->type == PARE_META_ARRAY && mk->elem_type == PARE_META_STRING)
+        for (uint64_t i = 0; i < mk->n; i++) cJSON_AddItemToArray(merges, json_token(&((const pare_str *)mk->arr)[i]));
+    *out = j;
+    return PARE_OK;
+}
+
+/* The token text of a special id from meta, or NULL. */
+static const char *special_text(const pare_meta *meta, const meta_vocab *v, const char *key) {
+    int64_t id = meta_id(meta, key);
+    return (id >= 0 && (uint64_t)id < v->n) ? v->tok[id].s : NULL;
+}
+
+static void add_chat_templates(const pare_meta *meta, cJSON *tokcfg) {
+    const char *def = pare_meta_get_str(meta, "tokenizer.chat_template");
+    const pare_kv *names = pare_meta_get(meta, "tokenizer.chat_templates");
+    if (!names || names->type != PARE_META_ARRAY || names->elem_type != PARE_META_STRING) {
+        if (def) cJSON_AddStringToObject(tokcfg, "chat_template", def);
+        return;
+    }
+    cJSON *list = cJSON_AddArrayToObject(tokcfg, "chat_template");
+    if (def) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", "default");
+        cJSON_AddStringToObject(e, "template", def);
+        cJSON_AddItemToArray(list, e);
+    }
+    for (uint64_t i = 0; i < names->n; i++) {
+        const char *name = ((const pare_str *)names->arr)[i].s;
+        char key[192];
+        snprintf(key, sizeof key, "tokenizer.chat_template.%s", name);
+        const char *tmpl = pare_meta_get_str(meta, key);
+        if (!tmpl) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", name);
+        cJSON_AddStringToObject(e, "template", tmpl);
+        cJSON_AddItemToArray(list, e);
+    }
+}
+
+pare_status pare_hf_tokcfg_build(const pare_meta *meta, cJSON *tokcfg, cJSON *special_map, pare_err *err) {
+    meta_vocab v;
+    TRY(meta_vocab_get(meta, &v, err));
+    bool sp = strcmp(v.model, "llama") == 0;
+    bool b;
+    if (pare_meta_get_bool(meta, "tokenizer.ggml.add_bos_token", &b)) cJSON_AddBoolToObject(tokcfg, "add_bos_token", b);
+    if (pare_meta_get_bool(meta, "tokenizer.ggml.add_eos_token", &b)) cJSON_AddBoolToObject(tokcfg, "add_eos_token", b);
+    if (pare_meta_get_bool(meta, "tokenizer.ggml.add_space_prefix", &b))
+        cJSON_AddBoolToObject(tokcfg, "add_prefix_space", b);
+    /* With tokenizer.json, the converter resolves tokenizer_config's special tokens before
+     * config.json's ids, each source in bos, eos, unk, ... order. Only the leading run of
+     * meta's ids in that order goes into tokenizer_config, so the order comes back. */
+    int last = -1;
+    bool leading = true;
+    for (size_t k = 0; k < meta->n; k++) {
+        int typ = -1;
+        for (int i = 0; i < HF_N_SPECIAL; i++)
+            if (strcmp(meta->kv[k].key, pare_hf_special_keys[i]) == 0) typ = i;
+        if (typ < 0) continue;
+        const char *text = special_text(meta, &v, pare_hf_special_keys[typ]);
+        if (!text) continue;
+        int64_t id = meta_id(meta, pare_hf_special_keys[typ]);
+        int32_t t = vtype(&v, (uint64_t)id);
+        leading = leading && typ > last && (t == HF_TOK_CONTROL || t == HF_TOK_USER_DEFINED);
+        last = typ;
+        char key[32];
+        snprintf(key, sizeof key, "%s_token", pare_hf_special_names[typ]);
+        if (sp || leading) cJSON_AddStringToObject(tokcfg, key, text);
+        cJSON_AddStringToObject(special_map, key, text);
+    }
+    if (sp) {
+        /* Added tokens the converter gives score -1000 come back through added_tokens_decoder. */
+        cJSON *dec = cJSON_AddObjectToObject(tokcfg, "added_tokens_decoder");
+        for (uint64_t i = 0; i < v.n; i++) {
+            int32_t t = vtype(&v, i);
+            if ((t != HF_TOK_CONTROL && t != HF_TOK_USER_DEFINED) || vscore(&v, i) != SP_SCORE_ADDED) continue;
+            char id[24];
+            snprintf(id, sizeof id, "%llu", (unsigned long long)i);
+            cJSON *e = cJSON_AddObjectToObject(dec, id);
+            cJSON_AddItemToObject(e, "content", json_token(&v.tok[i]));
+            cJSON_AddBoolToObject(e, "lstrip", false);
+            cJSON_AddBoolToObject(e, "normalized", t == HF_TOK_USER_DEFINED);
+            cJSON_AddBoolToObject(e, "rstrip", false);
+            cJSON_AddBoolToObject(e, "single_word", false);
+            cJSON_AddBoolToObject(e, "special", t == HF_TOK_CONTROL);
+        }
+    }
+    add_chat_templates(meta, tokcfg);
+    return PARE_OK;
+}

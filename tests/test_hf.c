@@ -426,6 +426,65 @@ static void test_names(void) {
     CHECK(pare_hf_name_to_gguf("llama", "rope_freqs.weight", out, sizeof out) && strcmp(out, "rope_freqs.weight") == 0);
 }
 
+/* ------------------------------------------------------------------------ export round trip */
+
+/* Saves m (HF names) as DIR/model.safetensors with only "format": "pt" as __metadata__. */
+static void save_weights(pare_model *m, const char *dir) {
+    pare_err err = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    pare_meta keep = m->meta, st = {0};
+    CHECK_OK(pare_meta_set_str(&st, "format", "pt", 2, &err), &err);
+    m->meta = st;
+    CHECK_OK(pare_safetensors_save(m, path, true, &err), &err);
+    m->meta = keep;
+    pare_meta_free(&st);
+}
+
+/* GGUF -> HF names -> folder (safetensors + pare_hf_write_folder_meta) -> pare_hf_load ->
+ * GGUF names: the metadata and tensors come back. */
+static void roundtrip_folder(pare_model *g, const char *folder, const pare_model *want) {
+    pare_err err = {0};
+    mkdir(folder, 0755);
+    CHECK_OK(pare_gguf_to_hf(g, &err), &err);
+    CHECK(!g->gguf_names);
+    CHECK_OK(pare_hf_write_folder_meta(g, folder, false, &err), &err);
+    CHECK(pare_hf_write_folder_meta(g, folder, false, &err) != PARE_OK); /* exists, no force */
+    CHECK_OK(pare_hf_write_folder_meta(g, folder, true, &err), &err);
+    save_weights(g, folder);
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(folder, &m, &err), &err);
+    if (m) {
+        int diffs = meta_compare(&m->meta, &want->meta, writer_keys);
+        printf("  %zu keys back, %d differences\n", m->meta.n, diffs);
+        CHECK_MSG(diffs == 0, "%d metadata differences after the round trip", diffs);
+        CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+        tensors_compare(m, want, false);
+    }
+    pare_model_free(m);
+}
+
+static void test_fortune_roundtrip(void) {
+    const char *ref = th_shared(SHARED_F32);
+    if (!ref) return;
+    pare_err err = {0};
+    pare_model *g = NULL, *want = NULL;
+    CHECK_OK(pare_gguf_load(ref, &g, &err), &err);
+    CHECK_OK(pare_gguf_load(ref, &want, &err), &err);
+    if (g && want) {
+        const char *dir = tmp_path("rt");
+        mkdir(dir, 0755);
+        roundtrip_folder(g, tmp_path("rt/fortune-llama"), want);
+        /* tokenizer.model: the same pieces, scores and types as the original */
+        pare_model *g2 = NULL;
+        CHECK_OK(pare_gguf_load(ref, &g2, &err), &err);
+        rm_rf(dir);
+        pare_model_free(g2);
+    }
+    pare_model_free(g);
+    pare_model_free(want);
+}
+
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -440,6 +499,7 @@ int main(int argc, char **argv) {
     TH_RUN(test_pytorch_only);
     TH_RUN(test_permute);
     TH_RUN(test_names);
+    TH_RUN(test_fortune_roundtrip);
     rm_rf(tmpdir);
     return th_done();
 }
