@@ -572,6 +572,31 @@ static pare_status names_take(hf_names_md *md, const hf_id *id, pare_err *err) {
     return PARE_OK;
 }
 
+/* Whether config.json's _name_or_path = model_id would give back meta's general.name,
+ * organization, basename, finetune and version (and size_label, unless the id has none and
+ * the parameter count supplies it). */
+bool pare_hf_model_id_matches(const char *model_id, int64_t total_params, const pare_meta *meta) {
+    hf_id id;
+    hf_names_md md = {0};
+    if (id_components(model_id, total_params, &id, NULL) || names_take(&md, &id, NULL)) {
+        id_free(&id);
+        return false;
+    }
+    const struct {
+        const char *key, *val;
+    } kv[] = {{"general.name", md.name},         {"general.version", md.version},   {"general.organization", md.org},
+              {"general.finetune", md.finetune}, {"general.basename", md.basename}, {"general.size_label", md.size_label}};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        const char *want = pare_meta_get_str(meta, kv[i].key);
+        if (i == 5 && !kv[i].val) continue;
+        ok &= (!want && !kv[i].val) || (want && kv[i].val && strcmp(want, kv[i].val) == 0);
+    }
+    id_free(&id);
+    free(md.name), free(md.version), free(md.org), free(md.finetune), free(md.basename), free(md.size_label);
+    return ok;
+}
+
 /* The last component of the folder path ("a/b/fortune-llama/" -> "fortune-llama"); the real
  * path's when the name is "." or "..". */
 static char *folder_name(const char *folder) {

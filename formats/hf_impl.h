@@ -33,6 +33,9 @@ pare_status pare_hf_json_write(const char *folder, const char *name, const cJSON
 pare_status pare_hf_file_write(const char *folder, const char *name, const void *buf, size_t n, bool force,
                                pare_err *err);
 
+/* Whether config.json's _name_or_path = model_id gives back meta's general.* names. */
+bool pare_hf_model_id_matches(const char *model_id, int64_t total_params, const pare_meta *meta);
+
 /* ------------------------------------------------------------------ names (hf_names.c) */
 
 /* The GGUF architectures this module knows, and whether q/k rows are permuted for them. */

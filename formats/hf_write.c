@@ -181,6 +181,32 @@ static pare_status write_tokenizer(const pare_model *m, const char *folder, bool
     return st;
 }
 
+/* A _name_or_path that gives back general.name and the other general.* names: "org/" plus
+ * the name with dashes (as written, or lower-cased), else the name itself. */
+static char *model_id(const pare_model *m) {
+    const char *name = pare_meta_get_str(&m->meta, "general.name");
+    const char *org = pare_meta_get_str(&m->meta, "general.organization");
+    if (!name) return NULL;
+    size_t n = strlen(name) + (org ? strlen(org) : 0) + 2;
+    char *id = malloc(n);
+    if (!id) return NULL;
+    int64_t total = (int64_t)pare_model_nparams(m);
+    for (int pass = 0; pass < 4; pass++) {
+        bool with_org = pass < 2 && org, lower = pass % 2;
+        if (pass < 2 && !org) continue;
+        size_t k = 0;
+        if (with_org) k = (size_t)snprintf(id, n, "%s/", org);
+        for (const char *q = name; *q; q++) {
+            char c = *q == ' ' ? '-' : *q;
+            id[k++] = lower && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        id[k] = 0;
+        if (pare_hf_model_id_matches(id, total, &m->meta)) return id;
+    }
+    snprintf(id, n, "%s", name);
+    return id;
+}
+
 pare_status pare_hf_write_folder_meta(const pare_model *m, const char *folder, bool force, pare_err *err) {
     const char *arch = m->arch ? m->arch : pare_meta_get_str(&m->meta, "general.architecture");
     FAIL_IF(!arch, PARE_EINPUT, "%s: the model has no general.architecture", m->path ? m->path : "model");
@@ -196,8 +222,9 @@ pare_status pare_hf_write_folder_meta(const pare_model *m, const char *folder, b
     if (!st) {
         special_ids(&m->meta, o.cfg, gen);
         cJSON_AddStringToObject(o.cfg, "torch_dtype", torch_dtype(m));
-        const char *name = pare_meta_get_str(&m->meta, "general.name");
-        if (name) cJSON_AddStringToObject(o.cfg, "_name_or_path", name);
+        char *id = model_id(m);
+        if (id) cJSON_AddStringToObject(o.cfg, "_name_or_path", id);
+        free(id);
         st = pare_hf_json_write(folder, "config.json", o.cfg, force, err);
     }
     if (!st) st = pare_hf_json_write(folder, "generation_config.json", gen, force, err);

@@ -22,7 +22,7 @@
 
 static char tmpdir[256];
 
-__attribute__((unused)) static const char *tmp_path(const char *name) {
+static const char *tmp_path(const char *name) {
     static char buf[8][512];
     static int k;
     char *p = buf[k++ % 8];
@@ -36,7 +36,7 @@ static void rm_rf(const char *path) {
     if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", path);
 }
 
-__attribute__((unused)) static void write_text(const char *dir, const char *name, const char *text) {
+static void write_text(const char *dir, const char *name, const char *text) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     FILE *f = fopen(p, "wb");
@@ -485,6 +485,296 @@ static void test_fortune_roundtrip(void) {
     pare_model_free(want);
 }
 
+/* ------------------------------------------------------------------------ synthetic folders */
+
+/* Adds an F32 tensor with a torch-order shape (d0 outermost) and values seed + k / 64. */
+static void add_f32(pare_model *m, const char *name, int64_t d0, int64_t d1, int seed) {
+    pare_err err = {0};
+    pare_tensor t = {0};
+    int64_t ne[2] = {d1 ? d1 : d0, d1 ? d0 : 1};
+    CHECK_OK(pare_tensor_init(&t, name, PARE_TYPE_F32, d1 ? 2 : 1, ne, &err), &err);
+    int64_t n = d0 * (d1 ? d1 : 1);
+    float *v = malloc((size_t)n * sizeof *v);
+    for (int64_t k = 0; k < n; k++) v[k] = (float)seed + (float)(k % 997) / 64.0f;
+    pare_tensor_set_owned(&t, v, (uint64_t)n * sizeof *v);
+    CHECK_OK(pare_model_add_tensor(m, &t, &err), &err);
+}
+
+#define GPT2_CONFIG                                                                                                  \
+    "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_layer\": 2, \"n_ctx\": 64, "          \
+    "\"n_positions\": 64, \"n_embd\": 16, \"n_head\": 2, \"layer_norm_epsilon\": 1e-05, \"vocab_size\": 12, "       \
+    "\"bos_token_id\": 9, \"eos_token_id\": 9, \"n_inner\": null}"
+#define GPT2_TOKENIZER                                                                                               \
+    "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 9, \"content\": \"<|endoftext|>\", \"special\": true}], "     \
+    "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "             \
+    "\"trim_offsets\": true, \"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": "  \
+    "\"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"\\u0120\": 3, \"ab\": 4, \"\\u0120a\": 5, \"abc\": 6, "  \
+    "\"\\u0120ab\": 7, \"d\": 8}, \"merges\": [\"a b\", \"\\u0120 a\", \"ab c\", \"\\u0120 ab\"]}}"
+#define GPT2_TOKCFG                                                                                                  \
+    "{\"add_bos_token\": false, \"bos_token\": \"<|endoftext|>\", \"eos_token\": \"<|endoftext|>\", "               \
+    "\"unk_token\": \"<|endoftext|>\", \"tokenizer_class\": \"GPT2Tokenizer\"}"
+
+static pare_model *gpt2_weights(void) {
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "gpt2");
+    add_f32(m, "transformer.wte.weight", 12, 16, 1);
+    add_f32(m, "transformer.wpe.weight", 64, 16, 2);
+    for (int l = 0; l < 2; l++) {
+        char n[128];
+#define GP(suffix, d0, d1, seed) (snprintf(n, sizeof n, "transformer.h.%d." suffix, l), add_f32(m, n, d0, d1, seed))
+        GP("ln_1.weight", 16, 0, 3);
+        GP("ln_1.bias", 16, 0, 4);
+        GP("attn.bias", 1, 64 * 64, 0); /* the causal mask buffer: dropped */
+        GP("attn.c_attn.weight", 16, 48, 5); /* Conv1D: (in, out) */
+        GP("attn.c_attn.bias", 48, 0, 6);
+        GP("attn.c_proj.weight", 16, 16, 7);
+        GP("attn.c_proj.bias", 16, 0, 8);
+        GP("ln_2.weight", 16, 0, 9);
+        GP("ln_2.bias", 16, 0, 10);
+        GP("mlp.c_fc.weight", 16, 64, 11);
+        GP("mlp.c_fc.bias", 64, 0, 12);
+        GP("mlp.c_proj.weight", 64, 16, 13);
+        GP("mlp.c_proj.bias", 16, 0, 14);
+#undef GP
+    }
+    add_f32(m, "transformer.ln_f.weight", 16, 0, 15);
+    add_f32(m, "transformer.ln_f.bias", 16, 0, 16);
+    return m;
+}
+
+static void make_folder(const char *dir, const char *config, const char *tokjson, const char *tokcfg, pare_model *w) {
+    mkdir(dir, 0755);
+    write_text(dir, "config.json", config);
+    if (tokjson) write_text(dir, "tokenizer.json", tokjson);
+    if (tokcfg) write_text(dir, "tokenizer_config.json", tokcfg);
+    if (w) save_weights(w, dir);
+}
+
+static void check_u32(const pare_meta *m, const char *key, uint64_t want) {
+    const pare_kv *kv = pare_meta_get(m, key);
+    CHECK_MSG(kv && kv->type == PARE_META_U32 && kv->v.u64 == want, "%s: want u32 %llu", key,
+              (unsigned long long)want);
+}
+
+static void check_str(const pare_meta *m, const char *key, const char *want) {
+    const pare_kv *kv = pare_meta_get(m, key);
+    CHECK_MSG(kv && kv->type == PARE_META_STRING && strcmp(kv->str.s, want) == 0, "%s: got '%s', want '%s'", key,
+              kv && kv->type == PARE_META_STRING ? kv->str.s : "(none)", want);
+}
+
+/* The keys of a metadata in order, as "a,b,c". */
+static void key_list(const pare_meta *m, char *buf, size_t cap) {
+    buf[0] = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        strncat(buf, m->kv[i].key, cap - strlen(buf) - 2);
+        strcat(buf, ",");
+    }
+}
+
+static void test_gpt2_folder(void) {
+    const char *dir = tmp_path("tiny-gpt2");
+    pare_model *w = gpt2_weights();
+    make_folder(dir, GPT2_CONFIG, GPT2_TOKENIZER, GPT2_TOKCFG, w);
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    if (!m) {
+        pare_model_free(w);
+        return;
+    }
+    char keys[2048];
+    key_list(&m->meta, keys, sizeof keys);
+    /* GPT2Model.set_gguf_parameters' keys, then _set_vocab_gpt2's and SpecialVocab's */
+    CHECK_MSG(strcmp(keys, "general.architecture,general.type,general.name,general.size_label,gpt2.block_count,"
+                           "gpt2.context_length,gpt2.embedding_length,gpt2.feed_forward_length,"
+                           "gpt2.attention.head_count,gpt2.attention.layer_norm_epsilon,tokenizer.ggml.model,"
+                           "tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.token_type,tokenizer.ggml.merges,"
+                           "tokenizer.ggml.bos_token_id,tokenizer.ggml.eos_token_id,tokenizer.ggml.unknown_token_id,"
+                           "tokenizer.ggml.add_bos_token,") == 0,
+              "keys %s", keys);
+    check_str(&m->meta, "general.name", "Tiny Gpt2");
+    check_str(&m->meta, "general.size_label", "8.0K"); /* 7808 + the output copy of wte (192) */
+    check_str(&m->meta, "tokenizer.ggml.pre", "gpt-2");
+    check_u32(&m->meta, "gpt2.feed_forward_length", 64);
+    check_u32(&m->meta, "tokenizer.ggml.unknown_token_id", 9);
+    const pare_kv *tok = pare_meta_get(&m->meta, "tokenizer.ggml.tokens");
+    const pare_kv *tt = pare_meta_get(&m->meta, "tokenizer.ggml.token_type");
+    CHECK(tok && tok->n == 12 && tt && tt->n == 12);
+    if (tok && tok->n == 12 && tt) {
+        const pare_str *t = tok->arr;
+        const int32_t *ty = tt->arr;
+        CHECK(strcmp(t[3].s, "\xc4\xa0") == 0 && ty[3] == 1);
+        CHECK(strcmp(t[9].s, "<|endoftext|>") == 0 && ty[9] == 3);
+        CHECK(strcmp(t[11].s, "[PAD11]") == 0 && ty[11] == 5);
+    }
+    const pare_kv *mg = pare_meta_get(&m->meta, "tokenizer.ggml.merges");
+    CHECK(mg && mg->n == 4 && strcmp(((pare_str *)mg->arr)[1].s, "\xc4\xa0 a") == 0);
+    /* to GGUF: mask buffers dropped, Conv1D weights transposed, output = wte */
+    CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+    CHECK(m->n_tensors == 2 + 2 * 12 + 2 + 1);
+    /* safetensors names sorted: transformer.h.0.attn.c_attn.bias first, wte (+ output) last */
+    CHECK(strcmp(m->tensors[0].name, "blk.0.attn_qkv.bias") == 0);
+    CHECK(strcmp(m->tensors[m->n_tensors - 1].name, "output.weight") == 0);
+    const pare_tensor *qkv = pare_model_find(m, "blk.1.attn_qkv.weight"), *emb = pare_model_find(m, "token_embd.weight");
+    const pare_tensor *out = pare_model_find(m, "output.weight");
+    const pare_tensor *src = pare_model_find(w, "transformer.h.1.attn.c_attn.weight");
+    CHECK(qkv && qkv->ne[0] == 16 && qkv->ne[1] == 48 && src);
+    if (qkv && src) {
+        float *x = malloc(qkv->n_bytes);
+        CHECK_OK(pare_tensor_read(qkv, x, &err), &err);
+        const float *y = src->data;
+        int bad = 0;
+        for (int o = 0; o < 48; o++)
+            for (int i = 0; i < 16; i++) bad += x[o * 16 + i] != y[i * 48 + o];
+        CHECK_MSG(bad == 0, "%d transposed values differ", bad);
+        free(x);
+    }
+    CHECK(emb && out && out == emb + 1 && out->n_bytes == emb->n_bytes);
+    if (emb && out) {
+        uint8_t *a = malloc(emb->n_bytes), *b = malloc(out->n_bytes);
+        CHECK_OK(pare_tensor_read(emb, a, &err), &err);
+        CHECK_OK(pare_tensor_read(out, b, &err), &err);
+        CHECK(memcmp(a, b, emb->n_bytes) == 0);
+        free(a), free(b);
+    }
+    /* and back: the original bytes under the original names, no output */
+    CHECK_OK(pare_gguf_to_hf(m, &err), &err);
+    CHECK(!pare_model_find(m, "lm_head.weight") && m->n_tensors == 2 + 2 * 12 + 2);
+    int bad = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const pare_tensor *a = &m->tensors[i], *b = pare_model_find(w, a->name);
+        if (!b || a->n_bytes != b->n_bytes || memcmp(a->ne, b->ne, sizeof a->ne)) {
+            bad++;
+            continue;
+        }
+        uint8_t *x = malloc(a->n_bytes);
+        CHECK_OK(pare_tensor_read(a, x, &err), &err);
+        bad += memcmp(x, b->data, b->n_bytes) != 0;
+        free(x);
+    }
+    CHECK_MSG(bad == 0, "%d tensors did not come back", bad);
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
+/* GPT-2 through GGUF and back to a folder: tokenizer.json, merges, special ids. */
+static void test_gpt2_roundtrip(void) {
+    const char *dir = tmp_path("tiny-gpt2");
+    pare_err err = {0};
+    pare_model *m = NULL, *want = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    CHECK_OK(pare_hf_load(dir, &want, &err), &err);
+    if (m && want) {
+        CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+        CHECK_OK(pare_hf_to_gguf(want, &err), &err);
+        mkdir(tmp_path("rt2"), 0755);
+        roundtrip_folder(m, tmp_path("rt2/tiny-gpt2"), want);
+    }
+    pare_model_free(m);
+    pare_model_free(want);
+}
+
+#define QWEN2_CONFIG                                                                                                 \
+    "{\"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 16, \"intermediate_size\": 32, "                  \
+    "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"rms_norm_eps\": 1e-06, "   \
+    "\"rope_theta\": 1000000.0, \"max_position_embeddings\": 128, \"vocab_size\": 16, \"tie_word_embeddings\": "    \
+    "true, \"bos_token_id\": 10, \"eos_token_id\": 11, \"_name_or_path\": \"Qwen/Qwen2.5-0.5B-Instruct\", "         \
+    "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 32}}"
+#define QWEN2_TOKENIZER                                                                                              \
+    "{\"added_tokens\": [{\"id\": 10, \"content\": \"<|endoftext|>\", \"special\": true}, {\"id\": 11, "            \
+    "\"content\": \"<|im_start|>\", \"special\": true}, {\"id\": 12, \"content\": \"my\\u2581word\", \"special\": "  \
+    "false}], \"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": " \
+    "[{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?"   \
+    "\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "     \
+    "\"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}, \"model\": {\"type\": "         \
+    "\"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"d\": 3, \"e\": 4, \"ab\": 5, \"cd\": 6, \"abe\": 7}, "     \
+    "\"merges\": [[\"a\", \"b\"], [\"c\", \"d\"], [\"ab\", \"e\"], [\"a b\", \"c\"]]}}"
+#define QWEN2_TOKCFG                                                                                                 \
+    "{\"bos_token\": null, \"eos_token\": \"<|endoftext|>\", \"pad_token\": \"<|endoftext|>\", "                     \
+    "\"chat_template\": \"{% for m in messages %}{{ m.content }}{% endfor %}\"}"
+
+static pare_model *qwen2_weights(void) {
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "qwen2");
+    add_f32(m, "model.embed_tokens.weight", 16, 16, 1);
+    add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
+    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
+    add_f32(m, "model.layers.0.self_attn.q_proj.bias", 16, 0, 4);
+    add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 5);
+    add_f32(m, "model.layers.0.self_attn.k_proj.bias", 8, 0, 6);
+    add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 7);
+    add_f32(m, "model.layers.0.self_attn.v_proj.bias", 8, 0, 8);
+    add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 9);
+    add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 10);
+    add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 11);
+    add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 12);
+    add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 13);
+    add_f32(m, "model.norm.weight", 16, 0, 14);
+    add_f32(m, "lm_head.weight", 16, 16, 1); /* tied: dropped */
+    return m;
+}
+
+static void test_qwen2_folder(void) {
+    const char *dir = tmp_path("qwen-tiny");
+    pare_model *w = qwen2_weights();
+    make_folder(dir, QWEN2_CONFIG, QWEN2_TOKENIZER, QWEN2_TOKCFG, w);
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    if (!m) {
+        pare_model_free(w);
+        return;
+    }
+    char keys[2048];
+    key_list(&m->meta, keys, sizeof keys);
+    /* names from _name_or_path; no vocab_size / rope.dimension_count for qwen2; yarn scaling;
+     * special ids: tokenizer_config's eos and pad first, then config.json's bos */
+    CHECK_MSG(strcmp(keys, "general.architecture,general.type,general.name,general.organization,general.finetune,"
+                           "general.basename,general.size_label,qwen2.block_count,qwen2.context_length,"
+                           "qwen2.embedding_length,qwen2.feed_forward_length,qwen2.attention.head_count,"
+                           "qwen2.attention.head_count_kv,qwen2.rope.freq_base,"
+                           "qwen2.attention.layer_norm_rms_epsilon,qwen2.rope.scaling.type,"
+                           "qwen2.rope.scaling.factor,qwen2.rope.scaling.original_context_length,"
+                           "tokenizer.ggml.model,tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.token_type,"
+                           "tokenizer.ggml.merges,tokenizer.ggml.eos_token_id,tokenizer.ggml.padding_token_id,"
+                           "tokenizer.ggml.bos_token_id,tokenizer.chat_template,") == 0,
+              "keys %s", keys);
+    check_str(&m->meta, "general.name", "Qwen2.5 0.5B Instruct");
+    check_str(&m->meta, "general.organization", "Qwen");
+    check_str(&m->meta, "general.basename", "Qwen2.5");
+    /* "0.5B" is far from this toy's size, so the converter takes it for a finetune name */
+    check_str(&m->meta, "general.finetune", "0.5b-Instruct");
+    check_str(&m->meta, "general.size_label", "2.6K");
+    check_str(&m->meta, "tokenizer.ggml.pre", "qwen2");
+    check_str(&m->meta, "qwen2.rope.scaling.type", "yarn");
+    check_u32(&m->meta, "tokenizer.ggml.bos_token_id", 10);
+    check_u32(&m->meta, "tokenizer.ggml.eos_token_id", 10);
+    const pare_kv *tok = pare_meta_get(&m->meta, "tokenizer.ggml.tokens");
+    const pare_kv *tt = pare_meta_get(&m->meta, "tokenizer.ggml.token_type");
+    if (tok && tt && tok->n == 16) {
+        CHECK(strcmp(((pare_str *)tok->arr)[12].s, "my word") == 0 && ((int32_t *)tt->arr)[12] == 4);
+        CHECK(((int32_t *)tt->arr)[11] == 3 && ((int32_t *)tt->arr)[13] == 5);
+    } else {
+        CHECK_MSG(0, "16 tokens expected");
+    }
+    const pare_kv *mg = pare_meta_get(&m->meta, "tokenizer.ggml.merges");
+    CHECK(mg && mg->n == 4 && strcmp(((pare_str *)mg->arr)[3].s, "a\xc4\xa0" "b c") == 0);
+    CHECK(!pare_model_find(m, "lm_head.weight") && m->n_tensors == 14);
+    /* qwen2 rows are not permuted: every tensor keeps its bytes */
+    CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+    const pare_tensor *qb = pare_model_find(m, "blk.0.attn_q.bias");
+    CHECK(qb && qb->data && !qb->read);
+    CHECK(pare_hf_permute_heads(m, "blk.0.attn_q.weight") == 0);
+    pare_model *want = NULL;
+    CHECK_OK(pare_hf_load(dir, &want, &err), &err);
+    if (want) {
+        CHECK_OK(pare_hf_to_gguf(want, &err), &err);
+        mkdir(tmp_path("rt3"), 0755);
+        roundtrip_folder(m, tmp_path("rt3/qwen-tiny"), want);
+    }
+    pare_model_free(want);
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -500,6 +790,9 @@ int main(int argc, char **argv) {
     TH_RUN(test_permute);
     TH_RUN(test_names);
     TH_RUN(test_fortune_roundtrip);
+    TH_RUN(test_gpt2_folder);
+    TH_RUN(test_gpt2_roundtrip);
+    TH_RUN(test_qwen2_folder);
     rm_rf(tmpdir);
     return th_done();
 }
