@@ -10,6 +10,8 @@
 #include "formats/safetensors.h"
 #include "th.h"
 
+#include <cJSON.h>
+
 #include <errno.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -45,7 +47,7 @@ static void write_text(const char *dir, const char *name, const char *text) {
     fclose(f);
 }
 
-__attribute__((unused)) static void write_bytes(const char *dir, const char *name, const void *data, size_t n) {
+static void write_bytes(const char *dir, const char *name, const void *data, size_t n) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     FILE *f = fopen(p, "wb");
@@ -775,6 +777,219 @@ static void test_qwen2_folder(void) {
     pare_model_free(w);
 }
 
+/* ------------------------------------------------------------------------ a tiny llama */
+
+/* A protobuf writer for hand-made sentencepiece models (independent of pare's own). */
+typedef struct {
+    uint8_t p[4096];
+    size_t n;
+} pbw;
+static void pbw_raw(pbw *b, const void *s, size_t n) {
+    if (b->n + n <= sizeof b->p) memcpy(b->p + b->n, s, n), b->n += n;
+}
+static void pbw_varint(pbw *b, uint64_t v) {
+    do {
+        uint8_t c = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        pbw_raw(b, &c, 1);
+        v >>= 7;
+    } while (v);
+}
+static void pbw_bytes(pbw *b, int field, const void *s, size_t n) {
+    pbw_varint(b, (uint64_t)field << 3 | 2);
+    pbw_varint(b, n);
+    pbw_raw(b, s, n);
+}
+
+/* 8 pieces: <unk> <s> </s> <0x0A> ▁ a b ▁ab, scores 0 0 0 0 -1 -2 -3 -4. */
+static size_t tiny_sp(uint8_t *out) {
+    static const char *const pieces[8] = {"<unk>", "<s>", "</s>", "<0x0A>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "ab"};
+    static const int types[8] = {2, 3, 3, 6, 1, 1, 1, 4};
+    pbw m = {{0}, 0};
+    for (int i = 0; i < 8; i++) {
+        pbw pc = {{0}, 0};
+        pbw_bytes(&pc, 1, pieces[i], strlen(pieces[i]));
+        float sc = i < 4 ? 0.0f : (float)(3 - i);
+        uint32_t u;
+        memcpy(&u, &sc, 4);
+        pbw_varint(&pc, 2 << 3 | 5);
+        pbw_raw(&pc, &u, 4);
+        if (types[i] != 1) pbw_varint(&pc, 3 << 3 | 0), pbw_varint(&pc, (uint64_t)types[i]);
+        pbw_varint(&pc, 99 << 3 | 0), pbw_varint(&pc, 7); /* an unknown field, skipped */
+        pbw_bytes(&m, 1, pc.p, pc.n);
+    }
+    pbw tr = {{0}, 0};
+    pbw_varint(&tr, 3 << 3), pbw_varint(&tr, 2);
+    pbw_bytes(&m, 2, tr.p, tr.n);
+    memcpy(out, m.p, m.n);
+    return m.n;
+}
+
+#define LLAMA_CONFIG                                                                                                 \
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 16, \"intermediate_size\": 32, "                  \
+    "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"rms_norm_eps\": 1e-05, "   \
+    "\"rope_theta\": 10000.0, \"max_position_embeddings\": 64, \"vocab_size\": 8, \"tie_word_embeddings\": false, " \
+    "\"bos_token_id\": 1, \"eos_token_id\": 2}"
+
+static pare_model *llama_weights(void) {
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "llama");
+    add_f32(m, "model.embed_tokens.weight", 8, 16, 1);
+    add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
+    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
+    add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 4);
+    add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 5);
+    add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 6);
+    add_f32(m, "model.layers.0.self_attn.rotary_emb.inv_freq", 4, 0, 7); /* dropped */
+    add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 8);
+    add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 9);
+    add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 10);
+    add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 11);
+    add_f32(m, "model.norm.weight", 16, 0, 12);
+    add_f32(m, "lm_head.weight", 8, 16, 13); /* not tied: kept as output */
+    return m;
+}
+
+static void make_tiny_llama(const char *dir) {
+    pare_model *w = llama_weights();
+    make_folder(dir, LLAMA_CONFIG, NULL, "{\"add_bos_token\": true, \"add_eos_token\": false}", w);
+    uint8_t sp[4096];
+    write_bytes(dir, "tokenizer.model", sp, tiny_sp(sp));
+    pare_model_free(w);
+}
+
+static void check_rows_permuted(const pare_tensor *t, const pare_tensor *src, int n_head) {
+    pare_err err = {0};
+    size_t row = (size_t)src->ne[0] * 4;
+    uint8_t *got = malloc(t->n_bytes), *want = malloc(t->n_bytes);
+    CHECK_OK(pare_tensor_read(t, got, &err), &err);
+    pare_hf_permute_rows(src->data, want, src->ne[1], row, n_head, false);
+    CHECK_MSG(memcmp(got, want, t->n_bytes) == 0, "%s is not the permuted %s", t->name, src->name);
+    CHECK(memcmp(got, src->data, t->n_bytes) != 0);
+    free(got), free(want);
+}
+
+static void test_llama_tiny(void) {
+    const char *dir = tmp_path("tiny-llama");
+    make_tiny_llama(dir);
+    pare_err err = {0};
+    pare_model *m = NULL, *w = llama_weights();
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    if (!m) {
+        pare_model_free(w);
+        return;
+    }
+    char keys[2048];
+    key_list(&m->meta, keys, sizeof keys);
+    CHECK_MSG(strcmp(keys, "general.architecture,general.type,general.name,general.size_label,llama.block_count,"
+                           "llama.context_length,llama.embedding_length,llama.feed_forward_length,"
+                           "llama.attention.head_count,llama.attention.head_count_kv,llama.rope.freq_base,"
+                           "llama.attention.layer_norm_rms_epsilon,llama.vocab_size,llama.rope.dimension_count,"
+                           "tokenizer.ggml.model,tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.scores,"
+                           "tokenizer.ggml.token_type,tokenizer.ggml.bos_token_id,tokenizer.ggml.eos_token_id,"
+                           "tokenizer.ggml.add_bos_token,tokenizer.ggml.add_eos_token,") == 0,
+              "keys %s", keys);
+    check_u32(&m->meta, "llama.rope.dimension_count", 8);
+    const pare_kv *tt = pare_meta_get(&m->meta, "tokenizer.ggml.token_type");
+    const pare_kv *sc = pare_meta_get(&m->meta, "tokenizer.ggml.scores");
+    if (tt && sc && tt->n == 8) {
+        const int32_t *ty = tt->arr;
+        /* user-defined pieces come out normal, as from sentencepiece's Is* queries */
+        CHECK(ty[0] == 2 && ty[1] == 3 && ty[3] == 6 && ty[4] == 1 && ty[7] == 1);
+        CHECK(((float *)sc->arr)[7] == -4.0f);
+    }
+    CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+    CHECK(m->n_tensors == 12 && pare_model_find(m, "output.weight") && !pare_model_find(m, "blk.0.rope_freqs"));
+    const pare_tensor *q = pare_model_find(m, "blk.0.attn_q.weight"), *k = pare_model_find(m, "blk.0.attn_k.weight");
+    CHECK(pare_hf_permute_heads(m, "blk.0.attn_q.weight") == 2 && pare_hf_permute_heads(m, "blk.0.attn_k.weight") == 1);
+    if (q && k) {
+        check_rows_permuted(q, pare_model_find(w, "model.layers.0.self_attn.q_proj.weight"), 2);
+        check_rows_permuted(k, pare_model_find(w, "model.layers.0.self_attn.k_proj.weight"), 1);
+    }
+    /* back to HF names: the inverse permutation gives the original bytes */
+    CHECK_OK(pare_gguf_to_hf(m, &err), &err);
+    int bad = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const pare_tensor *a = &m->tensors[i], *b = pare_model_find(w, a->name);
+        uint8_t *x = malloc(a->n_bytes);
+        CHECK_OK(pare_tensor_read(a, x, &err), &err);
+        bad += !b || b->n_bytes != a->n_bytes || memcmp(x, b->data, a->n_bytes) != 0;
+        free(x);
+    }
+    CHECK_MSG(bad == 0 && m->n_tensors == 12, "%d tensors did not come back", bad);
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
+/* Llama 3 style: tokenizer.json only (BPE, Llama 3's pre-tokenizer regex) and llama3 rope
+ * scaling, for which the converter generates rope_freqs. */
+#define ROPE_TOL 1e-5 /* powf vs torch's pow: a few ulps at most */
+static void test_llama3_tokjson(void) {
+    const char *dir = tmp_path("tiny-llama3");
+    pare_model *w = llama_weights();
+    const char *cfg = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 16, \"intermediate_size\": 32, "
+                      "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+                      "\"rms_norm_eps\": 1e-05, \"rope_theta\": 500000.0, \"max_position_embeddings\": 64, "
+                      "\"vocab_size\": 8, \"bos_token_id\": 6, \"eos_token_id\": 7, \"rope_scaling\": {\"factor\": 8.0, "
+                      "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": "
+                      "8192, \"rope_type\": \"llama3\"}}";
+    cJSON *tj = cJSON_CreateObject(), *pre = cJSON_AddObjectToObject(tj, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *seq = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex",
+                            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+                            "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddItemToArray(seq, split);
+    cJSON_AddItemToArray(seq, bl);
+    cJSON *model = cJSON_AddObjectToObject(tj, "model"), *vocab = cJSON_AddObjectToObject(model, "vocab");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddBoolToObject(model, "ignore_merges", true);
+    cJSON_AddBoolToObject(model, "byte_fallback", false);
+    const char *toks[6] = {"a", "b", "ab", "\xc4\xa0", "\xc4\xa0" "a", "c"};
+    for (int i = 0; i < 6; i++) cJSON_AddNumberToObject(vocab, toks[i], i);
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    cJSON_AddItemToArray(merges, cJSON_CreateString("a b"));
+    cJSON *added = cJSON_AddArrayToObject(tj, "added_tokens");
+    const char *sp[2] = {"<|begin_of_text|>", "<|end_of_text|>"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", 6 + i);
+        cJSON_AddStringToObject(a, "content", sp[i]);
+        cJSON_AddBoolToObject(a, "special", true);
+        cJSON_AddItemToArray(added, a);
+    }
+    char *text = cJSON_Print(tj);
+    make_folder(dir, cfg, text, "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|end_of_text|>\"}", w);
+    free(text);
+    cJSON_Delete(tj);
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    if (m) {
+        check_str(&m->meta, "tokenizer.ggml.model", "gpt2");
+        check_str(&m->meta, "tokenizer.ggml.pre", "llama-bpe");
+        CHECK(!pare_meta_get(&m->meta, "llama.rope.scaling.type")); /* llama3 scaling is a tensor */
+        const pare_tensor *rf = m->n_tensors ? &m->tensors[0] : NULL;
+        CHECK(rf && strcmp(rf->name, "rope_freqs.weight") == 0 && rf->ne[0] == 4);
+        if (rf && rf->ne[0] == 4) {
+            /* wavelengths 6.3, 167, 4443, 118143 against 2048 / 8192: kept, kept, smoothed, factor */
+            const float *f = rf->data;
+            const double want[4] = {1.0, 1.0, 1.0 / ((1.0 - (8192.0 / (2 * M_PI * pow(500000.0, 0.5)) - 1) / 3) / 8 +
+                                                     (8192.0 / (2 * M_PI * pow(500000.0, 0.5)) - 1) / 3),
+                                    8.0};
+            double d = 0;
+            for (int i = 0; i < 4; i++) d = fmax(d, fabs(f[i] - want[i]) / want[i]);
+            printf("  rope_freqs %g %g %g %g, largest relative difference %g\n", f[0], f[1], f[2], f[3], d);
+            CHECK_MSG(d < ROPE_TOL, "rope factors off by %g", d);
+        }
+        check_u32(&m->meta, "tokenizer.ggml.bos_token_id", 6);
+        CHECK_OK(pare_hf_to_gguf(m, &err), &err);
+        CHECK(strcmp(m->tensors[0].name, "rope_freqs.weight") == 0);
+    }
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -793,6 +1008,8 @@ int main(int argc, char **argv) {
     TH_RUN(test_gpt2_folder);
     TH_RUN(test_gpt2_roundtrip);
     TH_RUN(test_qwen2_folder);
+    TH_RUN(test_llama_tiny);
+    TH_RUN(test_llama3_tokjson);
     rm_rf(tmpdir);
     return th_done();
 }
