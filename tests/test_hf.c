@@ -990,14 +990,211 @@ static void test_llama3_tokjson(void) {
     pare_model_free(w);
 }
 
+/* ------------------------------------------------------------------------ corrupt folders */
+
+static void rm_file(const char *dir, const char *name) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    unlink(p);
+}
+
+/* Replaces "from" by "to" in the tiny llama's config.json. */
+static void config_edit(const char *dir, const char *from, const char *to) {
+    char cfg[2048];
+    const char *at = strstr(LLAMA_CONFIG, from);
+    if (!at) {
+        fprintf(stderr, "  config_edit: '%s' not found\n", from);
+        return;
+    }
+    snprintf(cfg, sizeof cfg, "%.*s%s%s", (int)(at - LLAMA_CONFIG), LLAMA_CONFIG, to, at + strlen(from));
+    write_text(dir, "config.json", cfg);
+}
+
+static void c_config_not_json(const char *d) { write_text(d, "config.json", "{\"hidden_size\": 16,"); }
+static void c_config_not_object(const char *d) { write_text(d, "config.json", "[1, 2, 3]"); }
+static void c_config_missing(const char *d) { rm_file(d, "config.json"); }
+static void c_no_hidden_size(const char *d) { config_edit(d, "\"hidden_size\": 16, ", ""); }
+static void c_absurd_layers(const char *d) { config_edit(d, "\"num_hidden_layers\": 1", "\"num_hidden_layers\": 1000000000"); }
+static void c_layers_not_int(const char *d) { config_edit(d, "\"num_hidden_layers\": 1", "\"num_hidden_layers\": 1.5"); }
+static void c_heads_not_dividing(const char *d) { config_edit(d, "\"num_attention_heads\": 2", "\"num_attention_heads\": 3"); }
+static void c_kv_not_dividing(const char *d) { config_edit(d, "\"num_key_value_heads\": 1", "\"num_key_value_heads\": 3"); }
+static void c_odd_head_dim(const char *d) {
+    config_edit(d, "\"num_attention_heads\": 2, \"num_key_value_heads\": 1", "\"num_attention_heads\": 16, \"num_key_value_heads\": 16");
+}
+static void c_vocab_too_big(const char *d) { config_edit(d, "\"vocab_size\": 8", "\"vocab_size\": 4000000"); }
+static void c_unsupported_arch(const char *d) { config_edit(d, "LlamaForCausalLM", "FalconForCausalLM"); }
+static void c_sp_truncated(const char *d) {
+    uint8_t sp[4096];
+    size_t n = tiny_sp(sp);
+    write_bytes(d, "tokenizer.model", sp, n / 2 + 1);
+}
+static void c_sp_length_past_end(const char *d) {
+    static const uint8_t b[] = {0x0a, 0xff, 0xff, 0x03, 'x', 'y'}; /* a piece of 65535 bytes in 6 */
+    write_bytes(d, "tokenizer.model", b, sizeof b);
+}
+static void c_sp_bad_varint(const char *d) {
+    static const uint8_t b[12] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    write_bytes(d, "tokenizer.model", b, sizeof b);
+}
+static void c_sp_inner_past_piece(const char *d) {
+    /* a 4-byte piece message whose text claims 100 bytes */
+    static const uint8_t b[] = {0x0a, 0x04, 0x0a, 100, 'a', 'b'};
+    write_bytes(d, "tokenizer.model", b, sizeof b);
+}
+static void c_sp_not_utf8(const char *d) {
+    static const uint8_t b[] = {0x0a, 0x03, 0x0a, 0x01, 0xff};
+    write_bytes(d, "tokenizer.model", b, sizeof b);
+}
+static void c_sp_more_than_vocab(const char *d) { config_edit(d, "\"vocab_size\": 8", "\"vocab_size\": 4"); }
+static void c_tokjson_malformed(const char *d) {
+    rm_file(d, "tokenizer.model");
+    write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,");
+}
+static void c_tokjson_bad_id(const char *d) {
+    rm_file(d, "tokenizer.model");
+    write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}");
+}
+static void c_tokjson_id_past_vocab(const char *d) {
+    rm_file(d, "tokenizer.model");
+    write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+                                    "\"vocab\": {\"a\": 100}}}");
+}
+static void c_tokjson_unknown_pre(const char *d) {
+    rm_file(d, "tokenizer.model");
+    write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
+                                    "\"vocab\": {\"a\": 0}}}");
+}
+static void c_tokcfg_bad_decoder(const char *d) {
+    write_text(d, "tokenizer_config.json", "{\"added_tokens_decoder\": {\"99\": {\"content\": \"<x>\", \"special\": true}}}");
+}
+static void c_added_tokens_bad(const char *d) { write_text(d, "added_tokens.json", "{\"<x>\": \"seven\"}"); }
+static void c_no_weights(const char *d) { rm_file(d, "model.safetensors"); }
+static void c_no_tokenizer(const char *d) { rm_file(d, "tokenizer.model"); }
+static void c_pt_index_escape(const char *d) {
+    rm_file(d, "model.safetensors");
+    write_text(d, "pytorch_model.bin.index.json", "{\"weight_map\": {\"model.norm.weight\": \"../../etc/passwd\"}}");
+}
+
+typedef struct {
+    const char *name;
+    void (*make)(const char *dir);
+    pare_status want;
+    const char *file; /* the message must name it */
+} corrupt_case;
+
+static const corrupt_case corrupt_cases[] = {
+    {"config-not-json", c_config_not_json, PARE_EINPUT, "config.json"},
+    {"config-not-object", c_config_not_object, PARE_EINPUT, "config.json"},
+    {"config-missing", c_config_missing, PARE_EINPUT, "config.json"},
+    {"config-no-hidden-size", c_no_hidden_size, PARE_EINPUT, "config.json"},
+    {"config-absurd-layers", c_absurd_layers, PARE_EINPUT, "config.json"},
+    {"config-layers-not-integer", c_layers_not_int, PARE_EINPUT, "config.json"},
+    {"config-heads-not-dividing", c_heads_not_dividing, PARE_EINPUT, "config.json"},
+    {"config-kv-heads-not-dividing", c_kv_not_dividing, PARE_EINPUT, "config.json"},
+    {"config-odd-head-dim", c_odd_head_dim, PARE_EINPUT, "config.json"},
+    {"config-vocab-too-big", c_vocab_too_big, PARE_EINPUT, "config.json"},
+    {"config-unsupported-arch", c_unsupported_arch, PARE_EUNSUPPORTED, "FalconForCausalLM"},
+    {"sp-truncated", c_sp_truncated, PARE_EINPUT, "tokenizer.model"},
+    {"sp-length-past-end", c_sp_length_past_end, PARE_EINPUT, "tokenizer.model"},
+    {"sp-bad-varint", c_sp_bad_varint, PARE_EINPUT, "tokenizer.model"},
+    {"sp-inner-past-piece", c_sp_inner_past_piece, PARE_EINPUT, "tokenizer.model"},
+    {"sp-not-utf8", c_sp_not_utf8, PARE_EINPUT, "tokenizer.model"},
+    {"sp-more-than-vocab", c_sp_more_than_vocab, PARE_EINPUT, "tokenizer.model"},
+    {"tokjson-malformed", c_tokjson_malformed, PARE_EINPUT, "tokenizer.json"},
+    {"tokjson-bad-id", c_tokjson_bad_id, PARE_EINPUT, "tokenizer.json"},
+    {"tokjson-id-past-vocab", c_tokjson_id_past_vocab, PARE_EINPUT, "tokenizer.json"},
+    {"tokjson-unknown-pre", c_tokjson_unknown_pre, PARE_EUNSUPPORTED, "tokenizer.json"},
+    {"tokcfg-bad-decoder", c_tokcfg_bad_decoder, PARE_EINPUT, "tokenizer_config.json"},
+    {"added-tokens-bad", c_added_tokens_bad, PARE_EINPUT, "added_tokens.json"},
+    {"no-weights", c_no_weights, PARE_EINPUT, "no weights"},
+    {"no-tokenizer", c_no_tokenizer, PARE_EINPUT, "no tokenizer"},
+    {"pt-index-escape", c_pt_index_escape, PARE_EINPUT, "pytorch_model.bin.index.json"},
+};
+#define N_CORRUPT (sizeof corrupt_cases / sizeof corrupt_cases[0])
+
+static void make_corrupt(const char *root, const corrupt_case *c, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s/hf-%s", root, c->name);
+    make_tiny_llama(dir);
+    c->make(dir);
+}
+
+static void test_corrupt(void) {
+    int bad = 0;
+    for (size_t i = 0; i < N_CORRUPT; i++) {
+        const corrupt_case *c = &corrupt_cases[i];
+        char dir[512];
+        make_corrupt(tmpdir, c, dir, sizeof dir);
+        pare_err err = {0};
+        pare_model *m = NULL;
+        pare_status st = pare_hf_load(dir, &m, &err);
+        if (st != c->want || !strstr(err.msg, c->file) || m) {
+            fprintf(stderr, "  %s: status %d (want %d), message: %s\n", c->name, st, c->want, err.msg);
+            bad++;
+        }
+        pare_model_free(m);
+        rm_rf(dir);
+    }
+    printf("  %zu corrupt folders refused\n", N_CORRUPT - (size_t)bad);
+    CHECK_MSG(bad == 0, "%d corrupt folders not refused as expected", bad);
+    /* the base folder itself is fine */
+    const char *dir = tmp_path("tiny-llama-ok");
+    make_tiny_llama(dir);
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    pare_model_free(m);
+    CHECK(pare_hf_load(tmp_path("does-not-exist"), &m, &err) == PARE_EINPUT && !m);
+}
+
+/* Misuse of the name passes: unknown architecture, unknown tensor, GGUF names without heads. */
+static void test_to_gguf_errors(void) {
+    pare_err err = {0};
+    pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
+    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
+    CHECK(pare_hf_to_gguf(m, &err) == PARE_EUSAGE); /* no arch */
+    m->arch = strdup("llama");
+    CHECK(pare_hf_to_gguf(m, &err) == PARE_EINPUT && strstr(err.msg, "head_count")); /* no head count */
+    pare_model_free(m);
+    m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
+    m->arch = strdup("llama");
+    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
+    add_f32(m, "model.layers.0.mystery.weight", 4, 0, 2);
+    CHECK_OK(pare_meta_set_uint(&m->meta, "llama.attention.head_count", PARE_META_U32, 2, &err), &err);
+    CHECK(pare_hf_to_gguf(m, &err) == PARE_EUNSUPPORTED && strstr(err.msg, "mystery"));
+    pare_model_free(m);
+    m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
+    m->arch = strdup("llama");
+    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 12, 16, 1); /* 12 rows: not 2 * 8 heads */
+    CHECK_OK(pare_meta_set_uint(&m->meta, "llama.attention.head_count", PARE_META_U32, 8, &err), &err);
+    CHECK(pare_hf_to_gguf(m, &err) == PARE_EINPUT && strstr(err.msg, "heads"));
+    pare_model_free(m);
+    m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
+    m->arch = strdup("mamba");
+    CHECK(pare_hf_to_gguf(m, &err) == PARE_EUNSUPPORTED && strstr(err.msg, "mamba"));
+    pare_model_free(m);
+}
+
+static int write_corpus(const char *root) {
+    mkdir(root, 0755);
+    for (size_t i = 0; i < N_CORRUPT; i++) {
+        char dir[1024];
+        make_corrupt(root, &corrupt_cases[i], dir, sizeof dir);
+        printf("%s\n", dir);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
     }
-    (void)argc;
-    (void)argv;
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) {
+        int rc = write_corpus(argv[2]);
+        rm_rf(tmpdir);
+        return rc;
+    }
     TH_RUN(test_fortune_meta);
     TH_RUN(test_fortune_tensors);
     TH_RUN(test_bf16_sharded);
@@ -1010,6 +1207,8 @@ int main(int argc, char **argv) {
     TH_RUN(test_qwen2_folder);
     TH_RUN(test_llama_tiny);
     TH_RUN(test_llama3_tokjson);
+    TH_RUN(test_corrupt);
+    TH_RUN(test_to_gguf_errors);
     rm_rf(tmpdir);
     return th_done();
 }
