@@ -925,16 +925,19 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
             }
     /* vocab_size sizes the token list (padded with [PADi]): it may not exceed the embedding's
      * rows, so a small config cannot make pare allocate millions of tokens. */
+    const pare_tensor *emb = NULL;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const char *n = m->tensors[i].name;
+        if (strcmp(n, "model.embed_tokens.weight") == 0 || strcmp(n, "transformer.wte.weight") == 0 ||
+            strcmp(n, "wte.weight") == 0)
+            emb = &m->tensors[i];
+    }
+    FAIL_IF(!emb || emb->n_dims != 2, PARE_EINPUT, "%s: the weights have no 2-D token embedding", folder);
     const cJSON *vs = pare_hf_json_get(cfg, "vocab_size");
     int64_t n_vocab;
-    for (size_t i = 0; vs && pare_hf_json_int(vs, &n_vocab) && i < m->n_tensors; i++) {
-        const pare_tensor *t = &m->tensors[i];
-        bool emb = strcmp(t->name, "model.embed_tokens.weight") == 0 || strcmp(t->name, "transformer.wte.weight") == 0 ||
-                   strcmp(t->name, "wte.weight") == 0;
-        FAIL_IF(emb && t->n_dims == 2 && n_vocab > t->ne[1], PARE_EINPUT,
-                "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path, (long long)n_vocab,
-                (long long)t->ne[1], t->name);
-    }
+    if (vs && pare_hf_json_int(vs, &n_vocab))
+        FAIL_IF(n_vocab > emb->ne[1], PARE_EINPUT, "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path,
+                (long long)n_vocab, (long long)emb->ne[1], emb->name);
     hf_cfg c = {cfg_path, cfg, arch, &m->meta};
     pare_meta *meta = &m->meta;
     /* Hyperparameters go into a scratch meta first: the names come before them but need the

@@ -493,10 +493,17 @@ static pare_status gpt2_add_output(pare_model *m, pare_err *err) {
     while (e < m->n_tensors && strcmp(m->tensors[e].name, "token_embd.weight") != 0) e++;
     if (e == m->n_tensors) return PARE_OK;
     pare_tensor out = {0};
-    TRY(pare_model_push_tensor(m, &out, err)); /* grow first: the alias points into the array */
+    TRY(pare_hf_tensor_alias(&out, &m->tensors[e], "output.weight", err));
+    pare_status st = pare_model_push_tensor(m, &out, err);
+    if (st) {
+        pare_tensor_clear(&out);
+        return st;
+    }
+    /* right after the embedding, where the converter writes it */
+    pare_tensor last = m->tensors[m->n_tensors - 1];
     memmove(&m->tensors[e + 2], &m->tensors[e + 1], (m->n_tensors - e - 2) * sizeof *m->tensors);
-    memset(&m->tensors[e + 1], 0, sizeof *m->tensors);
-    return pare_hf_tensor_alias(&m->tensors[e + 1], &m->tensors[e], "output.weight", err);
+    m->tensors[e + 1] = last;
+    return PARE_OK;
 }
 
 /* lm_head stored in the same bytes as the embedding (a tied torch checkpoint) is dropped. */
@@ -530,10 +537,17 @@ pare_status pare_hf_to_gguf(pare_model *m, pare_err *err) {
         i++;
     }
     /* Two HF names may map to one GGUF name (wte and transformer.wte): refuse. */
-    for (size_t i = 0; i < m->n_tensors; i++)
-        for (size_t j = i + 1; j < m->n_tensors; j++)
-            FAIL_IF(strcmp(m->tensors[i].name, m->tensors[j].name) == 0, PARE_EINPUT,
-                    "%s: two tensors map to the GGUF name '%s'", model_path(m), m->tensors[i].name);
+    pare_strset *seen = pare_strset_new(m->n_tensors);
+    FAIL_IF(!seen, PARE_ENOMEM, "out of memory");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        int r = pare_strset_add(seen, m->tensors[i].name, strlen(m->tensors[i].name));
+        if (r != 1) {
+            pare_strset_free(seen);
+            return pare_err_set(err, r < 0 ? PARE_ENOMEM : PARE_EINPUT, "%s: two tensors map to the GGUF name '%s'",
+                                model_path(m), m->tensors[i].name);
+        }
+    }
+    pare_strset_free(seen);
     if (strcmp(m->arch, "gpt2") == 0) TRY(gpt2_add_output(m, err));
     m->gguf_names = true;
     return PARE_OK;
