@@ -290,6 +290,41 @@ static void test_pytorch_only(void) {
         CHECK_MSG(diffs == 0, "%d metadata differences", diffs);
         /* torch.save kept the module order (the converter writes that order too) */
         CHECK(m->n_tensors == 38 && strcmp(m->tensors[1].name, "model.layers.0.self_attn.q_proj.weight") == 0);
+        /* the same file as a one-shard pytorch_model.bin.index.json checkpoint */
+        cJSON *idx = cJSON_CreateObject(), *wm = cJSON_AddObjectToObject(idx, "weight_map");
+        for (size_t i = 0; i < m->n_tensors; i++)
+            cJSON_AddStringToObject(wm, m->tensors[i].name, "pytorch_model-00001-of-00001.bin");
+        char *text = cJSON_Print(idx), a[1024], b[1024];
+        const char *f2 = tmp_path("fortune-llama-idx");
+        mkdir(f2, 0755);
+        write_text(f2, "pytorch_model.bin.index.json", text);
+        static const char *const links[][2] = {{"pytorch_model.bin", "pytorch_model-00001-of-00001.bin"},
+                                               {"config.json", "config.json"},
+                                               {"tokenizer.model", "tokenizer.model"}};
+        for (int i = 0; i < 3; i++) {
+            snprintf(a, sizeof a, "%s/%s", src, links[i][0]);
+            snprintf(b, sizeof b, "%s/%s", f2, links[i][1]);
+            CHECK(symlink(a, b) == 0);
+        }
+        pare_model *m2 = NULL;
+        CHECK_OK(pare_hf_load(f2, &m2, &err), &err);
+        CHECK(m2 && m2->n_tensors == 38);
+        if (m2) {
+            CHECK_OK(pare_hf_to_gguf(m2, &err), &err);
+            tensors_compare_ex(m2, r, false, true);
+        }
+        /* an index listing a tensor no shard holds */
+        cJSON_AddStringToObject(wm, "model.extra.weight", "pytorch_model-00001-of-00001.bin");
+        free(text);
+        text = cJSON_Print(idx);
+        write_text(f2, "pytorch_model.bin.index.json", text);
+        pare_model *m3 = NULL;
+        CHECK(pare_hf_load(f2, &m3, &err) == PARE_EINPUT && strstr(err.msg, "weight_map"));
+        free(text);
+        cJSON_Delete(idx);
+        pare_model_free(m2);
+        pare_model_free(m3);
+        rm_rf(f2);
         CHECK_OK(pare_hf_to_gguf(m, &err), &err);
         tensors_compare_ex(m, r, false, true);
     }
