@@ -115,6 +115,7 @@ typedef struct {
     const cJSON *cfg;
     const char *arch; /* GGUF architecture */
     pare_meta *meta;
+    uint32_t ftype;   /* general.file_type of the weights as they are */
 } hf_cfg;
 
 /* Python's `find_hparam(keys)`: the first key present (its value may be null). */
@@ -200,7 +201,7 @@ static pare_status cfg_base(const hf_cfg *c, int64_t *n_embd, int64_t *n_head, i
         TRY(put_opt_u32(c, hd, "attention.key_length", 1, PARE_HF_MAX_DIM, head_dim, err));
         TRY(put_u32(c, "attention.value_length", *head_dim, err));
     }
-    return PARE_OK;
+    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
 }
 
 /* Head counts must divide: pare permutes q/k rows by head, llama.cpp splits by head. */
@@ -283,7 +284,8 @@ static pare_status cfg_gpt2(const hf_cfg *c, pare_err *err) {
     TRY(put_u32(c, "attention.head_count", n_head, err));
     x = pare_hf_json_get(c->cfg, "layer_norm_epsilon");
     FAIL_IF(!cJSON_IsNumber(x), PARE_EINPUT, "%s: missing layer_norm_epsilon", c->path);
-    return put_opt_f32(c, KEYS("layer_norm_epsilon"), "attention.layer_norm_epsilon", err);
+    TRY(put_opt_f32(c, KEYS("layer_norm_epsilon"), "attention.layer_norm_epsilon", err));
+    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
 }
 
 /* ------------------------------------------------------------------------ architecture */
@@ -938,7 +940,14 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
     if (vs && pare_hf_json_int(vs, &n_vocab))
         FAIL_IF(n_vocab > emb->ne[1], PARE_EINPUT, "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path,
                 (long long)n_vocab, (long long)emb->ne[1], emb->name);
-    hf_cfg c = {cfg_path, cfg, arch, &m->meta};
+    hf_cfg c = {cfg_path, cfg, arch, &m->meta, 0};
+    /* The converter's file type for the weights kept as they are (llama_ftype: 0 all F32,
+     * 1 mostly F16, 32 mostly BF16), from the first matrix, as its type heuristic looks. */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].n_dims >= 2) {
+            c.ftype = m->tensors[i].type == PARE_TYPE_F16 ? 1 : m->tensors[i].type == PARE_TYPE_BF16 ? 32 : 0;
+            break;
+        }
     pare_meta *meta = &m->meta;
     /* Hyperparameters go into a scratch meta first: the names come before them but need the
      * parameter count, which needs rope_freqs, which needs the hyperparameters. */
@@ -955,7 +964,23 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
     return st;
 }
 
-pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
+/* One given weights file: a safetensors file or index, or a torch checkpoint or its index. */
+static pare_status load_weights_file(const char *folder, const char *weights, pare_model **out, bool *is_st,
+                                     pare_err *err) {
+    const char *base = strrchr(weights, '/');
+    base = base ? base + 1 : weights;
+    *is_st = !strstr(base, "pytorch_model") && !pare_str_ends_with(base, ".bin") && !pare_str_ends_with(base, ".pt") &&
+             !pare_str_ends_with(base, ".pth");
+    if (pare_str_ends_with(base, ".json")) {
+        if (*is_st) return pare_safetensors_load_index(weights, out, err);
+        FAIL_IF(strcmp(base, "pytorch_model.bin.index.json") != 0, PARE_EUNSUPPORTED,
+                "%s: pare reads torch indexes named pytorch_model.bin.index.json", weights);
+        return load_pt_index(folder, out, err);
+    }
+    return *is_st ? pare_safetensors_load(weights, out, err) : pare_pytorch_load(weights, out, err);
+}
+
+static pare_status hf_load(const char *folder, const char *weights, pare_model **out, pare_err *err) {
     *out = NULL;
     FAIL_IF(!pare_path_is_dir(folder), PARE_EINPUT, "%s: not a folder", folder);
     cJSON *cfg;
@@ -965,7 +990,7 @@ pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
     pare_model *m = NULL;
     bool is_st = false;
     pare_status st = cfg_path ? cfg_arch(cfg_path, cfg, &arch, err) : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = load_weights(folder, &m, &is_st, err);
+    if (!st) st = weights ? load_weights_file(folder, weights, &m, &is_st, err) : load_weights(folder, &m, &is_st, err);
     if (!st && is_st) st = pare_hf_sort_tensors(m, err);
     if (!st) {
         m->format = PARE_FORMAT_HF;
@@ -986,4 +1011,12 @@ pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
     }
     *out = m;
     return PARE_OK;
+}
+
+pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
+    return hf_load(folder, NULL, out, err);
+}
+
+pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_model **out, pare_err *err) {
+    return hf_load(folder, weights, out, err);
 }

@@ -68,11 +68,17 @@
  * order); a tied lm_head (tie_word_embeddings, default true for gpt2 only) is dropped;
  * model->format = PARE_FORMAT_HF; model->arch = the GGUF architecture ("llama" for llama and
  * mistral, "qwen2", "gpt2"); model->meta = the metadata convert_hf_to_gguf.py writes for that
- * model, in its order and types, except general.file_type and general.quantization_version,
- * which the writer adds. general.name, basename, finetune, version and size_label are derived
- * from config.json's _name_or_path and the folder's name as the converter does.
+ * model, in its order and types, with general.file_type at the converter's place set for the
+ * weights as they are (0 F32, 1 F16, 32 BF16: the writer replaces it in place for another
+ * output type) and without general.quantization_version (the writer adds it).
+ * general.name, basename, finetune, version and size_label are derived from config.json's
+ * _name_or_path and the folder's name as the converter does.
  * Errors: PARE_EINPUT naming the file for malformed files. */
 pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err);
+/* The same with the weights taken from one given file of the folder (a safetensors file or
+ * model.safetensors.index.json, a torch checkpoint or pytorch_model.bin.index.json) instead
+ * of the folder's default choice. */
+pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_model **out, pare_err *err);
 
 /* Turns a model with HF tensor names (from pare_hf_load, or a bare safetensors / pytorch file
  * with m->arch set and, for llama, {arch}.attention.head_count[_kv] in m->meta) into GGUF names

@@ -125,7 +125,7 @@ static int meta_compare(const pare_meta *got, const pare_meta *want, const char 
     return diffs;
 }
 
-static const char *const writer_keys[] = {"general.file_type", "general.quantization_version", NULL};
+static const char *const writer_keys[] = {"general.quantization_version", NULL};
 
 /* ------------------------------------------------------------------------ tensor compare */
 
@@ -623,7 +623,7 @@ static void test_gpt2_folder(void) {
     /* GPT2Model.set_gguf_parameters' keys, then _set_vocab_gpt2's and SpecialVocab's */
     CHECK_MSG(strcmp(keys, "general.architecture,general.type,general.name,general.size_label,gpt2.block_count,"
                            "gpt2.context_length,gpt2.embedding_length,gpt2.feed_forward_length,"
-                           "gpt2.attention.head_count,gpt2.attention.layer_norm_epsilon,tokenizer.ggml.model,"
+                           "gpt2.attention.head_count,gpt2.attention.layer_norm_epsilon,general.file_type,tokenizer.ggml.model,"
                            "tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.token_type,tokenizer.ggml.merges,"
                            "tokenizer.ggml.bos_token_id,tokenizer.ggml.eos_token_id,tokenizer.ggml.unknown_token_id,"
                            "tokenizer.ggml.add_bos_token,") == 0,
@@ -768,7 +768,7 @@ static void test_qwen2_folder(void) {
                            "general.basename,general.size_label,qwen2.block_count,qwen2.context_length,"
                            "qwen2.embedding_length,qwen2.feed_forward_length,qwen2.attention.head_count,"
                            "qwen2.attention.head_count_kv,qwen2.rope.freq_base,"
-                           "qwen2.attention.layer_norm_rms_epsilon,qwen2.rope.scaling.type,"
+                           "qwen2.attention.layer_norm_rms_epsilon,general.file_type,qwen2.rope.scaling.type,"
                            "qwen2.rope.scaling.factor,qwen2.rope.scaling.original_context_length,"
                            "tokenizer.ggml.model,tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.token_type,"
                            "tokenizer.ggml.merges,tokenizer.ggml.eos_token_id,tokenizer.ggml.padding_token_id,"
@@ -917,7 +917,7 @@ static void test_llama_tiny(void) {
     CHECK_MSG(strcmp(keys, "general.architecture,general.type,general.name,general.size_label,llama.block_count,"
                            "llama.context_length,llama.embedding_length,llama.feed_forward_length,"
                            "llama.attention.head_count,llama.attention.head_count_kv,llama.rope.freq_base,"
-                           "llama.attention.layer_norm_rms_epsilon,llama.vocab_size,llama.rope.dimension_count,"
+                           "llama.attention.layer_norm_rms_epsilon,general.file_type,llama.vocab_size,llama.rope.dimension_count,"
                            "tokenizer.ggml.model,tokenizer.ggml.pre,tokenizer.ggml.tokens,tokenizer.ggml.scores,"
                            "tokenizer.ggml.token_type,tokenizer.ggml.bos_token_id,tokenizer.ggml.eos_token_id,"
                            "tokenizer.ggml.add_bos_token,tokenizer.ggml.add_eos_token,") == 0,
