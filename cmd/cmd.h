@@ -34,5 +34,7 @@ int cmd_hash(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_merge_lora(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

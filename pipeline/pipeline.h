@@ -52,6 +52,8 @@ typedef struct {
     pare_imatrix_fn imatrix;
     void *imatrix_ctx;
     const pare_meta *meta_override; /* GGUF: metadata to write instead of the model's; NULL = model's */
+    double *rel_error; /* when non-NULL: per tensor, ||dequant(out) - in|| / ||in|| for
+                          tensors whose type changed (-1 for the others) */
 } pare_write_extra;
 
 /* Writes model m to `out` (kind from its name) with tensor i stored as types[i], running the
@@ -113,6 +115,24 @@ typedef struct {
  * NULL) receives one malloc'ed entry per pruned tensor. */
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err);
+
+typedef struct {
+    int ftype;                 /* a pare_ftype (quant/plan.h): a single type or a mix */
+    bool pure;
+    pare_type output_type, token_embd_type; /* PARE_TYPE_INVALID: the mix's choice */
+    bool leave_output;
+    const char *const *override_globs;
+    const pare_type *override_types;
+    size_t n_overrides;
+    const char *imatrix_path;  /* llama.cpp's imatrix .dat, or NULL */
+    bool dry_run;              /* print the plan only */
+    bool stats;                /* measure each tensor's relative RMS error */
+} pare_quantize_job;
+
+/* pare quantize: llama-quantize's per-tensor plan, then quantize and write a GGUF. Writes
+ * the per-tensor plan / results and a summary to `report`. */
+pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
+                                const pare_convert_opts *o, FILE *report, pare_err *err);
 
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -223,8 +224,8 @@ static bool any_pass_wants(const pare_write_extra *x, const pare_tensor *t) {
 /* Produces the output bytes of one tensor into *out (malloc'ed) or points *direct at the
  * source bytes when nothing changes. */
 static pare_status produce(const pare_tensor *t, const void *src, pare_type type, const pare_write_extra *x,
-                           int n_threads, void **out, uint64_t out_bytes, pare_err *err) {
-    bool passes = any_pass_wants(x, t);
+                           int n_threads, void **out, uint64_t out_bytes, double *rel_error, pare_err *err) {
+    bool passes = any_pass_wants(x, t) || rel_error;
     const float *imatrix = (x && x->imatrix) ? x->imatrix(x->imatrix_ctx, t) : NULL;
     const pare_type_info *ti = pare_type_get(type);
     *out = malloc(out_bytes ? (size_t)out_bytes : 1);
@@ -237,6 +238,22 @@ static pare_status produce(const pare_tensor *t, const void *src, pare_type type
     for (size_t p = 0; !st && x && p < x->n_passes; p++)
         if (x->passes[p].wants(x->passes[p].ctx, t)) st = x->passes[p].apply(x->passes[p].ctx, t, v, n_threads, err);
     if (!st) st = f32_to_type(t, v, type, *out, imatrix, n_threads, err);
+    if (!st && rel_error) {
+        /* Round trip the output and compare with what went in. */
+        float *back = malloc((size_t)n * sizeof(float) + sizeof(float));
+        pare_tensor view = *t;
+        view.type = type;
+        if (!back) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        if (!st) st = pare_tensor_convert(&view, *out, PARE_TYPE_F32, back, n_threads, err);
+        double num = 0, den = 0;
+        for (int64_t i = 0; !st && i < n; i++) {
+            double d = (double)back[i] - v[i];
+            num += d * d;
+            den += (double)v[i] * v[i];
+        }
+        *rel_error = den > 0 ? sqrt(num / den) : 0;
+        free(back);
+    }
     free(v);
     return st;
 }
@@ -253,10 +270,12 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         TRY(pare_tensor_bytes(t, &src, &tmp, err));
         pare_status st;
         bool same = plan[i].type == t->type && !any_pass_wants(x, t);
+        if (x && x->rel_error) x->rel_error[i] = -1;
         if (same) {
             st = writer_add(w, src, t->n_bytes, err);
         } else {
-            st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes, err);
+            st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
+                         (x && x->rel_error) ? &x->rel_error[i] : NULL, err);
             if (!st) st = writer_add(w, out, plan[i].n_bytes, err);
         }
         free(out);
@@ -301,8 +320,13 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
             const pare_meta *meta = (x && x->meta_override) ? x->meta_override : &m->meta;
             st = pare_gguf_writer_open(out, meta, plan, m->n_tensors, o->force, inputs, n_inputs, &w.g, err);
         } else {
-            st = pare_st_writer_open(file ? file : out, NULL, plan, m->n_tensors, file ? true : o->force, inputs,
-                                     n_inputs, &w.s, err);
+            /* transformers refuses safetensors files without format = pt */
+            pare_meta st_meta = {0};
+            st = pare_meta_set_str(&st_meta, "format", "pt", 2, err);
+            if (!st)
+                st = pare_st_writer_open(file ? file : out, &st_meta, plan, m->n_tensors, file ? true : o->force,
+                                         inputs, n_inputs, &w.s, err);
+            pare_meta_free(&st_meta);
         }
     }
     if (!st) st = write_tensors(m, plan, x, &w, o, err);
