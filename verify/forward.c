@@ -211,7 +211,7 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
         xin = llm->tmp;
     }
     const int n_in = (int)w->n_in, n_out = (int)w->n_out;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in, 1.0f, xin, n_in, W, n_in, 0.0f, y, n_out);
+    llm_gemm_nt(llm->n_threads, T, n_out, n_in, xin, n_in, W, n_in, y, n_out);
     if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
     return PARE_OK;
 }
@@ -273,15 +273,15 @@ static void att_head(void *ctx, int64_t h, int thread) {
     float *S = j->kq + (size_t)thread * j->bl * T, *out = llm->att + h * hd;
     for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, hd, 1.0f, qh + r0 * j->ldq, (int)j->ldq, kg,
-                    (int)ldkv, 0.0f, S, nc);
+        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nc, 1.0f, S, nc, vg, (int)ldkv, 0.0f,
                     out + r0 * ldo, (int)ldo);
     }
 }
 
-/* Heads run in parallel, each with single-threaded sgemm calls. */
+/* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
+ * unused: they would spin against ours on a small machine). */
 static pare_status attention(pare_llm *llm, int T, const float *q, int64_t ldq, pare_err *err) {
     const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
@@ -290,7 +290,6 @@ static pare_status attention(pare_llm *llm, int T, const float *q, int64_t ldq, 
     att_job j = {.llm = llm, .T = T, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
     openblas_set_num_threads(1);
     pare_parallel_for(nt, llm->n_head, att_head, &j);
-    openblas_set_num_threads(llm->n_threads);
     free(kq);
     return PARE_OK;
 }
@@ -391,7 +390,6 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
             "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
             (long long)llm->pos_embd.n_out);
     TRY(llm_reserve(llm, n_tokens, err));
-    openblas_set_num_threads(llm->n_threads);
     const int T = n_tokens;
     TRY(embed(llm, tokens, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);

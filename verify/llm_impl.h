@@ -74,6 +74,10 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
 /* Returns the f32 values of a weight matrix: the tensor's own bytes when they are aligned
  * F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
 pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, const float **out, pare_err *err);
+/* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on n_threads
+ * threads (verify/gemm.c). */
+void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                 int ldc);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 
