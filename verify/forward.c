@@ -1,0 +1,408 @@
+/*
+ * verify/forward.c - the forward pass of llama-family, qwen2 and gpt2 models, computed the
+ * way llama.cpp's CPU backend computes it (src/llama-model.cpp build_llama / build_qwen2 /
+ * build_gpt2 on ggml-cpu), over a whole sequence at once:
+ *
+ *   x = token_embd[tokens] (+ position_embd[0..T) for gpt2)
+ *   per layer:  h = norm(x) * attn_norm (+ b)
+ *               q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)     (gpt2: fused Wqkv)
+ *               rope(q), rope(k)                                      (not gpt2)
+ *               x += softmax(q k^T * kq_scale + causal mask) v Wo^T (+bo)
+ *               h = norm(x) * ffn_norm (+ b)
+ *               x += (silu(h Wgate^T) * h Wup^T) Wdown^T              (gpt2: gelu(h Wup^T + b) Wdown^T + b)
+ *   logits = norm(x) * output_norm (+ b) Wout^T
+ *
+ * Buffers are row-major [token][feature]; matrix products are cblas_sgemm over all tokens.
+ * With ggml rounding on (the default) the inputs of each product are rounded as ggml does
+ * before its dot products (see eval.h), which brings the logits within float noise of
+ * llama.cpp's.
+ */
+#include "verify/llm_impl.h"
+
+#include "quant/quant.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows of attention scores computed at once per head: bounds the score buffer to
+ * ATT_BLOCK x T floats per thread and lets causal blocks skip the keys after them. */
+#define ATT_BLOCK 128
+
+/* ------------------------------------------------------------------------ activation rounding */
+
+/* The type ggml converts activations to before multiplying with a weight of type w
+ * (ggml-cpu's type_traits_cpu[w].vec_dot_type). */
+static pare_type act_type(pare_type w) {
+    switch (w) {
+    case PARE_TYPE_F32: return PARE_TYPE_F32;
+    case PARE_TYPE_F16: return PARE_TYPE_F16;
+    case PARE_TYPE_BF16: return PARE_TYPE_BF16;
+    case PARE_TYPE_Q4_0:
+    case PARE_TYPE_Q4_1:
+    case PARE_TYPE_Q5_0:
+    case PARE_TYPE_Q5_1:
+    case PARE_TYPE_Q8_0:
+    case PARE_TYPE_IQ4_NL: return PARE_TYPE_Q8_0; /* Q4_1/Q5_1 use Q8_1: the same rounding */
+    default: return PARE_TYPE_Q8_K;
+    }
+}
+
+static float round_f16(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }
+
+/* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: d = amax / 127 stored as f16, q = round to
+ * nearest even of x * 127 / amax. */
+static void round_q8_0(const float *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+        const float d = round_f16(amax / 127.f), id = amax != 0 ? 127.f / amax : 0.f;
+        for (int j = 0; j < 32; j++) y[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* Q8_K as ggml's quantize_row_q8_K_ref: the signed value of largest magnitude maps to -127,
+ * d = 1 / iscale kept in f32. */
+static void round_q8_K(const float *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n; b += 256) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[b + j]) > amax) amax = fabsf(x[b + j]), max = x[b + j];
+        if (amax == 0) {
+            memset(y + b, 0, 256 * sizeof *y);
+            continue;
+        }
+        const float iscale = -127.f / max, d = 1 / iscale;
+        for (int j = 0; j < 256; j++) {
+            float q = nearbyintf(iscale * x[b + j]);
+            y[b + j] = (q < 127 ? q : 127) * d;
+        }
+    }
+}
+
+static void round_row(pare_type at, const float *x, float *y, int64_t n) {
+    switch (at) {
+    case PARE_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) y[i] = round_f16(x[i]);
+        break;
+    case PARE_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) y[i] = pare_bf16_to_fp32(pare_fp32_to_bf16(x[i]));
+        break;
+    case PARE_TYPE_Q8_0: round_q8_0(x, y, n); break;
+    case PARE_TYPE_Q8_K: round_q8_K(x, y, n); break;
+    default: memcpy(y, x, (size_t)n * sizeof *y); break;
+    }
+}
+
+/* ------------------------------------------------------------------------ row jobs */
+
+/* One parallel job over the token rows of the activations; `op` says what to do. */
+typedef enum { OP_RMS_NORM, OP_LAYER_NORM, OP_ROUND, OP_BIAS, OP_ADD, OP_SWIGLU, OP_GELU, OP_ROPE } row_op;
+
+typedef struct {
+    const pare_llm *llm;
+    row_op op;
+    int64_t n;        /* elements per row */
+    const float *src; /* row r at src + r * ld_src */
+    float *dst;       /* row r at dst + r * ld_dst */
+    int64_t ld_src, ld_dst;
+    const float *w, *b; /* norm weight / bias, or the bias / second operand */
+    pare_type at;       /* OP_ROUND */
+    int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
+} row_job;
+
+static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
+    double sum = 0; /* ggml sums squares in double, then works in float */
+    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / (double)n), scale = 1.0f / sqrtf(mean + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const float *w, const float *b) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)x[i];
+    const float mean = (float)(sum / (double)n);
+    double sum2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] - mean;
+        y[i] = v;
+        sum2 += (double)(v * v);
+    }
+    const float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale * w[i] + b[i];
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* ggml_gelu (tanh approximation); with rounding, through ggml's f16 table: the input is
+ * rounded to f16 and so is the result. */
+static float gelu(float x, bool f16_table) {
+    const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+    if (!f16_table) return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)));
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    float h = round_f16(x);
+    return round_f16(0.5f * h * (1.0f + tanhf(c * h * (1.0f + a * h * h))));
+}
+
+/* Rotates the pairs of every head of one row at position pos (cache: cos, sin per pair). */
+static void rope_row(const pare_llm *llm, float *x, int n_heads, const float *cache) {
+    const int hd = llm->n_embd_head, nr = llm->n_rot;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * hd;
+        for (int i0 = 0; i0 < nr; i0 += 2) {
+            const float c = cache[i0], s = cache[i0 + 1];
+            float *a = llm->rope_neox ? v + i0 / 2 : v + i0;
+            float *b = llm->rope_neox ? v + i0 / 2 + nr / 2 : v + i0 + 1;
+            const float x0 = *a, x1 = *b;
+            *a = x0 * c - x1 * s;
+            *b = x0 * s + x1 * c;
+        }
+    }
+}
+
+static void row_run(void *ctx, int64_t r, int thread) {
+    (void)thread;
+    const row_job *j = ctx;
+    const float *s = j->src ? j->src + r * j->ld_src : NULL;
+    float *d = j->dst + r * j->ld_dst;
+    const int64_t n = j->n;
+    switch (j->op) {
+    case OP_RMS_NORM: rms_norm_row(s, d, n, j->llm->norm_eps, j->w); break;
+    case OP_LAYER_NORM: layer_norm_row(s, d, n, j->llm->norm_eps, j->w, j->b); break;
+    case OP_ROUND: round_row(j->at, s, d, n); break;
+    case OP_BIAS:
+        for (int64_t i = 0; i < n; i++) d[i] += j->b[i];
+        break;
+    case OP_ADD: /* d += s */
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+        break;
+    case OP_SWIGLU: /* d = silu(d) * s */
+        for (int64_t i = 0; i < n; i++) d[i] = silu(d[i]) * s[i];
+        break;
+    case OP_GELU:
+        for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
+        break;
+    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + r * j->llm->n_rot); break;
+    }
+}
+
+static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *src, int64_t ld_src, float *dst,
+                 int64_t ld_dst, const float *w, const float *b) {
+    row_job j = {.llm = llm, .op = op, .n = n, .src = src, .dst = dst, .ld_src = ld_src, .ld_dst = ld_dst, .w = w, .b = b};
+    pare_parallel_for(llm->n_threads, T, row_run, &j);
+}
+
+/* ------------------------------------------------------------------------ products */
+
+/* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. */
+static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
+                          const float *bias, pare_err *err) {
+    if (llm->hook) llm->hook(llm->hook_user, name, x, T, (int)w->n_in);
+    const float *W;
+    TRY(llm_weight_f32(llm, w, &W, err));
+    const pare_type at = act_type(w->t->type);
+    const float *xin = x;
+    if (llm->ggml_round && at != PARE_TYPE_F32) {
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = w->n_in, .src = x, .dst = llm->tmp, .ld_src = w->n_in,
+                     .ld_dst = w->n_in, .at = at};
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        xin = llm->tmp;
+    }
+    const int n_in = (int)w->n_in, n_out = (int)w->n_out;
+    llm_gemm_nt(llm->n_threads, T, n_out, n_in, xin, n_in, W, n_in, y, n_out);
+    if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
+    return PARE_OK;
+}
+
+/* cos/sin of every rotated pair at positions 0..T-1, as ggml_rope_cache_init computes them:
+ * theta multiplied by freq_base^(-2/n_rot) from pair to pair, in float. */
+static void rope_cache(pare_llm *llm, int T) {
+    const int nr = llm->n_rot;
+    const float theta_scale = powf(llm->rope_freq_base, -2.0f / (float)nr);
+    for (int p = 0; p < T; p++) {
+        float theta = (float)p, *c = llm->rope + (size_t)p * nr;
+        for (int i0 = 0; i0 < nr; i0 += 2) {
+            const float ff = llm->rope_freqs ? llm->rope_freqs[i0 / 2] : 1.0f;
+            const float t = llm->rope_freq_scale * (theta / ff);
+            c[i0] = cosf(t);
+            c[i0 + 1] = sinf(t);
+            theta *= theta_scale;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ attention */
+
+typedef struct {
+    pare_llm *llm;
+    int T;
+    const float *q; /* head h at q + h * n_embd_head, row stride ldq */
+    int64_t ldq;
+    int bl;         /* rows per block: min(T, ATT_BLOCK) */
+    float *kq;      /* n_threads x bl x T */
+} att_job;
+
+/* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
+ * scale, max, expf, a double sum, then a float scale. Masked keys get 0. */
+static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
+    float max = -INFINITY;
+    for (int i = 0; i <= pos; i++) {
+        s[i] *= scale;
+        if (s[i] > max) max = s[i];
+    }
+    double sum = 0;
+    for (int i = 0; i <= pos; i++) {
+        s[i] = expf(s[i] - max);
+        sum += (double)s[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i <= pos; i++) s[i] = f16 ? round_f16(s[i] * inv) : s[i] * inv;
+    for (int i = pos + 1; i < n_cols; i++) s[i] = 0;
+}
+
+/* One head: att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query rows that
+ * only look at the keys up to their last row. */
+static void att_head(void *ctx, int64_t h, int thread) {
+    att_job *j = ctx;
+    pare_llm *llm = j->llm;
+    const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
+    const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
+    const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
+    float *S = j->kq + (size_t)thread * j->bl * T, *out = llm->att + h * hd;
+    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
+        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc);
+        for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nc, 1.0f, S, nc, vg, (int)ldkv, 0.0f,
+                    out + r0 * ldo, (int)ldo);
+    }
+}
+
+/* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
+ * unused: they would spin against ours on a small machine). */
+static pare_status attention(pare_llm *llm, int T, const float *q, int64_t ldq, pare_err *err) {
+    const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
+    const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
+    float *kq = malloc((size_t)nt * bl * T * sizeof *kq);
+    FAIL_IF(!kq, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
+    att_job j = {.llm = llm, .T = T, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
+    openblas_set_num_threads(1);
+    pare_parallel_for(nt, llm->n_head, att_head, &j);
+    free(kq);
+    return PARE_OK;
+}
+
+/* ------------------------------------------------------------------------ blocks */
+
+static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w, const float *b) {
+    const int64_t D = llm->n_embd;
+    rows(llm, llm->arch == LLM_ARCH_GPT2 ? OP_LAYER_NORM : OP_RMS_NORM, T, D, x, D, y, D, w, b);
+}
+
+static pare_status attn_block(pare_llm *llm, int il, int T, pare_err *err) {
+    const llm_layer *L = &llm->layers[il];
+    const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)llm->n_head * hd,
+                  hkv = (int64_t)llm->n_head_kv * hd;
+    norm(llm, T, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
+    const float *q = llm->q;
+    int64_t ldq = hq;
+    if (llm->arch == LLM_ARCH_GPT2) {
+        const int64_t w = D + 2 * hkv;
+        TRY(linear(llm, L->wqkv.t->name, &L->wqkv, llm->xn, T, llm->q, L->bqkv, err));
+        for (int t = 0; t < T; t++) {
+            memcpy(llm->k + t * hkv, llm->q + t * w + D, (size_t)hkv * sizeof(float));
+            memcpy(llm->v + t * hkv, llm->q + t * w + D + hkv, (size_t)hkv * sizeof(float));
+        }
+        ldq = w;
+    } else {
+        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn, T, llm->q, L->bq, err));
+        TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, T, llm->k, L->bk, err));
+        TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, T, llm->v, L->bv, err));
+        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q, .ld_dst = hq, .n_heads = llm->n_head};
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv;
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+    }
+    if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = llm->q, .dst = llm->q, .ld_src = ldq,
+                     .ld_dst = ldq, .at = PARE_TYPE_F16};
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        j.src = j.dst = llm->v;
+        pare_parallel_for(llm->n_threads, T, row_run, &j);
+    }
+    TRY(attention(llm, T, q, ldq, err));
+    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, T, llm->xn, L->bo, err));
+    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    return PARE_OK;
+}
+
+static pare_status ffn_block(pare_llm *llm, int il, int T, pare_err *err) {
+    const llm_layer *L = &llm->layers[il];
+    const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
+    norm(llm, T, llm->x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, T, llm->h2, L->ffn_up_b, err));
+    if (L->ffn_gate.t) {
+        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, T, llm->h1, L->ffn_gate_b, err));
+        rows(llm, OP_SWIGLU, T, F, llm->h2, F, llm->h1, F, NULL, NULL);
+    } else {
+        memcpy(llm->h1, llm->h2, (size_t)T * F * sizeof(float));
+        rows(llm, OP_GELU, T, F, NULL, 0, llm->h1, F, NULL, NULL);
+    }
+    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, T, llm->xn, L->ffn_down_b, err));
+    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    return PARE_OK;
+}
+
+/* x[t] = token_embd[tokens[t]] (+ position_embd[t]). */
+static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, pare_err *err) {
+    const int64_t D = llm->n_embd;
+    const pare_tensor *te = llm->tok_embd.t;
+    const void *bytes;
+    void *tmp;
+    TRY(pare_tensor_bytes(te, &bytes, &tmp, err));
+    pare_status st = PARE_OK;
+    for (int t = 0; t < T && !st; t++) st = llm_row_f32(te, bytes, tokens[t], llm->x + t * D, err);
+    free(tmp);
+    if (st || !llm->pos_embd.t) return st;
+    const pare_tensor *pe = llm->pos_embd.t;
+    TRY(pare_tensor_bytes(pe, &bytes, &tmp, err));
+    for (int t = 0; t < T && !st; t++) {
+        st = llm_row_f32(pe, bytes, t, llm->xn, err);
+        for (int64_t i = 0; i < D && !st; i++) llm->x[t * D + i] += llm->xn[i];
+    }
+    free(tmp);
+    return st;
+}
+
+pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out, float *logits,
+                                  pare_err *err) {
+    FAIL_IF(n_tokens < 1, PARE_EUSAGE, "%s: nothing to evaluate (%d tokens)", llm->name, n_tokens);
+    FAIL_IF(first_out < 0 || first_out >= n_tokens, PARE_EUSAGE, "%s: first output row %d outside [0, %d)", llm->name,
+            first_out, n_tokens);
+    for (int t = 0; t < n_tokens; t++)
+        FAIL_IF(tokens[t] < 0 || tokens[t] >= llm->n_vocab, PARE_EINPUT,
+                "%s: token %d at position %d is outside the vocabulary (%d)", llm->name, tokens[t], t, llm->n_vocab);
+    FAIL_IF(llm->pos_embd.t && n_tokens > llm->pos_embd.n_out, PARE_EUSAGE,
+            "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
+            (long long)llm->pos_embd.n_out);
+    TRY(llm_reserve(llm, n_tokens, err));
+    const int T = n_tokens;
+    TRY(embed(llm, tokens, T, err));
+    if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
+    for (int il = 0; il < llm->n_layer; il++) {
+        TRY(attn_block(llm, il, T, err));
+        TRY(ffn_block(llm, il, T, err));
+    }
+    const int64_t D = llm->n_embd;
+    const int n_out = T - first_out;
+    norm(llm, n_out, llm->x + first_out * D, llm->xn, llm->out_norm, llm->out_norm_b);
+    return linear(llm, llm->output_name, &llm->output, llm->xn, n_out, logits, NULL, err);
+}
+
+pare_status pare_llm_forward(pare_llm *llm, const int32_t *tokens, int n_tokens, float *logits, pare_err *err) {
+    return pare_llm_forward_tail(llm, tokens, n_tokens, 0, logits, err);
+}

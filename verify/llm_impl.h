@@ -1,0 +1,84 @@
+/*
+ * verify/llm_impl.h - the inside of a pare_llm, shared by model_llm.c (building it from a
+ * GGUF-named model), forward.c (the forward pass) and perplexity.c. Not a public header.
+ */
+#ifndef PARE_VERIFY_LLM_IMPL_H
+#define PARE_VERIFY_LLM_IMPL_H
+
+#include "verify/eval.h"
+
+typedef enum { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_GPT2 } llm_arch;
+
+/* A weight matrix y = W x: ggml dims ne[0] = n_in (contiguous), ne[1] = n_out. */
+typedef struct {
+    const pare_tensor *t; /* NULL when the model has none */
+    int64_t n_in, n_out;
+} llm_mat;
+
+/* One transformer block. 1-D tensors (norms, biases) are converted to f32 once, at
+ * pare_llm_new, since they are small; NULL when absent. */
+typedef struct {
+    float *attn_norm, *attn_norm_b;
+    llm_mat wq, wk, wv, wqkv, wo;
+    float *bq, *bk, *bv, *bqkv, *bo;
+    float *ffn_norm, *ffn_norm_b;
+    llm_mat ffn_gate, ffn_up, ffn_down;
+    float *ffn_gate_b, *ffn_up_b, *ffn_down_b;
+} llm_layer;
+
+struct pare_llm {
+    const pare_model *m;
+    llm_arch arch;
+    char name[64]; /* the model's path, for messages */
+
+    /* hyper-parameters (names as llama.cpp's llama_hparams) */
+    int n_embd, n_layer, n_head, n_head_kv, n_embd_head, n_ff_max, n_vocab, n_rot, n_ctx_train;
+    float norm_eps;       /* RMSNorm or LayerNorm epsilon */
+    float rope_freq_base; /* theta */
+    float rope_freq_scale; /* 1 / linear scaling factor */
+    bool rope_neox;       /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+    float kq_scale;       /* 1 / sqrt(n_embd_head) */
+    bool add_bos;
+    int32_t bos;
+
+    llm_mat tok_embd, pos_embd, output; /* output.t == tok_embd.t when tied */
+    const char *output_name;            /* for the activation hook */
+    float *out_norm, *out_norm_b;
+    float *rope_freqs;                  /* [n_rot/2] llama3 frequency factors, or NULL */
+    llm_layer *layers;
+
+    int n_threads;
+    bool ggml_round;
+    pare_llm_act_fn hook;
+    void *hook_user;
+
+    /* Scratch, grown on demand. wbuf holds one dequantized matrix (the largest); the
+     * activation buffers are sized for cap_tokens tokens. */
+    float *wbuf;
+    size_t wbuf_cap; /* floats */
+    int cap_tokens;
+    float *x;    /* [T][n_embd] residual stream */
+    float *xn;   /* [T][n_embd] normed input of a block */
+    float *q;    /* [T][n_head * n_embd_head] (gpt2: the fused qkv [T][3 n_embd]) */
+    float *k;    /* [T][n_head_kv * n_embd_head] */
+    float *v;    /* [T][n_head_kv * n_embd_head] */
+    float *att;  /* [T][n_head * n_embd_head] attention output */
+    float *h1;   /* [T][n_ff_max] */
+    float *h2;   /* [T][n_ff_max] */
+    float *tmp;  /* [T][max(n_embd, n_ff_max, 3 n_embd)]: a matmul's output or rounded input */
+    float *rope; /* [T][n_rot] cos, sin pairs per position */
+};
+
+/* Grows the scratch buffers to hold n_tokens tokens. */
+pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
+/* Returns the f32 values of a weight matrix: the tensor's own bytes when they are aligned
+ * F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
+pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, const float **out, pare_err *err);
+/* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on n_threads
+ * threads (verify/gemm.c). */
+void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                 int ldc);
+/* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
+pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
+
+#endif
