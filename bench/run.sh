@@ -72,6 +72,12 @@ fi
 
 # ------------------------------------------------------------------ measuring
 have() { "$PARE" "$1" --help >/dev/null 2>&1; }
+# quantize IN OUT TYPE as `--type TYPE` when its --help mentions --type, else positional.
+QTYPE_OPT=--type
+have quantize && ! "$PARE" quantize --help 2>&1 | grep -q -- --type && QTYPE_OPT=
+quantize_cmd() { # IN OUT TYPE
+    echo "$PARE quantize $1 $2 ${QTYPE_OPT:+$QTYPE_OPT }$3 --threads 2 --force"
+}
 mb() { echo $(( $(stat -c %s "$1") / 1000000 )); }
 
 # Seconds from GNU time's "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.35".
@@ -147,8 +153,8 @@ if [ -f "$F16" ]; then
     BF16=$(stat -c %s "$F16")
     for spec in Q8_0:4.0 Q4_0:2.5 Q6_K:16.7 Q2_K:19.5 Q4_K_M:26.7; do
         t=${spec%%:*}; ref=${spec#*:}
-        run "quantize-$t" bytes "$ref" 2400 "$BF16" -- \
-            "$PARE" quantize "$F16" "$OUT/1b-$t.gguf" --type "$t" --threads 2 --force
+        # shellcheck disable=SC2046 # paths here have no spaces
+        run "quantize-$t" bytes "$ref" 2400 "$BF16" -- $(quantize_cmd "$F16" "$OUT/1b-$t.gguf" "$t")
         rm -f "$OUT/1b-$t.gguf"
     done
     run merge-lora bytes 15.4 265 "$BF16" -- \
@@ -171,7 +177,7 @@ if printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
     fi
     for t in Q8_0 Q4_K_M; do
         if have quantize && [ -f "$SMALL_F32" ] && [ ! -f "$OUT/small-$t.gguf" ]; then
-            "$PARE" quantize "$SMALL_F32" "$OUT/small-$t.gguf" --type "$t" --threads 2 --force \
+            $(quantize_cmd "$SMALL_F32" "$OUT/small-$t.gguf" "$t") \
                 >"$OUT/log/small-quantize-$t.log" 2>&1 || echo "bench: quantizing small to $t failed"
         fi
     done
