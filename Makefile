@@ -10,19 +10,19 @@ ARCH     ?= native
 CC       ?= cc
 PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
-            libpcre2-dev liblapacke-dev python3 zip
+            libpcre2-dev liblapacke-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter -Wno-format-truncation
 CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -g -march=$(ARCH) $(WARN) \
                  -I. $(PKG_CFLAGS) -MMD -MP
 CFLAGS   ?= -O2
 SAN      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   := $(PKG_LIBS) -lpthread -lm
 
-MODULES  := core formats quant prune lora verify
+MODULES  := core formats quant prune lora verify pipeline
 LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CMD_SRC  := $(wildcard cmd/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -44,11 +44,13 @@ deps:
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
+	@echo "CC (asan) $<"
+	@$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
 
 build/libpare.a: $(OBJ)
 	@rm -f $@
@@ -84,7 +86,7 @@ fuzz:
 	sh tests/fuzz/run.sh
 
 fixtures:
-	python3 tests/fixtures/make_fixtures.py
+	/usr/bin/python3 tests/fixtures/make_fixtures.py
 
 install: build/pare
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -94,3 +96,4 @@ clean:
 	rm -rf build
 
 -include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d)
+.SECONDARY:

@@ -31,5 +31,10 @@ bool cmd_stderr_is_tty(void);
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_merge_lora(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

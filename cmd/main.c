@@ -13,6 +13,11 @@ static const cmd_entry commands[] = {
     {"inspect", cmd_inspect, "show a model's format, metadata and tensors"},
     {"convert", cmd_convert, "convert between HF folders, safetensors, PyTorch and GGUF"},
     {"hash", cmd_hash, "XXH3-128 digests of every tensor and of the whole model"},
+    {"quantize", cmd_quantize, "quantize to GGUF block types with llama-quantize's mixes"},
+    {"merge-lora", cmd_merge_lora, "merge PEFT or GGUF LoRA adapters into a model"},
+    {"prune", cmd_prune, "zero the least important weights (magnitude, N:M, Wanda)"},
+    {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},
+    {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary, as llama.cpp"},
 };
 
 int cmd_exit_code(pare_status st) {

@@ -351,10 +351,23 @@ void pare_model_free(pare_model *m);
 pare_status pare_model_add_tensor(pare_model *m, pare_tensor *t, pare_err *err);
 /* Takes ownership of a mapping; returns its index. */
 pare_status pare_model_add_map(pare_model *m, pare_map *map, int *index, pare_err *err);
+/* Appends without the duplicate check, for readers that check names with a pare_strset. */
+pare_status pare_model_push_tensor(pare_model *m, pare_tensor *t, pare_err *err);
 pare_tensor *pare_model_find(const pare_model *m, const char *name);
 uint64_t pare_model_nparams(const pare_model *m);
 /* Releases the mapped pages behind a tensor (see pare_map_release); no-op if not mapped. */
 void pare_model_release_tensor(const pare_model *m, const pare_tensor *t);
+
+/* ------------------------------------------------------------------------ string set */
+
+/* A set of byte strings (open addressing), so that readers check names for duplicates in
+ * linear time however many a hostile file declares. Strings are not copied: they must
+ * outlive the set. */
+typedef struct pare_strset pare_strset;
+pare_strset *pare_strset_new(size_t expected);
+void pare_strset_free(pare_strset *s);
+/* Returns 1 when added, 0 when already present, -1 when out of memory. */
+int pare_strset_add(pare_strset *s, const char *str, size_t len);
 
 /* ------------------------------------------------------------------------ threads */
 

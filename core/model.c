@@ -112,9 +112,13 @@ pare_tensor *pare_model_find(const pare_model *m, const char *name) {
 
 pare_status pare_model_add_tensor(pare_model *m, pare_tensor *t, pare_err *err) {
     /* Linear duplicate check: models have at most a few thousand tensors, and readers
-     * that add many tensors check duplicates with a hash themselves if they need to. */
+     * of hostile files check duplicates with a pare_strset and use push_tensor. */
     FAIL_IF(pare_model_find(m, t->name), PARE_EINPUT, "%s: duplicate tensor name '%s'", m->path ? m->path : "model",
             t->name);
+    return pare_model_push_tensor(m, t, err);
+}
+
+pare_status pare_model_push_tensor(pare_model *m, pare_tensor *t, pare_err *err) {
     if (m->n_tensors == m->cap_tensors) {
         size_t cap = m->cap_tensors ? m->cap_tensors * 2 : 64;
         pare_tensor *nt = realloc(m->tensors, cap * sizeof *nt);
@@ -193,4 +197,64 @@ void pare_model_release_tensor(const pare_model *m, const pare_tensor *t) {
     const uint8_t *p = t->data;
     if (p < map->data || p >= map->data + map->size) return;
     pare_map_release(map, (uint64_t)(p - map->data), t->n_bytes);
+}
+
+/* ---- string set ---- */
+
+struct pare_strset {
+    const char **s;
+    size_t *len;
+    size_t cap, n;
+};
+
+static uint64_t strset_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+pare_strset *pare_strset_new(size_t expected) {
+    pare_strset *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->cap = 16;
+    while (s->cap < expected * 2 + 1) s->cap *= 2;
+    s->s = calloc(s->cap, sizeof *s->s);
+    s->len = calloc(s->cap, sizeof *s->len);
+    if (!s->s || !s->len) {
+        pare_strset_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void pare_strset_free(pare_strset *s) {
+    if (!s) return;
+    free(s->s);
+    free(s->len);
+    free(s);
+}
+
+static bool strset_grow(pare_strset *s) {
+    pare_strset *g = pare_strset_new(s->cap);
+    if (!g) return false;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->s[i]) pare_strset_add(g, s->s[i], s->len[i]);
+    free(s->s);
+    free(s->len);
+    *s = *g;
+    free(g);
+    return true;
+}
+
+int pare_strset_add(pare_strset *s, const char *str, size_t len) {
+    if ((s->n + 1) * 2 > s->cap && !strset_grow(s)) return -1;
+    size_t i = (size_t)strset_hash(str, len) & (s->cap - 1);
+    while (s->s[i]) {
+        if (s->len[i] == len && memcmp(s->s[i], str, len) == 0) return 0;
+        i = (i + 1) & (s->cap - 1);
+    }
+    s->s[i] = str;
+    s->len[i] = len;
+    s->n++;
+    return 1;
 }

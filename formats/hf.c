@@ -1,0 +1,1022 @@
+/* formats/hf.c - loading a Hugging Face model folder (see hf.h for the files).
+ *
+ * pare_hf_load reads config.json, loads the weights through the safetensors or pytorch
+ * readers, and builds the metadata the way llama.cpp's convert_hf_to_gguf.py (February 2025)
+ * does, in the same order:
+ *   general.architecture, general.type "model",
+ *   general.name / version / organization / finetune / basename (gguf-py's Metadata
+ *     heuristics on config.json's _name_or_path, then on the folder's name),
+ *   general.size_label (from the names, else from the parameter count of the GGUF tensors),
+ *   the hyperparameters (Model.set_gguf_parameters, then LlamaModel / Qwen2Model additions, or
+ *     GPT2Model's own list),
+ *   the tokenizer (hf_tokenizer.c).
+ * Not reproduced: the README.md model card (the converter reads its YAML front matter for
+ * names, licenses, tags), --metadata overrides, general.file_type and
+ * general.quantization_version (the GGUF writer's business).
+ */
+#include "formats/hf_impl.h"
+#include "formats/pytorch.h"
+#include "formats/safetensors.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------------ JSON files */
+
+pare_status pare_hf_json_parse(const char *path, const char *text, size_t len, bool want_object, cJSON **out,
+                               pare_err *err) {
+    *out = NULL;
+    const char *end = NULL;
+    /* cJSON limits nesting (CJSON_NESTING_LIMIT), so hostile depth cannot exhaust the stack. */
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    size_t at = (end && end >= text && end <= text + len) ? (size_t)(end - text) : 0;
+    FAIL_IF(!j, PARE_EINPUT, "%s: not valid JSON (error near byte %zu of %zu)", path, at, len);
+    while (at < len && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) at++;
+    if (at < len && text[at] != 0) {
+        cJSON_Delete(j);
+        return pare_err_set(err, PARE_EINPUT, "%s: unexpected bytes after the JSON value (byte %zu of %zu)", path, at,
+                            len);
+    }
+    if (want_object && !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return pare_err_set(err, PARE_EINPUT, "%s: not a JSON object", path);
+    }
+    *out = j;
+    return PARE_OK;
+}
+
+pare_status pare_hf_json_read(const char *folder, const char *name, bool required, bool want_object, cJSON **out,
+                              pare_err *err) {
+    *out = NULL;
+    char *path = pare_path_join(folder, name);
+    FAIL_IF(!path, PARE_ENOMEM, "out of memory");
+    if (!pare_path_exists(path)) {
+        pare_status st = required ? pare_err_set(err, PARE_EINPUT, "%s: missing", path) : PARE_OK;
+        free(path);
+        return st;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    pare_status st = pare_read_file(path, PARE_HF_MAX_JSON, &text, &len, err);
+    if (!st) st = pare_hf_json_parse(path, text, len, want_object, out, err);
+    free(text);
+    free(path);
+    return st;
+}
+
+const cJSON *pare_hf_json_get(const cJSON *obj, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+bool pare_hf_json_int(const cJSON *v, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != floor(d)) return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+pare_status pare_hf_file_write(const char *folder, const char *name, const void *buf, size_t n, bool force,
+                               pare_err *err) {
+    char *path = pare_path_join(folder, name);
+    FAIL_IF(!path, PARE_ENOMEM, "out of memory");
+    pare_outfile *f = NULL;
+    pare_status st = pare_outfile_open(path, force, NULL, 0, &f, err);
+    if (!st) st = pare_outfile_write(f, buf, n, err);
+    if (!st) st = pare_outfile_commit(f, err);
+    pare_outfile_free(f);
+    free(path);
+    return st;
+}
+
+pare_status pare_hf_json_write(const char *folder, const char *name, const cJSON *j, bool force, pare_err *err) {
+    char *text = cJSON_Print(j);
+    FAIL_IF(!text, PARE_ENOMEM, "%s: out of memory formatting JSON", name);
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replace the terminator: files end with a newline */
+    pare_status st = pare_hf_file_write(folder, name, text, n + 1, force, err);
+    cJSON_free(text);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ config values */
+
+typedef struct {
+    const char *path; /* config.json, for messages */
+    const cJSON *cfg;
+    const char *arch; /* GGUF architecture */
+    pare_meta *meta;
+    uint32_t ftype;   /* general.file_type of the weights as they are */
+} hf_cfg;
+
+/* Python's `find_hparam(keys)`: the first key present (its value may be null). */
+static const cJSON *cfg_find(const hf_cfg *c, const char *const *keys, const char **which) {
+    for (; *keys; keys++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->cfg, *keys);
+        if (v) {
+            if (which) *which = *keys;
+            return cJSON_IsNull(v) ? NULL : v;
+        }
+    }
+    return NULL;
+}
+
+static pare_status cfg_int(const hf_cfg *c, const char *key, const cJSON *v, int64_t lo, int64_t hi, int64_t *out,
+                           pare_err *err) {
+    FAIL_IF(!pare_hf_json_int(v, out) || *out < lo || *out > hi, PARE_EINPUT,
+            "%s: '%s' must be an integer from %lld to %lld", c->path, key, (long long)lo, (long long)hi);
+    return PARE_OK;
+}
+
+static pare_status put_u32(const hf_cfg *c, const char *suffix, int64_t v, pare_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
+    return pare_meta_set_uint(c->meta, key, PARE_META_U32, (uint64_t)v, err);
+}
+
+/* An optional integer hyperparameter written as U32 when present. */
+static pare_status put_opt_u32(const hf_cfg *c, const char *const *keys, const char *suffix, int64_t lo, int64_t hi,
+                               int64_t *out, pare_err *err) {
+    const char *which = keys[0];
+    const cJSON *v = cfg_find(c, keys, &which);
+    if (out) *out = 0;
+    if (!v) return PARE_OK;
+    int64_t x;
+    TRY(cfg_int(c, which, v, lo, hi, &x, err));
+    if (out) *out = x;
+    return put_u32(c, suffix, x, err);
+}
+
+static pare_status put_opt_f32(const hf_cfg *c, const char *const *keys, const char *suffix, pare_err *err) {
+    const char *which = keys[0];
+    const cJSON *v = cfg_find(c, keys, &which);
+    if (!v) return PARE_OK;
+    FAIL_IF(!cJSON_IsNumber(v), PARE_EINPUT, "%s: '%s' must be a number", c->path, which);
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
+    return pare_meta_set_float(c->meta, key, PARE_META_F32, v->valuedouble, err);
+}
+
+static pare_status put_str(const hf_cfg *c, const char *suffix, const char *s, pare_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
+    return pare_meta_set_str(c->meta, key, s, strlen(s), err);
+}
+
+#define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* The hyperparameters every model gets from the converter's Model.set_gguf_parameters. */
+static pare_status cfg_base(const hf_cfg *c, int64_t *n_embd, int64_t *n_head, int64_t *n_head_kv, int64_t *head_dim,
+                            pare_err *err) {
+    const char *which = "num_hidden_layers";
+    const cJSON *v = cfg_find(c, KEYS("n_layers", "num_hidden_layers", "n_layer", "num_layers"), &which);
+    FAIL_IF(!v, PARE_EINPUT, "%s: missing num_hidden_layers", c->path);
+    int64_t n_layer;
+    TRY(cfg_int(c, which, v, 1, PARE_HF_MAX_LAYERS, &n_layer, err));
+    TRY(put_u32(c, "block_count", n_layer, err));
+    TRY(put_opt_u32(c, KEYS("max_position_embeddings", "n_ctx"), "context_length", 1, UINT32_MAX, NULL, err));
+    TRY(put_opt_u32(c, KEYS("hidden_size", "n_embd"), "embedding_length", 1, PARE_HF_MAX_DIM, n_embd, err));
+    TRY(put_opt_u32(c, KEYS("intermediate_size", "n_inner"), "feed_forward_length", 1, 8 * PARE_HF_MAX_DIM, NULL,
+                    err));
+    TRY(put_opt_u32(c, KEYS("num_attention_heads", "n_head"), "attention.head_count", 1, PARE_HF_MAX_HEADS, n_head,
+                    err));
+    TRY(put_opt_u32(c, KEYS("num_key_value_heads"), "attention.head_count_kv", 1, PARE_HF_MAX_HEADS, n_head_kv, err));
+    TRY(put_opt_f32(c, KEYS("rope_theta"), "rope.freq_base", err));
+    TRY(put_opt_f32(c, KEYS("rms_norm_eps"), "attention.layer_norm_rms_epsilon", err));
+    TRY(put_opt_f32(c, KEYS("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"), "attention.layer_norm_epsilon",
+                    err));
+    TRY(put_opt_u32(c, KEYS("num_local_experts"), "expert_count", 1, 4096, NULL, err));
+    TRY(put_opt_u32(c, KEYS("num_experts_per_tok"), "expert_used_count", 1, 4096, NULL, err));
+    const char *const hd[] = {"head_dim", NULL};
+    if (cfg_find(c, hd, NULL)) {
+        TRY(put_opt_u32(c, hd, "attention.key_length", 1, PARE_HF_MAX_DIM, head_dim, err));
+        TRY(put_u32(c, "attention.value_length", *head_dim, err));
+    }
+    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
+}
+
+/* Head counts must divide: pare permutes q/k rows by head, llama.cpp splits by head. */
+static pare_status cfg_check_heads(const hf_cfg *c, int64_t n_embd, int64_t n_head, int64_t n_head_kv,
+                                   int64_t head_dim, pare_err *err) {
+    FAIL_IF(!n_embd, PARE_EINPUT, "%s: missing hidden_size", c->path);
+    FAIL_IF(!n_head, PARE_EINPUT, "%s: missing num_attention_heads", c->path);
+    FAIL_IF(n_head_kv && (n_head_kv > n_head || n_head % n_head_kv), PARE_EINPUT,
+            "%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld", c->path, (long long)n_head,
+            (long long)n_head_kv);
+    FAIL_IF(!head_dim && n_embd % n_head, PARE_EINPUT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
+            c->path, (long long)n_embd, (long long)n_head);
+    int64_t hd = head_dim ? head_dim : n_embd / n_head;
+    FAIL_IF(hd % 2, PARE_EINPUT, "%s: the head size %lld is odd (RoPE needs pairs)", c->path, (long long)hd);
+    return PARE_OK;
+}
+
+/* rope_scaling {"type": T, "factor": F, ...} when T is the one the model class handles. */
+static const cJSON *cfg_rope_scaling(const hf_cfg *c, const char *type) {
+    const cJSON *rs = pare_hf_json_get(c->cfg, "rope_scaling");
+    if (!cJSON_IsObject(rs) || !cJSON_GetObjectItemCaseSensitive(rs, "factor")) return NULL;
+    const cJSON *t = pare_hf_json_get(rs, "type");
+    return (cJSON_IsString(t) && strcmp(t->valuestring, type) == 0) ? rs : NULL;
+}
+
+static pare_status cfg_llama(const hf_cfg *c, pare_err *err) {
+    int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab;
+    TRY(cfg_base(c, &n_embd, &n_head, &n_head_kv, &head_dim, err));
+    TRY(cfg_check_heads(c, n_embd, n_head, n_head_kv, head_dim, err));
+    bool qwen2 = strcmp(c->arch, "qwen2") == 0;
+    const cJSON *v;
+    if (!qwen2) {
+        v = pare_hf_json_get(c->cfg, "vocab_size");
+        FAIL_IF(!v, PARE_EINPUT, "%s: missing vocab_size", c->path);
+        TRY(cfg_int(c, "vocab_size", v, 1, PARE_HF_MAX_VOCAB, &n_vocab, err));
+        TRY(put_u32(c, "vocab_size", n_vocab, err));
+        TRY(put_u32(c, "rope.dimension_count", head_dim ? head_dim : n_embd / n_head, err));
+    }
+    const cJSON *rs = cfg_rope_scaling(c, qwen2 ? "yarn" : "linear");
+    if (rs) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
+        FAIL_IF(!cJSON_IsNumber(f), PARE_EINPUT, "%s: rope_scaling.factor must be a number", c->path);
+        TRY(put_str(c, "rope.scaling.type", qwen2 ? "yarn" : "linear", err));
+        char key[128];
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", c->arch);
+        TRY(pare_meta_set_float(c->meta, key, PARE_META_F32, f->valuedouble, err));
+        if (qwen2) {
+            const cJSON *o = pare_hf_json_get(rs, "original_max_position_embeddings");
+            int64_t n;
+            FAIL_IF(!o, PARE_EINPUT, "%s: rope_scaling has no original_max_position_embeddings", c->path);
+            TRY(cfg_int(c, "rope_scaling.original_max_position_embeddings", o, 1, UINT32_MAX, &n, err));
+            TRY(put_u32(c, "rope.scaling.original_context_length", n, err));
+        }
+    }
+    return PARE_OK;
+}
+
+/* GPT2Model.set_gguf_parameters: its own list, every key required. */
+static pare_status cfg_gpt2(const hf_cfg *c, pare_err *err) {
+    static const struct {
+        const char *key, *suffix;
+        int64_t hi;
+    } k[] = {{"n_layer", "block_count", PARE_HF_MAX_LAYERS},
+             {"n_ctx", "context_length", UINT32_MAX},
+             {"n_embd", "embedding_length", PARE_HF_MAX_DIM}};
+    int64_t v[3];
+    for (int i = 0; i < 3; i++) {
+        const cJSON *x = pare_hf_json_get(c->cfg, k[i].key);
+        FAIL_IF(!x, PARE_EINPUT, "%s: missing %s", c->path, k[i].key);
+        TRY(cfg_int(c, k[i].key, x, 1, k[i].hi, &v[i], err));
+        TRY(put_u32(c, k[i].suffix, v[i], err));
+    }
+    TRY(put_u32(c, "feed_forward_length", 4 * v[2], err));
+    const cJSON *x = pare_hf_json_get(c->cfg, "n_head");
+    int64_t n_head;
+    FAIL_IF(!x, PARE_EINPUT, "%s: missing n_head", c->path);
+    TRY(cfg_int(c, "n_head", x, 1, PARE_HF_MAX_HEADS, &n_head, err));
+    FAIL_IF(v[2] % n_head, PARE_EINPUT, "%s: n_embd %lld is not a multiple of n_head %lld", c->path, (long long)v[2],
+            (long long)n_head);
+    TRY(put_u32(c, "attention.head_count", n_head, err));
+    x = pare_hf_json_get(c->cfg, "layer_norm_epsilon");
+    FAIL_IF(!cJSON_IsNumber(x), PARE_EINPUT, "%s: missing layer_norm_epsilon", c->path);
+    TRY(put_opt_f32(c, KEYS("layer_norm_epsilon"), "attention.layer_norm_epsilon", err));
+    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
+}
+
+/* ------------------------------------------------------------------------ architecture */
+
+static const struct {
+    const char *hf, *gguf;
+} arch_table[] = {
+    {"LlamaForCausalLM", "llama"}, {"LLaMAForCausalLM", "llama"}, {"MistralForCausalLM", "llama"},
+    {"Qwen2ForCausalLM", "qwen2"}, {"GPT2LMHeadModel", "gpt2"},
+    /* model_type values, used when "architectures" is absent */
+    {"llama", "llama"}, {"mistral", "llama"}, {"qwen2", "qwen2"}, {"gpt2", "gpt2"},
+};
+
+static pare_status cfg_arch(const char *path, const cJSON *cfg, const char **arch, pare_err *err) {
+    const cJSON *a = pare_hf_json_get(cfg, "architectures");
+    const char *name = NULL;
+    if (a) {
+        const cJSON *first = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, 0) : NULL;
+        FAIL_IF(!cJSON_IsString(first), PARE_EINPUT, "%s: 'architectures' must be a list of names", path);
+        name = first->valuestring;
+    } else {
+        const cJSON *mt = pare_hf_json_get(cfg, "model_type");
+        FAIL_IF(!cJSON_IsString(mt), PARE_EINPUT, "%s: has neither 'architectures' nor 'model_type'", path);
+        name = mt->valuestring;
+    }
+    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+        if (strcmp(arch_table[i].hf, name) == 0) {
+            *arch = arch_table[i].gguf;
+            return PARE_OK;
+        }
+    return pare_err_set(err, PARE_EUNSUPPORTED,
+                        "%s: architecture '%.200s' is not supported (pare converts Llama, Mistral, Qwen2 and GPT-2)",
+                        path, name);
+}
+
+/* ------------------------------------------------------------------------ model names */
+
+/* gguf-py's Metadata.get_model_id_components, applied to "org/name" ids and folder names. */
+enum { ID_VERSION = 1, ID_TYPE = 2, ID_SIZE = 4, ID_FINETUNE = 8, ID_BASENAME = 16 };
+#define ID_MAX_PARTS 64
+
+typedef struct {
+    char *full, *org, *basename, *finetune, *version, *size_label;
+} hf_id;
+
+static void id_free(hf_id *id) {
+    free(id->full);
+    free(id->org);
+    free(id->basename);
+    free(id->finetune);
+    free(id->version);
+    free(id->size_label);
+    memset(id, 0, sizeof *id);
+}
+
+/* Python re.fullmatch(pattern, s, re.IGNORECASE) for the simple ASCII patterns used here. */
+static bool re_full(const char *pattern, const char *s) {
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_CASELESS | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
+    if (!re) return false;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int rc = md ? pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) : -1;
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return rc >= 0;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_alpha(char c) { return isalpha((unsigned char)c) || (unsigned char)c >= 0x80; }
+
+/* normalize_size_label: "7b1" -> "7.1B", "1_5b" -> "1.5B", "7b" -> "7B". */
+static void normalize_size(char *p) {
+    for (char *q = p; *q; q++)
+        if (*q == '_') *q = '.';
+    size_t n = strlen(p);
+    if (n >= 2 && is_digit(p[n - 1])) {
+        char last = p[n - 1], prev = p[n - 2];
+        p[n - 2] = '.'; /* "7b1" -> "7" "." "1" "b" (one byte longer) */
+        p[n - 1] = last;
+        p[n] = prev;
+        p[n + 1] = 0;
+        n++;
+    }
+    if (n > 1 && is_digit(p[n - 2]) && strchr("kmbt", p[n - 1])) p[n - 1] = (char)toupper((unsigned char)p[n - 1]);
+}
+
+/* float(label[:-1]) * 1000 ** " KMBT".find(label[-1]); false when Python would raise. */
+static bool size_params(const char *p, double *out) {
+    size_t n = strlen(p);
+    if (n < 2) return false;
+    char num[64];
+    if (n - 1 >= sizeof num) return false;
+    memcpy(num, p, n - 1);
+    num[n - 1] = 0;
+    for (const char *q = num; *q; q++)
+        if (!is_digit(*q) && !strchr(".eE+-", *q)) return false;
+    char *end;
+    double v = strtod(num, &end);
+    if (*end || end == num) return false;
+    const char *f = strchr(" KMBT", p[n - 1]);
+    *out = v * pow(1000.0, f ? (double)(f - " KMBT") : -1.0);
+    return true;
+}
+
+static char *join_parts(char **parts, const int *types, int n, int want, int unwanted, bool dedup) {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += strlen(parts[i]) + 1;
+    char *s = calloc(1, len + 1);
+    if (!s) return NULL;
+    for (int i = 0; i < n; i++) {
+        if (!(types[i] & want) || (types[i] & unwanted)) continue;
+        bool seen = false;
+        for (int j = 0; dedup && j < i; j++)
+            if ((types[j] & want) && strcmp(parts[j], parts[i]) == 0) seen = true;
+        if (seen) continue;
+        if (*s) strcat(s, "-");
+        strcat(s, parts[i]);
+    }
+    if (!*s) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void annotate_part(char *p, int i, int *t, int64_t total_params) {
+    if (re_full("(v|iter)?\\d+([.]\\d+)*", p)) {
+        *t |= ID_VERSION;
+    } else if (re_full("i?q\\d(_\\w)*|b?fp?(16|32)", p)) {
+        *t |= ID_TYPE;
+        for (char *q = p; *q; q++) *q = (char)toupper((unsigned char)*q);
+    } else if (i > 0 && re_full("(([A]|\\d+[x])?\\d+([._]\\d+)?[KMBT][\\d]?|small|mini|medium|large|x?xl)", p)) {
+        normalize_size(p);
+        double label;
+        if (total_params != 0 && size_params(p, &label)) {
+            double tp = (double)total_params;
+            int64_t a = total_params < 0 ? -total_params : total_params;
+            /* A label far from the real size is a context length ("8k"): a finetune. */
+            if ((total_params < 0 && label < (double)(a / 8)) ||
+                (total_params > 0 && fabs(label - tp) > (double)(7 * total_params / 8))) {
+                *t |= ID_FINETUNE;
+                size_t n = strlen(p);
+                p[n - 1] = (char)tolower((unsigned char)p[n - 1]);
+            }
+        }
+        if (!*t) *t |= ID_SIZE;
+    } else if (i > 0 && re_full("chat|instruct|vision|lora", p)) {
+        *t |= ID_FINETUNE;
+    }
+}
+
+static pare_status id_components(const char *model_id, int64_t total_params, hf_id *id, pare_err *err) {
+    memset(id, 0, sizeof *id);
+    if (strchr(model_id, ' ')) {
+        id->full = strdup(model_id);
+        FAIL_IF(!id->full, PARE_ENOMEM, "out of memory");
+        return PARE_OK;
+    }
+    const char *slash = strchr(model_id, '/');
+    id->full = strdup(slash ? slash + 1 : model_id);
+    if (slash && !(slash > model_id && model_id[0] == '.')) id->org = strndup(model_id, (size_t)(slash - model_id));
+    FAIL_IF(!id->full || (slash && model_id[0] != '.' && !id->org), PARE_ENOMEM, "out of memory");
+    /* Split on '-' (dropping empty parts); each part gets room to grow by one byte. */
+    char *parts[ID_MAX_PARTS];
+    int types[ID_MAX_PARTS] = {0}, n = 0;
+    char *work = strdup(id->full);
+    FAIL_IF(!work, PARE_ENOMEM, "out of memory");
+    for (char *save = NULL, *tok = strtok_r(work, "-", &save); tok && n < ID_MAX_PARTS;
+         tok = strtok_r(NULL, "-", &save)) {
+        parts[n] = malloc(strlen(tok) + 2);
+        if (!parts[n]) break;
+        strcpy(parts[n++], tok);
+    }
+    free(work);
+    for (int i = 0; i < n; i++) annotate_part(parts[i], i, &types[i], total_params);
+    bool numeric_size = false;
+    for (int i = 0; i < n; i++)
+        if (types[i] & ID_SIZE)
+            for (const char *q = parts[i]; *q; q++) numeric_size |= is_digit(*q);
+    for (int i = 0; numeric_size && i < n; i++) {
+        bool alpha = true;
+        for (const char *q = parts[i]; *q; q++) alpha &= is_alpha(*q);
+        if ((types[i] & ID_SIZE) && alpha) types[i] &= ~ID_SIZE;
+    }
+    bool at_start = true;
+    for (int i = 0; i < n; i++) {
+        if (at_start && ((!types[i] && is_alpha(parts[i][0])) || (types[i] & ID_VERSION))) {
+            types[i] |= ID_BASENAME;
+        } else {
+            at_start = false;
+            if (!types[i]) types[i] |= ID_FINETUNE;
+        }
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        if ((types[i] & ID_BASENAME) && types[i] != ID_BASENAME)
+            types[i] &= ~ID_BASENAME;
+        else
+            break;
+    }
+    id->basename = join_parts(parts, types, n, ID_BASENAME, 0, false);
+    id->size_label = join_parts(parts, types, n, ID_SIZE, 0, true);
+    id->finetune = join_parts(parts, types, n, ID_FINETUNE, 0, false);
+    id->version = join_parts(parts, types, n, ID_VERSION, ID_BASENAME, false);
+    if (!id->size_label && !id->finetune && !id->version) {
+        free(id->basename);
+        id->basename = NULL;
+    }
+    for (int i = 0; i < n; i++) free(parts[i]);
+    return PARE_OK;
+}
+
+/* Metadata.id_to_title: "fortune-llama" -> "Fortune Llama"; words with capitals, version
+ * numbers and words starting with a digit are kept as they are. */
+static char *id_to_title(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(n + 1), *o = out;
+    if (!out) return NULL;
+    char *work = strdup(s);
+    if (!work) {
+        free(out);
+        return NULL;
+    }
+    for (char *q = work; *q; q++)
+        if (*q == '-') *q = ' ';
+    for (char *save = NULL, *w = strtok_r(work, " \t\n\r\f\v", &save); w; w = strtok_r(NULL, " \t\n\r\f\v", &save)) {
+        bool lower = false, upper = false;
+        for (const char *q = w; *q; q++) {
+            lower |= islower((unsigned char)*q) != 0;
+            upper |= isupper((unsigned char)*q) != 0;
+        }
+        bool keep = !lower || upper || is_digit(w[0]) || re_full("v\\d+(?:\\.\\d+)*", w);
+        if (o != out) *o++ = ' ';
+        bool prev_cased = false;
+        for (const char *q = w; *q; q++) {
+            char c = *q;
+            bool cased = isalpha((unsigned char)c) || (unsigned char)c >= 0x80;
+            if (!keep && isalpha((unsigned char)c)) c = (char)(prev_cased ? tolower((unsigned char)c) : toupper((unsigned char)c));
+            prev_cased = cased;
+            *o++ = c;
+        }
+    }
+    *o = 0;
+    free(work);
+    return out;
+}
+
+/* The converter's model_weight_count_rounded_notation(n, min_digits=2). */
+static void size_label(uint64_t n, char *buf, size_t cap) {
+    double x = (double)n, s;
+    const char *sfx;
+    if (x >= 1e12) {
+        s = x * 1e-12, sfx = "T";
+    } else if (x >= 1e9) {
+        s = x * 1e-9, sfx = "B";
+    } else if (x >= 1e6) {
+        s = x * 1e-6, sfx = "M";
+    } else {
+        s = x * 1e-3, sfx = "K";
+    }
+    /* len(str(round(s)).lstrip('0')): digits of the rounded value (Python rounds to even). */
+    double r = nearbyint(s);
+    int digits = 0;
+    for (double v = r; v >= 1; v /= 10) digits++;
+    int fix = 2 - digits > 0 ? 2 - digits : 0;
+    snprintf(buf, cap, "%.*f%s", fix, s, sfx);
+}
+
+typedef struct {
+    char *name, *version, *org, *finetune, *basename, *size_label;
+} hf_names_md;
+
+static pare_status names_take(hf_names_md *md, const hf_id *id, pare_err *err) {
+    struct {
+        char **dst;
+        const char *src;
+        bool title;
+    } f[] = {{&md->name, id->full, true},       {&md->org, id->org, true},          {&md->basename, id->basename, false},
+             {&md->finetune, id->finetune, false}, {&md->version, id->version, false}, {&md->size_label, id->size_label, false}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (*f[i].dst || !f[i].src) continue;
+        *f[i].dst = f[i].title ? id_to_title(f[i].src) : strdup(f[i].src);
+        FAIL_IF(!*f[i].dst, PARE_ENOMEM, "out of memory");
+    }
+    return PARE_OK;
+}
+
+/* Whether config.json's _name_or_path = model_id would give back meta's general.name,
+ * organization, basename, finetune and version (and size_label, unless the id has none and
+ * the parameter count supplies it). */
+bool pare_hf_model_id_matches(const char *model_id, int64_t total_params, const pare_meta *meta) {
+    hf_id id;
+    hf_names_md md = {0};
+    if (id_components(model_id, total_params, &id, NULL) || names_take(&md, &id, NULL)) {
+        id_free(&id);
+        return false;
+    }
+    const struct {
+        const char *key, *val;
+    } kv[] = {{"general.name", md.name},         {"general.version", md.version},   {"general.organization", md.org},
+              {"general.finetune", md.finetune}, {"general.basename", md.basename}, {"general.size_label", md.size_label}};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        const char *want = pare_meta_get_str(meta, kv[i].key);
+        if (i == 5 && !kv[i].val) continue;
+        ok &= (!want && !kv[i].val) || (want && kv[i].val && strcmp(want, kv[i].val) == 0);
+    }
+    id_free(&id);
+    free(md.name), free(md.version), free(md.org), free(md.finetune), free(md.basename), free(md.size_label);
+    return ok;
+}
+
+/* The last component of the folder path ("a/b/fortune-llama/" -> "fortune-llama"); the real
+ * path's when the name is "." or "..". */
+static char *folder_name(const char *folder) {
+    char *rp = NULL;
+    size_t n = strlen(folder);
+    while (n > 1 && folder[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && folder[b - 1] != '/') b--;
+    char *name = strndup(folder + b, n - b);
+    if (name && (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) && (rp = realpath(folder, NULL))) {
+        free(name);
+        char *s = strrchr(rp, '/');
+        name = strdup(s && s[1] ? s + 1 : rp);
+        free(rp);
+    }
+    return name;
+}
+
+static pare_status meta_names(const char *folder, const cJSON *cfg, int64_t total_params, pare_meta *meta,
+                              pare_err *err) {
+    hf_names_md md = {0};
+    hf_id id;
+    pare_status st = PARE_OK;
+    const cJSON *nop = pare_hf_json_get(cfg, "_name_or_path");
+    if (cJSON_IsString(nop)) {
+        int slashes = 0;
+        for (const char *q = nop->valuestring; *q; q++) slashes += *q == '/';
+        if (slashes <= 1) {
+            st = id_components(nop->valuestring, total_params, &id, err);
+            if (!st) st = names_take(&md, &id, err);
+            id_free(&id);
+        }
+    }
+    char *fname = folder_name(folder);
+    if (!st && !fname) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    if (!st) st = id_components(fname, total_params, &id, err);
+    if (!st) st = names_take(&md, &id, err);
+    id_free(&id);
+    free(fname);
+    char label[32];
+    if (!st && !md.size_label && total_params > 0) {
+        size_label((uint64_t)total_params, label, sizeof label);
+        md.size_label = strdup(label);
+    }
+    const struct {
+        const char *key, *val;
+    } kv[] = {{"general.name", md.name},         {"general.version", md.version},   {"general.organization", md.org},
+              {"general.finetune", md.finetune}, {"general.basename", md.basename}, {"general.size_label", md.size_label}};
+    for (size_t i = 0; !st && i < sizeof kv / sizeof kv[0]; i++)
+        if (kv[i].val) st = pare_meta_set_str(meta, kv[i].key, kv[i].val, strlen(kv[i].val), err);
+    free(md.name), free(md.version), free(md.org), free(md.finetune), free(md.basename), free(md.size_label);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ weights */
+
+/* Moves every tensor and mapping of src into dst (src is freed). */
+static pare_status merge_into(pare_model *dst, pare_model *src, pare_err *err) {
+    if (src->backing) {
+        pare_model_free(src);
+        return pare_err_set(err, PARE_EINTERNAL, "a weight reader kept state pare cannot merge");
+    }
+    int base = (int)dst->n_maps;
+    pare_status st = PARE_OK;
+    for (size_t i = 0; i < src->n_maps; i++) {
+        pare_map *mp = src->maps[i];
+        src->maps[i] = NULL;
+        if (!st) st = pare_model_add_map(dst, mp, NULL, err); /* frees mp when it fails */
+        else pare_map_free(mp);
+    }
+    src->n_maps = 0;
+    for (size_t i = 0; !st && i < src->n_tensors; i++) {
+        pare_tensor *t = &src->tensors[i];
+        if (t->source >= 0) t->source += base;
+        if (pare_model_find(dst, t->name))
+            st = pare_err_set(err, PARE_EINPUT, "%s: tensor '%s' appears in two weight files", src->path, t->name);
+        else
+            st = pare_model_push_tensor(dst, t, err);
+    }
+    pare_model_free(src);
+    return st;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Sorted names of folder entries starting with prefix and ending with suffix. */
+static pare_status list_parts(const char *folder, const char *prefix, const char *suffix, char ***out, size_t *n,
+                              pare_err *err) {
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(folder);
+    if (!d) return pare_err_errno(err, "%s: cannot list the folder", folder);
+    size_t cap = 0;
+    pare_status st = PARE_OK;
+    for (struct dirent *e; !st && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 || !pare_str_ends_with(e->d_name, suffix)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **nl = realloc(*out, cap * sizeof *nl);
+            if (!nl) {
+                st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+                break;
+            }
+            *out = nl;
+        }
+        (*out)[*n] = strdup(e->d_name);
+        if (!(*out)[*n]) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        else (*n)++;
+    }
+    closedir(d);
+    if (*n > 1) qsort(*out, *n, sizeof **out, cmp_str);
+    return st;
+}
+
+static void free_list(char **l, size_t n) {
+    for (size_t i = 0; i < n; i++) free(l[i]);
+    free(l);
+}
+
+/* Loads each part (sorted file names) and merges them into one model. */
+static pare_status load_parts(const char *folder, char **parts, size_t n, bool st_format, pare_model **out,
+                              pare_err *err) {
+    pare_model *all = NULL;
+    pare_status st = PARE_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        char *p = pare_path_join(folder, parts[i]);
+        pare_model *m = NULL;
+        st = p ? (st_format ? pare_safetensors_load(p, &m, err) : pare_pytorch_load(p, &m, err))
+               : pare_err_set(err, PARE_ENOMEM, "out of memory");
+        free(p);
+        if (st) break;
+        if (!all) all = m;
+        else st = merge_into(all, m, err);
+    }
+    if (st) {
+        pare_model_free(all);
+        return st;
+    }
+    *out = all;
+    return PARE_OK;
+}
+
+/* pytorch_model.bin.index.json: the shards named in weight_map (sorted), which must hold
+ * exactly the tensors listed. */
+static pare_status load_pt_index(const char *folder, pare_model **out, pare_err *err) {
+    static const char *const name = "pytorch_model.bin.index.json";
+    cJSON *idx;
+    TRY(pare_hf_json_read(folder, name, true, true, &idx, err));
+    const cJSON *wm = pare_hf_json_get(idx, "weight_map");
+    pare_status st = cJSON_IsObject(wm) ? PARE_OK
+                                         : pare_err_set(err, PARE_EINPUT, "%s/%s: no 'weight_map' object", folder, name);
+    size_t n = 0, n_listed = 0;
+    char **parts = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        if (st) break;
+        n_listed++;
+        if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') || strcmp(e->valuestring, "..") == 0) {
+            st = pare_err_set(err, PARE_EINPUT, "%s/%s: tensor '%.200s': shard must be a file name in the folder",
+                              folder, name, e->string);
+            break;
+        }
+        bool seen = false;
+        for (size_t i = 0; i < n && !seen; i++) seen = strcmp(parts[i], e->valuestring) == 0;
+        if (seen) continue;
+        char **np = realloc(parts, (n + 1) * sizeof *np);
+        if (!np || !(np[n] = strdup(e->valuestring))) {
+            if (np) parts = np;
+            st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+            break;
+        }
+        parts = np;
+        n++;
+    }
+    if (!st && n > 1) qsort(parts, n, sizeof *parts, cmp_str);
+    pare_model *m = NULL;
+    if (!st) st = load_parts(folder, parts, n, false, &m, err);
+    for (size_t i = 0; !st && i < m->n_tensors; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(wm, m->tensors[i].name))
+            st = pare_err_set(err, PARE_EINPUT, "%s/%s: tensor '%s' is in a shard but not in weight_map", folder, name,
+                              m->tensors[i].name);
+    if (!st && m->n_tensors != n_listed)
+        st = pare_err_set(err, PARE_EINPUT, "%s/%s: weight_map lists %zu tensors, the shards hold %zu", folder, name,
+                          n_listed, m->n_tensors);
+    free_list(parts, n);
+    cJSON_Delete(idx);
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    *out = m;
+    return PARE_OK;
+}
+
+/* The converter's choice: model*.safetensors parts (the index's shards when there is one),
+ * else pytorch_model*.bin parts (likewise). */
+static pare_status load_weights(const char *folder, pare_model **out, bool *is_st, pare_err *err) {
+    char *idx = pare_path_join(folder, "model.safetensors.index.json");
+    FAIL_IF(!idx, PARE_ENOMEM, "out of memory");
+    pare_status st;
+    *is_st = true;
+    if (pare_path_exists(idx)) {
+        st = pare_safetensors_load_index(idx, out, err);
+        free(idx);
+        return st;
+    }
+    free(idx);
+    char **parts;
+    size_t n;
+    TRY(list_parts(folder, "model", ".safetensors", &parts, &n, err));
+    if (n) {
+        st = load_parts(folder, parts, n, true, out, err);
+        free_list(parts, n);
+        return st;
+    }
+    free_list(parts, n);
+    *is_st = false;
+    char *ptidx = pare_path_join(folder, "pytorch_model.bin.index.json");
+    FAIL_IF(!ptidx, PARE_ENOMEM, "out of memory");
+    bool has_idx = pare_path_exists(ptidx);
+    free(ptidx);
+    if (has_idx) return load_pt_index(folder, out, err);
+    TRY(list_parts(folder, "pytorch_model", ".bin", &parts, &n, err));
+    st = n ? load_parts(folder, parts, n, false, out, err)
+           : pare_err_set(err, PARE_EINPUT,
+                          "%s: no weights (model.safetensors, model.safetensors.index.json or pytorch_model.bin)", folder);
+    free_list(parts, n);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ extra tensors */
+
+/* LlamaModel.generate_extra_tensors: Llama 3 rope scaling as a rope_freqs tensor of
+ * head_dim/2 factors, computed in float32 step by step as torch does it. */
+static pare_status llama3_rope_freqs(const hf_cfg *c, pare_model *m, pare_err *err) {
+    const cJSON *rs = pare_hf_json_get(c->cfg, "rope_scaling");
+    const cJSON *rt = cJSON_IsObject(rs) ? pare_hf_json_get(rs, "rope_type") : NULL;
+    if (!cJSON_IsString(rt) || strcasecmp(rt->valuestring, "llama3") != 0) return PARE_OK;
+    uint64_t n_embd = 0, n_head = 0, hd = 0;
+    char key[128];
+    snprintf(key, sizeof key, "%s.embedding_length", c->arch);
+    pare_meta_get_u64(c->meta, key, &n_embd);
+    snprintf(key, sizeof key, "%s.attention.head_count", c->arch);
+    pare_meta_get_u64(c->meta, key, &n_head);
+    snprintf(key, sizeof key, "%s.attention.key_length", c->arch);
+    int64_t dim = pare_meta_get_u64(c->meta, key, &hd) ? (int64_t)hd : (int64_t)(n_embd / n_head);
+    const cJSON *v;
+    double base = cJSON_IsNumber(v = pare_hf_json_get(c->cfg, "rope_theta")) ? v->valuedouble : 10000.0;
+    double factor = cJSON_IsNumber(v = pare_hf_json_get(rs, "factor")) ? v->valuedouble : 8.0;
+    double lo = cJSON_IsNumber(v = pare_hf_json_get(rs, "low_freq_factor")) ? v->valuedouble : 1.0;
+    double hi = cJSON_IsNumber(v = pare_hf_json_get(rs, "high_freq_factor")) ? v->valuedouble : 4.0;
+    /* The converter reads the top-level key, not rope_scaling's (its default matches 3.1). */
+    double old_ctx = cJSON_IsNumber(v = pare_hf_json_get(c->cfg, "original_max_position_embeddings")) ? v->valuedouble
+                                                                                                       : 8192.0;
+    FAIL_IF(lo == hi, PARE_EINPUT, "%s: rope_scaling low_freq_factor equals high_freq_factor", c->path);
+    int64_t n = dim / 2;
+    float *f = malloc((size_t)n * sizeof *f);
+    FAIL_IF(!f, PARE_ENOMEM, "out of memory");
+    double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
+    for (int64_t i = 0; i < n; i++) {
+        float e = (float)(2 * i) / (float)dim;
+        float freq = 1.0f / powf((float)base, e);
+        float wavelen = (1.0f / freq) * (float)(2 * M_PI); /* torch's rtruediv: reciprocal * scalar */
+        if (wavelen < (float)hi_wl) {
+            f[i] = 1.0f;
+        } else if (wavelen > (float)lo_wl) {
+            f[i] = (float)factor;
+        } else {
+            float smooth = ((1.0f / wavelen) * (float)old_ctx - (float)lo) / (float)(hi - lo);
+            f[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
+        }
+    }
+    pare_tensor t = {0};
+    pare_status st = pare_tensor_init(&t, "rope_freqs.weight", PARE_TYPE_F32, 1, &n, err);
+    if (st) {
+        free(f);
+        return st;
+    }
+    pare_tensor_set_owned(&t, f, (uint64_t)n * sizeof *f);
+    t.source = -1;
+    TRY(pare_model_push_tensor(m, &t, err));
+    /* generate_extra_tensors come first. */
+    pare_tensor last = m->tensors[m->n_tensors - 1];
+    memmove(&m->tensors[1], &m->tensors[0], (m->n_tensors - 1) * sizeof *m->tensors);
+    m->tensors[0] = last;
+    return PARE_OK;
+}
+
+/* Parameter count of the GGUF the converter would write (general.size_label). */
+static int64_t gguf_param_count(const pare_model *m, const char *arch) {
+    int64_t total = 0;
+    bool has_lm_head = false;
+    int64_t wte = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        if (pare_hf_name_skipped(arch, t->name)) continue;
+        total += pare_tensor_nelements(t);
+        has_lm_head |= strcmp(t->name, "lm_head.weight") == 0;
+        if (strcmp(t->name, "transformer.wte.weight") == 0 || strcmp(t->name, "wte.weight") == 0)
+            wte = pare_tensor_nelements(t);
+    }
+    if (strcmp(arch, "gpt2") == 0 && !has_lm_head) total += wte; /* the output copy */
+    return total;
+}
+
+/* tie_word_embeddings (transformers' default: true for GPT-2, false for Llama and Qwen2). */
+static bool cfg_tied(const cJSON *cfg, const char *arch) {
+    const cJSON *t = pare_hf_json_get(cfg, "tie_word_embeddings");
+    if (cJSON_IsBool(t)) return cJSON_IsTrue(t);
+    return strcmp(arch, "gpt2") == 0;
+}
+
+/* ------------------------------------------------------------------------ load */
+
+static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cfg_path, const char *arch,
+                            pare_model *m, pare_err *err) {
+    /* A tied lm_head holds the embedding's values: the converter's GGUF has no output for it
+     * (llama, qwen2) or writes the embedding again (gpt2). */
+    if (cfg_tied(cfg, arch))
+        for (size_t i = 0; i < m->n_tensors; i++)
+            if (strcmp(m->tensors[i].name, "lm_head.weight") == 0) {
+                pare_tensor_clear(&m->tensors[i]);
+                memmove(&m->tensors[i], &m->tensors[i + 1], (m->n_tensors - i - 1) * sizeof *m->tensors);
+                m->n_tensors--;
+                break;
+            }
+    /* vocab_size sizes the token list (padded with [PADi]): it may not exceed the embedding's
+     * rows, so a small config cannot make pare allocate millions of tokens. */
+    const pare_tensor *emb = NULL;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const char *n = m->tensors[i].name;
+        if (strcmp(n, "model.embed_tokens.weight") == 0 || strcmp(n, "transformer.wte.weight") == 0 ||
+            strcmp(n, "wte.weight") == 0)
+            emb = &m->tensors[i];
+    }
+    FAIL_IF(!emb || emb->n_dims != 2, PARE_EINPUT, "%s: the weights have no 2-D token embedding", folder);
+    const cJSON *vs = pare_hf_json_get(cfg, "vocab_size");
+    int64_t n_vocab;
+    if (vs && pare_hf_json_int(vs, &n_vocab))
+        FAIL_IF(n_vocab > emb->ne[1], PARE_EINPUT, "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path,
+                (long long)n_vocab, (long long)emb->ne[1], emb->name);
+    hf_cfg c = {cfg_path, cfg, arch, &m->meta, 0};
+    /* The converter's file type for the weights kept as they are (llama_ftype: 0 all F32,
+     * 1 mostly F16, 32 mostly BF16), from the first matrix, as its type heuristic looks. */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].n_dims >= 2) {
+            c.ftype = m->tensors[i].type == PARE_TYPE_F16 ? 1 : m->tensors[i].type == PARE_TYPE_BF16 ? 32 : 0;
+            break;
+        }
+    pare_meta *meta = &m->meta;
+    /* Hyperparameters go into a scratch meta first: the names come before them but need the
+     * parameter count, which needs rope_freqs, which needs the hyperparameters. */
+    pare_meta params = {0};
+    c.meta = &params;
+    pare_status st = strcmp(arch, "gpt2") == 0 ? cfg_gpt2(&c, err) : cfg_llama(&c, err);
+    if (!st && strcmp(arch, "llama") == 0) st = llama3_rope_freqs(&c, m, err);
+    if (!st) st = pare_meta_set_str(meta, "general.architecture", arch, strlen(arch), err);
+    if (!st) st = pare_meta_set_str(meta, "general.type", "model", 5, err);
+    if (!st) st = meta_names(folder, cfg, gguf_param_count(m, arch), meta, err);
+    for (size_t i = 0; !st && i < params.n; i++) st = pare_meta_set_kv(meta, &params.kv[i], err);
+    pare_meta_free(&params);
+    if (!st) st = pare_hf_tokenizer_import(folder, arch, cfg, meta, err);
+    return st;
+}
+
+/* One given weights file: a safetensors file or index, or a torch checkpoint or its index. */
+static pare_status load_weights_file(const char *folder, const char *weights, pare_model **out, bool *is_st,
+                                     pare_err *err) {
+    const char *base = strrchr(weights, '/');
+    base = base ? base + 1 : weights;
+    *is_st = !strstr(base, "pytorch_model") && !pare_str_ends_with(base, ".bin") && !pare_str_ends_with(base, ".pt") &&
+             !pare_str_ends_with(base, ".pth");
+    if (pare_str_ends_with(base, ".json")) {
+        if (*is_st) return pare_safetensors_load_index(weights, out, err);
+        FAIL_IF(strcmp(base, "pytorch_model.bin.index.json") != 0, PARE_EUNSUPPORTED,
+                "%s: pare reads torch indexes named pytorch_model.bin.index.json", weights);
+        return load_pt_index(folder, out, err);
+    }
+    return *is_st ? pare_safetensors_load(weights, out, err) : pare_pytorch_load(weights, out, err);
+}
+
+static pare_status hf_load(const char *folder, const char *weights, pare_model **out, pare_err *err) {
+    *out = NULL;
+    FAIL_IF(!pare_path_is_dir(folder), PARE_EINPUT, "%s: not a folder", folder);
+    cJSON *cfg;
+    TRY(pare_hf_json_read(folder, "config.json", true, true, &cfg, err));
+    char *cfg_path = pare_path_join(folder, "config.json");
+    const char *arch = NULL;
+    pare_model *m = NULL;
+    bool is_st = false;
+    pare_status st = cfg_path ? cfg_arch(cfg_path, cfg, &arch, err) : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    if (!st) st = weights ? load_weights_file(folder, weights, &m, &is_st, err) : load_weights(folder, &m, &is_st, err);
+    if (!st && is_st) st = pare_hf_sort_tensors(m, err);
+    if (!st) {
+        m->format = PARE_FORMAT_HF;
+        m->gguf_names = false;
+        free(m->path);
+        free(m->arch);
+        m->path = strdup(folder);
+        m->arch = strdup(arch);
+        pare_meta_free(&m->meta); /* safetensors __metadata__ is not model metadata */
+        if (!m->path || !m->arch) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    }
+    if (!st) st = hf_build(folder, cfg, cfg_path, arch, m, err);
+    free(cfg_path);
+    cJSON_Delete(cfg);
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    *out = m;
+    return PARE_OK;
+}
+
+pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
+    return hf_load(folder, NULL, out, err);
+}
+
+pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_model **out, pare_err *err) {
+    return hf_load(folder, weights, out, err);
+}

@@ -1,0 +1,146 @@
+/*
+ * pipeline/pipeline.h - whole-model jobs built from the modules: read -> (merge LoRA) ->
+ * (prune) -> (quantize) -> (evaluate) -> write. Every job streams one tensor at a time and
+ * writes through an atomic output file, so a failure leaves nothing behind.
+ */
+#ifndef PARE_PIPELINE_H
+#define PARE_PIPELINE_H
+
+#include "core/core.h"
+
+#include <stdio.h>
+
+typedef enum {
+    PARE_OUT_GGUF,
+    PARE_OUT_SAFETENSORS, /* one .safetensors file */
+    PARE_OUT_FOLDER,      /* an HF folder: config.json, tokenizer files, model.safetensors */
+} pare_out_kind;
+
+/* What kind of output a path names: *.gguf, *.safetensors, anything else is a folder. */
+pare_out_kind pare_out_kind_for(const char *path);
+
+typedef struct {
+    /* Target type of the weights that llama.cpp's converter would convert (2-D ".weight"
+     * tensors other than position embeddings): F32, F16, BF16 or Q8_0. PARE_TYPE_INVALID
+     * keeps each tensor's type where the output format can hold it (f64/f8 become F32;
+     * block types become F32 in safetensors). 1-D tensors and norms are always F32 in GGUF. */
+    pare_type type;
+    int n_threads;
+    bool force;
+    pare_progress_fn progress;
+    void *progress_user;
+    FILE *log; /* per-tensor lines ("name type -> type shape"); NULL for none */
+} pare_convert_opts;
+
+/* A pass rewrites the f32 values of the tensors it wants (LoRA merge, pruning, ...). The
+ * pipeline dequantizes such a tensor, runs every pass that wants it in order, and converts
+ * the result to the output type. */
+typedef struct pare_pass {
+    const char *name;
+    bool (*wants)(void *ctx, const pare_tensor *t);
+    /* values: pare_tensor_nelements(t) floats, rows of t->ne[0], modified in place. */
+    pare_status (*apply)(void *ctx, const pare_tensor *t, float *values, int n_threads, pare_err *err);
+    void *ctx;
+} pare_pass;
+
+/* Importance weights for quantizing one tensor (ne0 floats), or NULL. */
+typedef const float *(*pare_imatrix_fn)(void *ctx, const pare_tensor *t);
+
+typedef struct {
+    const pare_pass *passes;
+    size_t n_passes;
+    pare_imatrix_fn imatrix;
+    void *imatrix_ctx;
+    const pare_meta *meta_override; /* GGUF: metadata to write instead of the model's; NULL = model's */
+    double *rel_error; /* when non-NULL: per tensor, ||dequant(out) - in|| / ||in|| for
+                          tensors whose type changed (-1 for the others) */
+} pare_write_extra;
+
+/* Writes model m to `out` (kind from its name) with tensor i stored as types[i], running the
+ * passes. GGUF output gets the model's metadata (or meta_override); safetensors output needs
+ * HF names (call pare_gguf_to_hf first). `inputs` are files that must not be overwritten. */
+pare_status pare_write_model(const pare_model *m, const char *out, const pare_type *types,
+                             const pare_write_extra *extra, const pare_convert_opts *o,
+                             const char *const *inputs, size_t n_inputs, pare_err *err);
+
+/* Converts the model at `in` (any format pare reads) to `out`. */
+pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err);
+
+/* The output type convert gives tensor t of m for an output of this kind (see
+ * pare_convert_opts.type; `want` may also be a block type for jobs that quantize). */
+pare_type pare_pick_type(const pare_model *m, const pare_tensor *t, pare_out_kind kind, pare_type want);
+
+/* GGUF metadata for writing m with these tensor types: m's metadata with general.file_type
+ * set (kept when keep_file_type and present) and general.quantization_version. */
+pare_status pare_gguf_meta_for(const pare_model *m, const pare_type *types, bool keep_file_type, pare_meta *meta,
+                               pare_err *err);
+
+/* One adapter to merge and the factor its own scale is multiplied by. */
+typedef struct {
+    const char *path;
+    double scale;
+} pare_adapter_spec;
+
+/* pare merge-lora: merges the adapters into base and writes out. Tensors keep the base's
+ * types (quantized ones are requantized to their type) unless o->type names one. Writes one
+ * line per merged tensor with its relative change to `report` (may be NULL). */
+pare_status pare_merge_lora(const char *base, const pare_adapter_spec *ad, size_t n_ad, const char *out,
+                            const pare_convert_opts *o, FILE *report, pare_err *err);
+
+typedef enum { PARE_PRUNE_MAGNITUDE, PARE_PRUNE_WANDA } pare_prune_method;
+
+typedef struct {
+    pare_prune_method method;
+    double sparsity;          /* 0..1, unstructured */
+    int scope;                /* 0 row, 1 tensor, 2 global */
+    int n, m;                 /* N:M pattern (m == 0: none) */
+    const char *const *include; /* globs of extra tensors to prune (matched on the output's names) */
+    size_t n_include;
+    const char *const *exclude; /* globs of tensors to leave alone */
+    size_t n_exclude;
+    const char *calib_path;   /* wanda: calibration text */
+    int64_t calib_tokens;     /* wanda: tokens of it to use (0: 4096) */
+    int calib_ctx;            /* wanda: context per forward pass (0: 512) */
+} pare_prune_job;
+
+/* One line of the pruning report. */
+typedef struct {
+    char name[128];
+    int64_t n, zeros;
+    int64_t row_min, row_max; /* zeros per row */
+} pare_prune_stat;
+
+/* pare prune: prunes the selected weights of `in` and writes `out` (types as convert, or
+ * o->type, which may be a block type: pruning then quantizing in one run). stats (may be
+ * NULL) receives one malloc'ed entry per pruned tensor. */
+pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
+                             pare_prune_stat **stats, size_t *n_stats, pare_err *err);
+
+typedef struct {
+    int ftype;                 /* a pare_ftype (quant/plan.h): a single type or a mix */
+    bool pure;
+    pare_type output_type, token_embd_type; /* PARE_TYPE_INVALID: the mix's choice */
+    bool leave_output;
+    const char *const *override_globs;
+    const pare_type *override_types;
+    size_t n_overrides;
+    const char *imatrix_path;  /* llama.cpp's imatrix .dat, or NULL */
+    bool dry_run;              /* print the plan only */
+    bool stats;                /* measure each tensor's relative RMS error */
+} pare_quantize_job;
+
+/* pare quantize: llama-quantize's per-tensor plan, then quantize and write a GGUF. Writes
+ * the per-tensor plan / results and a summary to `report`. */
+pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
+                                const pare_convert_opts *o, FILE *report, pare_err *err);
+
+/* The file type llama.cpp records for a GGUF whose weights have these types (the most
+ * common type among 2-D weights; 0 (ALL_F32) when there are none). */
+uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);
+
+/* Converts the values of tensor t to type dst_type into dst (n_rows rows), through f32,
+ * quantizing or dequantizing as needed, with n_threads threads. */
+pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+                                int n_threads, pare_err *err);
+
+#endif

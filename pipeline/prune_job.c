@@ -1,0 +1,167 @@
+/* pipeline/prune_job.c - pare prune: select tensors, score, zero, write. */
+#include "pipeline/pipeline.h"
+
+#include "formats/formats.h"
+#include "formats/hf.h"
+#include "prune/prune.h"
+#include "quant/quant.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The projections of attention and MLP blocks, in GGUF and HF names. */
+static const char *const default_targets[] = {
+    "blk.*.attn_q.weight",   "blk.*.attn_k.weight",    "blk.*.attn_v.weight",  "blk.*.attn_output.weight",
+    "blk.*.attn_qkv.weight", "blk.*.ffn_gate.weight",  "blk.*.ffn_up.weight",  "blk.*.ffn_down.weight",
+    "*.self_attn.q_proj.weight", "*.self_attn.k_proj.weight", "*.self_attn.v_proj.weight",
+    "*.self_attn.o_proj.weight", "*.mlp.gate_proj.weight", "*.mlp.up_proj.weight", "*.mlp.down_proj.weight",
+    "*.attn.c_attn.weight",  "*.attn.c_proj.weight",   "*.mlp.c_fc.weight",    "*.mlp.c_proj.weight",
+};
+
+static bool any_glob(const char *const *globs, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (fnmatch(globs[i], name, 0) == 0) return true;
+    return false;
+}
+
+typedef struct {
+    const pare_prune_job *job;
+    const pare_model *m;
+    /* Wanda: per selected tensor, ne0 column norms (NULL for magnitude). */
+    float **col_norm;
+    /* global scope */
+    float threshold;
+    int64_t ties_left;
+    pare_prune_stat *stats;
+    size_t n_stats;
+} prune_ctx;
+
+static bool selected(const pare_prune_job *job, const pare_tensor *t) {
+    if (t->n_dims != 2) return false;
+    if (any_glob(job->exclude, job->n_exclude, t->name)) return false;
+    return any_glob(default_targets, sizeof default_targets / sizeof default_targets[0], t->name) ||
+           any_glob(job->include, job->n_include, t->name);
+}
+
+static bool prune_wants(void *ctx, const pare_tensor *t) { return selected(((prune_ctx *)ctx)->job, t); }
+
+static const float *col_norm_of(prune_ctx *c, const pare_tensor *t) {
+    if (!c->col_norm) return NULL;
+    return c->col_norm[t - c->m->tensors];
+}
+
+static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_threads, pare_err *err) {
+    prune_ctx *c = ctx;
+    const pare_prune_job *job = c->job;
+    const float *sc = NULL;
+    /* The model's own tensor (the pipeline passes it) gives the index for per-tensor data. */
+    if (c->col_norm) {
+        sc = col_norm_of(c, t);
+        FAIL_IF(!sc, PARE_EINPUT, "tensor '%s': no calibration activations reached it", t->name);
+    }
+    int64_t ne0 = t->ne[0], rows = pare_tensor_nrows(t), z = 0;
+    if (job->scope == 2 && !job->m) {
+        pare_prune_below(v, ne0, rows, sc, c->threshold, &c->ties_left, &z);
+    } else {
+        pare_prune_opts po = {.sparsity = job->sparsity, .scope = job->scope == 1 ? PARE_PRUNE_TENSOR : PARE_PRUNE_ROW,
+                              .n = job->n, .m = job->m};
+        pare_status st = pare_prune_matrix(v, ne0, rows, sc, &po, n_threads, &z, err);
+        if (st) {
+            pare_err_prefix(err, "tensor '%s'", t->name);
+            return st;
+        }
+    }
+    pare_prune_stat *ns = realloc(c->stats, (c->n_stats + 1) * sizeof *ns);
+    FAIL_IF(!ns, PARE_ENOMEM, "out of memory");
+    c->stats = ns;
+    pare_prune_stat *s = &c->stats[c->n_stats++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", t->name);
+    s->n = ne0 * rows;
+    pare_prune_count_zeros(v, ne0, rows, &s->zeros, &s->row_min, &s->row_max);
+    return PARE_OK;
+}
+
+/* Global scope: one threshold over the scores of every selected tensor, from a first pass. */
+static pare_status global_threshold(prune_ctx *c, int n_threads, pare_err *err) {
+    const pare_model *m = c->m;
+    int64_t total = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (selected(c->job, &m->tensors[i])) total += pare_tensor_nelements(&m->tensors[i]);
+    FAIL_IF(total == 0, PARE_EUSAGE, "no tensor is selected for pruning");
+    float *scores = malloc((size_t)total * sizeof(float));
+    FAIL_IF(!scores, PARE_ENOMEM, "global scope: out of memory for %lld scores", (long long)total);
+    int64_t k = 0;
+    pare_status st = PARE_OK;
+    for (size_t i = 0; !st && i < m->n_tensors; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        if (!selected(c->job, t)) continue;
+        float *v = scores + k;
+        st = pare_tensor_to_f32(t, v, n_threads, err);
+        const float *sc = c->col_norm ? c->col_norm[i] : NULL;
+        for (int64_t j = 0; !st && j < pare_tensor_nelements(t); j++) {
+            float a = v[j] < 0 ? -v[j] : v[j];
+            v[j] = sc ? a * sc[j % t->ne[0]] : a;
+        }
+        k += pare_tensor_nelements(t);
+        pare_model_release_tensor(m, t);
+    }
+    if (!st) {
+        int64_t want = (int64_t)(c->job->sparsity * (double)total + 0.5);
+        if (want <= 0) {
+            c->threshold = -1.0f; /* nothing scores below */
+            c->ties_left = 0;
+        } else {
+            c->threshold = pare_prune_kth(scores, total, want - 1);
+            int64_t below = 0;
+            for (int64_t j = 0; j < total; j++) below += scores[j] < c->threshold;
+            c->ties_left = want - below;
+        }
+    }
+    free(scores);
+    return st;
+}
+
+pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
+                             pare_prune_stat **stats, size_t *n_stats, pare_err *err) {
+    if (stats) *stats = NULL;
+    if (n_stats) *n_stats = 0;
+    FAIL_IF(job->method == PARE_PRUNE_WANDA, PARE_EUNSUPPORTED, "--method wanda needs the evaluator (not built yet)");
+    pare_out_kind kind = pare_out_kind_for(out);
+    pare_model *m = NULL;
+    pare_status st;
+    if (kind == PARE_OUT_GGUF) {
+        st = pare_model_load_gguf(in, &m, err);
+    } else {
+        st = pare_model_load(in, &m, err);
+        if (!st && m->gguf_names) st = pare_gguf_to_hf(m, err);
+    }
+    if (st) return st;
+    prune_ctx c = {.job = job, .m = m};
+    size_t n_sel = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
+    if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
+    if (!st && job->scope == 2 && !job->m) st = global_threshold(&c, o->n_threads, err);
+    pare_type *types = NULL;
+    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
+        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    for (size_t i = 0; !st && i < m->n_tensors; i++) types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
+    pare_meta meta = {0};
+    if (!st && kind == PARE_OUT_GGUF)
+        st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
+    pare_pass pass = {"prune", prune_wants, prune_apply, &c};
+    pare_write_extra x = {.passes = &pass, .n_passes = 1, .meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
+    const char *inputs[1] = {in};
+    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
+    pare_meta_free(&meta);
+    free(types);
+    pare_model_free(m);
+    if (!st && stats) {
+        *stats = c.stats;
+        *n_stats = c.n_stats;
+    } else {
+        free(c.stats);
+    }
+    return st;
+}

@@ -1,0 +1,113 @@
+/* pipeline/quantize.c - pare quantize: llama-quantize's plan, then one tensor at a time. */
+#include "pipeline/pipeline.h"
+
+#include "formats/formats.h"
+#include "quant/plan.h"
+#include "quant/quant.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const pare_imatrix *im;
+    pare_err err; /* the first bad entry, reported after the write fails over it */
+} imatrix_ctx;
+
+static const float *imatrix_for(void *ctx, const pare_tensor *t) {
+    imatrix_ctx *c = ctx;
+    const float *v = NULL;
+    if (c->im) pare_imatrix_for_tensor(c->im, t, &v, &c->err);
+    return v;
+}
+
+/* Reorders m's tensors as llama-quantize writes them (its layer counters follow it). */
+static pare_status reorder(pare_model *m, pare_err *err) {
+    size_t n = m->n_tensors;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    pare_tensor *t = malloc((n ? n : 1) * sizeof *t);
+    if (!order || !t) {
+        free(order);
+        free(t);
+        return pare_err_set(err, PARE_ENOMEM, "out of memory");
+    }
+    pare_quant_plan_order(m, order);
+    for (size_t i = 0; i < n; i++) t[i] = m->tensors[order[i]];
+    memcpy(m->tensors, t, n * sizeof *t);
+    free(order);
+    free(t);
+    return PARE_OK;
+}
+
+static void print_plan(FILE *r, const pare_model *m, const pare_type *types, const double *rel) {
+    uint64_t before = 0, after = 0, n_params = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        uint64_t nb = 0;
+        pare_tensor_nbytes(types[i], t->n_dims, t->ne, &nb, NULL);
+        before += t->n_bytes;
+        after += nb;
+        n_params += (uint64_t)pare_tensor_nelements(t);
+        if (!r) continue;
+        char shape[96];
+        fprintf(r, "%-34s %-22s %-7s -> %-7s %10.3f MiB", t->name, pare_tensor_shape_str(t, shape, sizeof shape),
+                pare_type_name(t->type), pare_type_name(types[i]), (double)nb / 1048576.0);
+        if (rel && rel[i] >= 0) fprintf(r, "  rel. RMS error %.5f", rel[i]);
+        fprintf(r, "\n");
+    }
+    if (r)
+        fprintf(r, "size: %.2f MiB -> %.2f MiB, %.3f bits per weight\n", (double)before / 1048576.0,
+                (double)after / 1048576.0, n_params ? 8.0 * (double)after / (double)n_params : 0.0);
+}
+
+pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
+                                const pare_convert_opts *o, FILE *report, pare_err *err) {
+    FAIL_IF(!pare_str_ends_with(out, ".gguf"), PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
+    pare_model *m = NULL;
+    pare_imatrix *im = NULL;
+    pare_type *types = NULL;
+    double *rel = NULL;
+    pare_meta meta = {0};
+    pare_status st = pare_model_load_gguf(in, &m, err);
+    if (!st && job->imatrix_path) st = pare_imatrix_load(job->imatrix_path, &im, err);
+    if (!st) st = reorder(m, err);
+    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
+        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    pare_quant_plan_opts po = {.ftype = job->ftype, .pure = job->pure, .output_type = job->output_type,
+                               .token_embd_type = job->token_embd_type, .leave_output = job->leave_output,
+                               .override_globs = job->override_globs, .override_types = job->override_types,
+                               .n_overrides = job->n_overrides, .imatrix = im};
+    if (!st) st = pare_quant_plan(m, &po, types, err);
+    /* Every imatrix entry must fit its tensor before anything is written. */
+    for (size_t i = 0; !st && im && i < m->n_tensors; i++) {
+        const float *v;
+        st = pare_imatrix_for_tensor(im, &m->tensors[i], &v, err);
+    }
+    size_t requant = 0;
+    for (size_t i = 0; !st && i < m->n_tensors; i++)
+        requant += pare_type_get(m->tensors[i].type)->is_quantized && types[i] != m->tensors[i].type;
+    if (!st && requant && report)
+        fprintf(report, "warning: %zu tensors are already quantized and are requantized (quality drops twice)\n",
+                requant);
+    if (!st && job->dry_run) {
+        print_plan(report, m, types, NULL);
+        goto done;
+    }
+    if (!st) st = pare_meta_copy(&meta, &m->meta, err);
+    if (!st) st = pare_quant_plan_set_meta(&meta, job->ftype, im, err);
+    if (!st && job->stats && !(rel = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *rel)))
+        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    imatrix_ctx ic = {.im = im};
+    pare_write_extra x = {.imatrix = im ? imatrix_for : NULL, .imatrix_ctx = &ic, .meta_override = &meta,
+                          .rel_error = rel};
+    const char *inputs[2] = {in, job->imatrix_path};
+    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, job->imatrix_path ? 2 : 1, err);
+    if (!st) print_plan(report, m, types, rel);
+done:
+    free(rel);
+    pare_meta_free(&meta);
+    free(types);
+    pare_imatrix_free(im);
+    pare_model_free(m);
+    return st;
+}

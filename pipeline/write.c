@@ -1,0 +1,346 @@
+/* pipeline/write.c - the streaming model writer every job ends in: for each tensor, read it,
+ * run the passes that want it, convert it to its output type, append it to the output. */
+#include "pipeline/pipeline.h"
+
+#include "formats/gguf.h"
+#include "formats/hf.h"
+#include "formats/safetensors.h"
+#include "quant/quant.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+pare_out_kind pare_out_kind_for(const char *path) {
+    if (pare_str_ends_with(path, ".gguf")) return PARE_OUT_GGUF;
+    if (pare_str_ends_with(path, ".safetensors")) return PARE_OUT_SAFETENSORS;
+    return PARE_OUT_FOLDER;
+}
+
+/* ---- type conversion of one tensor ---------------------------------------------------- */
+
+#define CONVERT_ROWS_PER_JOB 64
+
+typedef struct {
+    const pare_tensor *t;
+    const uint8_t *src;
+    pare_type dst_type;
+    uint8_t *dst;
+    size_t src_row, dst_row;
+    int64_t n_rows;
+    float *scratch; /* per thread: CONVERT_ROWS_PER_JOB rows of f32 */
+    int64_t scratch_stride;
+    const pare_quant_traits *sq, *dq;
+} convert_job;
+
+static void convert_rows(void *ctx, int64_t job, int thread) {
+    convert_job *c = ctx;
+    int64_t r0 = job * CONVERT_ROWS_PER_JOB, nr = c->n_rows - r0;
+    if (nr > CONVERT_ROWS_PER_JOB) nr = CONVERT_ROWS_PER_JOB;
+    int64_t n = nr * c->t->ne[0];
+    const uint8_t *src = c->src + (size_t)r0 * c->src_row;
+    uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
+    float *f = c->scratch + (size_t)thread * (size_t)c->scratch_stride;
+    if (c->t->type == PARE_TYPE_F32) {
+        f = (float *)src; /* read-only use below */
+    } else if (!pare_plain_to_f32(c->t->type, src, f, n)) {
+        c->sq->dequantize(src, f, n);
+    }
+    if (!pare_f32_to_plain(c->dst_type, f, dst, n)) c->dq->quantize(f, dst, n, NULL);
+}
+
+pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+                                int n_threads, pare_err *err) {
+    const pare_type_info *si = pare_type_get(t->type), *di = pare_type_get(dst_type);
+    FAIL_IF(!si || !di, PARE_EINTERNAL, "tensor '%s': bad types", t->name);
+    convert_job c = {.t = t, .src = src_bytes, .dst_type = dst_type, .dst = dst, .n_rows = pare_tensor_nrows(t)};
+    c.src_row = pare_type_row_size(t->type, t->ne[0]);
+    c.dst_row = pare_type_row_size(dst_type, t->ne[0]);
+    FAIL_IF(!c.dst_row && t->ne[0], PARE_EUNSUPPORTED, "tensor '%s': rows of %lld cannot be stored as %s",
+            t->name, (long long)t->ne[0], di->name);
+    if (si->is_quantized) {
+        c.sq = pare_quant_get(t->type);
+        FAIL_IF(!c.sq || !c.sq->dequantize, PARE_EUNSUPPORTED, "tensor '%s': pare cannot read type %s", t->name,
+                si->name);
+    }
+    if (di->is_quantized) {
+        c.dq = pare_quant_get(dst_type);
+        FAIL_IF(!c.dq || !c.dq->quantize, PARE_EUNSUPPORTED, "pare cannot quantize to %s", di->name);
+    } else {
+        FAIL_IF(dst_type != PARE_TYPE_F32 && dst_type != PARE_TYPE_F16 && dst_type != PARE_TYPE_BF16 &&
+                    dst_type != PARE_TYPE_F64,
+                PARE_EUNSUPPORTED, "tensor '%s': cannot write type %s", t->name, di->name);
+    }
+    if (n_threads <= 0) n_threads = pare_default_threads();
+    c.scratch_stride = CONVERT_ROWS_PER_JOB * t->ne[0];
+    c.scratch = malloc((size_t)n_threads * (size_t)c.scratch_stride * sizeof(float) + sizeof(float));
+    FAIL_IF(!c.scratch, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+    int64_t jobs = (c.n_rows + CONVERT_ROWS_PER_JOB - 1) / CONVERT_ROWS_PER_JOB;
+    pare_parallel_for(n_threads, jobs, convert_rows, &c);
+    free(c.scratch);
+    return PARE_OK;
+}
+
+/* Converts f32 values (n_rows rows of ne0) to dst_type, threaded. */
+typedef struct {
+    const float *src;
+    pare_type type;
+    uint8_t *dst;
+    int64_t ne0, n_rows;
+    size_t dst_row;
+    const float *imatrix;
+    const pare_quant_traits *q;
+} from_f32_job;
+
+static void from_f32_rows(void *ctx, int64_t job, int thread) {
+    (void)thread;
+    from_f32_job *c = ctx;
+    int64_t r0 = job * CONVERT_ROWS_PER_JOB, nr = c->n_rows - r0;
+    if (nr > CONVERT_ROWS_PER_JOB) nr = CONVERT_ROWS_PER_JOB;
+    const float *src = c->src + r0 * c->ne0;
+    uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
+    if (c->q) {
+        /* Row by row: quantizers take importance weights per column, the same for each row. */
+        for (int64_t r = 0; r < nr; r++) c->q->quantize(src + r * c->ne0, dst + (size_t)r * c->dst_row, c->ne0, c->imatrix);
+    } else {
+        pare_f32_to_plain(c->type, src, dst, nr * c->ne0);
+    }
+}
+
+static pare_status f32_to_type(const pare_tensor *t, const float *src, pare_type type, void *dst,
+                               const float *imatrix, int n_threads, pare_err *err) {
+    const pare_type_info *ti = pare_type_get(type);
+    from_f32_job c = {.src = src, .type = type, .dst = dst, .ne0 = t->ne[0], .n_rows = pare_tensor_nrows(t),
+                      .imatrix = imatrix};
+    c.dst_row = pare_type_row_size(type, t->ne[0]);
+    FAIL_IF(!ti || (!c.dst_row && t->ne[0]), PARE_EUNSUPPORTED, "tensor '%s': rows of %lld cannot be stored as %s",
+            t->name, (long long)t->ne[0], pare_type_name(type));
+    if (ti->is_quantized) {
+        c.q = pare_quant_get(type);
+        FAIL_IF(!c.q || !c.q->quantize, PARE_EUNSUPPORTED, "pare cannot quantize to %s", ti->name);
+        FAIL_IF(c.q->needs_imatrix && !imatrix, PARE_EUSAGE,
+                "tensor '%s': %s needs importance weights (--imatrix)", t->name, ti->name);
+    } else if (type != PARE_TYPE_F32 && type != PARE_TYPE_F16 && type != PARE_TYPE_BF16 && type != PARE_TYPE_F64) {
+        return pare_err_set(err, PARE_EUNSUPPORTED, "tensor '%s': cannot write values as %s", t->name, ti->name);
+    }
+    int64_t jobs = (c.n_rows + CONVERT_ROWS_PER_JOB - 1) / CONVERT_ROWS_PER_JOB;
+    pare_parallel_for(n_threads, jobs, from_f32_rows, &c);
+    return PARE_OK;
+}
+
+/* ---- writers behind one interface ----------------------------------------------------- */
+
+typedef struct {
+    pare_gguf_writer *g;
+    pare_st_writer *s;
+} out_writer;
+
+static pare_status writer_add(out_writer *w, const void *data, uint64_t n, pare_err *err) {
+    return w->g ? pare_gguf_writer_add(w->g, data, n, err) : pare_st_writer_add(w->s, data, n, err);
+}
+
+static pare_status writer_finish(out_writer *w, pare_err *err) {
+    return w->g ? pare_gguf_writer_finish(w->g, err) : pare_st_writer_finish(w->s, err);
+}
+
+static void writer_free(out_writer *w) {
+    pare_gguf_writer_free(w->g);
+    pare_st_writer_free(w->s);
+}
+
+/* ---- folders: built beside the destination, published at the end ---------------------- */
+
+static pare_status make_tmp_folder(const char *out, bool force, char **tmp, pare_err *err) {
+    *tmp = NULL;
+    if (pare_path_exists(out)) {
+        FAIL_IF(!pare_path_is_dir(out), PARE_EUSAGE, "%s: exists and is not a folder", out);
+        FAIL_IF(!force, PARE_EUSAGE, "%s: already exists (use --force to replace its files)", out);
+    }
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') n--;
+    char *t = malloc(n + 16);
+    FAIL_IF(!t, PARE_ENOMEM, "out of memory");
+    memcpy(t, out, n);
+    memcpy(t + n, ".pare-XXXXXX", 13);
+    if (!mkdtemp(t)) {
+        free(t);
+        return pare_err_errno(err, "%s: cannot create a temporary folder beside it", out);
+    }
+    *tmp = t;
+    return PARE_OK;
+}
+
+static void remove_folder(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = pare_path_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static pare_status publish_folder(const char *tmp, const char *out, pare_err *err) {
+    if (!pare_path_exists(out)) {
+        if (rename(tmp, out) != 0) return pare_err_errno(err, "%s: cannot rename the new folder into place", out);
+        return PARE_OK;
+    }
+    DIR *d = opendir(tmp);
+    if (!d) return pare_err_errno(err, "%s: cannot read", tmp);
+    struct dirent *e;
+    pare_status st = PARE_OK;
+    while (!st && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *a = pare_path_join(tmp, e->d_name), *b = pare_path_join(out, e->d_name);
+        if (!a || !b)
+            st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        else if (rename(a, b) != 0)
+            st = pare_err_errno(err, "%s: cannot move into place", b);
+        free(a);
+        free(b);
+    }
+    closedir(d);
+    remove_folder(tmp);
+    return st;
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static bool any_pass_wants(const pare_write_extra *x, const pare_tensor *t) {
+    for (size_t p = 0; x && p < x->n_passes; p++)
+        if (x->passes[p].wants(x->passes[p].ctx, t)) return true;
+    return false;
+}
+
+/* Produces the output bytes of one tensor into *out (malloc'ed) or points *direct at the
+ * source bytes when nothing changes. */
+static pare_status produce(const pare_tensor *t, const void *src, pare_type type, const pare_write_extra *x,
+                           int n_threads, void **out, uint64_t out_bytes, double *rel_error, pare_err *err) {
+    bool passes = any_pass_wants(x, t) || rel_error;
+    const float *imatrix = (x && x->imatrix) ? x->imatrix(x->imatrix_ctx, t) : NULL;
+    const pare_type_info *ti = pare_type_get(type);
+    *out = malloc(out_bytes ? (size_t)out_bytes : 1);
+    FAIL_IF(!*out, PARE_ENOMEM, "tensor '%s': out of memory for %llu bytes", t->name, (unsigned long long)out_bytes);
+    if (!passes && !(ti->is_quantized && imatrix)) return pare_tensor_convert(t, src, type, *out, n_threads, err);
+    int64_t n = pare_tensor_nelements(t);
+    float *v = malloc((size_t)n * sizeof(float) + sizeof(float));
+    FAIL_IF(!v, PARE_ENOMEM, "tensor '%s': out of memory for its f32 values", t->name);
+    pare_status st = pare_tensor_convert(t, src, PARE_TYPE_F32, v, n_threads, err);
+    for (size_t p = 0; !st && x && p < x->n_passes; p++)
+        if (x->passes[p].wants(x->passes[p].ctx, t)) st = x->passes[p].apply(x->passes[p].ctx, t, v, n_threads, err);
+    if (!st) st = f32_to_type(t, v, type, *out, imatrix, n_threads, err);
+    if (!st && rel_error) {
+        /* Round trip the output and compare with what went in. */
+        float *back = malloc((size_t)n * sizeof(float) + sizeof(float));
+        pare_tensor view = *t;
+        view.type = type;
+        if (!back) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        if (!st) st = pare_tensor_convert(&view, *out, PARE_TYPE_F32, back, n_threads, err);
+        double num = 0, den = 0;
+        for (int64_t i = 0; !st && i < n; i++) {
+            double d = (double)back[i] - v[i];
+            num += d * d;
+            den += (double)v[i] * v[i];
+        }
+        *rel_error = den > 0 ? sqrt(num / den) : 0;
+        free(back);
+    }
+    free(v);
+    return st;
+}
+
+static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, const pare_write_extra *x,
+                                 out_writer *w, const pare_convert_opts *o, pare_err *err) {
+    uint64_t total = 0, done = 0;
+    int n_threads = o->n_threads > 0 ? o->n_threads : pare_default_threads();
+    for (size_t i = 0; i < m->n_tensors; i++) total += plan[i].n_bytes;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        const void *src;
+        void *tmp = NULL, *out = NULL;
+        TRY(pare_tensor_bytes(t, &src, &tmp, err));
+        pare_status st;
+        bool same = plan[i].type == t->type && !any_pass_wants(x, t);
+        if (x && x->rel_error) x->rel_error[i] = -1;
+        if (same) {
+            st = writer_add(w, src, t->n_bytes, err);
+        } else {
+            st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
+                         (x && x->rel_error) ? &x->rel_error[i] : NULL, err);
+            if (!st) st = writer_add(w, out, plan[i].n_bytes, err);
+        }
+        free(out);
+        free(tmp);
+        pare_model_release_tensor(m, t);
+        if (st) return st;
+        if (o->log) {
+            char shape[96];
+            fprintf(o->log, "%-40s %-7s -> %-7s %s\n", plan[i].name, pare_type_name(t->type),
+                    pare_type_name(plan[i].type), pare_tensor_shape_str(&plan[i], shape, sizeof shape));
+        }
+        done += plan[i].n_bytes;
+        if (o->progress) o->progress(o->progress_user, "writing", done, total);
+    }
+    return PARE_OK;
+}
+
+pare_status pare_write_model(const pare_model *m, const char *out, const pare_type *types,
+                             const pare_write_extra *x, const pare_convert_opts *o, const char *const *inputs,
+                             size_t n_inputs, pare_err *err) {
+    pare_out_kind kind = pare_out_kind_for(out);
+    pare_tensor *plan = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *plan);
+    FAIL_IF(!plan, PARE_ENOMEM, "out of memory");
+    pare_status st = PARE_OK;
+    for (size_t i = 0; i < m->n_tensors && !st; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        st = pare_tensor_init(&plan[i], t->name, types[i], t->n_dims, t->ne, err);
+        if (!st && kind != PARE_OUT_GGUF && !pare_type_get(types[i])->st_name)
+            st = pare_err_set(err, PARE_EUNSUPPORTED, "%s: safetensors cannot hold tensor '%s' as %s", out, t->name,
+                              pare_type_name(types[i]));
+    }
+    char *folder = NULL, *file = NULL;
+    if (!st && kind == PARE_OUT_FOLDER) {
+        st = make_tmp_folder(out, o->force, &folder, err);
+        if (!st && !(file = pare_path_join(folder, "model.safetensors")))
+            st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        if (!st) st = pare_hf_write_folder_meta(m, folder, true, err);
+    }
+    out_writer w = {0};
+    if (!st) {
+        if (kind == PARE_OUT_GGUF) {
+            const pare_meta *meta = (x && x->meta_override) ? x->meta_override : &m->meta;
+            st = pare_gguf_writer_open(out, meta, plan, m->n_tensors, o->force, inputs, n_inputs, &w.g, err);
+        } else {
+            /* transformers refuses safetensors files without format = pt */
+            pare_meta st_meta = {0};
+            st = pare_meta_set_str(&st_meta, "format", "pt", 2, err);
+            if (!st)
+                st = pare_st_writer_open(file ? file : out, &st_meta, plan, m->n_tensors, file ? true : o->force,
+                                         inputs, n_inputs, &w.s, err);
+            pare_meta_free(&st_meta);
+        }
+    }
+    if (!st) st = write_tensors(m, plan, x, &w, o, err);
+    if (!st) st = writer_finish(&w, err);
+    writer_free(&w);
+    if (folder) {
+        if (!st)
+            st = publish_folder(folder, out, err);
+        else
+            remove_folder(folder);
+    }
+    for (size_t i = 0; i < m->n_tensors; i++) pare_tensor_clear(&plan[i]);
+    free(plan);
+    free(file);
+    free(folder);
+    return st;
+}

@@ -1,0 +1,170 @@
+/*
+ * quant/quant_impl.h - private to quant/: the block structs, shared helpers and the
+ * per-type row functions behind the traits table in quant.c.
+ *
+ * Every block type has a scalar reference (`pare_qref_*`) that is the specification;
+ * fast paths (`pare_qsimd_*`, quant/q_simd.c, built when the compiler targets AVX2) must
+ * give bit-identical output and are tested against the reference.
+ *
+ * All multi-byte fields are little-endian; `pare_half` is an IEEE binary16 bit pattern.
+ */
+#ifndef PARE_QUANT_IMPL_H
+#define PARE_QUANT_IMPL_H
+
+#include "quant/quant.h"
+
+#include <string.h>
+
+
+#define QK_K 256   /* elements per K-quant super-block */
+#define QK_LEG 32  /* elements per legacy block (Q4_0 ... Q8_0, IQ4_NL) */
+
+typedef uint16_t pare_half;
+
+#define PACKED __attribute__((packed))
+
+typedef struct PACKED { pare_half d; uint8_t qs[16]; } blk_q4_0;
+typedef struct PACKED { pare_half d, m; uint8_t qs[16]; } blk_q4_1;
+typedef struct PACKED { pare_half d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;
+typedef struct PACKED { pare_half d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
+typedef struct PACKED { pare_half d; int8_t qs[32]; } blk_q8_0;
+typedef struct PACKED { uint8_t scales[16]; uint8_t qs[64]; pare_half d, dmin; } blk_q2_K;
+typedef struct PACKED { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; pare_half d; } blk_q3_K;
+typedef struct PACKED { pare_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_K;
+typedef struct PACKED { pare_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_K;
+typedef struct PACKED { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; pare_half d; } blk_q6_K;
+typedef struct PACKED { float d; int8_t qs[256]; int16_t bsums[16]; } blk_q8_K;
+typedef struct PACKED { pare_half d; uint8_t qs[16]; } blk_iq4_nl;
+typedef struct PACKED { pare_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } blk_iq4_xs;
+typedef struct PACKED { uint8_t qs[48]; uint8_t qh[4]; pare_half d; } blk_tq1_0;
+typedef struct PACKED { uint8_t qs[64]; pare_half d; } blk_tq2_0;
+
+_Static_assert(sizeof(blk_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(blk_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(blk_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(blk_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(blk_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(blk_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(blk_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(blk_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(blk_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(blk_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(blk_q8_K) == 292, "q8_K block");
+_Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl block");
+_Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs block");
+_Static_assert(sizeof(blk_tq1_0) == 54, "tq1_0 block");
+_Static_assert(sizeof(blk_tq2_0) == 66, "tq2_0 block");
+
+/* Below this a group is treated as all zero (ggml's GROUP_MAX_EPS). */
+#define QGROUP_EPS 1e-15f
+
+/* Round to nearest (ties to even) for |v| < 2^22 by ggml's trick: adding 1.5 * 2^23 puts
+ * the integer in the low mantissa bits. Out of range (or NaN) it returns some value in
+ * [-2^22, 2^22), exactly as ggml does; callers clamp. Fast paths reproduce the bits. */
+static inline int q_nearest_int(float v) {
+    float f = v + 12582912.f;
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static inline float q_h2f(pare_half h) { return pare_fp16_to_fp32(h); }
+static inline pare_half q_f2h(float f) { return pare_fp32_to_fp16(f); }
+static inline int q_clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
+extern const int8_t pare_iq4nl_values[16];
+
+/* ---- scalar references, one per type (n is a multiple of the block size; imatrix is
+ * NULL or n weights). The `_q` functions take the quantize signature, `_dq` dequantize. */
+#define QREF_DECL(T)                                                                     \
+    void pare_qref_q_##T(const float *src, void *dst, int64_t n, const float *imatrix);   \
+    void pare_qref_dq_##T(const void *src, float *dst, int64_t n);
+QREF_DECL(q4_0)
+QREF_DECL(q4_1)
+QREF_DECL(q5_0)
+QREF_DECL(q5_1)
+QREF_DECL(q8_0)
+QREF_DECL(q2_K)
+QREF_DECL(q3_K)
+QREF_DECL(q4_K)
+QREF_DECL(q5_K)
+QREF_DECL(q6_K)
+QREF_DECL(q8_K)
+QREF_DECL(iq4_nl)
+QREF_DECL(iq4_xs)
+QREF_DECL(tq1_0)
+QREF_DECL(tq2_0)
+QREF_DECL(f32)
+QREF_DECL(f16)
+QREF_DECL(bf16)
+#undef QREF_DECL
+
+/* ---- K-quant search kernels, batched over sub-blocks so that a SIMD lane can take one
+ * sub-block each while keeping the reference's order of float operations.
+ *
+ * qkx2 batch: ggml's make_qkx2_quants on `nsub` sub-blocks of `n` values each, stored
+ * one after another in x (and their weights in w). Writes L[nsub*n] (levels 0..nmax),
+ * scales[nsub] and mins[nsub] (the positive offset, ggml's *the_min). */
+typedef void (*pare_qkx2_batch_fn)(int nsub, int n, int nmax, const float *x, const float *w,
+                                   float rmin, float rdelta, int nstep, bool use_mad,
+                                   uint8_t *L, float *scales, float *mins);
+/* qx batch: ggml's make_qx_quants with rmse_type 1 on nsub sub-blocks of n values; w is
+ * the weights or NULL for x*x. Writes L (levels 0..2*nmax-1) and scales. */
+typedef void (*pare_qx_batch_fn)(int nsub, int n, int nmax, const float *x, const float *w,
+                                 int8_t *L, float *scales);
+
+void pare_qref_qkx2_batch(int nsub, int n, int nmax, const float *x, const float *w, float rmin,
+                          float rdelta, int nstep, bool use_mad, uint8_t *L, float *scales,
+                          float *mins);
+void pare_qref_qx_batch(int nsub, int n, int nmax, const float *x, const float *w, int8_t *L,
+                        float *scales);
+
+/* ggml's group searches (q_k.c), shared by the legacy and K types:
+ * make_qx_quants (symmetric levels -nmax..nmax-1, returned as L + nmax; rmse_type as ggml),
+ * make_qkx3_quants (asymmetric 0..nmax with a min; weights NULL means x*x),
+ * make_qp_quants (positive levels 0..nmax for the scales of a super-block). */
+float pare_qk_make_qx(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
+float pare_qk_make_qkx3(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+                        uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad);
+float pare_qk_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* Row quantizers of the K types parameterised by their search kernel (q_k.c). */
+void pare_qk_q2_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2);
+void pare_qk_q4_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2);
+void pare_qk_q5_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2);
+void pare_qk_q6_K_row(const float *x, void *dst, int64_t n, const float *imatrix,
+                      pare_qx_batch_fn qx);
+
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__) && !defined(PARE_QUANT_NO_SIMD)
+#define PARE_QUANT_SIMD 1
+/* ---- fast paths (q_simd.c); same contracts as the references above. */
+void pare_qsimd_qkx2_batch(int nsub, int n, int nmax, const float *x, const float *w, float rmin,
+                           float rdelta, int nstep, bool use_mad, uint8_t *L, float *scales,
+                           float *mins);
+void pare_qsimd_qx_batch(int nsub, int n, int nmax, const float *x, const float *w, int8_t *L,
+                         float *scales);
+void pare_qsimd_q_q8_0(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_q4_0(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_f16(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_bf16(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_dq_f16(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_bf16(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q8_0(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q4_0(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q4_1(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q5_0(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q5_1(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q4_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q5_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q6_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q2_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_q3_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
+void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
+#endif
+
+/* The table of scalar references (for tests and for types without a fast path). */
+const pare_quant_traits *pare_quant_ref_get(pare_type t);
+
+#endif

@@ -1,0 +1,180 @@
+/* tests/test_lora.c - LoRA merges against a float64 reference computed here. */
+#include "formats/formats.h"
+#include "formats/gguf.h"
+#include "formats/hf.h"
+#include "formats/safetensors.h"
+#include "lora/lora.h"
+#include "pipeline/pipeline.h"
+#include "quant/quant.h"
+#include "th.h"
+
+#include <unistd.h>
+
+#define REL_TOL 1e-6 /* ||merged - reference|| / ||reference|| per tensor */
+
+static void tmpdir(char *buf, size_t cap) {
+    snprintf(buf, cap, "/tmp/pare-lora-XXXXXX");
+    if (!mkdtemp(buf)) buf[0] = 0;
+}
+
+/* The float64 reference of base + scale * B A for one HF weight, in HF layout. */
+static double *reference(const pare_tensor *w, const pare_tensor *a, const pare_tensor *b, double scale) {
+    int64_t out = w->ne[1], in = w->ne[0], r = a->ne[1];
+    double *ref = malloc((size_t)(out * in) * sizeof(double));
+    float *wf = malloc((size_t)(out * in) * sizeof(float)), *af = malloc((size_t)(r * in) * sizeof(float)),
+          *bf = malloc((size_t)(out * r) * sizeof(float));
+    pare_err err = {0};
+    pare_tensor_to_f32(w, wf, 1, &err);
+    pare_tensor_to_f32(a, af, 1, &err);
+    pare_tensor_to_f32(b, bf, 1, &err);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t i = 0; i < in; i++) {
+            double s = 0;
+            for (int64_t k = 0; k < r; k++) s += (double)bf[o * r + k] * (double)af[k * in + i];
+            ref[o * in + i] = (double)wf[o * in + i] + scale * s;
+        }
+    free(wf);
+    free(af);
+    free(bf);
+    return ref;
+}
+
+/* Compares every LoRA target of the merged HF-layout model with the reference. */
+static void compare_merged(const pare_model *merged, const pare_model *base, const pare_model *adapter, double scale,
+                           const char *what) {
+    double worst = 0;
+    size_t n_checked = 0;
+    for (size_t i = 0; i < adapter->n_tensors; i++) {
+        const char *an = adapter->tensors[i].name;
+        const char *p = strstr(an, ".lora_A.weight");
+        if (!p) continue;
+        char module[256], bname[300], wname[300];
+        snprintf(module, sizeof module, "%.*s", (int)(p - an), an);
+        snprintf(bname, sizeof bname, "%s.lora_B.weight", module);
+        snprintf(wname, sizeof wname, "%s.weight", module + strlen("base_model.model."));
+        const pare_tensor *w = pare_model_find(base, wname), *m = pare_model_find(merged, wname);
+        const pare_tensor *b = pare_model_find(adapter, bname);
+        CHECK_MSG(w && m && b, "%s: missing %s", what, wname);
+        if (!w || !m || !b) continue;
+        double *ref = reference(w, &adapter->tensors[i], b, scale);
+        int64_t n = pare_tensor_nelements(w);
+        float *mf = malloc((size_t)n * sizeof(float));
+        pare_err err = {0};
+        CHECK_OK(pare_tensor_to_f32(m, mf, 1, &err), &err);
+        double num = 0, den = 0;
+        for (int64_t k = 0; k < n; k++) {
+            num += (mf[k] - ref[k]) * (mf[k] - ref[k]);
+            den += ref[k] * ref[k];
+        }
+        double rel = sqrt(num / den);
+        if (rel > worst) worst = rel;
+        n_checked++;
+        free(mf);
+        free(ref);
+    }
+    printf("  %s: %zu tensors, largest relative difference from float64 %.3g (tolerance %g)\n", what, n_checked, worst,
+           REL_TOL);
+    CHECK(n_checked == 28);
+    CHECK(worst <= REL_TOL);
+}
+
+static void test_peft_into_hf_and_gguf(void) {
+    char *base_dir = th_shared_dup("models/fortune-llama");
+    char *lora_dir = th_shared_dup("models/fortune-llama-lora");
+    char *gguf_base = th_shared_dup("models/fortune-llama-gguf/fortune-llama-f32.gguf");
+    char *gguf_lora = th_shared_dup("models/fortune-llama-lora/lora-licenses-f32.gguf");
+    if (!base_dir || !lora_dir || !gguf_base || !gguf_lora) goto out;
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    pare_err err = {0};
+    pare_model *base = NULL, *adapter = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", base_dir);
+    CHECK_OK(pare_safetensors_load(path, &base, &err), &err);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", lora_dir);
+    CHECK_OK(pare_safetensors_load(path, &adapter, &err), &err);
+    /* lora_alpha 16, r 8: scale 2 (times the user's 1). */
+    const char *bases[2] = {base_dir, gguf_base};
+    const char *adapters[2] = {lora_dir, gguf_lora};
+    for (int bi = 0; bi < 2; bi++)
+        for (int ai = 0; ai < 2; ai++) {
+            char out[600], what[64];
+            snprintf(out, sizeof out, "%s/m%d%d.safetensors", dir, bi, ai);
+            snprintf(what, sizeof what, "%s base, %s adapter", bi ? "GGUF" : "HF", ai ? "GGUF" : "PEFT");
+            pare_adapter_spec spec = {adapters[ai], 1.0};
+            pare_convert_opts o = {.type = PARE_TYPE_INVALID, .n_threads = 2};
+            CHECK_OK(pare_merge_lora(bases[bi], &spec, 1, out, &o, NULL, &err), &err);
+            pare_model *merged = NULL;
+            CHECK_OK(pare_safetensors_load(out, &merged, &err), &err);
+            if (merged) compare_merged(merged, base, adapter, 2.0, what);
+            pare_model_free(merged);
+            unlink(out);
+        }
+    /* A scale multiplies: :0.5 gives half the change. */
+    snprintf(path, sizeof path, "%s/half.safetensors", dir);
+    pare_adapter_spec half = {lora_dir, 0.5};
+    pare_convert_opts o = {.type = PARE_TYPE_INVALID, .n_threads = 2};
+    CHECK_OK(pare_merge_lora(base_dir, &half, 1, path, &o, NULL, &err), &err);
+    pare_model *merged = NULL;
+    CHECK_OK(pare_safetensors_load(path, &merged, &err), &err);
+    if (merged) compare_merged(merged, base, adapter, 1.0, "scale 0.5");
+    pare_model_free(merged);
+    unlink(path);
+    pare_model_free(base);
+    pare_model_free(adapter);
+    rmdir(dir);
+out:
+    free(base_dir);
+    free(lora_dir);
+    free(gguf_base);
+    free(gguf_lora);
+}
+
+static void test_refusals(void) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    char cfg[128];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"use_dora\": true}", f);
+    fclose(f);
+    pare_meta meta = {0};
+    pare_lora_adapter *ad = NULL;
+    pare_err err = {0};
+    CHECK(pare_lora_load(dir, "llama", &meta, 1.0, &ad, &err) == PARE_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "DoRA") != NULL);
+    f = fopen(cfg, "w");
+    fputs("{\"peft_type\": \"PROMPT_TUNING\"}", f);
+    fclose(f);
+    CHECK(pare_lora_load(dir, "llama", &meta, 1.0, &ad, &err) == PARE_EUNSUPPORTED);
+    f = fopen(cfg, "w");
+    fputs("[1, 2]", f);
+    fclose(f);
+    CHECK(pare_lora_load(dir, "llama", &meta, 1.0, &ad, &err) == PARE_EINPUT);
+    CHECK(strstr(err.msg, cfg) != NULL);
+    unlink(cfg);
+    rmdir(dir);
+}
+
+static void test_delta_transposed(void) {
+    /* W (3x2 stored as 2 rows of 3 when transposed) gets (B A)^T. */
+    float a[2] = {1, 2};          /* r = 1, n_in = 2 */
+    float b[3] = {1, 10, 100};    /* n_out = 3 */
+    pare_lora_pair p = {.r = 1, .n_in = 2, .n_out = 3, .a = a, .b = b, .scale = 0.5};
+    float w[6] = {0};
+    pare_lora_add_delta(w, &p, 1); /* (3 x 2) */
+    float want[6] = {0.5f, 1, 5, 10, 50, 100};
+    CHECK(memcmp(w, want, sizeof w) == 0);
+    float wt[6] = {0};
+    p.transposed = true;
+    pare_lora_add_delta(wt, &p, 1); /* (2 x 3) */
+    float want_t[6] = {0.5f, 5, 50, 1, 10, 100};
+    CHECK(memcmp(wt, want_t, sizeof wt) == 0);
+}
+
+int main(void) {
+    TH_RUN(test_delta_transposed);
+    TH_RUN(test_refusals);
+    TH_RUN(test_peft_into_hf_and_gguf);
+    return th_done();
+}

@@ -1,0 +1,110 @@
+/* tests/test_prune.c - exact counts, N:M patterns, Wanda scaling, ties, against brute force. */
+#include "prune/prune.h"
+#include "th.h"
+
+#include <stdint.h>
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* Brute force: the k weights of smallest |w|*scale (ties: lower index) for one span. */
+static void brute(float *w, int64_t n, int64_t ne0, const float *sc, int64_t k) {
+    char *gone = calloc((size_t)n, 1);
+    for (int64_t step = 0; step < k; step++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < n; i++) {
+            if (gone[i]) continue;
+            float s = fabsf(w[i]) * (sc ? sc[i % ne0] : 1.0f);
+            float b = best < 0 ? 0 : fabsf(w[best]) * (sc ? sc[best % ne0] : 1.0f);
+            if (best < 0 || s < b) best = i;
+        }
+        gone[best] = 1;
+    }
+    for (int64_t i = 0; i < n; i++) if (gone[i]) w[i] = 0;
+    free(gone);
+}
+
+static void test_row_exact(void) {
+    enum { NE0 = 96, ROWS = 7 };
+    float w[NE0 * ROWS], ref[NE0 * ROWS], sc[NE0];
+    for (int i = 0; i < NE0 * ROWS; i++) w[i] = frand();
+    for (int i = 0; i < 20; i++) w[i * 3] = 0.25f; /* ties */
+    for (int i = 0; i < NE0; i++) sc[i] = 0.5f + fabsf(frand());
+    for (int wanda = 0; wanda < 2; wanda++) {
+        float x[NE0 * ROWS];
+        memcpy(x, w, sizeof w);
+        memcpy(ref, w, sizeof w);
+        pare_prune_opts o = {.sparsity = 0.5, .scope = PARE_PRUNE_ROW};
+        pare_err err = {0};
+        int64_t z = 0;
+        CHECK_OK(pare_prune_matrix(x, NE0, ROWS, wanda ? sc : NULL, &o, 3, &z, &err), &err);
+        for (int r = 0; r < ROWS; r++) brute(ref + r * NE0, NE0, NE0, wanda ? sc : NULL, 48);
+        CHECK(memcmp(x, ref, sizeof x) == 0);
+        int64_t total, lo, hi;
+        pare_prune_count_zeros(x, NE0, ROWS, &total, &lo, &hi);
+        CHECK_MSG(lo == 48 && hi == 48 && total == 48 * ROWS, "zeros per row %lld..%lld", (long long)lo, (long long)hi);
+        CHECK(z == 48 * ROWS);
+    }
+}
+
+static void test_tensor_scope(void) {
+    enum { NE0 = 40, ROWS = 9 };
+    float w[NE0 * ROWS], ref[NE0 * ROWS];
+    for (int i = 0; i < NE0 * ROWS; i++) w[i] = frand();
+    memcpy(ref, w, sizeof w);
+    pare_prune_opts o = {.sparsity = 0.3, .scope = PARE_PRUNE_TENSOR};
+    pare_err err = {0};
+    CHECK_OK(pare_prune_matrix(w, NE0, ROWS, NULL, &o, 2, NULL, &err), &err);
+    brute(ref, NE0 * ROWS, NE0, NULL, 108);
+    CHECK(memcmp(w, ref, sizeof w) == 0);
+}
+
+static void test_nm(void) {
+    enum { NE0 = 64, ROWS = 5 };
+    float w[NE0 * ROWS];
+    for (int i = 0; i < NE0 * ROWS; i++) w[i] = frand();
+    pare_prune_opts o = {.n = 2, .m = 4};
+    pare_err err = {0};
+    float keep[NE0 * ROWS];
+    memcpy(keep, w, sizeof w);
+    CHECK_OK(pare_prune_matrix(w, NE0, ROWS, NULL, &o, 2, NULL, &err), &err);
+    CHECK(pare_prune_check_nm(w, NE0, ROWS, 2, 4));
+    int64_t total;
+    pare_prune_count_zeros(w, NE0, ROWS, &total, NULL, NULL);
+    CHECK(total == NE0 * ROWS / 2);
+    /* The kept two are the two largest of each group. */
+    for (int g = 0; g < NE0 * ROWS; g += 4)
+        for (int i = 0; i < 4; i++) {
+            int larger = 0;
+            for (int j = 0; j < 4; j++) larger += fabsf(keep[g + j]) > fabsf(keep[g + i]);
+            CHECK((w[g + i] != 0) == (larger < 2));
+        }
+    o.m = 3;
+    CHECK(pare_prune_matrix(w, NE0, ROWS, NULL, &o, 2, NULL, &err) == PARE_EINPUT);
+}
+
+static void test_kth_and_global(void) {
+    float s[1000], c[1000];
+    for (int i = 0; i < 1000; i++) s[i] = c[i] = (float)((i * 37) % 100);
+    float t = pare_prune_kth(c, 1000, 349);
+    CHECK(t == 34.0f); /* 10 copies of each value 0..99: the 350th smallest is 34 */
+    int64_t below = 0;
+    for (int i = 0; i < 1000; i++) below += s[i] < t;
+    int64_t ties = 350 - below, z = 0;
+    pare_prune_below(s, 100, 10, NULL, t, &ties, &z);
+    CHECK(z == 340); /* the ten weights that are already 0 are not counted as newly zeroed */
+    int64_t total;
+    pare_prune_count_zeros(s, 100, 10, &total, NULL, NULL);
+    CHECK(total == 350 && ties == 0);
+}
+
+int main(void) {
+    TH_RUN(test_row_exact);
+    TH_RUN(test_tensor_scope);
+    TH_RUN(test_nm);
+    TH_RUN(test_kth_and_global);
+    return th_done();
+}
