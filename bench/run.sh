@@ -170,7 +170,7 @@ fi
 # Evaluation: the small preset as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 2 chunks of eval.txt.
 # tok/s = chunks x ctx tokens processed / wall time of the whole command (load included).
 SMALL_F32=$OUT/small-f32.gguf
-if printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
+if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
     if have convert && [ ! -f "$SMALL_F32" ]; then
         "$PARE" convert "$MSMALL" "$SMALL_F32" --type f32 --force >"$OUT/log/small-convert.log" 2>&1 ||
             echo "bench: converting the small preset failed (see $OUT/log/small-convert.log)"
