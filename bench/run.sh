@@ -112,20 +112,20 @@ run() {
     wall=$(wall_of "$OUT/tmp/time.txt"); rss=$(rss_of "$OUT/tmp/time.txt")
     case $kind in
     bytes)
-        tput=$(awk -v b="$units" -v s="$wall" 'BEGIN { printf "%.0f MB/s", s > 0 ? b / 1e6 / s : 0 }')
+        tput=$(awk -v b="$units" -v s="$wall" 'BEGIN { printf "%.0f MB/s", (s > 0 ? b / 1e6 / s : 0) }')
         refs="-"; ratio=""
         if [ "$ref" != "-" ]; then
             refs="${ref} s"
-            ratio=$(awk -v r="$ref" -v s="$wall" 'BEGIN { printf "x%.2f speed", s > 0 ? r / s : 0 }')
+            ratio=$(awk -v r="$ref" -v s="$wall" 'BEGIN { printf "x%.2f speed", (s > 0 ? r / s : 0) }')
         fi;;
     tokens)
-        tput=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f tok/s", s > 0 ? n / s : 0 }')
+        tput=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f tok/s", (s > 0 ? n / s : 0) }')
         refs="${ref} tok/s"
-        ratio=$(awk -v n="$units" -v s="$wall" -v r="$ref" 'BEGIN { printf "x%.2f speed", s > 0 ? n / s / r : 0 }');;
+        ratio=$(awk -v n="$units" -v s="$wall" -v r="$ref" 'BEGIN { printf "x%.2f speed", (s > 0 ? n / s / r : 0) }');;
     esac
     [ "$ref_rss" != "-" ] && refs="$refs ${ref_rss}MB"
     vscp=""
-    [ -n "$CP_S" ] && vscp=$(awk -v c="$CP_S" -v s="$wall" 'BEGIN { printf "%.2f cp", c > 0 ? s / c : 0 }')
+    [ -n "$CP_S" ] && vscp=$(awk -v c="$CP_S" -v s="$wall" 'BEGIN { printf "%.2f cp", (c > 0 ? s / c : 0) }')
     line "$name" "$wall" "$tput" "$rss" "$refs" "$ratio" "$vscp" "$*"
     LAST_WALL=$wall
 }
