@@ -2,6 +2,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,6 +86,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Passes allocate and free tensor-sized buffers one after another: keep them in the
+     * heap instead of mapping and unmapping (and page-faulting) each one again. */
+    mallopt(M_MMAP_THRESHOLD, 512 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc < 2) {
         usage(stderr);
         return 1;

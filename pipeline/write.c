@@ -46,15 +46,18 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
     const uint8_t *src = c->src + (size_t)r0 * c->src_row;
     uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
     float *f = c->scratch + (size_t)thread * (size_t)c->scratch_stride;
+    if (c->dst_type == PARE_TYPE_F32) f = (float *)dst; /* no second copy */
     /* The quant module's row functions (vectorised, also for f16/bf16) where it has them,
      * core's scalar conversions for the other plain types. */
-    if (c->t->type == PARE_TYPE_F32) {
+    if (c->t->type == PARE_TYPE_F32 && c->dst_type != PARE_TYPE_F32) {
         f = (float *)src; /* read-only use below */
     } else if (c->sq && c->sq->dequantize) {
         c->sq->dequantize(src, f, n);
     } else {
         pare_plain_to_f32(c->t->type, src, f, n);
     }
+    if (c->dst_type == PARE_TYPE_F32)
+        return; /* already in dst */
     if (c->dq && c->dq->quantize)
         c->dq->quantize(f, dst, n, NULL);
     else
@@ -115,7 +118,11 @@ static void from_f32_rows(void *ctx, int64_t job, int thread) {
         /* Row by row: quantizers take importance weights per column, the same for each row. */
         for (int64_t r = 0; r < nr; r++) c->q->quantize(src + r * c->ne0, dst + (size_t)r * c->dst_row, c->ne0, c->imatrix);
     } else {
-        pare_f32_to_plain(c->type, src, dst, nr * c->ne0);
+        const pare_quant_traits *fast = pare_quant_get(c->type); /* vectorised f16/bf16 */
+        if (fast && fast->quantize)
+            fast->quantize(src, dst, nr * c->ne0, NULL);
+        else
+            pare_f32_to_plain(c->type, src, dst, nr * c->ne0);
     }
 }
 
