@@ -23,6 +23,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +53,19 @@ static pare_type act_type(pare_type w) {
 }
 
 static float round_f16(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }
+
+/* y = x rounded to f16 (nearest even), n values; vectorized where F16C is there. */
+static void round_f16_n(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+    for (; i < n; i++) y[i] = round_f16(x[i]);
+}
 
 /* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: d = amax / 127 stored as f16, q = round to
  * nearest even of x * 127 / amax. */
@@ -83,9 +99,7 @@ static void round_q8_K(const float *x, float *y, int64_t n) {
 
 static void round_row(pare_type at, const float *x, float *y, int64_t n) {
     switch (at) {
-    case PARE_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) y[i] = round_f16(x[i]);
-        break;
+    case PARE_TYPE_F16: round_f16_n(x, y, n); break;
     case PARE_TYPE_BF16:
         for (int64_t i = 0; i < n; i++) y[i] = pare_bf16_to_fp32(pare_fp32_to_bf16(x[i]));
         break;
@@ -258,7 +272,8 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         sum += (double)s[i];
     }
     const float inv = (float)(1.0 / sum);
-    for (int i = 0; i <= pos; i++) s[i] = f16 ? round_f16(s[i] * inv) : s[i] * inv;
+    for (int i = 0; i <= pos; i++) s[i] *= inv;
+    if (f16) round_f16_n(s, s, pos + 1);
     for (int i = pos + 1; i < n_cols; i++) s[i] = 0;
 }
 
