@@ -530,6 +530,14 @@ static double syn_compare(const syn_cfg *c, int T, bool rounding, uint64_t seed)
         }
         printf("  %s %s%s T=%d: max |pare - reference| = %.3g (logits up to %.2f: relative %.2g)\n", c->arch,
                pare_type_name(c->wtype), rounding ? " (ggml rounding)" : "", T, maxd, amax, maxd / amax);
+        /* the tail alone (llama-perplexity's second half) gives the same rows */
+        const int first = T / 2;
+        float *tail = malloc((size_t)(T - first) * c->V * sizeof *tail);
+        CHECK_OK(pare_llm_forward_tail(llm, tok, T, first, tail, &err), &err);
+        double td = 0;
+        for (size_t i = 0; i < (size_t)(T - first) * c->V; i++) td = fmax(td, fabs(tail[i] - lg[(size_t)first * c->V + i]));
+        CHECK_MSG(td <= 1e-5, "tail rows differ by %g", td);
+        free(tail);
         if (rounding) maxd /= amax;
         free(tok), free(lg), free(ref);
     }

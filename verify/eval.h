@@ -45,7 +45,8 @@ int32_t pare_llm_bos(const pare_llm *llm);
  * position table. */
 pare_status pare_llm_forward(pare_llm *llm, const int32_t *tokens, int n_tokens, float *logits, pare_err *err);
 /* As pare_llm_forward, but only rows [first_out, n_tokens) of the logits are computed and
- * stored (logits then holds n_tokens - first_out rows). */
+ * stored (logits then holds n_tokens - first_out rows). As in llama.cpp, the last layer
+ * past its keys and values works on those rows only (the activation hook sees fewer rows). */
 pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out,
                                   float *logits, pare_err *err);
 

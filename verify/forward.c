@@ -124,6 +124,7 @@ typedef struct {
     const float *w, *b; /* norm weight / bias, or the bias / second operand */
     pare_type at;       /* OP_ROUND */
     int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
+    int pos0;           /* OP_ROPE: position of row 0 */
 } row_job;
 
 static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
@@ -198,7 +199,7 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_GELU:
         for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
         break;
-    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + r * j->llm->n_rot); break;
+    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + (r + j->pos0) * j->llm->n_rot); break;
     }
 }
 
@@ -251,7 +252,7 @@ static void rope_cache(pare_llm *llm, int T) {
 
 typedef struct {
     pare_llm *llm;
-    int T;
+    int T, r0;      /* keys 0..T-1, queries r0..T-1 */
     const float *q; /* head h at q + h * n_embd_head, row stride ldq */
     int64_t ldq;
     int bl;         /* rows per block: min(T, ATT_BLOCK) */
@@ -286,7 +287,7 @@ static void att_head(void *ctx, int64_t h, int thread) {
     const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
     const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
     float *S = j->kq + (size_t)thread * j->bl * T, *out = llm->att + h * hd;
-    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+    for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
         llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
@@ -297,12 +298,12 @@ static void att_head(void *ctx, int64_t h, int thread) {
 
 /* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
  * unused: they would spin against ours on a small machine). */
-static pare_status attention(pare_llm *llm, int T, const float *q, int64_t ldq, pare_err *err) {
+static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
     const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
     float *kq = malloc((size_t)nt * bl * T * sizeof *kq);
     FAIL_IF(!kq, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
-    att_job j = {.llm = llm, .T = T, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
+    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
     openblas_set_num_threads(1);
     pare_parallel_for(nt, llm->n_head, att_head, &j);
     free(kq);
@@ -316,12 +317,14 @@ static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w,
     rows(llm, llm->arch == LLM_ARCH_GPT2 ? OP_LAYER_NORM : OP_RMS_NORM, T, D, x, D, y, D, w, b);
 }
 
-static pare_status attn_block(pare_llm *llm, int il, int T, pare_err *err) {
+/* Layers compute every row, except the last one in forward_tail, where only rows r0.. are
+ * needed past the keys and values (as llama.cpp skips the rows it outputs no logits for). */
+static pare_status attn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)llm->n_head * hd,
                   hkv = (int64_t)llm->n_head_kv * hd;
+    const int nq = T - r0;
     norm(llm, T, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
-    const float *q = llm->q;
     int64_t ldq = hq;
     if (llm->arch == LLM_ARCH_GPT2) {
         const int64_t w = D + 2 * hkv;
@@ -332,43 +335,47 @@ static pare_status attn_block(pare_llm *llm, int il, int T, pare_err *err) {
         }
         ldq = w;
     } else {
-        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn, T, llm->q, L->bq, err));
+        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn + r0 * D, nq, llm->q + r0 * hq, L->bq, err));
         TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, T, llm->k, L->bk, err));
         TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, T, llm->v, L->bv, err));
-        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q, .ld_dst = hq, .n_heads = llm->n_head};
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
-        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv;
+        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + r0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
+                     .pos0 = r0};
+        pare_parallel_for(llm->n_threads, nq, row_run, &j);
+        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv, j.pos0 = 0;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
     }
+    float *q = llm->q;
     if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
-        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = llm->q, .dst = llm->q, .ld_src = ldq,
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + r0 * ldq, .dst = q + r0 * ldq, .ld_src = ldq,
                      .ld_dst = ldq, .at = PARE_TYPE_F16};
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_parallel_for(llm->n_threads, nq, row_run, &j);
         j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
         j.src = j.dst = llm->v;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
     }
-    TRY(attention(llm, T, q, ldq, err));
-    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, T, llm->xn, L->bo, err));
-    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    TRY(attention(llm, T, r0, q, ldq, err));
+    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att + r0 * hq, nq, llm->xn + r0 * D, L->bo, err));
+    rows(llm, OP_ADD, nq, D, llm->xn + r0 * D, D, llm->x + r0 * D, D, NULL, NULL);
     return PARE_OK;
 }
 
-static pare_status ffn_block(pare_llm *llm, int il, int T, pare_err *err) {
+static pare_status ffn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
-    norm(llm, T, llm->x, llm->xn, L->ffn_norm, L->ffn_norm_b);
-    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, T, llm->h2, L->ffn_up_b, err));
+    const int n = T - r0;
+    float *x = llm->x + r0 * D;
+    norm(llm, n, x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, n, llm->h2, L->ffn_up_b, err));
     if (L->ffn_gate.t) {
-        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, T, llm->h1, L->ffn_gate_b, err));
-        rows(llm, OP_SWIGLU, T, F, llm->h2, F, llm->h1, F, NULL, NULL);
+        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, n, llm->h1, L->ffn_gate_b, err));
+        rows(llm, OP_SWIGLU, n, F, llm->h2, F, llm->h1, F, NULL, NULL);
     } else {
-        memcpy(llm->h1, llm->h2, (size_t)T * F * sizeof(float));
-        rows(llm, OP_GELU, T, F, NULL, 0, llm->h1, F, NULL, NULL);
+        memcpy(llm->h1, llm->h2, (size_t)n * F * sizeof(float));
+        rows(llm, OP_GELU, n, F, NULL, 0, llm->h1, F, NULL, NULL);
     }
-    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, T, llm->xn, L->ffn_down_b, err));
-    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, n, llm->xn, L->ffn_down_b, err));
+    rows(llm, OP_ADD, n, D, llm->xn, D, x, D, NULL, NULL);
     return PARE_OK;
 }
 
@@ -409,8 +416,9 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
     TRY(embed(llm, tokens, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
     for (int il = 0; il < llm->n_layer; il++) {
-        TRY(attn_block(llm, il, T, err));
-        TRY(ffn_block(llm, il, T, err));
+        const int r0 = il == llm->n_layer - 1 ? first_out : 0;
+        TRY(attn_block(llm, il, T, r0, err));
+        TRY(ffn_block(llm, il, T, r0, err));
     }
     const int64_t D = llm->n_embd;
     const int n_out = T - first_out;
