@@ -17,6 +17,8 @@
 #define TOL_REF_F32 1e-3      /* pare f32 (no ggml rounding) vs the naive double reference */
 #define TOL_F64 1e-4          /* the repo fixture's float64 PyTorch logits, plain f32 */
 #define TOL_F64_ROUNDED 1e-2  /* the same with ggml's f16 KV cache and rounded activations */
+#define TOL_TAIL 1e-5         /* forward_tail's rows vs the same rows of a full forward */
+#define TOL_TAIL_ROUNDED 1e-3 /* the same with ggml rounding, relative to max |logit| */
 #define TOL_REF_ROUNDED 1e-2  /* the same with ggml's activation / KV roundings, relative to max |logit| */
 
 /* ------------------------------------------------------------------------ golden logits */
@@ -536,7 +538,8 @@ static double syn_compare(const syn_cfg *c, int T, bool rounding, uint64_t seed)
         CHECK_OK(pare_llm_forward_tail(llm, tok, T, first, tail, &err), &err);
         double td = 0;
         for (size_t i = 0; i < (size_t)(T - first) * c->V; i++) td = fmax(td, fabs(tail[i] - lg[(size_t)first * c->V + i]));
-        CHECK_MSG(td <= 1e-5, "tail rows differ by %g", td);
+        /* with 8-bit activations, f32 differences of summation order can flip a rounding */
+        CHECK_MSG(td <= (rounding ? TOL_TAIL_ROUNDED * amax : TOL_TAIL), "tail rows differ by %g", td);
         free(tail);
         if (rounding) maxd /= amax;
         free(tok), free(lg), free(ref);
