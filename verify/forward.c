@@ -211,12 +211,11 @@ static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *
 
 /* ------------------------------------------------------------------------ products */
 
-/* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. */
+/* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight
+ * that needs converting is converted in blocks of at most llm->wblock values. */
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
                           const float *bias, pare_err *err) {
     if (llm->hook) llm->hook(llm->hook_user, name, x, T, (int)w->n_in);
-    const float *W;
-    TRY(llm_weight_f32(llm, w, &W, err));
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
     if (llm->ggml_round && at != PARE_TYPE_F32) {
@@ -226,7 +225,15 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
         xin = llm->tmp;
     }
     const int n_in = (int)w->n_in, n_out = (int)w->n_out;
-    llm_gemm_nt(llm->n_threads, T, n_out, n_in, xin, n_in, W, n_in, y, n_out);
+    const bool in_place = w->t->type == PARE_TYPE_F32 && w->t->data;
+    int64_t block = in_place ? n_out : (int64_t)(llm->wblock / (size_t)n_in);
+    if (block < 1) block = 1;
+    for (int64_t r0 = 0; r0 < n_out; r0 += block) {
+        const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
+        const float *W;
+        TRY(llm_weight_f32(llm, w, r0, r1, &W, err));
+        llm_gemm_nt(llm->n_threads, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out);
+    }
     if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
     return PARE_OK;
 }
