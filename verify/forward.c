@@ -150,6 +150,41 @@ static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
+#if defined(__AVX512F__)
+/* e^x for 16 floats, within about 1 ulp of expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split
+ * in two for an exact product), e^r by its Taylor series to r^7, then scaled by 2^n (scalef
+ * gives 0 and inf past the float range; NaN stays NaN). */
+static __m512 exp16(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/* d[i] = silu(d[i]) * s[i] */
+static void swiglu_row(float *d, const float *s, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(d + i);
+        const __m512 sx = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_storeu_ps(d + i, _mm512_mul_ps(sx, _mm512_loadu_ps(s + i)));
+    }
+#endif
+    for (; i < n; i++) d[i] = silu(d[i]) * s[i];
+}
+
 /* ggml_gelu (tanh approximation); with rounding, through ggml's f16 table: the input is
  * rounded to f16 and so is the result. */
 static float gelu(float x, bool f16_table) {
@@ -193,9 +228,7 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_ADD: /* d += s */
         for (int64_t i = 0; i < n; i++) d[i] += s[i];
         break;
-    case OP_SWIGLU: /* d = silu(d) * s */
-        for (int64_t i = 0; i < n; i++) d[i] = silu(d[i]) * s[i];
-        break;
+    case OP_SWIGLU: swiglu_row(d, s, n); break;
     case OP_GELU:
         for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
         break;
@@ -275,7 +308,19 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         if (s[i] > max) max = s[i];
     }
     double sum = 0;
-    for (int i = 0; i <= pos; i++) {
+    int i = 0;
+#if defined(__AVX512F__)
+    const __m512 vmax = _mm512_set1_ps(max);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (; i + 16 <= pos + 1; i += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), vmax));
+        _mm512_storeu_ps(s + i, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#endif
+    for (; i <= pos; i++) {
         s[i] = expf(s[i] - max);
         sum += (double)s[i];
     }
