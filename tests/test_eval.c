@@ -120,9 +120,10 @@ static void test_golden_f32(void) {
 
 /* Quantized models: the first positions match to f32 noise (so ggml's rounding of activations
  * to Q8_0 / Q8_K is reproduced); later, differences up to 0.04 (Q8_0) and 0.065 (Q4_K_M),
- * mean 0.004-0.007, appear: rounding activations to 8 bits turns f32-level differences of
- * summation order (sgemm vs ggml's dot products) into occasional +-1 flips of a quantized
- * value, which then propagate. The f32 model matches at every position, and perplexities
+ * mean 0.004-0.007, appear. The likely cause (not proven): rounding activations to 8 bits
+ * turns f32-level differences of summation order (pare's kernel vs ggml's dot products) into
+ * occasional +-1 flips of a quantized value, which propagate; changing only the summation
+ * order inside pare moves Q8_0 logits by up to 0.002. The f32 model matches at every position, and perplexities
  * match llama.cpp's to 0.015 % (bench/ppl_table.c). */
 static void golden_quant(const char *model_rel, const char *logits_rel, const char *what) {
     double head = -1, d = golden_diff(model_rel, logits_rel, true, &head);
