@@ -356,7 +356,6 @@ static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64
     float *kq = malloc((size_t)nt * bl * T * sizeof *kq);
     FAIL_IF(!kq, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
     att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
-    openblas_set_num_threads(1);
     pare_parallel_for(nt, llm->n_head, att_head, &j);
     free(kq);
     return PARE_OK;
@@ -464,6 +463,9 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
             "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
             (long long)llm->pos_embd.n_out);
     TRY(llm_reserve(llm, n_tokens, err));
+    /* pare's threads call OpenBLAS, which must not start its own (set here, once per pass,
+     * from one thread: the setting is OpenBLAS's process-wide state) */
+    openblas_set_num_threads(1);
     const int T = n_tokens;
     TRY(embed(llm, tokens, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);

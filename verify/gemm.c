@@ -143,7 +143,6 @@ void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, co
     if (panels == 1 || n_threads == 1) for (int p = 0; p < panels; p++) pack_a(&g, p, 0);
     else pare_parallel_for(n_threads, panels, pack_a, &g);
 #endif
-    openblas_set_num_threads(1);
     if (items == 1 || n_threads == 1) for (int i = 0; i < items; i++) gemm_item(&g, i, 0);
     else pare_parallel_for(n_threads, items, gemm_item, &g);
 #if defined(__AVX512F__)
