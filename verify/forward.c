@@ -261,11 +261,17 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     const bool in_place = w->t->type == PARE_TYPE_F32 && w->t->data;
     int64_t block = in_place ? n_out : (int64_t)(llm->wblock / (size_t)n_in);
     if (block < 1) block = 1;
+    const size_t ws = llm_gemm_ws(T, n_in);
+    if (ws > llm->gws_cap) {
+        free(llm->gws);
+        llm->gws = malloc(ws * sizeof(float));
+        llm->gws_cap = llm->gws ? ws : 0; /* without it llm_gemm_nt allocates its own */
+    }
     for (int64_t r0 = 0; r0 < n_out; r0 += block) {
         const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
         const float *W;
         TRY(llm_weight_f32(llm, w, r0, r1, &W, err));
-        llm_gemm_nt(llm->n_threads, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out);
+        llm_gemm_nt(llm->n_threads, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out, llm->gws);
     }
     if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
     return PARE_OK;
@@ -296,7 +302,8 @@ typedef struct {
     const float *q; /* head h at q + h * n_embd_head, row stride ldq */
     int64_t ldq;
     int bl;         /* rows per block: min(T, ATT_BLOCK) */
-    float *kq;      /* n_threads x bl x T */
+    float *buf;     /* per thread: scores [bl][T], v transposed [n_embd_head][T], gemm workspace */
+    size_t per_thread;
 } att_job;
 
 /* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
@@ -338,13 +345,15 @@ static void att_head(void *ctx, int64_t h, int thread) {
     const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
     const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
     const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
-    float *S = j->kq + (size_t)thread * j->bl * T, *out = llm->att + h * hd;
+    float *S = j->buf + (size_t)thread * j->per_thread, *vt = S + (size_t)j->bl * T, *ws = vt + (size_t)hd * T;
+    float *out = llm->att + h * hd;
+    for (int t = 0; t < T; t++) /* v_g^T, so that p v is a product with rows contiguous along k */
+        for (int d = 0; d < hd; d++) vt[(size_t)d * T + t] = vg[t * ldkv + d];
     for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
-        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc);
+        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nc, 1.0f, S, nc, vg, (int)ldkv, 0.0f,
-                    out + r0 * ldo, (int)ldo);
+        llm_gemm_nt(1, nr, hd, nc, S, nc, vt, T, out + r0 * ldo, (int)ldo, ws);
     }
 }
 
@@ -353,11 +362,13 @@ static void att_head(void *ctx, int64_t h, int thread) {
 static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
     const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
-    float *kq = malloc((size_t)nt * bl * T * sizeof *kq);
-    FAIL_IF(!kq, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
-    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
+    const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
+    const size_t per = (size_t)bl * T + (size_t)llm->n_embd_head * T + (ws1 > ws2 ? ws1 : ws2);
+    float *buf = malloc((size_t)nt * per * sizeof *buf);
+    FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
+    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
     pare_parallel_for(nt, llm->n_head, att_head, &j);
-    free(kq);
+    free(buf);
     return PARE_OK;
 }
 

@@ -68,6 +68,8 @@ struct pare_llm {
     float *h2;   /* [T][n_ff_max] */
     float *tmp;  /* [T][max(n_embd, n_ff_max, 3 n_embd)]: a matmul's output or rounded input */
     float *rope; /* [T][n_rot] cos, sin pairs per position */
+    float *gws;  /* workspace of the matrix products */
+    size_t gws_cap;
 };
 
 /* Grows the scratch buffers to hold n_tokens tokens. */
@@ -77,9 +79,10 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
 pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,
                            pare_err *err);
 /* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on n_threads
- * threads (verify/gemm.c). */
+ * threads (verify/gemm.c). ws: llm_gemm_ws(M, K) floats of workspace, or NULL to allocate. */
 void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc);
+                 int ldc, float *ws);
+size_t llm_gemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 
