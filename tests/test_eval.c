@@ -19,6 +19,7 @@
 #define TOL_F64_ROUNDED 1e-2  /* the same with ggml's f16 KV cache and rounded activations */
 #define TOL_TAIL 1e-5         /* forward_tail's rows vs the same rows of a full forward */
 #define TOL_TAIL_ROUNDED 1e-3 /* the same with ggml rounding, relative to max |logit| */
+#define TOL_KLD_REL 1e-3      /* mean KLD vs exact base probabilities (16-bit storage) */
 #define TOL_REF_ROUNDED 1e-2  /* the same with ggml's activation / KV roundings, relative to max |logit| */
 
 /* ------------------------------------------------------------------------ golden logits */
@@ -745,6 +746,61 @@ out:
     pare_model_free(m16);
 }
 
+/* KL divergence between two unrelated models against a naive computation with exact base
+ * probabilities (llama.cpp, and pare, keep them as 16-bit log-probabilities: small error). */
+static void test_kld_naive(void) {
+    pare_model *mb = syn_model(&CFG_LLAMA, 11), *mm = syn_model(&CFG_LLAMA, 12);
+    pare_llm *base = NULL, *llm = NULL;
+    pare_err err;
+    CHECK_OK(pare_llm_new(mb, 2, &base, &err), &err);
+    CHECK_OK(pare_llm_new(mm, 2, &llm, &err), &err);
+    if (!base || !llm) goto out;
+    enum { N = 64, CTX = 16, V = 50 };
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((urand() + 1) / 2 * V) % V;
+    double kld = 0, dp = 0, nll_b = 0;
+    int same = 0, count = 0;
+    float lb[CTX * V], lm[CTX * V];
+    for (int c = 0; c < N / CTX; c++) {
+        int32_t ch[CTX];
+        memcpy(ch, tok + c * CTX, sizeof ch);
+        ch[0] = 1;
+        CHECK_OK(pare_llm_forward(base, ch, CTX, lb, &err), &err);
+        CHECK_OK(pare_llm_forward(llm, ch, CTX, lm, &err), &err);
+        for (int i = CTX / 2; i < CTX - 1; i++, count++) {
+            double pb[V], pm[V], sb = 0, sm = 0;
+            int tb = 0, tm = 0;
+            for (int v = 0; v < V; v++) {
+                sb += pb[v] = exp(lb[i * V + v]), sm += pm[v] = exp(lm[i * V + v]);
+                if (lb[i * V + v] > lb[i * V + tb]) tb = v;
+                if (lm[i * V + v] > lm[i * V + tm]) tm = v;
+            }
+            for (int v = 0; v < V; v++) pb[v] /= sb, pm[v] /= sm;
+            for (int v = 0; v < V; v++) kld += pb[v] * log(pb[v] / pm[v]);
+            dp += pm[ch[i + 1]] - pb[ch[i + 1]];
+            nll_b -= log(pb[ch[i + 1]]);
+            same += tb == tm;
+        }
+    }
+    pare_ppl_opts o = {.n_ctx = CTX, .n_chunks = -1};
+    pare_ppl_result r;
+    CHECK_OK(pare_perplexity(llm, base, tok, N, &o, NULL, NULL, &r, &err), &err);
+    const double want_kld = kld / count, want_dp = dp / count, want_pb = exp(nll_b / count);
+    printf("  KLD %.6f (naive %.6f), mean dp %.6f (%.6f), same top %.4f (%.4f), PPL(base) %.5f (%.5f)\n",
+           r.kld_mean, want_kld, r.dp_mean, want_dp, r.same_top, (double)same / count, r.ppl_base, want_pb);
+    CHECK(r.n_scored == count && want_kld > 0.05);
+    CHECK_MSG(fabs(r.kld_mean / want_kld - 1) < TOL_KLD_REL, "KLD %g vs %g", r.kld_mean, want_kld);
+    CHECK(fabs(r.dp_mean - want_dp) < 1e-3 && fabs(r.ppl_base / want_pb - 1) < 1e-3);
+    CHECK(fabs(r.same_top - (double)same / count) < 1e-12);
+    CHECK(r.kld_min <= r.kld_p1 && r.kld_p1 <= r.kld_median && r.kld_median <= r.kld_p99 && r.kld_p99 <= r.kld_max);
+    pare_ppl_result_free(&r);
+out:
+    pare_llm_free(base);
+    pare_llm_free(llm);
+    pare_model_free(mb);
+    pare_model_free(mm);
+}
+
 int main(void) {
     TH_RUN(test_synthetic_llama);
     TH_RUN(test_synthetic_qwen2);
@@ -753,6 +809,7 @@ int main(void) {
     TH_RUN(test_act_hook);
     TH_RUN(test_errors);
     TH_RUN(test_ppl_synthetic);
+    TH_RUN(test_kld_naive);
     TH_RUN(test_fixture_tiny_llama);
     TH_RUN(test_golden_f32);
     TH_RUN(test_golden_q8_0);
