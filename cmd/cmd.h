@@ -36,5 +36,7 @@ int cmd_merge_lora(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
 
 #endif

@@ -14,8 +14,10 @@ static const cmd_entry commands[] = {
     {"convert", cmd_convert, "convert between HF folders, safetensors, PyTorch and GGUF"},
     {"hash", cmd_hash, "XXH3-128 digests of every tensor and of the whole model"},
     {"quantize", cmd_quantize, "quantize to GGUF block types with llama-quantize's mixes"},
+    {"eval", cmd_eval, "perplexity and KL divergence as llama-perplexity computes them"},
     {"merge-lora", cmd_merge_lora, "merge PEFT or GGUF LoRA adapters into a model"},
     {"prune", cmd_prune, "zero the least important weights (magnitude, N:M, Wanda)"},
+    {"imatrix", cmd_imatrix, "importance matrix (llama.cpp .dat) from calibration text"},
     {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary, as llama.cpp"},
 };

@@ -18,7 +18,8 @@ static const char *help =
     "  --sparsity S    share of weights to zero (0..1); exact in every row for --scope row\n"
     "  --pattern N:M   keep N of every M consecutive inputs (2:4, 4:8), exactly\n"
     "  --scope         row (default), tensor, or global (one threshold over all tensors)\n"
-    "  --method wanda  scores with input activation norms from --calib FILE (needs the evaluator)\n"
+    "  --method wanda  scores with input activation norms from --calib FILE: --calib-tokens K\n"
+    "                  tokens (default 4096) in chunks of --calib-ctx (default 512)\n"
     "  --type T        store the result as T (e.g. q4_K: prune and quantize in one run)\n"
     "  Prints the sparsity reached per tensor and in total.\n";
 
@@ -53,6 +54,10 @@ int cmd_prune(int argc, char **argv) {
             else if (!strcmp(v, "tensor")) job.scope = 1;
             else if (!strcmp(v, "global")) job.scope = 2;
             else return cmd_usage_error("prune", "unknown scope '%s'", v);
+        } else if (!strcmp(a, "--calib-ctx") && more) {
+            long k;
+            if (!cmd_parse_int(argv[++i], 4, 1 << 20, &k)) return cmd_usage_error("prune", "bad --calib-ctx");
+            job.calib_ctx = (int)k;
         } else if (!strcmp(a, "--calib") && more) {
             job.calib_path = argv[++i];
         } else if (!strcmp(a, "--calib-tokens") && more) {

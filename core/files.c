@@ -104,6 +104,7 @@ struct pare_outfile {
     char *tmp_path; /* where we write until commit */
     int fd;
     uint64_t pos;
+    uint64_t flushed; /* bytes handed to sync_file_range so far */
     bool committed;
 };
 
@@ -200,9 +201,17 @@ pare_status pare_outfile_pwrite(pare_outfile *f, const void *buf, size_t n, uint
     return PARE_OK;
 }
 
+/* Bytes after which written data is handed to the disk in the background, so that the
+ * final fsync is short and dirty pages do not pile up while a large model is written. */
+#define OUTFILE_FLUSH_EVERY (64u << 20)
+
 pare_status pare_outfile_write(pare_outfile *f, const void *buf, size_t n, pare_err *err) {
     TRY(pare_outfile_pwrite(f, buf, n, f->pos, err));
     f->pos += n;
+    if (f->pos - f->flushed >= OUTFILE_FLUSH_EVERY) {
+        sync_file_range(f->fd, (off_t)f->flushed, (off_t)(f->pos - f->flushed), SYNC_FILE_RANGE_WRITE);
+        f->flushed = f->pos;
+    }
     return PARE_OK;
 }
 

@@ -94,6 +94,9 @@ pare_status pare_gguf_writer_open(const char *path, const pare_meta *meta, const
                                   size_t n_tensors, bool force, const char *const *inputs, size_t n_inputs,
                                   pare_gguf_writer **out, pare_err *err);
 pare_status pare_gguf_writer_add(pare_gguf_writer *w, const void *data, uint64_t n_bytes, pare_err *err);
+/* The same in pieces: the bytes of the current tensor may come in several calls; the
+ * tensor is complete (and padded) when its size is reached. */
+pare_status pare_gguf_writer_add_part(pare_gguf_writer *w, const void *data, uint64_t n_bytes, pare_err *err);
 pare_status pare_gguf_writer_finish(pare_gguf_writer *w, pare_err *err);
 void pare_gguf_writer_free(pare_gguf_writer *w);
 

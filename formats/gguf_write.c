@@ -156,6 +156,7 @@ struct pare_gguf_writer {
     uint64_t *sizes; /* bytes of each tensor */
     char **names;    /* copies, for messages */
     size_t n, next;
+    uint64_t part; /* bytes of tensor `next` written so far (pare_gguf_writer_add_part) */
     bool failed;
 };
 
@@ -239,27 +240,41 @@ pare_status pare_gguf_writer_open(const char *path, const pare_meta *meta, const
     return PARE_OK;
 }
 
+pare_status pare_gguf_writer_add_part(pare_gguf_writer *w, const void *data, uint64_t n_bytes, pare_err *err) {
+    const char *path = w->f ? pare_outfile_path(w->f) : "gguf";
+    FAIL_IF(w->failed, PARE_EUSAGE, "%s: writer used after an error", path);
+    FAIL_IF(w->next >= w->n, PARE_EUSAGE, "%s: more tensors added than the %zu announced", path, w->n);
+    if (n_bytes > w->sizes[w->next] - w->part || (!data && n_bytes)) {
+        w->failed = true;
+        return pare_err_set(err, PARE_EUSAGE, "%s: tensor %zu '%s' was given %llu bytes, its shape needs %llu", path,
+                            w->next, w->names[w->next], (unsigned long long)(w->part + n_bytes),
+                            (unsigned long long)w->sizes[w->next]);
+    }
+    pare_status st = PARE_OK;
+    /* pare_outfile_write loops over the kernel's per-call limit. */
+    if (n_bytes) st = pare_outfile_write(w->f, data, (size_t)n_bytes, err);
+    w->part += n_bytes;
+    if (!st && w->part == w->sizes[w->next]) {
+        uint64_t end = pare_outfile_tell(w->f);
+        st = pare_outfile_pad_to(w->f, w->data_start + pad_up(end - w->data_start, w->alignment), err);
+        w->next++;
+        w->part = 0;
+    }
+    if (st) w->failed = true;
+    return st;
+}
+
 pare_status pare_gguf_writer_add(pare_gguf_writer *w, const void *data, uint64_t n_bytes, pare_err *err) {
     const char *path = w->f ? pare_outfile_path(w->f) : "gguf";
     FAIL_IF(w->failed, PARE_EUSAGE, "%s: writer used after an error", path);
     FAIL_IF(w->next >= w->n, PARE_EUSAGE, "%s: more tensors added than the %zu announced", path, w->n);
-    if (n_bytes != w->sizes[w->next] || (!data && n_bytes)) {
+    if (w->part || n_bytes != w->sizes[w->next]) {
         w->failed = true;
         return pare_err_set(err, PARE_EUSAGE, "%s: tensor %zu '%s' was given %llu bytes, its shape needs %llu", path,
                             w->next, w->names[w->next], (unsigned long long)n_bytes,
                             (unsigned long long)w->sizes[w->next]);
     }
-    uint64_t end = pare_outfile_tell(w->f) + n_bytes;
-    pare_status st = PARE_OK;
-    /* Whole-tensor writes: pare_outfile_write loops over the kernel's per-call limit. */
-    if (n_bytes) st = pare_outfile_write(w->f, data, (size_t)n_bytes, err);
-    if (!st) st = pare_outfile_pad_to(w->f, w->data_start + pad_up(end - w->data_start, w->alignment), err);
-    if (st) {
-        w->failed = true;
-        return st;
-    }
-    w->next++;
-    return PARE_OK;
+    return pare_gguf_writer_add_part(w, data, n_bytes, err);
 }
 
 pare_status pare_gguf_writer_finish(pare_gguf_writer *w, pare_err *err) {

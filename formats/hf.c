@@ -10,8 +10,10 @@
  *   the hyperparameters (Model.set_gguf_parameters, then LlamaModel / Qwen2Model additions, or
  *     GPT2Model's own list),
  *   the tokenizer (hf_tokenizer.c).
- * Not reproduced: the README.md model card (the converter reads its YAML front matter for
- * names, licenses, tags), --metadata overrides, general.file_type and
+ * general.file_type is written where the converter writes it (end of the base
+ * hyperparameters) for the weights as they are; a writer with another output type replaces
+ * the value in place. Not reproduced: the README.md model card (the converter reads its YAML
+ * front matter for names, licenses, tags), --metadata overrides, and
  * general.quantization_version (the GGUF writer's business).
  */
 #include "formats/hf_impl.h"

@@ -166,7 +166,7 @@ static bool pb_varint(pb_in *b, uint64_t *v) {
 /* Reads one field's key and, for length-delimited fields, its bounded payload in *sub. */
 static bool pb_field(pb_in *b, uint32_t *field, int *wire, pb_in *sub, uint64_t *val) {
     uint64_t key;
-    if (!pb_varint(b, &key) || key >> 32) return false;
+    if (!pb_varint(b, &key) || key >> 32 || key >> 3 == 0) return false; /* field 0 is invalid */
     *field = (uint32_t)(key >> 3);
     *wire = (int)(key & 7);
     switch (*wire) {

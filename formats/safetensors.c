@@ -524,6 +524,7 @@ struct pare_st_writer {
     char **names;      /* copies, for messages */
     uint64_t *n_bytes; /* expected bytes of each tensor */
     size_t n, next;
+    uint64_t part;     /* bytes of tensor `next` written so far */
 };
 
 void pare_st_writer_free(pare_st_writer *w) {
@@ -657,10 +658,17 @@ pare_status pare_st_writer_open(const char *path, const pare_meta *meta, const p
 }
 
 pare_status pare_st_writer_add(pare_st_writer *w, const void *data, uint64_t n_bytes, pare_err *err) {
+    FAIL_IF(w->next < w->n && (w->part || n_bytes != w->n_bytes[w->next]), PARE_EUSAGE,
+            "%s: tensor '%s': %llu bytes given, %llu expected", pare_outfile_path(w->f), w->names[w->next],
+            (unsigned long long)n_bytes, (unsigned long long)w->n_bytes[w->next]);
+    return pare_st_writer_add_part(w, data, n_bytes, err);
+}
+
+pare_status pare_st_writer_add_part(pare_st_writer *w, const void *data, uint64_t n_bytes, pare_err *err) {
     const char *path = pare_outfile_path(w->f);
     FAIL_IF(w->next >= w->n, PARE_EUSAGE, "%s: more tensors added than the %zu announced", path, w->n);
-    FAIL_IF(n_bytes != w->n_bytes[w->next], PARE_EUSAGE, "%s: tensor '%s': %llu bytes given, %llu expected", path,
-            w->names[w->next], (unsigned long long)n_bytes, (unsigned long long)w->n_bytes[w->next]);
+    FAIL_IF(n_bytes > w->n_bytes[w->next] - w->part, PARE_EUSAGE, "%s: tensor '%s': %llu bytes given, %llu expected",
+            path, w->names[w->next], (unsigned long long)(w->part + n_bytes), (unsigned long long)w->n_bytes[w->next]);
     /* pare_outfile_write takes a size_t; feed it in bounded pieces. */
     const uint8_t *p = data;
     uint64_t left = n_bytes;
@@ -670,7 +678,11 @@ pare_status pare_st_writer_add(pare_st_writer *w, const void *data, uint64_t n_b
         p += k;
         left -= k;
     }
-    w->next++;
+    w->part += n_bytes;
+    if (w->part == w->n_bytes[w->next]) {
+        w->next++;
+        w->part = 0;
+    }
     return PARE_OK;
 }
 

@@ -64,6 +64,8 @@ pare_status pare_st_writer_open(const char *path, const pare_meta *meta, const p
                                 bool force, const char *const *inputs, size_t n_inputs, pare_st_writer **out,
                                 pare_err *err);
 pare_status pare_st_writer_add(pare_st_writer *w, const void *data, uint64_t n_bytes, pare_err *err);
+/* The same in pieces: a tensor's bytes may come in several calls, in order. */
+pare_status pare_st_writer_add_part(pare_st_writer *w, const void *data, uint64_t n_bytes, pare_err *err);
 pare_status pare_st_writer_finish(pare_st_writer *w, pare_err *err);
 void pare_st_writer_free(pare_st_writer *w);
 

@@ -134,6 +134,30 @@ typedef struct {
 pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
                                 const pare_convert_opts *o, FILE *report, pare_err *err);
 
+/* Input activation statistics of every linear layer over calibration text: for weight
+ * `names[i]` (GGUF name), sumsq[i][j] = sum over tokens of x_j^2, from n_tokens tokens in
+ * n_calls forward passes (chunks). Feeds Wanda (||X_j|| = sqrt(sumsq)) and imatrix files. */
+typedef struct {
+    char **names;
+    double **sumsq;
+    int64_t *n_in;
+    size_t n;
+    int64_t n_tokens;
+    int n_calls;
+} pare_act_stats;
+
+/* Runs the evaluator over the text in chunks of ctx tokens (first token BOS, as
+ * llama-imatrix), up to max_tokens (0: all), collecting the statistics. */
+pare_status pare_act_stats_collect(const char *model, const char *text_path, int ctx, int64_t max_tokens,
+                                   int n_threads, pare_act_stats *out, pare_err *err);
+void pare_act_stats_free(pare_act_stats *s);
+const double *pare_act_stats_find(const pare_act_stats *s, const char *gguf_name, int64_t n_in);
+
+/* pare imatrix: the statistics written as llama.cpp's imatrix .dat (usable by
+ * pare quantize --imatrix and llama-quantize). */
+pare_status pare_imatrix_make(const char *model, const char *text_path, const char *out, int ctx,
+                              int64_t max_tokens, const pare_convert_opts *o, pare_err *err);
+
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */
 uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);

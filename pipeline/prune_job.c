@@ -7,6 +7,7 @@
 #include "quant/quant.h"
 
 #include <fnmatch.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,11 +124,52 @@ static pare_status global_threshold(prune_ctx *c, int n_threads, pare_err *err) 
     return st;
 }
 
+/* Wanda's ||X_j||_2 for every selected tensor, from one pass of the dense model over the
+ * calibration text (the paper prunes with the dense model's activations too; it does not
+ * feed pruned layers forward). */
+static pare_status wanda_norms(const char *in, const pare_prune_job *job, const pare_model *m, int n_threads,
+                               float ***out, pare_err *err) {
+    pare_act_stats s;
+    int ctx = job->calib_ctx > 0 ? job->calib_ctx : 512;
+    int64_t max_tokens = job->calib_tokens > 0 ? job->calib_tokens : 4096;
+    TRY(pare_act_stats_collect(in, job->calib_path, ctx, max_tokens, n_threads, &s, err));
+    float **norms = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *norms);
+    pare_status st = norms ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    for (size_t i = 0; !st && i < m->n_tensors; i++) {
+        const pare_tensor *t = &m->tensors[i];
+        if (!selected(job, t)) continue;
+        char gg[256];
+        const char *name = t->name;
+        if (!m->gguf_names) {
+            if (!pare_hf_name_to_gguf(m->arch, t->name, gg, sizeof gg)) continue;
+            name = gg;
+        }
+        const double *sq = pare_act_stats_find(&s, name, t->ne[0]);
+        if (!sq) {
+            st = pare_err_set(err, PARE_EUNSUPPORTED, "tensor '%s': the calibration pass saw no inputs of %lld values",
+                              t->name, (long long)t->ne[0]);
+            break;
+        }
+        if (!(norms[i] = malloc((size_t)t->ne[0] * sizeof(float)))) {
+            st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+            break;
+        }
+        for (int64_t j = 0; j < t->ne[0]; j++) norms[i][j] = (float)sqrt(sq[j]);
+    }
+    pare_act_stats_free(&s);
+    if (st && norms) {
+        for (size_t i = 0; i < m->n_tensors; i++) free(norms[i]);
+        free(norms);
+        norms = NULL;
+    }
+    *out = norms;
+    return st;
+}
+
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err) {
     if (stats) *stats = NULL;
     if (n_stats) *n_stats = 0;
-    FAIL_IF(job->method == PARE_PRUNE_WANDA, PARE_EUNSUPPORTED, "--method wanda needs the evaluator (not built yet)");
     pare_out_kind kind = pare_out_kind_for(out);
     pare_model *m = NULL;
     pare_status st;
@@ -142,6 +184,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     size_t n_sel = 0;
     for (size_t i = 0; i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
     if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
+    if (!st && job->method == PARE_PRUNE_WANDA) st = wanda_norms(in, job, m, o->n_threads, &c.col_norm, err);
     if (!st && job->scope == 2 && !job->m) st = global_threshold(&c, o->n_threads, err);
     pare_type *types = NULL;
     if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
@@ -156,6 +199,8 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
     pare_meta_free(&meta);
     free(types);
+    for (size_t i = 0; c.col_norm && i < m->n_tensors; i++) free(c.col_norm[i]);
+    free(c.col_norm);
     pare_model_free(m);
     if (!st && stats) {
         *stats = c.stats;

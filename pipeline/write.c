@@ -8,6 +8,7 @@
 #include "quant/quant.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -45,12 +46,19 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
     const uint8_t *src = c->src + (size_t)r0 * c->src_row;
     uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
     float *f = c->scratch + (size_t)thread * (size_t)c->scratch_stride;
+    /* The quant module's row functions (vectorised, also for f16/bf16) where it has them,
+     * core's scalar conversions for the other plain types. */
     if (c->t->type == PARE_TYPE_F32) {
         f = (float *)src; /* read-only use below */
-    } else if (!pare_plain_to_f32(c->t->type, src, f, n)) {
+    } else if (c->sq && c->sq->dequantize) {
         c->sq->dequantize(src, f, n);
+    } else {
+        pare_plain_to_f32(c->t->type, src, f, n);
     }
-    if (!pare_f32_to_plain(c->dst_type, f, dst, n)) c->dq->quantize(f, dst, n, NULL);
+    if (c->dq && c->dq->quantize)
+        c->dq->quantize(f, dst, n, NULL);
+    else
+        pare_f32_to_plain(c->dst_type, f, dst, n);
 }
 
 pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
@@ -62,13 +70,13 @@ pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, par
     c.dst_row = pare_type_row_size(dst_type, t->ne[0]);
     FAIL_IF(!c.dst_row && t->ne[0], PARE_EUNSUPPORTED, "tensor '%s': rows of %lld cannot be stored as %s",
             t->name, (long long)t->ne[0], di->name);
+    c.sq = pare_quant_get(t->type);
+    c.dq = pare_quant_get(dst_type);
     if (si->is_quantized) {
-        c.sq = pare_quant_get(t->type);
         FAIL_IF(!c.sq || !c.sq->dequantize, PARE_EUNSUPPORTED, "tensor '%s': pare cannot read type %s", t->name,
                 si->name);
     }
     if (di->is_quantized) {
-        c.dq = pare_quant_get(dst_type);
         FAIL_IF(!c.dq || !c.dq->quantize, PARE_EUNSUPPORTED, "pare cannot quantize to %s", di->name);
     } else {
         FAIL_IF(dst_type != PARE_TYPE_F32 && dst_type != PARE_TYPE_F16 && dst_type != PARE_TYPE_BF16 &&
@@ -138,10 +146,6 @@ typedef struct {
     pare_gguf_writer *g;
     pare_st_writer *s;
 } out_writer;
-
-static pare_status writer_add(out_writer *w, const void *data, uint64_t n, pare_err *err) {
-    return w->g ? pare_gguf_writer_add(w->g, data, n, err) : pare_st_writer_add(w->s, data, n, err);
-}
 
 static pare_status writer_finish(out_writer *w, pare_err *err) {
     return w->g ? pare_gguf_writer_finish(w->g, err) : pare_st_writer_finish(w->s, err);
@@ -258,30 +262,154 @@ static pare_status produce(const pare_tensor *t, const void *src, pare_type type
     return st;
 }
 
+/* ---- the background writer -----------------------------------------------------------
+ * Writing and converting overlap: the main thread converts the next piece while a writer
+ * thread hands the previous one to the kernel. One piece is in flight at a time, so the
+ * memory held is two pieces (plus one whole tensor when a pass needs all of it). */
+
+typedef struct {
+    const void *data;
+    uint64_t n;
+    void *owned;                /* freed after writing */
+    const pare_tensor *release; /* mapped pages to release after writing, or NULL */
+} piece;
+
+typedef struct {
+    out_writer *w;
+    const pare_model *m;
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    piece slot;
+    bool full, quit;
+    pare_status st; /* first error of the writer thread */
+    pare_err err;
+} bg_writer;
+
+static void *bg_run(void *arg) {
+    bg_writer *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->full && !b->quit) pthread_cond_wait(&b->cv, &b->mu);
+        if (!b->full && b->quit) break;
+        piece p = b->slot;
+        pthread_mutex_unlock(&b->mu);
+        pare_status st = PARE_OK;
+        if (!b->st) {
+            st = b->w->g ? pare_gguf_writer_add_part(b->w->g, p.data, p.n, &b->err)
+                         : pare_st_writer_add_part(b->w->s, p.data, p.n, &b->err);
+        }
+        free(p.owned);
+        if (p.release) pare_model_release_tensor(b->m, p.release);
+        pthread_mutex_lock(&b->mu);
+        if (st && !b->st) b->st = st;
+        b->full = false;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Queues a piece (waits while the previous one is written). Takes ownership of owned. */
+static pare_status bg_put(bg_writer *b, piece p, pare_err *err) {
+    pthread_mutex_lock(&b->mu);
+    while (b->full) pthread_cond_wait(&b->cv, &b->mu);
+    pare_status st = b->st;
+    if (!st) {
+        b->slot = p;
+        b->full = true;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (st) {
+        free(p.owned);
+        *err = b->err;
+    }
+    return st;
+}
+
+/* Waits for the last piece and stops the thread; returns the writer's first error. */
+static pare_status bg_stop(bg_writer *b, pare_err *err) {
+    pthread_mutex_lock(&b->mu);
+    b->quit = true;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->tid, NULL);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    if (b->st && err) *err = b->err;
+    return b->st;
+}
+
+/* Rows per piece when a tensor is converted without passes: about 16 MiB of output. */
+#define PIECE_BYTES (16u << 20)
+
+static pare_status write_converted(const pare_tensor *t, const void *src, const pare_tensor *plan_t, bg_writer *bg,
+                                   int n_threads, pare_err *err) {
+    size_t src_row = pare_type_row_size(t->type, t->ne[0]), dst_row = pare_type_row_size(plan_t->type, t->ne[0]);
+    int64_t rows = pare_tensor_nrows(t);
+    int64_t per = dst_row ? (int64_t)(PIECE_BYTES / dst_row) : rows;
+    if (per < 1) per = 1;
+    for (int64_t r = 0; r < rows; r += per) {
+        int64_t nr = rows - r < per ? rows - r : per;
+        pare_tensor part = *t;
+        part.ne[1] = nr;
+        part.ne[2] = part.ne[3] = 1;
+        part.read = NULL;
+        part.data = NULL;
+        void *buf = malloc((size_t)nr * dst_row + 1);
+        FAIL_IF(!buf, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+        pare_status st = pare_tensor_convert(&part, (const uint8_t *)src + (size_t)r * src_row, plan_t->type, buf,
+                                             n_threads, err);
+        if (st) {
+            free(buf);
+            return st;
+        }
+        TRY(bg_put(bg, (piece){buf, (uint64_t)nr * dst_row, buf, NULL}, err));
+    }
+    return PARE_OK;
+}
+
 static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, const pare_write_extra *x,
                                  out_writer *w, const pare_convert_opts *o, pare_err *err) {
     uint64_t total = 0, done = 0;
     int n_threads = o->n_threads > 0 ? o->n_threads : pare_default_threads();
     for (size_t i = 0; i < m->n_tensors; i++) total += plan[i].n_bytes;
-    for (size_t i = 0; i < m->n_tensors; i++) {
+    bg_writer bg = {.w = w, .m = m};
+    pthread_mutex_init(&bg.mu, NULL);
+    pthread_cond_init(&bg.cv, NULL);
+    if (pthread_create(&bg.tid, NULL, bg_run, &bg) != 0) {
+        pthread_mutex_destroy(&bg.mu);
+        pthread_cond_destroy(&bg.cv);
+        return pare_err_set(err, PARE_EIO, "cannot start the writer thread");
+    }
+    pare_status st = PARE_OK;
+    for (size_t i = 0; !st && i < m->n_tensors; i++) {
         const pare_tensor *t = &m->tensors[i];
         const void *src;
         void *tmp = NULL, *out = NULL;
-        TRY(pare_tensor_bytes(t, &src, &tmp, err));
-        pare_status st;
-        bool same = plan[i].type == t->type && !any_pass_wants(x, t);
+        st = pare_tensor_bytes(t, &src, &tmp, err);
+        if (st) break;
+        bool passes = any_pass_wants(x, t) || (x && x->rel_error) || (x && x->imatrix);
         if (x && x->rel_error) x->rel_error[i] = -1;
-        if (same) {
-            st = writer_add(w, src, t->n_bytes, err);
+        if (plan[i].type == t->type && !any_pass_wants(x, t)) {
+            /* Unchanged: straight from the mapping (or the lazy copy) to the file. */
+            st = bg_put(&bg, (piece){src, t->n_bytes, tmp, t}, err);
+            tmp = NULL;
+        } else if (!passes && t->n_dims <= 2) {
+            st = write_converted(t, src, &plan[i], &bg, n_threads, err);
         } else {
             st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
                          (x && x->rel_error) ? &x->rel_error[i] : NULL, err);
-            if (!st) st = writer_add(w, out, plan[i].n_bytes, err);
+            if (!st) st = bg_put(&bg, (piece){out, plan[i].n_bytes, out, NULL}, err);
+            else free(out);
         }
-        free(out);
-        free(tmp);
-        pare_model_release_tensor(m, t);
-        if (st) return st;
+        if (tmp) {
+            /* The converted pieces are queued; the source copy must outlive their conversion only. */
+            free(tmp);
+        }
+        if (!(plan[i].type == t->type && !any_pass_wants(x, t))) pare_model_release_tensor(m, t);
+        if (st) break;
         if (o->log) {
             char shape[96];
             fprintf(o->log, "%-40s %-7s -> %-7s %s\n", plan[i].name, pare_type_name(t->type),
@@ -290,7 +418,13 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         done += plan[i].n_bytes;
         if (o->progress) o->progress(o->progress_user, "writing", done, total);
     }
-    return PARE_OK;
+    pare_err werr = {0};
+    pare_status ws = bg_stop(&bg, &werr);
+    if (!st && ws) {
+        *err = werr;
+        st = ws;
+    }
+    return st;
 }
 
 pare_status pare_write_model(const pare_model *m, const char *out, const pare_type *types,

@@ -1025,6 +1025,58 @@ static void test_llama3_tokjson(void) {
     pare_model_free(w);
 }
 
+/* Llama 2 style tokenizer.json without tokenizer.model (BPE with byte fallback): the
+ * converter's LlamaHfVocab, every score -1000, <0xXX> bytes, special tokens control. */
+static void test_llama_hf_tokjson(void) {
+    const char *dir = tmp_path("tiny-llama-hf");
+    pare_model *w = llama_weights();
+    const char *tj = "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true}, {\"id\": 1, "
+                     "\"content\": \"<s>\", \"special\": true}, {\"id\": 2, \"content\": \"</s>\", \"special\": true}], "
+                     "\"decoder\": {\"type\": \"Sequence\", \"decoders\": []}, \"model\": {\"type\": \"BPE\", "
+                     "\"byte_fallback\": true, \"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2, \"<0x0A>\": 3, "
+                     "\"\\u2581\": 4, \"a\": 5, \"b\": 6, \"\\u2581ab\": 7}, \"merges\": [\"a b\"]}}";
+    make_folder(dir, LLAMA_CONFIG, tj, "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"unk_token\": \"<unk>\"}", w);
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    if (m) {
+        check_str(&m->meta, "tokenizer.ggml.model", "llama");
+        check_str(&m->meta, "tokenizer.ggml.pre", "default");
+        CHECK(!pare_meta_get(&m->meta, "tokenizer.ggml.merges"));
+        const pare_kv *tt = pare_meta_get(&m->meta, "tokenizer.ggml.token_type");
+        const pare_kv *sc = pare_meta_get(&m->meta, "tokenizer.ggml.scores");
+        CHECK(tt && sc && tt->n == 8 && sc->n == 8);
+        if (tt && sc && tt->n == 8) {
+            const int32_t *ty = tt->arr;
+            CHECK(ty[0] == 3 && ty[1] == 3 && ty[2] == 3 && ty[3] == 6 && ty[4] == 1 && ty[7] == 1);
+            CHECK(((float *)sc->arr)[5] == -1000.0f);
+        }
+        /* ids resolved through tokenizer.json's added tokens, in bos, eos, unk order */
+        check_u32(&m->meta, "tokenizer.ggml.unknown_token_id", 0);
+    }
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
+/* GPT-2 with the merges in merges.txt (the slow tokenizer's file) instead of tokenizer.json. */
+static void test_gpt2_merges_txt(void) {
+    const char *dir = tmp_path("tiny-gpt2-mt");
+    pare_model *w = gpt2_weights();
+    char tj[2048];
+    snprintf(tj, sizeof tj, "%s", GPT2_TOKENIZER);
+    char *mg = strstr(tj, ", \"merges\"");
+    if (mg) strcpy(mg, "}}");
+    make_folder(dir, GPT2_CONFIG, tj, GPT2_TOKCFG, w);
+    write_text(dir, "merges.txt", "#version: 0.2\na b\n\xc4\xa0 a\n\nbad line here\nab c\n");
+    pare_err err = {0};
+    pare_model *m = NULL;
+    CHECK_OK(pare_hf_load(dir, &m, &err), &err);
+    const pare_kv *k = m ? pare_meta_get(&m->meta, "tokenizer.ggml.merges") : NULL;
+    CHECK(k && k->n == 3 && strcmp(((pare_str *)k->arr)[2].s, "ab c") == 0);
+    pare_model_free(m);
+    pare_model_free(w);
+}
+
 /* ------------------------------------------------------------------------ corrupt folders */
 
 static void rm_file(const char *dir, const char *name) {
@@ -1242,6 +1294,8 @@ int main(int argc, char **argv) {
     TH_RUN(test_qwen2_folder);
     TH_RUN(test_llama_tiny);
     TH_RUN(test_llama3_tokjson);
+    TH_RUN(test_llama_hf_tokjson);
+    TH_RUN(test_gpt2_merges_txt);
     TH_RUN(test_corrupt);
     TH_RUN(test_to_gguf_errors);
     rm_rf(tmpdir);

@@ -1,0 +1,208 @@
+#!/bin/sh
+# bench/run.sh - pare's speed and memory benchmarks (make bench; many minutes; not run by CI).
+#
+# Compares pare with llama.cpp's tools as measured on this kind of machine (2 cores, figures in
+# ../shared/README.md) and with a plain `cp` of the 1b checkpoint measured here and now.
+# Each benchmark runs once under /usr/bin/time -v (Debian package `time`), after a `sync` so
+# that earlier writes are not billed to it, and prints one line:
+#   name, wall seconds, throughput, peak RSS MB, the reference figure, speed ratio (reference
+#   time / pare time, or pare tokens/s / reference tokens/s: above 1 means pare is faster),
+#   pare's time in units of cp's (median of three copies of the 1b file; `cp+sync` shows what
+#   a copy costs until the data is on disk); then the command itself.
+# The same lines go to bench/out/results.txt; each command's output to bench/out/log/NAME.log.
+# A pare subcommand that does not exist yet (`pare CMD --help` fails) is "not available".
+#
+# Inputs (made once and kept in bench/out/, which git ignores):
+#   1b/     make_synthetic_llama.py --preset 1b --dtype bf16 (TinyLlama-1.1B shape, 2.2 GB)
+#   small/  make_synthetic_llama.py --preset small --dtype f32 (125M parameters)
+#   lora-1b/ bench/make_random_lora.py, rank 16 on all seven projections
+# The synthetic checkpoints have no tokenizer: they get tests/fixtures/tiny-llama's
+# sentencepiece files (384 pieces; a converter pads the vocabulary to the model's 32000 with
+# [PAD] tokens as llama.cpp's does), so that GGUF files made from them can tokenize the text
+# that `pare eval` reads.
+#
+# Environment: PARE (default build/pare), PARE_SHARED (default ../shared), BENCH_OUT
+# (default bench/out), BENCH_ONLY (a grep -E pattern of benchmark names to run).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+PARE=${PARE:-build/pare}
+SHARED=${PARE_SHARED:-../shared}
+OUT=${BENCH_OUT:-bench/out}
+ONLY=${BENCH_ONLY:-.}
+TIME=/usr/bin/time
+TEXT=tests/fixtures/eval.txt
+FIX=tests/fixtures/tiny-llama
+M1B=$OUT/1b
+MSMALL=$OUT/small
+RESULTS=$OUT/results.txt
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+[ -x "$PARE" ] || die "$PARE not built (make)"
+if [ ! -x "$TIME" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "bench: installing Debian package 'time' for $TIME"
+        apt-get install -y -qq time >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+    fi
+    [ -x "$TIME" ] || die "$TIME missing: apt-get install time"
+fi
+# Debian's python3 has numpy; a pyenv or venv python3 earlier on PATH may not.
+PY=
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+[ -n "$PY" ] || die "no python3 with numpy (apt-get install python3-numpy)"
+[ -f "$SHARED/tools/make_synthetic_llama.py" ] || die "$SHARED/tools/make_synthetic_llama.py not found"
+mkdir -p "$OUT/log" "$OUT/tmp"
+
+# ------------------------------------------------------------------ inputs, made once
+make_synthetic() { # DIR PRESET DTYPE
+    if [ ! -f "$1/.complete" ]; then
+        echo "bench: writing the synthetic $2 checkpoint ($3) to $1 (once)"
+        rm -rf "$1"
+        "$PY" "$SHARED/tools/make_synthetic_llama.py" "$1" --preset "$2" --dtype "$3" || die "make_synthetic_llama.py failed"
+        for f in tokenizer.model tokenizer_config.json special_tokens_map.json; do cp "$FIX/$f" "$1/"; done
+        touch "$1/.complete"
+    fi
+}
+make_synthetic "$M1B" 1b bf16
+make_synthetic "$MSMALL" small f32
+if [ ! -f "$OUT/lora-1b/.complete" ]; then
+    "$PY" bench/make_random_lora.py "$M1B" "$OUT/lora-1b" --rank 16 || die "make_random_lora.py failed"
+    touch "$OUT/lora-1b/.complete"
+fi
+
+# ------------------------------------------------------------------ measuring
+have() { "$PARE" "$1" --help >/dev/null 2>&1; }
+# quantize IN OUT TYPE as `--type TYPE` when its --help mentions --type, else positional.
+QTYPE_OPT=--type
+have quantize && ! "$PARE" quantize --help 2>&1 | grep -q -- --type && QTYPE_OPT=
+quantize_cmd() { # IN OUT TYPE
+    echo "$PARE quantize $1 $2 ${QTYPE_OPT:+$QTYPE_OPT }$3 --threads 2 --force"
+}
+mb() { echo $(( $(stat -c %s "$1") / 1000000 )); }
+
+# Seconds from GNU time's "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.35".
+wall_of() {
+    sed -n 's/.*Elapsed (wall clock) time[^:]*: *//p' "$1" |
+        awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; printf "%.2f", s }'
+}
+rss_of() { sed -n 's/.*Maximum resident set size (kbytes): *//p' "$1" | awk '{ printf "%.0f", $1 / 1024 }'; }
+
+line() { # NAME WALL THROUGHPUT RSS REFERENCE RATIO VS_CP COMMAND
+    printf '%-16s %8s s  %-14s %7s MB  ref %-22s %-14s %-9s %s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" | tee -a "$RESULTS"
+}
+
+CP_S=
+# run NAME KIND REF_S REF_RSS UNITS -- CMD...
+#   KIND: "bytes" (UNITS = input bytes; throughput MB/s; ratio = REF_S / wall) or
+#         "tokens" (UNITS = tokens processed; throughput tokens/s; REF_S holds the reference
+#         tokens/s; ratio = tokens/s / reference).
+#   REF_S / REF_RSS: "-" when llama.cpp has no figure.
+run() {
+    name=$1 kind=$2 ref=$3 ref_rss=$4 units=$5; shift 6
+    echo "$name" | grep -Eq "$ONLY" || return 0
+    if [ "$1" = "$PARE" ] && ! have "$2"; then
+        line "$name" - "not available" - "" "" "" "pare $2: not available yet"; return 0
+    fi
+    log=$OUT/log/$name.log
+    # Flush the previous benchmark's dirty pages first, so that its writeback is not billed here.
+    sync
+    "$TIME" -v -o "$OUT/tmp/time.txt" "$@" >"$log" 2>&1; rc=$?
+    cat "$OUT/tmp/time.txt" >>"$log"
+    if [ "$rc" -ne 0 ]; then
+        line "$name" - "FAILED rc=$rc" - "" "" "" "$*  (see $log)"; return 0
+    fi
+    wall=$(wall_of "$OUT/tmp/time.txt"); rss=$(rss_of "$OUT/tmp/time.txt")
+    case $kind in
+    bytes)
+        tput=$(awk -v b="$units" -v s="$wall" 'BEGIN { printf "%.0f MB/s", (s > 0 ? b / 1e6 / s : 0) }')
+        refs="-"; ratio=""
+        if [ "$ref" != "-" ]; then
+            refs="${ref} s"
+            ratio=$(awk -v r="$ref" -v s="$wall" 'BEGIN { printf "x%.2f speed", (s > 0 ? r / s : 0) }')
+        fi;;
+    tokens)
+        tput=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f tok/s", (s > 0 ? n / s : 0) }')
+        refs="${ref} tok/s"
+        ratio=$(awk -v n="$units" -v s="$wall" -v r="$ref" 'BEGIN { printf "x%.2f speed", (s > 0 ? n / s / r : 0) }');;
+    esac
+    [ "$ref_rss" != "-" ] && refs="$refs ${ref_rss}MB"
+    vscp=""
+    [ -n "$CP_S" ] && vscp=$(awk -v c="$CP_S" -v s="$wall" 'BEGIN { printf "%.2f cp", (c > 0 ? s / c : 0) }')
+    line "$name" "$wall" "$tput" "$rss" "$refs" "$ratio" "$vscp" "$*"
+    LAST_WALL=$wall
+}
+
+# ------------------------------------------------------------------ benchmarks
+{
+    echo "# pare benchmarks $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
+    echo "# $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)"
+    printf '%-16s %10s  %-14s %10s  %-26s %-14s %-9s %s\n' name wall throughput "peak RSS" reference ratio "vs cp" command
+} | tee "$RESULTS"
+
+ST1B=$M1B/model.safetensors
+B1B=$(stat -c %s "$ST1B")
+F16=$OUT/1b-f16.gguf
+# cp, three times (its time swings with the page cache's writeback); the median is the baseline.
+LAST_WALL=
+walls=
+for i in 1 2 3; do
+    run "cp-$i" bytes 4.1 - "$B1B" -- cp "$ST1B" "$OUT/tmp/copy.safetensors"
+    walls="$walls $LAST_WALL"
+    rm -f "$OUT/tmp/copy.safetensors"
+done
+CP_S=$(echo $walls | tr ' ' '\n' | sort -n | sed -n 2p)
+# ... and once until the copy is on disk, for scale: the figures above may be page-cache speed.
+run cp+sync bytes 4.1 - "$B1B" -- sh -c "cp '$ST1B' '$OUT/tmp/copy.safetensors' && sync"
+rm -f "$OUT/tmp/copy.safetensors"
+echo "# cp baseline (median of 3): ${CP_S:-?} s" | tee -a "$RESULTS"
+
+run convert-f16 bytes 7.3 2500 "$B1B" -- "$PARE" convert "$M1B" "$F16" --type f16 --force
+run convert-q8_0 bytes 15.0 - "$B1B" -- "$PARE" convert "$M1B" "$OUT/1b-q8_0.gguf" --type q8_0 --force
+rm -f "$OUT/1b-q8_0.gguf"
+
+if [ -f "$F16" ]; then
+    BF16=$(stat -c %s "$F16")
+    for spec in Q8_0:4.0 Q4_0:2.5 Q6_K:16.7 Q2_K:19.5 Q4_K_M:26.7; do
+        t=${spec%%:*}; ref=${spec#*:}
+        # shellcheck disable=SC2046 # paths here have no spaces
+        run "quantize-$t" bytes "$ref" 2400 "$BF16" -- $(quantize_cmd "$F16" "$OUT/1b-$t.gguf" "$t")
+        rm -f "$OUT/1b-$t.gguf"
+    done
+    run merge-lora bytes 15.4 265 "$BF16" -- \
+        "$PARE" merge-lora "$F16" "$OUT/lora-1b" "$OUT/1b-merged.gguf" --threads 2 --force
+    rm -f "$OUT/1b-merged.gguf"
+    run prune-2:4 bytes - - "$BF16" -- \
+        "$PARE" prune "$F16" "$OUT/1b-pruned.gguf" --pattern 2:4 --threads 2 --force
+    rm -f "$OUT/1b-pruned.gguf"
+else
+    line "1b-f16.gguf" - "missing" - "" "" "" "quantize, merge-lora and prune need convert-f16's output"
+fi
+
+# Evaluation: the small preset as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 2 chunks of eval.txt.
+# tok/s = chunks x ctx tokens processed / wall time of the whole command (load included).
+SMALL_F32=$OUT/small-f32.gguf
+if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
+    if have convert && [ ! -f "$SMALL_F32" ]; then
+        "$PARE" convert "$MSMALL" "$SMALL_F32" --type f32 --force >"$OUT/log/small-convert.log" 2>&1 ||
+            echo "bench: converting the small preset failed (see $OUT/log/small-convert.log)"
+    fi
+    for t in Q8_0 Q4_K_M; do
+        if have quantize && [ -f "$SMALL_F32" ] && [ ! -f "$OUT/small-$t.gguf" ]; then
+            $(quantize_cmd "$SMALL_F32" "$OUT/small-$t.gguf" "$t") \
+                >"$OUT/log/small-quantize-$t.log" 2>&1 || echo "bench: quantizing small to $t failed"
+        fi
+    done
+fi
+for spec in f32:1086 Q8_0:1131 Q4_K_M:647; do
+    t=${spec%%:*}; ref=${spec#*:}
+    g=$OUT/small-$t.gguf
+    if have eval && [ ! -f "$g" ]; then
+        echo "eval-$t" | grep -Eq "$ONLY" && line "eval-$t" - "no input" - "" "" "" "$g could not be made"
+        continue
+    fi
+    run "eval-$t" tokens "$ref" - 1024 -- \
+        "$PARE" eval "$g" --text "$TEXT" --ctx 512 --chunks 2 --threads 2
+done
+echo "results in $RESULTS"
