@@ -591,7 +591,7 @@ static void test_synthetic_quantized(void) {
 /* ------------------------------------------------------------------------ hook, errors */
 
 typedef struct {
-    int calls, bad;
+    int calls, bad, out_rows;
     char last[64];
 } hook_log;
 
@@ -600,7 +600,9 @@ static void hook(void *user, const char *name, const float *x, int n_tokens, int
     h->calls++;
     snprintf(h->last, sizeof h->last, "%s", name);
     int want = strstr(name, "ffn_down") ? 80 : 64;
-    if (n_tokens != 5 || n_in != want || !isfinite(x[n_tokens * n_in - 1])) h->bad++;
+    /* every layer sees all 5 rows; the output layer only the rows whose logits are wanted */
+    int rows = strcmp(name, "output.weight") == 0 ? h->out_rows : 5;
+    if (n_tokens != rows || n_in != want || !isfinite(x[n_tokens * n_in - 1])) h->bad++;
 }
 
 static void test_act_hook(void) {
@@ -609,7 +611,7 @@ static void test_act_hook(void) {
     pare_err err;
     CHECK_OK(pare_llm_new(m, 1, &llm, &err), &err);
     if (llm) {
-        hook_log h = {0};
+        hook_log h = {.out_rows = 5};
         pare_llm_set_act_hook(llm, hook, &h);
         int32_t tok[5] = {1, 2, 3, 4, 5};
         float lg[5 * 40];
@@ -617,9 +619,15 @@ static void test_act_hook(void) {
         CHECK_MSG(h.calls == 2 * 7 + 1, "%d calls", h.calls);
         CHECK(h.bad == 0);
         CHECK_MSG(strcmp(h.last, "output.weight") == 0, "last %s", h.last);
+        /* with a hook, forward_tail still shows it every row of the last layer */
+        float tail[40];
+        h.out_rows = 1;
+        CHECK_OK(pare_llm_forward_tail(llm, tok, 5, 4, tail, &err), &err);
+        CHECK_MSG(h.calls == 30 && h.bad == 0, "%d calls, %d with fewer rows", h.calls, h.bad);
+        CHECK(fabs(tail[7] - lg[4 * 40 + 7]) < 1e-5);
         pare_llm_set_act_hook(llm, NULL, NULL);
         CHECK_OK(pare_llm_forward(llm, tok, 5, lg, &err), &err);
-        CHECK(h.calls == 15);
+        CHECK(h.calls == 30);
     }
     pare_llm_free(llm);
     pare_model_free(m);

@@ -48,13 +48,15 @@ int32_t pare_llm_bos(const pare_llm *llm);
 pare_status pare_llm_forward(pare_llm *llm, const int32_t *tokens, int n_tokens, float *logits, pare_err *err);
 /* As pare_llm_forward, but only rows [first_out, n_tokens) of the logits are computed and
  * stored (logits then holds n_tokens - first_out rows). As in llama.cpp, the last layer
- * past its keys and values works on those rows only (the activation hook sees fewer rows). */
+ * past its keys and values works on those rows only, unless an activation hook is set (the
+ * hook always sees all n_tokens rows of every layer). */
 pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out,
                                   float *logits, pare_err *err);
 
 /* Called during forward with the input activations (n_tokens x n_in, row-major, before
  * any rounding) of every linear layer, by the GGUF name of its weight (the tied output
- * layer is reported as "output.weight"). fn NULL removes the hook. */
+ * layer is reported as "output.weight" and sees only the rows whose logits are computed).
+ * fn NULL removes the hook. */
 typedef void (*pare_llm_act_fn)(void *user, const char *weight_name, const float *x, int n_tokens, int n_in);
 void pare_llm_set_act_hook(pare_llm *llm, pare_llm_act_fn fn, void *user);
 /* true (the default): reproduce llama.cpp's roundings listed above; false: plain f32. */

@@ -481,7 +481,8 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
     TRY(embed(llm, tokens, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
     for (int il = 0; il < llm->n_layer; il++) {
-        const int r0 = il == llm->n_layer - 1 ? first_out : 0;
+        /* the hook wants every row of every layer, as llama-imatrix evaluates them */
+        const int r0 = il == llm->n_layer - 1 && !llm->hook ? first_out : 0;
         TRY(attn_block(llm, il, T, r0, err));
         TRY(ffn_block(llm, il, T, r0, err));
     }
