@@ -10,7 +10,9 @@
  *
  * Measures what llama-perplexity does per chunk: ctx tokens evaluated from position 0, logits
  * for the second half. Reference (../shared/README.md, llama-perplexity, `small` preset, ctx
- * 512, 2 threads): f32 1,086 tokens/s, Q8_0 1,131; the target is 1.3 x that.
+ * 512, 2 threads): f32 1,086 tokens/s, Q8_0 1,131; the target is 1.3 x that. On a machine
+ * shared with other work the wall-clock figure drops; the CPU-time figure says what the
+ * threads would reach on idle cores.
  */
 #include "core/core.h"
 #include "quant/quant.h"
@@ -108,21 +110,27 @@ int main(int argc, char **argv) {
            (unsigned long long)pare_model_nparams(m), pare_type_name(wt), pare_now() - t0, threads, ctx, chunks);
     int32_t *tok = malloc((size_t)ctx * sizeof *tok);
     float *logits = malloc((size_t)(ctx - ctx / 2) * V * sizeof *logits);
-    double best = 1e30, total = 0;
+    double best = 1e30, total = 0, cpu = 0, cpu_best = 1e30;
+    struct rusage r0, r1;
     for (int c = 0; c <= chunks; c++) { /* chunk 0 warms up and is not counted */
         for (int i = 0; i < ctx; i++) tok[i] = (int32_t)((frand() + 1) / 2 * (V - 1));
+        getrusage(RUSAGE_SELF, &r0);
         double t = pare_now();
         if (pare_llm_forward_tail(llm, tok, ctx, ctx / 2, logits, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
         t = pare_now() - t;
-        if (c > 0) total += t, best = t < best ? t : best;
+        getrusage(RUSAGE_SELF, &r1);
+        double ct = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) + 1e-6 * (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec);
+        if (c > 0) total += t, best = t < best ? t : best, cpu += ct, cpu_best = ct < cpu_best ? ct : cpu_best;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("  %.3f s per chunk (best %.3f): %.0f tokens/s (best %.0f); llama.cpp f32 1,086, target 1,412\n",
            total / chunks, best, ctx * chunks / total, ctx / best);
+    printf("  user CPU %.3f s per chunk (best %.3f): %.0f tokens/s (best %.0f) if the %d threads had their cores "
+           "to themselves\n", cpu / chunks, cpu_best, ctx * chunks / (cpu / threads), ctx / (cpu_best / threads), threads);
     printf("  peak RSS %.0f MB\n", ru.ru_maxrss / 1024.0);
     free(tok);
     free(logits);

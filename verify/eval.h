@@ -16,11 +16,13 @@
  * multiplies each weight type with (f16 for F16, bf16 for BF16, Q8_0 blocks for Q4_0..Q8_0
  * and IQ4_NL, Q8_K blocks for k-quants and the other i-quants), the KV cache holds f16,
  * attention probabilities are rounded to f16, GELU goes through ggml's f16 table. Matrix
- * products are OpenBLAS sgemm over all tokens at once; weights stay in their file type and
- * are dequantized one matrix at a time into a reusable f32 buffer (F32 weights are used
- * in place), so memory stays near file size + the largest matrix in f32 + activations.
+ * products run over all tokens at once (verify/gemm.c: an AVX-512 kernel, else OpenBLAS);
+ * weights stay in their file type and are dequantized a matrix (or a block of rows of the
+ * output matrix) at a time into a reusable f32 buffer, F32 weights being used in place, so
+ * memory stays near file size + a layer's largest matrix in f32 + activations.
  *
  * A pare_llm is not safe for concurrent use; it borrows the pare_model, which must outlive it.
+ * It keeps OpenBLAS single-threaded (openblas_set_num_threads(1)) and runs its own threads.
  */
 #ifndef PARE_VERIFY_EVAL_H
 #define PARE_VERIFY_EVAL_H
@@ -45,13 +47,16 @@ int32_t pare_llm_bos(const pare_llm *llm);
  * position table. */
 pare_status pare_llm_forward(pare_llm *llm, const int32_t *tokens, int n_tokens, float *logits, pare_err *err);
 /* As pare_llm_forward, but only rows [first_out, n_tokens) of the logits are computed and
- * stored (logits then holds n_tokens - first_out rows). */
+ * stored (logits then holds n_tokens - first_out rows). As in llama.cpp, the last layer
+ * past its keys and values works on those rows only, unless an activation hook is set (the
+ * hook always sees all n_tokens rows of every layer). */
 pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out,
                                   float *logits, pare_err *err);
 
 /* Called during forward with the input activations (n_tokens x n_in, row-major, before
  * any rounding) of every linear layer, by the GGUF name of its weight (the tied output
- * layer is reported as "output.weight"). fn NULL removes the hook. */
+ * layer is reported as "output.weight" and sees only the rows whose logits are computed).
+ * fn NULL removes the hook. */
 typedef void (*pare_llm_act_fn)(void *user, const char *weight_name, const float *x, int n_tokens, int n_in);
 void pare_llm_set_act_hook(pare_llm *llm, pare_llm_act_fn fn, void *user);
 /* true (the default): reproduce llama.cpp's roundings listed above; false: plain f32. */
@@ -63,7 +68,7 @@ typedef struct {
     int n_ctx;                /* tokens per chunk (llama-perplexity -c); 0 -> 512 */
     int first_chunk;          /* first chunk to evaluate (0-based) */
     int n_chunks;             /* how many; -1 = all up to tokens / n_ctx */
-    int n_threads;            /* 0 keeps the llm's */
+    int n_threads;            /* > 0: becomes the thread count of llm (and base); 0 keeps theirs */
 } pare_ppl_opts;
 
 /* Per chunk i (0-based within this run) and over the whole run. Sums are kept so that

@@ -23,6 +23,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +53,19 @@ static pare_type act_type(pare_type w) {
 }
 
 static float round_f16(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }
+
+/* y = x rounded to f16 (nearest even), n values; vectorized where F16C is there. */
+static void round_f16_n(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+    for (; i < n; i++) y[i] = round_f16(x[i]);
+}
 
 /* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: d = amax / 127 stored as f16, q = round to
  * nearest even of x * 127 / amax. */
@@ -83,9 +99,7 @@ static void round_q8_K(const float *x, float *y, int64_t n) {
 
 static void round_row(pare_type at, const float *x, float *y, int64_t n) {
     switch (at) {
-    case PARE_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) y[i] = round_f16(x[i]);
-        break;
+    case PARE_TYPE_F16: round_f16_n(x, y, n); break;
     case PARE_TYPE_BF16:
         for (int64_t i = 0; i < n; i++) y[i] = pare_bf16_to_fp32(pare_fp32_to_bf16(x[i]));
         break;
@@ -110,6 +124,7 @@ typedef struct {
     const float *w, *b; /* norm weight / bias, or the bias / second operand */
     pare_type at;       /* OP_ROUND */
     int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
+    int pos0;           /* OP_ROPE: position of row 0 */
 } row_job;
 
 static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
@@ -134,6 +149,41 @@ static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const
 }
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+#if defined(__AVX512F__)
+/* e^x for 16 floats, within about 1 ulp of expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split
+ * in two for an exact product), e^r by its Taylor series to r^7, then scaled by 2^n (scalef
+ * gives 0 and inf past the float range; NaN stays NaN). */
+static __m512 exp16(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+/* d[i] = silu(d[i]) * s[i] */
+static void swiglu_row(float *d, const float *s, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(d + i);
+        const __m512 sx = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_storeu_ps(d + i, _mm512_mul_ps(sx, _mm512_loadu_ps(s + i)));
+    }
+#endif
+    for (; i < n; i++) d[i] = silu(d[i]) * s[i];
+}
 
 /* ggml_gelu (tanh approximation); with rounding, through ggml's f16 table: the input is
  * rounded to f16 and so is the result. */
@@ -178,13 +228,11 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_ADD: /* d += s */
         for (int64_t i = 0; i < n; i++) d[i] += s[i];
         break;
-    case OP_SWIGLU: /* d = silu(d) * s */
-        for (int64_t i = 0; i < n; i++) d[i] = silu(d[i]) * s[i];
-        break;
+    case OP_SWIGLU: swiglu_row(d, s, n); break;
     case OP_GELU:
         for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
         break;
-    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + r * j->llm->n_rot); break;
+    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + (r + j->pos0) * j->llm->n_rot); break;
     }
 }
 
@@ -196,12 +244,11 @@ static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *
 
 /* ------------------------------------------------------------------------ products */
 
-/* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. */
+/* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight
+ * that needs converting is converted in blocks of at most llm->wblock values. */
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
                           const float *bias, pare_err *err) {
     if (llm->hook) llm->hook(llm->hook_user, name, x, T, (int)w->n_in);
-    const float *W;
-    TRY(llm_weight_f32(llm, w, &W, err));
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
     if (llm->ggml_round && at != PARE_TYPE_F32) {
@@ -211,7 +258,21 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
         xin = llm->tmp;
     }
     const int n_in = (int)w->n_in, n_out = (int)w->n_out;
-    llm_gemm_nt(llm->n_threads, T, n_out, n_in, xin, n_in, W, n_in, y, n_out);
+    const bool in_place = w->t->type == PARE_TYPE_F32 && w->t->data;
+    int64_t block = in_place ? n_out : (int64_t)(llm->wblock / (size_t)n_in);
+    if (block < 1) block = 1;
+    const size_t ws = llm_gemm_ws(T, n_in);
+    if (ws > llm->gws_cap) {
+        free(llm->gws);
+        llm->gws = malloc(ws * sizeof(float));
+        llm->gws_cap = llm->gws ? ws : 0; /* without it llm_gemm_nt allocates its own */
+    }
+    for (int64_t r0 = 0; r0 < n_out; r0 += block) {
+        const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
+        const float *W;
+        TRY(llm_weight_f32(llm, w, r0, r1, &W, err));
+        llm_gemm_nt(llm->n_threads, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out, llm->gws);
+    }
     if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
     return PARE_OK;
 }
@@ -237,11 +298,12 @@ static void rope_cache(pare_llm *llm, int T) {
 
 typedef struct {
     pare_llm *llm;
-    int T;
+    int T, r0;      /* keys 0..T-1, queries r0..T-1 */
     const float *q; /* head h at q + h * n_embd_head, row stride ldq */
     int64_t ldq;
     int bl;         /* rows per block: min(T, ATT_BLOCK) */
-    float *kq;      /* n_threads x bl x T */
+    float *buf;     /* per thread: scores [bl][T], v transposed [n_embd_head][T], gemm workspace */
+    size_t per_thread;
 } att_job;
 
 /* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
@@ -253,12 +315,25 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         if (s[i] > max) max = s[i];
     }
     double sum = 0;
-    for (int i = 0; i <= pos; i++) {
+    int i = 0;
+#if defined(__AVX512F__)
+    const __m512 vmax = _mm512_set1_ps(max);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    for (; i + 16 <= pos + 1; i += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), vmax));
+        _mm512_storeu_ps(s + i, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+#endif
+    for (; i <= pos; i++) {
         s[i] = expf(s[i] - max);
         sum += (double)s[i];
     }
     const float inv = (float)(1.0 / sum);
-    for (int i = 0; i <= pos; i++) s[i] = f16 ? round_f16(s[i] * inv) : s[i] * inv;
+    for (int i = 0; i <= pos; i++) s[i] *= inv;
+    if (f16) round_f16_n(s, s, pos + 1);
     for (int i = pos + 1; i < n_cols; i++) s[i] = 0;
 }
 
@@ -270,27 +345,30 @@ static void att_head(void *ctx, int64_t h, int thread) {
     const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
     const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
     const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
-    float *S = j->kq + (size_t)thread * j->bl * T, *out = llm->att + h * hd;
-    for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+    float *S = j->buf + (size_t)thread * j->per_thread, *vt = S + (size_t)j->bl * T, *ws = vt + (size_t)hd * T;
+    float *out = llm->att + h * hd;
+    for (int t = 0; t < T; t++) /* v_g^T, so that p v is a product with rows contiguous along k */
+        for (int d = 0; d < hd; d++) vt[(size_t)d * T + t] = vg[t * ldkv + d];
+    for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
-        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc);
+        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, nc, 1.0f, S, nc, vg, (int)ldkv, 0.0f,
-                    out + r0 * ldo, (int)ldo);
+        llm_gemm_nt(1, nr, hd, nc, S, nc, vt, T, out + r0 * ldo, (int)ldo, ws);
     }
 }
 
 /* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
  * unused: they would spin against ours on a small machine). */
-static pare_status attention(pare_llm *llm, int T, const float *q, int64_t ldq, pare_err *err) {
+static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
     const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
-    float *kq = malloc((size_t)nt * bl * T * sizeof *kq);
-    FAIL_IF(!kq, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
-    att_job j = {.llm = llm, .T = T, .q = q, .ldq = ldq, .bl = bl, .kq = kq};
-    openblas_set_num_threads(1);
+    const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
+    const size_t per = (size_t)bl * T + (size_t)llm->n_embd_head * T + (ws1 > ws2 ? ws1 : ws2);
+    float *buf = malloc((size_t)nt * per * sizeof *buf);
+    FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
+    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
     pare_parallel_for(nt, llm->n_head, att_head, &j);
-    free(kq);
+    free(buf);
     return PARE_OK;
 }
 
@@ -301,12 +379,14 @@ static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w,
     rows(llm, llm->arch == LLM_ARCH_GPT2 ? OP_LAYER_NORM : OP_RMS_NORM, T, D, x, D, y, D, w, b);
 }
 
-static pare_status attn_block(pare_llm *llm, int il, int T, pare_err *err) {
+/* Layers compute every row, except the last one in forward_tail, where only rows r0.. are
+ * needed past the keys and values (as llama.cpp skips the rows it outputs no logits for). */
+static pare_status attn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)llm->n_head * hd,
                   hkv = (int64_t)llm->n_head_kv * hd;
+    const int nq = T - r0;
     norm(llm, T, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
-    const float *q = llm->q;
     int64_t ldq = hq;
     if (llm->arch == LLM_ARCH_GPT2) {
         const int64_t w = D + 2 * hkv;
@@ -317,43 +397,47 @@ static pare_status attn_block(pare_llm *llm, int il, int T, pare_err *err) {
         }
         ldq = w;
     } else {
-        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn, T, llm->q, L->bq, err));
+        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn + r0 * D, nq, llm->q + r0 * hq, L->bq, err));
         TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, T, llm->k, L->bk, err));
         TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, T, llm->v, L->bv, err));
-        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q, .ld_dst = hq, .n_heads = llm->n_head};
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
-        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv;
+        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + r0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
+                     .pos0 = r0};
+        pare_parallel_for(llm->n_threads, nq, row_run, &j);
+        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv, j.pos0 = 0;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
     }
+    float *q = llm->q;
     if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
-        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = llm->q, .dst = llm->q, .ld_src = ldq,
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + r0 * ldq, .dst = q + r0 * ldq, .ld_src = ldq,
                      .ld_dst = ldq, .at = PARE_TYPE_F16};
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_parallel_for(llm->n_threads, nq, row_run, &j);
         j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
         j.src = j.dst = llm->v;
         pare_parallel_for(llm->n_threads, T, row_run, &j);
     }
-    TRY(attention(llm, T, q, ldq, err));
-    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, T, llm->xn, L->bo, err));
-    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    TRY(attention(llm, T, r0, q, ldq, err));
+    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att + r0 * hq, nq, llm->xn + r0 * D, L->bo, err));
+    rows(llm, OP_ADD, nq, D, llm->xn + r0 * D, D, llm->x + r0 * D, D, NULL, NULL);
     return PARE_OK;
 }
 
-static pare_status ffn_block(pare_llm *llm, int il, int T, pare_err *err) {
+static pare_status ffn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
-    norm(llm, T, llm->x, llm->xn, L->ffn_norm, L->ffn_norm_b);
-    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, T, llm->h2, L->ffn_up_b, err));
+    const int n = T - r0;
+    float *x = llm->x + r0 * D;
+    norm(llm, n, x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, n, llm->h2, L->ffn_up_b, err));
     if (L->ffn_gate.t) {
-        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, T, llm->h1, L->ffn_gate_b, err));
-        rows(llm, OP_SWIGLU, T, F, llm->h2, F, llm->h1, F, NULL, NULL);
+        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, n, llm->h1, L->ffn_gate_b, err));
+        rows(llm, OP_SWIGLU, n, F, llm->h2, F, llm->h1, F, NULL, NULL);
     } else {
-        memcpy(llm->h1, llm->h2, (size_t)T * F * sizeof(float));
-        rows(llm, OP_GELU, T, F, NULL, 0, llm->h1, F, NULL, NULL);
+        memcpy(llm->h1, llm->h2, (size_t)n * F * sizeof(float));
+        rows(llm, OP_GELU, n, F, NULL, 0, llm->h1, F, NULL, NULL);
     }
-    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, T, llm->xn, L->ffn_down_b, err));
-    rows(llm, OP_ADD, T, D, llm->xn, D, llm->x, D, NULL, NULL);
+    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, n, llm->xn, L->ffn_down_b, err));
+    rows(llm, OP_ADD, n, D, llm->xn, D, x, D, NULL, NULL);
     return PARE_OK;
 }
 
@@ -390,12 +474,17 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
             "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
             (long long)llm->pos_embd.n_out);
     TRY(llm_reserve(llm, n_tokens, err));
+    /* pare's threads call OpenBLAS, which must not start its own (set here, once per pass,
+     * from one thread: the setting is OpenBLAS's process-wide state) */
+    openblas_set_num_threads(1);
     const int T = n_tokens;
     TRY(embed(llm, tokens, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
     for (int il = 0; il < llm->n_layer; il++) {
-        TRY(attn_block(llm, il, T, err));
-        TRY(ffn_block(llm, il, T, err));
+        /* the hook wants every row of every layer, as llama-imatrix evaluates them */
+        const int r0 = il == llm->n_layer - 1 && !llm->hook ? first_out : 0;
+        TRY(attn_block(llm, il, T, r0, err));
+        TRY(ffn_block(llm, il, T, r0, err));
     }
     const int64_t D = llm->n_embd;
     const int n_out = T - first_out;

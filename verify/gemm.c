@@ -13,6 +13,7 @@
 #include "verify/llm_impl.h"
 
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__)
@@ -40,12 +41,12 @@ static void pack_a(void *ctx, int64_t p, int thread) {
     const gemm_job *g = ctx;
     float *dst = g->Ap + (size_t)p * MR * g->K;
     const int m0 = (int)p * MR, mr = g->M - m0 < MR ? g->M - m0 : MR;
-    for (int i = 0; i < MR; i++) {
-        const float *a = g->A + (size_t)(m0 + i) * g->lda;
-        if (i < mr)
-            for (int k = 0; k < g->K; k++) dst[(size_t)k * MR + i] = a[k];
-        else
-            for (int k = 0; k < g->K; k++) dst[(size_t)k * MR + i] = 0;
+    const float *a = g->A + (size_t)m0 * g->lda;
+    /* sequential writes; the MR rows are read as MR sequential streams */
+    for (int k = 0; k < g->K; k++, dst += MR) {
+        int i = 0;
+        for (; i < mr; i++) dst[i] = a[(size_t)i * g->lda + k];
+        for (; i < MR; i++) dst[i] = 0;
     }
 }
 
@@ -119,8 +120,17 @@ static void gemm_item(void *ctx, int64_t item, int thread) {
 
 #endif
 
+size_t llm_gemm_ws(int M, int K) {
+#if defined(__AVX512F__)
+    return (size_t)((M + MR - 1) / MR) * MR * (size_t)K + 16; /* + 16: room to align to 64 bytes */
+#else
+    (void)M, (void)K;
+    return 0;
+#endif
+}
+
 void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc) {
+                 int ldc, float *ws) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof *C);
@@ -135,18 +145,21 @@ void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, co
     gemm_job g = {M, N, K, A, B, C, lda, ldb, ldc, per, NULL};
 #if defined(__AVX512F__)
     const int panels = (M + MR - 1) / MR;
-    g.Ap = aligned_alloc(64, ((size_t)panels * MR * K * sizeof(float) + 63) / 64 * 64);
-    if (!g.Ap) { /* out of memory: the slow way, without packing */
+    float *own = NULL;
+    if (!ws) ws = own = malloc(llm_gemm_ws(M, K) * sizeof(float));
+    if (!ws) { /* out of memory: the slow way, without packing */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
     }
+    g.Ap = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     if (panels == 1 || n_threads == 1) for (int p = 0; p < panels; p++) pack_a(&g, p, 0);
     else pare_parallel_for(n_threads, panels, pack_a, &g);
 #endif
-    openblas_set_num_threads(1);
     if (items == 1 || n_threads == 1) for (int i = 0; i < items; i++) gemm_item(&g, i, 0);
     else pare_parallel_for(n_threads, items, gemm_item, &g);
 #if defined(__AVX512F__)
-    free(g.Ap);
+    free(own);
+#else
+    (void)ws;
 #endif
 }

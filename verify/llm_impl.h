@@ -56,6 +56,7 @@ struct pare_llm {
      * activation buffers are sized for cap_tokens tokens. */
     float *wbuf;
     size_t wbuf_cap; /* floats */
+    size_t wblock;   /* floats of the largest matrix of a layer: the most dequantized at once */
     int cap_tokens;
     float *x;    /* [T][n_embd] residual stream */
     float *xn;   /* [T][n_embd] normed input of a block */
@@ -67,17 +68,21 @@ struct pare_llm {
     float *h2;   /* [T][n_ff_max] */
     float *tmp;  /* [T][max(n_embd, n_ff_max, 3 n_embd)]: a matmul's output or rounded input */
     float *rope; /* [T][n_rot] cos, sin pairs per position */
+    float *gws;  /* workspace of the matrix products */
+    size_t gws_cap;
 };
 
 /* Grows the scratch buffers to hold n_tokens tokens. */
 pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
-/* Returns the f32 values of a weight matrix: the tensor's own bytes when they are aligned
- * F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
-pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, const float **out, pare_err *err);
+/* Returns the f32 values of rows [r0, r1) of a weight matrix: the tensor's own bytes when
+ * they are aligned F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
+pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,
+                           pare_err *err);
 /* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on n_threads
- * threads (verify/gemm.c). */
+ * threads (verify/gemm.c). ws: llm_gemm_ws(M, K) floats of workspace, or NULL to allocate. */
 void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                 int ldc);
+                 int ldc, float *ws);
+size_t llm_gemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 

@@ -245,6 +245,14 @@ static pare_status load_tensors(pare_llm *llm, pare_err *err) {
     llm->layers = calloc((size_t)llm->n_layer, sizeof *llm->layers);
     FAIL_IF(!llm->layers, PARE_ENOMEM, "%s: out of memory", llm->name);
     for (int il = 0; il < llm->n_layer; il++) TRY(load_layer(llm, il, &llm->layers[il], err));
+    /* The output matrix (often the largest) is dequantized in blocks of rows no bigger than
+     * the largest matrix of a layer, so a pass holds at most that much in f32. */
+    for (int il = 0; il < llm->n_layer; il++) {
+        const llm_layer *L = &llm->layers[il];
+        const llm_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            if (ms[i]->t && (size_t)(ms[i]->n_in * ms[i]->n_out) > llm->wblock) llm->wblock = (size_t)(ms[i]->n_in * ms[i]->n_out);
+    }
     return PARE_OK;
 }
 
@@ -292,6 +300,7 @@ void pare_llm_free(pare_llm *llm) {
     free(llm->out_norm_b);
     free(llm->rope_freqs);
     free(llm->wbuf);
+    free(llm->gws);
     float *b[] = {llm->x, llm->xn, llm->q, llm->k, llm->v, llm->att, llm->h1, llm->h2, llm->tmp, llm->rope};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) free(b[i]);
     free(llm);
@@ -339,22 +348,32 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
     return PARE_OK;
 }
 
-pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, const float **out, pare_err *err) {
+pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,
+                           pare_err *err) {
     const pare_tensor *t = w->t;
     if (t->type == PARE_TYPE_F32 && t->data && ((uintptr_t)t->data % sizeof(float)) == 0) {
-        *out = t->data;
+        *out = (const float *)t->data + r0 * w->n_in;
         return PARE_OK;
     }
-    size_t n = (size_t)w->n_in * (size_t)w->n_out;
+    const size_t n = (size_t)(r1 - r0) * (size_t)w->n_in;
     if (n > llm->wbuf_cap) {
         free(llm->wbuf);
         llm->wbuf = malloc(n * sizeof(float));
         llm->wbuf_cap = llm->wbuf ? n : 0;
         FAIL_IF(!llm->wbuf, PARE_ENOMEM, "%s: out of memory for '%s' in f32", llm->name, t->name);
     }
-    TRY(pare_tensor_to_f32(t, llm->wbuf, llm->n_threads, err));
+    const void *bytes;
+    void *tmp;
+    TRY(pare_tensor_bytes(t, &bytes, &tmp, err));
+    const size_t rb = pare_type_row_size(t->type, w->n_in);
+    const uint8_t *src = (const uint8_t *)bytes + (size_t)r0 * rb;
+    pare_status st = PARE_OK;
+    if (!pare_plain_to_f32(t->type, src, llm->wbuf, (int64_t)n))
+        st = pare_dequantize(t->type, src, llm->wbuf, r1 - r0, w->n_in, llm->n_threads, err);
+    free(tmp);
+    if (st) pare_err_prefix(err, "%s: tensor '%s'", llm->name, t->name);
     *out = llm->wbuf;
-    return PARE_OK;
+    return st;
 }
 
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err) {
