@@ -76,7 +76,7 @@ check-headers:
 	  echo "#include \"$$h\"" | $(CC) -std=c11 -Wall -Wextra -Wpedantic -Werror -I. $(PKG_CFLAGS) -x c -fsyntax-only - \
 	  || { echo "header $$h does not compile alone"; exit 1; }; done; echo "headers compile alone"
 
-test: check-headers $(TESTS) build/san/pare
+test: check-headers $(TESTS) build/san/pare build/pare
 	@PARE=build/san/pare sh tests/run.sh $(TESTS)
 
 bench: build/pare
