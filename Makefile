@@ -33,7 +33,7 @@ SOBJ     := $(LIB_SRC:%.c=build/san/%.o)
 SCMD_OBJ := $(CMD_SRC:%.c=build/san/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=build/san/tests/%)
 
-.PHONY: all deps test test-unit test-cli bench fuzz install clean check-headers fixtures
+.PHONY: all deps test bench install clean check-headers fixtures
 all: build/pare build/libpare.a
 
 deps:
@@ -81,9 +81,6 @@ test: check-headers $(TESTS) build/san/pare build/pare
 
 bench: build/pare
 	sh bench/run.sh
-
-fuzz:
-	sh tests/fuzz/run.sh
 
 fixtures:
 	/usr/bin/python3 tests/fixtures/make_fixtures.py
