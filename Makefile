@@ -8,9 +8,9 @@
 PREFIX   ?= /usr/local
 ARCH     ?= native
 CC       ?= cc
-PKGS     := libzip libcjson libxxhash openblas libpcre2-8
+PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
-            libpcre2-dev python3
+            libpcre2-dev liblapacke-dev python3
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

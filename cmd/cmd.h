@@ -38,5 +38,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
+int cmd_extract_lora(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const cmd_entry commands[] = {
     {"quantize", cmd_quantize, "quantize to GGUF block types with llama-quantize's mixes"},
     {"eval", cmd_eval, "perplexity and KL divergence as llama-perplexity computes them"},
     {"merge-lora", cmd_merge_lora, "merge PEFT or GGUF LoRA adapters into a model"},
+    {"extract-lora", cmd_extract_lora, "a LoRA adapter from the difference of two models (SVD)"},
     {"prune", cmd_prune, "zero the least important weights (magnitude, N:M, Wanda)"},
     {"imatrix", cmd_imatrix, "importance matrix (llama.cpp .dat) from calibration text"},
     {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},

@@ -72,6 +72,13 @@ pare_status pare_lora_merger_apply(void *mg, const pare_tensor *t, float *values
 size_t pare_lora_merger_n_done(const pare_lora_merger *mg);
 void pare_lora_merger_done(const pare_lora_merger *mg, size_t i, const char **name, double *rel_change);
 
+/* The reverse, as mergekit extracts adapters: the best rank-r approximation of a weight
+ * difference delta (n_out rows of n_in) by truncated SVD, delta ~ B A with B = U_r S_r
+ * (n_out x r) and A = V_r^T (r x n_in). *kept is the share of the difference's energy
+ * (sum of squared singular values) that the rank-r factors keep. a and b are malloc'ed. */
+pare_status pare_lora_extract_one(const float *delta, int64_t n_out, int64_t n_in, int rank, float **a, float **b,
+                                  double *kept, pare_err *err);
+
 /* Adds s * B A (or its transpose) to W (n_out rows of n_in) in place. Exposed for tests. */
 void pare_lora_add_delta(float *w, const pare_lora_pair *p, int n_threads);
 

@@ -158,6 +158,13 @@ const double *pare_act_stats_find(const pare_act_stats *s, const char *gguf_name
 pare_status pare_imatrix_make(const char *model, const char *text_path, const char *out, int ctx,
                               int64_t max_tokens, const pare_convert_opts *o, pare_err *err);
 
+/* pare extract-lora: for every 2-D attention/MLP weight where tuned differs from base, the
+ * rank-r truncated SVD of the difference, written as a PEFT folder out (adapter_config.json
+ * with r = lora_alpha = rank, adapter_model.safetensors with HF names). One line per tensor
+ * with the share of the difference's energy kept goes to report. */
+pare_status pare_extract_lora(const char *base, const char *tuned, const char *out, int rank,
+                              const pare_convert_opts *o, FILE *report, pare_err *err);
+
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */
 uint32_t pare_guess_file_type(const pare_model *m, const pare_type *types);

@@ -24,6 +24,14 @@ echo "merged PPL f32 27.2037, Q4_K_M $p"
 # an adapter for another model is refused, nothing written
 expect_exit 2 $PARE merge-lora tests/fixtures/tiny-llama $M/fortune-llama-lora $T/bad.gguf
 [ ! -e $T/bad.gguf ] || fail "output left behind"
+# extract-lora at rank 8 of (merged - base) recovers the adapter: same perplexity
+expect_exit 0 $PARE extract-lora $R/fortune-llama-f32.gguf $R/fortune-llama-merged-licenses-f32.gguf $T/ex --rank 8
+[ -f $T/ex/adapter_config.json ] && [ -f $T/ex/adapter_model.safetensors ] || fail "extract-lora folder"
+expect_exit 0 $PARE merge-lora $SHARED/models/fortune-llama $T/ex $T/mx.gguf
+p=$(ppl $T/mx.gguf); near "$p" 27.2037 0.001 || fail "re-merged PPL $p"
+expect_exit 1 $PARE extract-lora $R/fortune-llama-f32.gguf $R/fortune-llama-f32.gguf $T/ex2
+expect_exit 2 $PARE extract-lora $R/fortune-llama-f32.gguf $R/fortune-llama-f32.gguf $T/ex2 --rank 4
+[ ! -e $T/ex2 ] || fail "extract-lora left a folder"
 # pruning: exact sparsity in every row, excluded tensors untouched, 2:4 everywhere
 expect_exit 0 $PARE prune $R/fortune-llama-f32.gguf $T/p.gguf --sparsity 0.5
 grep -q "(50.0000%) in 28 tensors" $T/stdout || fail "sparsity"
