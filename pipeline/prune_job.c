@@ -67,7 +67,7 @@ static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_
     } else {
         pare_prune_opts po = {.sparsity = job->sparsity, .scope = job->scope == 1 ? PARE_PRUNE_TENSOR : PARE_PRUNE_ROW,
                               .n = job->n, .m = job->m};
-        pare_status st = pare_prune_matrix(v, ne0, rows, sc, &po, n_threads, &z, err);
+        pare_status st = pare_prune_matrix(v, ne0, rows, sc, &po, n_threads, NULL, err);
         if (st) {
             pare_err_prefix(err, "tensor '%s'", t->name);
             return st;

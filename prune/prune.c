@@ -53,15 +53,24 @@ static void prune_span(float *w, int64_t n, int64_t ne0, const float *col_scale,
 }
 
 static void prune_nm_row(float *w, int64_t ne0, const float *col_scale, int n, int m) {
-    scored g[256];
+    float sc[256];
+    int rank[256];
     for (int64_t c = 0; c + m <= ne0; c += m) {
-        for (int i = 0; i < m; i++) g[i] = (scored){score_of(w, c + i, col_scale, c + i), i};
-        /* m is small: insertion sort of the group. */
-        for (int i = 1; i < m; i++)
-            for (int j = i; j > 0 && before(g[j], g[j - 1]); j--) {
-                scored t = g[j]; g[j] = g[j - 1]; g[j - 1] = t;
+        for (int i = 0; i < m; i++) {
+            sc[i] = score_of(w, c + i, col_scale, c + i);
+            rank[i] = 0;
+        }
+        /* Each weight's rank in (score, index) order from one comparison per pair (for
+         * i < j, j comes first only when its score is strictly lower): 6 branch-free
+         * comparisons for 2:4. The m - n lowest ranks are zeroed. */
+        for (int i = 0; i < m; i++)
+            for (int j = i + 1; j < m; j++) {
+                int lower = sc[j] < sc[i];
+                rank[i] += lower;
+                rank[j] += !lower;
             }
-        for (int i = 0; i < m - n; i++) w[c + g[i].idx] = 0.0f;
+        for (int i = 0; i < m; i++)
+            if (rank[i] < m - n) w[c + i] = 0.0f;
     }
 }
 
