@@ -71,53 +71,8 @@ typedef struct sym {
     uint32_t off, n; /* bytes of the encoded piece; n == 0 once merged away */
 } sym;
 
-typedef struct bigram {
-    uint32_t rank;
-    int32_t left, right;
-    uint32_t size; /* bytes of both symbols when queued; a mismatch later means stale */
-} bigram;
-
-/* A binary min-heap on (rank, left): llama.cpp's priority queue order. */
-typedef struct heap {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static bool bg_before(const bigram *a, const bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static pare_status heap_push(heap *h, bigram b, pare_err *err) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        FAIL_IF(!v, PARE_ENOMEM, "tokenizer: out of memory for the merge queue");
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && bg_before(&b, &h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = b;
-    return PARE_OK;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bg_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
+typedef pare_tok_bigram bigram;
+typedef pare_tok_heap heap;
 
 /* Per-call scratch: symbols, queue and the buffer "left right" keys are built in. */
 typedef struct bpe_work {
@@ -139,8 +94,8 @@ static pare_status try_pair(const pare_tokenizer *tk, bpe_work *w, int32_t l, in
     memcpy(w->key + a->n + 1, w->enc + b->off, b->n);
     int64_t rank = tok_map_find(&tk->merge_map, &tk->merges, w->key, klen);
     if (rank < 0) return PARE_OK;
-    bigram g = {.rank = (uint32_t)rank, .left = l, .right = r, .size = a->n + b->n};
-    return heap_push(&w->q, g, err);
+    bigram g = {.key = (double)rank, .left = l, .right = r, .size = a->n + b->n};
+    return pare_tok_heap_push(&w->q, g, err);
 }
 
 static pare_status emit_symbol(const pare_tokenizer *tk, const char *s, size_t n, tok_out *out, pare_err *err) {
@@ -198,7 +153,7 @@ static pare_status bpe_word(const pare_tokenizer *tk, bpe_work *w, const char *w
     w->q.n = 0;
     for (size_t i = 1; i < n_syms; i++) TRY(try_pair(tk, w, (int32_t)i - 1, (int32_t)i, err));
     while (w->q.n) {
-        bigram g = heap_pop(&w->q);
+        bigram g = pare_tok_heap_pop(&w->q);
         sym *a = &w->syms[g.left], *b = &w->syms[g.right];
         if (a->n == 0 || b->n == 0 || a->n + b->n != g.size) continue; /* stale */
         a->n += b->n;

@@ -136,4 +136,21 @@ void tok_bpe_init_bytes(pare_tokenizer *tk);
  * points outside the alphabet are copied unchanged. Returns the length written. */
 size_t tok_bpe_decode(const pare_tokenizer *tk, const char *s, size_t len, char *dst);
 
+/* The merge queue both tokenizers use: a binary heap ordered by (key, left), lowest first.
+ * SPM queues -score (highest score first), BPE the merge rank. `size` is the bytes of both
+ * symbols when queued; a mismatch when popped means the pair is stale. */
+typedef struct {
+    double key;
+    int32_t left, right;
+    size_t size;
+} pare_tok_bigram;
+
+typedef struct {
+    pare_tok_bigram *v;
+    size_t n, cap;
+} pare_tok_heap;
+
+pare_status pare_tok_heap_push(pare_tok_heap *h, pare_tok_bigram b, pare_err *err);
+pare_tok_bigram pare_tok_heap_pop(pare_tok_heap *h);
+
 #endif

@@ -19,53 +19,8 @@ typedef struct sym {
     size_t off, n; /* n == 0 once merged into its left neighbour */
 } sym;
 
-typedef struct bigram {
-    float score;
-    int32_t left, right;
-    size_t size; /* bytes of both symbols when queued; a mismatch later means stale */
-} bigram;
-
-/* A binary heap on (score descending, left ascending): llama.cpp's queue order. */
-typedef struct heap {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static bool bg_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static pare_status heap_push(heap *h, bigram b, pare_err *err) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        bigram *v = realloc(h->v, cap * sizeof *v);
-        FAIL_IF(!v, PARE_ENOMEM, "tokenizer: out of memory for the merge queue");
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && bg_before(&b, &h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = b;
-    return PARE_OK;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bg_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
+typedef pare_tok_bigram bigram;
+typedef pare_tok_heap heap;
 
 /* Queues the pair (l, r) when their text together is a token. Symbols are contiguous
  * in the text, so the pair's text is text[syms[l].off, + both lengths). */
@@ -76,8 +31,8 @@ static pare_status try_pair(const pare_tokenizer *tk, const char *text, sym *sym
     if (n > tk->tokens.max_len) return PARE_OK;
     int64_t id = tok_map_find(&tk->token_map, &tk->tokens, text + syms[l].off, n);
     if (id < 0) return PARE_OK;
-    bigram g = {.score = tk->scores[id], .left = l, .right = r, .size = n};
-    return heap_push(q, g, err);
+    bigram g = {.key = -(double)tk->scores[id], .left = l, .right = r, .size = n};
+    return pare_tok_heap_push(q, g, err);
 }
 
 static pare_status emit_symbol(const pare_tokenizer *tk, const char *s, size_t n, tok_out *out, pare_err *err) {
@@ -95,7 +50,7 @@ static pare_status spm_merge(const pare_tokenizer *tk, const char *text, sym *sy
                              pare_err *err) {
     for (size_t i = 1; i < n_syms; i++) TRY(try_pair(tk, text, syms, q, (int32_t)i - 1, (int32_t)i, err));
     while (q->n) {
-        bigram g = heap_pop(q);
+        bigram g = pare_tok_heap_pop(q);
         sym *a = &syms[g.left], *b = &syms[g.right];
         if (a->n == 0 || b->n == 0 || a->n + b->n != g.size) continue; /* stale */
         a->n += b->n;

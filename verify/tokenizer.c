@@ -701,3 +701,41 @@ bool pare_tokenizer_add_eos(const pare_tokenizer *tk) { return tk->add_eos && tk
 size_t pare_tokenizer_n_vocab(const pare_tokenizer *tk) { return tk->tokens.n; }
 const char *pare_tokenizer_model(const pare_tokenizer *tk) { return tk->type == TOK_SPM ? "llama" : "gpt2"; }
 const char *pare_tokenizer_pre(const pare_tokenizer *tk) { return tk->pre_name; }
+
+/* ---- the merge queue (tok_impl.h) ---- */
+
+static bool bg_before(const pare_tok_bigram *a, const pare_tok_bigram *b) {
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
+}
+
+pare_status pare_tok_heap_push(pare_tok_heap *h, pare_tok_bigram b, pare_err *err) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 64;
+        pare_tok_bigram *v = realloc(h->v, cap * sizeof *v);
+        FAIL_IF(!v, PARE_ENOMEM, "tokenizer: out of memory for the merge queue");
+        h->v = v;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && bg_before(&b, &h->v[(i - 1) / 2])) {
+        h->v[i] = h->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->v[i] = b;
+    return PARE_OK;
+}
+
+pare_tok_bigram pare_tok_heap_pop(pare_tok_heap *h) {
+    pare_tok_bigram top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c])) c++;
+        if (!bg_before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
