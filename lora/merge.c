@@ -49,17 +49,37 @@ bool pare_lora_merger_wants(void *ctx, const pare_tensor *t) {
     return false;
 }
 
-void pare_lora_add_delta(float *w, const pare_lora_pair *p, int n_threads) {
-    (void)n_threads; /* OpenBLAS runs its own threads */
+/* Rows of W are split between pare's threads, each running a single-threaded sgemm on its
+ * block (OpenBLAS's own threads spin between calls and starve the writer). */
+typedef struct {
+    float *w;
+    const pare_lora_pair *p;
+    int64_t rows, per;
+} delta_job;
+
+static void delta_rows(void *ctx, int64_t job, int thread) {
+    (void)thread;
+    delta_job *d = ctx;
+    const pare_lora_pair *p = d->p;
+    int64_t r0 = job * d->per, nr = d->rows - r0 < d->per ? d->rows - r0 : d->per;
     if (!p->transposed) {
-        /* W (n_out x n_in) += s * B (n_out x r) A (r x n_in) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->n_out, (int)p->n_in, (int)p->r,
-                    (float)p->scale, p->b, (int)p->r, p->a, (int)p->n_in, 1.0f, w, (int)p->n_in);
+        /* W[r0..] (nr x n_in) += s * B[r0..] (nr x r) A (r x n_in) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)p->n_in, (int)p->r, (float)p->scale,
+                    p->b + r0 * p->r, (int)p->r, p->a, (int)p->n_in, 1.0f, d->w + r0 * p->n_in, (int)p->n_in);
     } else {
-        /* W (n_in x n_out) += s * A^T (n_in x r) B^T (r x n_out) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)p->n_in, (int)p->n_out, (int)p->r,
-                    (float)p->scale, p->a, (int)p->n_in, p->b, (int)p->r, 1.0f, w, (int)p->n_out);
+        /* W[r0..] (nr x n_out) += s * A^T[r0..] (nr x r) B^T (r x n_out) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)nr, (int)p->n_out, (int)p->r, (float)p->scale,
+                    p->a + r0, (int)p->n_in, p->b, (int)p->r, 1.0f, d->w + r0 * p->n_out, (int)p->n_out);
     }
+}
+
+void pare_lora_add_delta(float *w, const pare_lora_pair *p, int n_threads) {
+    if (n_threads <= 0) n_threads = pare_default_threads();
+    delta_job d = {w, p, p->transposed ? p->n_in : p->n_out, 0};
+    int64_t jobs = n_threads * 4;
+    d.per = (d.rows + jobs - 1) / jobs;
+    if (d.per < 1) d.per = 1;
+    pare_parallel_for(n_threads, (d.rows + d.per - 1) / d.per, delta_rows, &d);
 }
 
 /* ||s B A||_F^2 = s^2 * sum_ij (A A^T)_ij (B^T B)_ij: r x r Gram matrices, in double. */
