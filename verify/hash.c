@@ -72,22 +72,9 @@ static void hash_one(void *ctx, int64_t i, int thread) {
     pare_model_release_tensor(j->m, &j->m->tensors[i]);
 }
 
-static int cmp_by_name(const void *a, const void *b, void *ctx) {
-    const pare_model *m = ctx;
-    return strcmp(m->tensors[*(const size_t *)a].name, m->tensors[*(const size_t *)b].name);
-}
-
-/* Insertion-free name sort without qsort_r portability worries: a small merge sort. */
-static void sort_idx(size_t *idx, size_t *tmp, size_t n, const pare_model *m) {
-    if (n < 2) return;
-    size_t h = n / 2;
-    sort_idx(idx, tmp, h, m);
-    sort_idx(idx + h, tmp, n - h, m);
-    size_t a = 0, b = h, k = 0;
-    while (a < h && b < n) tmp[k++] = cmp_by_name(&idx[a], &idx[b], (void *)m) <= 0 ? idx[a++] : idx[b++];
-    while (a < h) tmp[k++] = idx[a++];
-    while (b < n) tmp[k++] = idx[b++];
-    memcpy(idx, tmp, n * sizeof *idx);
+/* Tensor names are unique in a model, so name order is total and qsort needs no context. */
+static int cmp_by_name(const void *a, const void *b) {
+    return strcmp((*(const pare_tensor *const *)a)->name, (*(const pare_tensor *const *)b)->name);
 }
 
 pare_status pare_hash_model(const pare_model *m, bool values, int n_threads, pare_model_digest *out,
@@ -97,9 +84,9 @@ pare_status pare_hash_model(const pare_model *m, bool values, int n_threads, par
     out->tensors = calloc(n ? n : 1, sizeof *out->tensors);
     pare_status *st = calloc(n ? n : 1, sizeof *st);
     pare_err *errs = calloc(n ? n : 1, sizeof *errs);
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx), *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    const pare_tensor **sorted = malloc((n ? n : 1) * sizeof *sorted);
     pare_status res = PARE_OK;
-    if (!out->tensors || !st || !errs || !idx || !tmp) {
+    if (!out->tensors || !st || !errs || !sorted) {
         res = pare_err_set(err, PARE_ENOMEM, "out of memory");
         goto done;
     }
@@ -112,8 +99,8 @@ pare_status pare_hash_model(const pare_model *m, bool values, int n_threads, par
             res = st[i];
             goto done;
         }
-    for (size_t i = 0; i < n; i++) idx[i] = i;
-    sort_idx(idx, tmp, n, m);
+    for (size_t i = 0; i < n; i++) sorted[i] = &m->tensors[i];
+    qsort(sorted, n, sizeof *sorted, cmp_by_name);
     XXH3_state_t *s = XXH3_createState();
     if (!s) {
         res = pare_err_set(err, PARE_ENOMEM, "out of memory");
@@ -121,22 +108,21 @@ pare_status pare_hash_model(const pare_model *m, bool values, int n_threads, par
     }
     XXH3_128bits_reset(s);
     for (size_t k = 0; k < n; k++) {
-        const pare_tensor *t = &m->tensors[idx[k]];
+        const pare_tensor *t = sorted[k];
         XXH3_128bits_update(s, t->name, strlen(t->name) + 1);
         if (!values) {
             int32_t ty = (int32_t)t->type;
             XXH3_128bits_update(s, &ty, sizeof ty);
         }
         XXH3_128bits_update(s, t->ne, sizeof t->ne);
-        XXH3_128bits_update(s, &out->tensors[idx[k]], sizeof(pare_digest));
+        XXH3_128bits_update(s, &out->tensors[t - m->tensors], sizeof(pare_digest));
     }
     out->model = from_xxh(XXH3_128bits_digest(s));
     XXH3_freeState(s);
 done:
     free(st);
     free(errs);
-    free(idx);
-    free(tmp);
+    free(sorted);
     if (res) pare_model_digest_free(out);
     return res;
 }
