@@ -60,16 +60,6 @@ static void strn(buf *b, const char *s, size_t n) { u64(b, n); put(b, s, n); }
 static void str(buf *b, const char *s) { strn(b, s, strlen(s)); }
 static void pad(buf *b, size_t a) { while (b->n % a) put(b, "", 1); }
 
-static int write_file(const char *path, const void *p, size_t n) {
-    /* A new file rather than a truncated one: ext4 flushes files truncated and rewritten
-     * (auto_da_alloc), which makes thousands of small rewrites take seconds. */
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(p, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
-
 static bool read_whole(const char *path, pare_map **m) {
     pare_err err = {0};
     *m = NULL;
@@ -282,7 +272,7 @@ static void test_tiny_valid(void) {
     buf b = {0};
     tiny(&b, tiny_default());
     const char *path = tmp_path("tiny.gguf");
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
@@ -314,7 +304,7 @@ static void test_tiny_valid(void) {
     tiny_opts o = tiny_default();
     o.version = 2;
     tiny(&b, o);
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     CHECK(m && m->version == 2 && m->n_tensors == 2);
     pare_model_free(m);
@@ -324,7 +314,7 @@ static void test_tiny_valid(void) {
     o.dims[0] = 7;
     tiny(&b, o);
     b.n = 288 + 32 + 28; /* t2 (28 bytes at data offset 32) ends the file */
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     pare_model_free(m);
     unlink(path);
@@ -340,7 +330,7 @@ static void test_corrupt(void) {
     for (size_t i = 0; i < n; i++) {
         tiny(&b, cases[i].o);
         const char *path = tmp_path(cases[i].name);
-        CHECK(write_file(path, b.b, b.n) == 0);
+        CHECK(th_write_file(path, b.b, b.n) == 0);
         pare_model *m = NULL;
         pare_err err = {0};
         pare_status st = pare_gguf_load(path, &m, &err);
@@ -363,7 +353,7 @@ static void test_truncations(void) {
     const char *path = tmp_path("prefix.gguf");
     size_t refused = 0;
     for (size_t len = 0; len < b.n; len++) {
-        CHECK(write_file(path, b.b, len) == 0);
+        CHECK(th_write_file(path, b.b, len) == 0);
         pare_model *m = NULL;
         pare_err err = {0};
         pare_status st = pare_gguf_load(path, &m, &err);
@@ -408,7 +398,7 @@ static void mutate_file(const uint8_t *orig, size_t n, size_t span, int rounds, 
             b[at] = (how & 1) ? (uint8_t)(how >> 8) : (uint8_t)(b[at] ^ (1u << ((how >> 8) % 8)));
         }
         size_t len = (rng_next(&seed) % 8 == 0) ? (size_t)(rng_next(&seed) % n) : n;
-        if (write_file(path, b, len)) break;
+        if (th_write_file(path, b, len)) break;
         pare_model *m = NULL;
         pare_err err = {0};
         pare_status st = pare_gguf_load(path, &m, &err);
@@ -452,7 +442,7 @@ static void test_hostile_counts(void) {
         str(&b, k); u32(&b, PARE_META_U8); put(&b, "x", 1);
     }
     const char *path = tmp_path("many.gguf");
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     double t0 = pare_now();
@@ -462,7 +452,7 @@ static void test_hostile_counts(void) {
     pare_model_free(m);
     /* The last key repeats the first. */
     memcpy(b.b + b.n - 1 - 4 - 8, "k0000000", 8);
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     CHECK(pare_gguf_load(path, &m, &err) == PARE_EINPUT && strstr(err.msg, "duplicate key"));
     /* 100k empty tensors, all at offset 0 (ne[0] = 0: zero bytes each). */
     b.n = 0;
@@ -473,7 +463,7 @@ static void test_hostile_counts(void) {
     }
     size_t last_name = b.n - 48 + 8;
     pad(&b, 32);
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     t0 = pare_now();
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     double t_t = pare_now() - t0;
@@ -483,7 +473,7 @@ static void test_hostile_counts(void) {
     CHECK(same_file_bytes(path, tmp_path("many-copy.gguf")));
     pare_model_free(m);
     memcpy(b.b + last_name, "t0000000", 8); /* the last tensor named as the first */
-    CHECK(write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.b, b.n) == 0);
     CHECK(pare_gguf_load(path, &m, &err) == PARE_EINPUT && strstr(err.msg, "duplicate tensor name"));
     printf("  %u keys loaded in %.2f s, %u tensors in %.2f s\n", n_kv, t_kv, n_t, t_t);
     CHECK(t_kv < HOSTILE_COUNT_SECONDS && t_t < HOSTILE_COUNT_SECONDS);
@@ -631,7 +621,7 @@ static void test_writer_roundtrip(void) {
     o.version = 2;
     tiny(&b, o);
     const char *v2 = tmp_path("v2.gguf"), *v3 = tmp_path("v3.gguf");
-    CHECK(write_file(v2, b.b, b.n) == 0);
+    CHECK(th_write_file(v2, b.b, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     CHECK_OK(pare_gguf_load(v2, &m, &err), &err);
@@ -1037,7 +1027,7 @@ static int write_corpus(const char *dir) {
         tiny(&b, cases[i].o);
         char path[1024];
         snprintf(path, sizeof path, "%s/gguf-%s", dir, cases[i].name);
-        if (write_file(path, b.b, b.n)) {
+        if (th_write_file(path, b.b, b.n)) {
             perror(path);
             free(b.b);
             return 1;

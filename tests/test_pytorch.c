@@ -127,29 +127,6 @@ static int write_zip(const char *path, const zentry *e, int n) {
     return zip_close(za) == 0 ? 0 : -1;
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(len > 0 ? (size_t)len : 1);
-    if (p && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
-static int write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(data, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
-
 /* Overwrites a u32 at `field` bytes into the central-directory (sig 0x02014b50) or local
  * (sig 0x04034b50) header of entry `name`. */
 static int patch_header(uint8_t *z, size_t n, uint32_t sig, const char *name, size_t field, uint32_t v) {
@@ -250,7 +227,7 @@ static int write_case(const pt_case *c, const char *path) {
     free(pkl.p);
     if (rc || c->mut == MUT_NONE) return rc;
     size_t len = 0;
-    uint8_t *z = read_all(path, &len);
+    uint8_t *z = th_read_file(path, &len);
     if (!z) return -1;
     switch (c->mut) {
     case MUT_TRUNCATE: len /= 2; break;
@@ -267,7 +244,7 @@ static int write_case(const pt_case *c, const char *path) {
     case MUT_LOCAL_NAME: rc |= patch_header(z, len, 0x04034b50, "archive/data/0", 30, 0x41414141); break;
     default: break;
     }
-    rc |= write_bytes(path, z, len);
+    rc |= th_write_file(path, z, len);
     free(z);
     return rc;
 }
@@ -317,7 +294,7 @@ static void test_legacy_and_junk(void) {
     CHECK_MSG(strstr(err.msg, "legacy (non-zip) PyTorch format; re-save with torch>=1.6") && strstr(err.msg, "legacy.pt"),
               "%s", err.msg);
     const char *junk = tmp_path("pt-not-zip.bin");
-    CHECK(write_bytes(junk, "hello, this is not a checkpoint", 31) == 0);
+    CHECK(th_write_file(junk, "hello, this is not a checkpoint", 31) == 0);
     CHECK(pare_pytorch_load(junk, &m, &err) == PARE_EINPUT && strstr(err.msg, junk));
     /* A zip that is not a checkpoint. */
     zentry e[1] = {{"readme.txt", "hi", 2}};
@@ -549,7 +526,7 @@ static void test_mutations(void) {
     const char *path = tmp_path("mutant.bin");
     for (int f = 0; f < 3; f++) {
         size_t n = 0;
-        uint8_t *orig = read_all(files[f], &n), *b = malloc(n ? n : 1);
+        uint8_t *orig = th_read_file(files[f], &n), *b = malloc(n ? n : 1);
         for (int it = 0; orig && b && it < N_MUTATIONS; it++) {
             memcpy(b, orig, n);
             size_t len = n;
@@ -559,7 +536,7 @@ static void test_mutations(void) {
                 if (k == 2 && rng % 5 == 0) len = pos + 1;
                 else b[pos] = (uint8_t)(rng >> 8);
             }
-            write_bytes(path, b, len);
+            th_write_file(path, b, len);
             pare_model *m = NULL;
             pare_err err = {0};
             if (pare_pytorch_load(path, &m, &err) == PARE_OK) {
@@ -601,11 +578,11 @@ static int write_corpus(const char *dir) {
     }
     snprintf(path, sizeof path, "%s/pt-legacy.bin", dir);
     size_t len = 0;
-    uint8_t *legacy = read_all(FIXTURES "legacy.pt", &len);
+    uint8_t *legacy = th_read_file(FIXTURES "legacy.pt", &len);
     /* The legacy format's first bytes: PROTO 2, LONG1 of torch's magic number. */
     static const uint8_t legacy_head[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                           0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
-    bad |= legacy ? write_bytes(path, legacy, len) : write_bytes(path, legacy_head, sizeof legacy_head);
+    bad |= legacy ? th_write_file(path, legacy, len) : th_write_file(path, legacy_head, sizeof legacy_head);
     free(legacy);
     printf("wrote %zu corrupt or forbidden PyTorch files and pt-legacy.bin to %s\n", n, dir);
     return bad != 0;

@@ -26,13 +26,6 @@ static const char *tmp_path(const char *name) {
     return p;
 }
 
-static int write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(data, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
-
 /* A safetensors file from a header text (length field = hdr_len_field, or the real length
  * when UINT64_MAX) followed by data_len bytes of data. */
 static int write_st(const char *path, const char *hdr, size_t hdr_bytes, uint64_t hdr_len_field, size_t data_len) {
@@ -43,25 +36,9 @@ static int write_st(const char *path, const char *hdr, size_t hdr_bytes, uint64_
     for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(len >> (8 * i));
     memcpy(buf + 8, hdr, hdr_bytes);
     for (size_t i = 0; i < data_len; i++) buf[8 + hdr_bytes + i] = (uint8_t)(i * 7 + 1);
-    int rc = write_bytes(path, buf, n);
+    int rc = th_write_file(path, buf, n);
     free(buf);
     return rc;
-}
-
-static void *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(len > 0 ? (size_t)len : 1);
-    if (p && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return p;
 }
 
 /* Same names, types, dims and bytes, in the same order. Returns the number of differences. */
@@ -187,7 +164,7 @@ static void test_roundtrip_reference(void) {
     const char *out = tmp_path("rt.safetensors");
     CHECK_OK(pare_safetensors_save(m, out, false, &err), &err);
     size_t na = 0, nb = 0;
-    void *fa = read_all(p, &na), *fb = read_all(out, &nb);
+    void *fa = th_read_file(p, &na), *fb = th_read_file(out, &nb);
     CHECK_MSG(fa && fb && na == nb && memcmp(fa, fb, na) == 0, "saved file differs from the original (%zu vs %zu bytes)",
               na, nb);
     free(fa);
@@ -300,7 +277,7 @@ static void test_roundtrip_generated(void) {
     CHECK_OK(pare_safetensors_load_index(tmp_path("gen-sharded/model.safetensors.index.json"), &s, &err), &err);
     if (s) CHECK(compare_models(m, s, false) == 0);
     size_t n_idx = 0;
-    char *idx = read_all(tmp_path("gen-sharded/model.safetensors.index.json"), &n_idx);
+    char *idx = th_read_file(tmp_path("gen-sharded/model.safetensors.index.json"), &n_idx);
     CHECK(idx && strstr(idx, "\"total_size\": 180"));
     CHECK(idx && strstr(idx, "\"w.f16\": \"model-00001-of-00005.safetensors\""));
     CHECK(idx && strstr(idx, "\"ids.i64\": \"model-00002-of-00005.safetensors\""));
@@ -431,7 +408,7 @@ static void test_corrupt_files(void) {
     }
     /* A 4-byte file is too short even for the length. */
     const char *shortp = tmp_path("st-short.safetensors");
-    CHECK(write_bytes(shortp, "\x08\0\0\0", 4) == 0);
+    CHECK(th_write_file(shortp, "\x08\0\0\0", 4) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     CHECK(pare_safetensors_load(shortp, &m, &err) == PARE_EINPUT && strstr(err.msg, "too short"));
@@ -493,7 +470,7 @@ static int write_index_case(const char *dir, const idx_case *c) {
     snprintf(p, sizeof p, "%s/s2.safetensors", dir);
     if (write_st(p, s2, strlen(s2), UINT64_MAX, 8)) return -1;
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
-    return write_bytes(p, c->index, strlen(c->index));
+    return th_write_file(p, c->index, strlen(c->index));
 }
 
 static void test_corrupt_indexes(void) {
@@ -537,7 +514,7 @@ static void test_mutations(void) {
     CHECK_OK(pare_safetensors_save(m, src, false, &err), &err);
     pare_model_free(m);
     size_t n = 0;
-    uint8_t *orig = read_all(src, &n), *b = malloc(n ? n : 1);
+    uint8_t *orig = th_read_file(src, &n), *b = malloc(n ? n : 1);
     uint64_t rng = 0x2545f4914f6cdd1dull;
     int loaded = 0, refused = 0, bad = 0;
     for (int it = 0; orig && b && it < N_MUTATIONS; it++) {
@@ -551,7 +528,7 @@ static void test_mutations(void) {
             if (k == 1 && rng % 7 == 0) len = pos + 1;
             else b[pos] = (rng % 3) ? (uint8_t)(rng >> 8) : (uint8_t)"{}[],:\"0123456789"[(rng >> 8) % 18];
         }
-        write_bytes(path, b, len);
+        th_write_file(path, b, len);
         r = NULL;
         if (pare_safetensors_load(path, &r, &err) == PARE_OK) loaded++;
         else refused++, bad += strstr(err.msg, path) == NULL;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     int passed, failed, skipped;
@@ -94,6 +95,34 @@ static inline const char *th_shared(const char *rel) {
 static inline char *th_shared_dup(const char *rel) {
     const char *p = th_shared(rel);
     return p ? strdup(p) : NULL;
+}
+
+/* Writes n bytes to a new file at path, 0 on success. The old file is unlinked first rather
+ * than truncated: ext4 flushes files that are truncated and rewritten (auto_da_alloc), which
+ * makes thousands of small rewrites take seconds. */
+static inline int th_write_file(const char *path, const void *p, size_t n) {
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(p, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+/* The whole file in a malloc'ed buffer (NULL on failure); *n gets its size. */
+static inline void *th_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(len > 0 ? (size_t)len : 1);
+    if (p && fread(p, 1, (size_t)len, f) != (size_t)len) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    *n = (size_t)len;
+    return p;
 }
 
 #endif
