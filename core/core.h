@@ -378,6 +378,17 @@ typedef void (*pare_parallel_fn)(void *ctx, int64_t i, int thread_index);
 void pare_parallel_for(int n_threads, int64_t n, pare_parallel_fn fn, void *ctx);
 int pare_default_threads(void);
 
+/* A pool of n_threads - 1 worker threads that stay alive between parallel-fors, for code
+ * that runs thousands of short ones (the evaluator: several per layer and chunk), where
+ * creating threads each time costs more than the work. Workers spin briefly after each
+ * job, then sleep on a condition variable. pare_pool_for has pare_parallel_for's contract;
+ * one caller at a time. A NULL pool runs everything on the caller. */
+typedef struct pare_pool pare_pool;
+pare_pool *pare_pool_new(int n_threads); /* NULL when out of memory or threads */
+void pare_pool_free(pare_pool *p);
+int pare_pool_threads(const pare_pool *p); /* 1 for NULL */
+void pare_pool_for(pare_pool *p, int64_t n, pare_parallel_fn fn, void *ctx);
+
 /* A progress callback: done of total units (bytes or items) of the named step. Library
  * code calls it; only cmd/ decides whether to print. May be NULL. */
 typedef void (*pare_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);

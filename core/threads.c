@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -51,4 +53,125 @@ void pare_parallel_for(int n_threads, int64_t n, pare_parallel_fn fn, void *ctx)
     workers[0] = (pf_worker){&sh, 0};
     pf_run(&workers[0]);
     for (int t = 1; t <= started; t++) pthread_join(tids[t], NULL);
+}
+
+/* ------------------------------------------------------------------------ pool */
+
+/* Spin iterations (with a pause each) before a worker or the caller sleeps: about 50-100 us,
+ * longer than the gap between two parallel-fors of the evaluator, much shorter than
+ * anything a user would notice as a busy CPU. */
+#define POOL_SPIN 20000
+
+struct pare_pool {
+    int n_threads;
+    pthread_t *tids;
+    pf_worker *workers;
+    pf_shared job;           /* the current job; written by the caller before gen moves */
+    atomic_uint gen;         /* bumped once per job */
+    atomic_int active;       /* workers not yet done with the current job */
+    atomic_bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void *pool_worker(void *arg) {
+    pf_worker *w = arg;
+    pare_pool *p = (pare_pool *)((char *)w->sh - offsetof(pare_pool, job));
+    unsigned seen = 0;
+    for (;;) {
+        for (int s = 0; s < POOL_SPIN && atomic_load(&p->gen) == seen && !atomic_load(&p->stop); s++) cpu_relax();
+        if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->work, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = atomic_load(&p->gen);
+        pf_run(w);
+        if (atomic_fetch_sub(&p->active, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+pare_pool *pare_pool_new(int n_threads) {
+    if (n_threads <= 0) n_threads = pare_default_threads();
+    if (n_threads > 256) n_threads = 256;
+    pare_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_threads = 1;
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->active, 0);
+    atomic_init(&p->stop, false);
+    atomic_init(&p->job.next, 0);
+    p->tids = calloc((size_t)n_threads, sizeof *p->tids);
+    p->workers = calloc((size_t)n_threads, sizeof *p->workers);
+    if (!p->tids || !p->workers || pthread_mutex_init(&p->mu, NULL)) goto fail_alloc;
+    if (pthread_cond_init(&p->work, NULL)) goto fail_mu;
+    if (pthread_cond_init(&p->done, NULL)) goto fail_work;
+    for (int t = 1; t < n_threads; t++) {
+        p->workers[t] = (pf_worker){&p->job, t};
+        if (pthread_create(&p->tids[t], NULL, pool_worker, &p->workers[t]) != 0) break;
+        p->n_threads = t + 1;
+    }
+    p->workers[0] = (pf_worker){&p->job, 0};
+    return p;
+fail_work:
+    pthread_cond_destroy(&p->work);
+fail_mu:
+    pthread_mutex_destroy(&p->mu);
+fail_alloc:
+    free(p->tids);
+    free(p->workers);
+    free(p);
+    return NULL;
+}
+
+void pare_pool_free(pare_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, true);
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->n_threads; t++) pthread_join(p->tids[t], NULL);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->mu);
+    free(p->tids);
+    free(p->workers);
+    free(p);
+}
+
+int pare_pool_threads(const pare_pool *p) { return p ? p->n_threads : 1; }
+
+void pare_pool_for(pare_pool *p, int64_t n, pare_parallel_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (!p || p->n_threads == 1 || n == 1) {
+        for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
+        return;
+    }
+    p->job.fn = fn;
+    p->job.ctx = ctx;
+    p->job.n = n;
+    atomic_store(&p->job.next, 0);
+    atomic_store(&p->active, p->n_threads - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: the job fields above are visible before it */
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    pf_run(&p->workers[0]);
+    for (int s = 0; s < POOL_SPIN && atomic_load(&p->active) != 0; s++) cpu_relax();
+    if (atomic_load(&p->active) != 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->active) != 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

@@ -118,6 +118,31 @@ static void test_parallel_for(void) {
     CHECK(s == 999 * 1000 / 2);
 }
 
+/* Many short jobs back to back, as the evaluator runs them: every item of every job runs
+ * exactly once, on the pool's threads only, and jobs of one item or none are fine. */
+static void test_pool(void) {
+    for (int nt = 1; nt <= 4; nt++) {
+        pare_pool *p = pare_pool_new(nt);
+        CHECK(p && pare_pool_threads(p) == nt);
+        int64_t bad = 0;
+        for (int job = 0; job < 1000; job++) {
+            pf_ctx c = {{0}};
+            const int64_t n = job % 7;
+            pare_pool_for(p, n, pf_add, &c);
+            int64_t s = 0;
+            for (int i = 0; i < 8; i++) s += c.sum[i];
+            for (int i = nt; i < 8; i++) bad += c.sum[i] != 0;
+            bad += s != n * (n - 1) / 2;
+        }
+        CHECK_MSG(bad == 0, "%lld wrong jobs with %d threads", (long long)bad, nt);
+        pare_pool_free(p);
+    }
+    pf_ctx c = {{0}};
+    pare_pool_for(NULL, 10, pf_add, &c);
+    CHECK(c.sum[0] == 45 && pare_pool_threads(NULL) == 1);
+    pare_pool_free(NULL);
+}
+
 int main(void) {
     TH_RUN(test_type_table);
     TH_RUN(test_fp16);
@@ -125,5 +150,6 @@ int main(void) {
     TH_RUN(test_tensor_sizes);
     TH_RUN(test_outfile);
     TH_RUN(test_parallel_for);
+    TH_RUN(test_pool);
     return th_done();
 }

@@ -239,7 +239,7 @@ static void row_run(void *ctx, int64_t r, int thread) {
 static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *src, int64_t ld_src, float *dst,
                  int64_t ld_dst, const float *w, const float *b) {
     row_job j = {.llm = llm, .op = op, .n = n, .src = src, .dst = dst, .ld_src = ld_src, .ld_dst = ld_dst, .w = w, .b = b};
-    pare_parallel_for(llm->n_threads, T, row_run, &j);
+    pare_pool_for(llm->pool, T, row_run, &j);
 }
 
 /* ------------------------------------------------------------------------ products */
@@ -254,7 +254,7 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     if (llm->ggml_round && at != PARE_TYPE_F32) {
         row_job j = {.llm = llm, .op = OP_ROUND, .n = w->n_in, .src = x, .dst = llm->tmp, .ld_src = w->n_in,
                      .ld_dst = w->n_in, .at = at};
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_pool_for(llm->pool, T, row_run, &j);
         xin = llm->tmp;
     }
     const int n_in = (int)w->n_in, n_out = (int)w->n_out;
@@ -271,7 +271,7 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
         const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
         const float *W;
         TRY(llm_weight_f32(llm, w, r0, r1, &W, err));
-        llm_gemm_nt(llm->n_threads, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out, llm->gws);
+        llm_gemm_nt(llm->pool, T, (int)(r1 - r0), n_in, xin, n_in, W, n_in, y + r0, n_out, llm->gws);
     }
     if (bias) rows(llm, OP_BIAS, T, n_out, NULL, 0, y, n_out, NULL, bias);
     return PARE_OK;
@@ -351,23 +351,23 @@ static void att_head(void *ctx, int64_t h, int thread) {
         for (int d = 0; d < hd; d++) vt[(size_t)d * T + t] = vg[t * ldkv + d];
     for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
-        llm_gemm_nt(1, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
+        llm_gemm_nt(NULL, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
-        llm_gemm_nt(1, nr, hd, nc, S, nc, vt, T, out + r0 * ldo, (int)ldo, ws);
+        llm_gemm_nt(NULL, nr, hd, nc, S, nc, vt, T, out + r0 * ldo, (int)ldo, ws);
     }
 }
 
 /* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
  * unused: they would spin against ours on a small machine). */
 static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
-    const int nt = llm->n_threads < llm->n_head ? llm->n_threads : llm->n_head;
+    const int nt = pare_pool_threads(llm->pool);
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
     const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
     const size_t per = (size_t)bl * T + (size_t)llm->n_embd_head * T + (ws1 > ws2 ? ws1 : ws2);
     float *buf = malloc((size_t)nt * per * sizeof *buf);
     FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
     att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
-    pare_parallel_for(nt, llm->n_head, att_head, &j);
+    pare_pool_for(llm->pool, llm->n_head, att_head, &j);
     free(buf);
     return PARE_OK;
 }
@@ -402,19 +402,19 @@ static pare_status attn_block(pare_llm *llm, int il, int T, int r0, pare_err *er
         TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, T, llm->v, L->bv, err));
         row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + r0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
                      .pos0 = r0};
-        pare_parallel_for(llm->n_threads, nq, row_run, &j);
+        pare_pool_for(llm->pool, nq, row_run, &j);
         j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv, j.pos0 = 0;
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_pool_for(llm->pool, T, row_run, &j);
     }
     float *q = llm->q;
     if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
         row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + r0 * ldq, .dst = q + r0 * ldq, .ld_src = ldq,
                      .ld_dst = ldq, .at = PARE_TYPE_F16};
-        pare_parallel_for(llm->n_threads, nq, row_run, &j);
+        pare_pool_for(llm->pool, nq, row_run, &j);
         j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_pool_for(llm->pool, T, row_run, &j);
         j.src = j.dst = llm->v;
-        pare_parallel_for(llm->n_threads, T, row_run, &j);
+        pare_pool_for(llm->pool, T, row_run, &j);
     }
     TRY(attention(llm, T, r0, q, ldq, err));
     TRY(linear(llm, L->wo.t->name, &L->wo, llm->att + r0 * hq, nq, llm->xn + r0 * D, L->bo, err));
@@ -474,6 +474,7 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
             "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
             (long long)llm->pos_embd.n_out);
     TRY(llm_reserve(llm, n_tokens, err));
+    TRY(llm_sync_pool(llm, err));
     /* pare's threads call OpenBLAS, which must not start its own (set here, once per pass,
      * from one thread: the setting is OpenBLAS's process-wide state) */
     openblas_set_num_threads(1);

@@ -129,14 +129,14 @@ size_t llm_gemm_ws(int M, int K) {
 #endif
 }
 
-void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+void llm_gemm_nt(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                  int ldc, float *ws) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, (size_t)N * sizeof *C);
         return;
     }
-    if (n_threads < 1) n_threads = 1;
+    const int n_threads = pare_pool_threads(pool);
     /* two items per thread balance uneven finishing without shrinking the tiles much */
     int items = N / NR < 2 * n_threads ? (N + NR - 1) / NR : 2 * n_threads;
     int per = (N + items - 1) / items;
@@ -153,10 +153,10 @@ void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, co
     }
     g.Ap = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     if (panels == 1 || n_threads == 1) for (int p = 0; p < panels; p++) pack_a(&g, p, 0);
-    else pare_parallel_for(n_threads, panels, pack_a, &g);
+    else pare_pool_for(pool, panels, pack_a, &g);
 #endif
     if (items == 1 || n_threads == 1) for (int i = 0; i < items; i++) gemm_item(&g, i, 0);
-    else pare_parallel_for(n_threads, items, gemm_item, &g);
+    else pare_pool_for(pool, items, gemm_item, &g);
 #if defined(__AVX512F__)
     free(own);
 #else

@@ -48,6 +48,7 @@ struct pare_llm {
     llm_layer *layers;
 
     int n_threads;
+    pare_pool *pool; /* n_threads threads, kept across products (llm_sync_pool) */
     bool ggml_round;
     pare_llm_act_fn hook;
     void *hook_user;
@@ -78,9 +79,12 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
  * they are aligned F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
 pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,
                            pare_err *err);
-/* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on n_threads
- * threads (verify/gemm.c). ws: llm_gemm_ws(M, K) floats of workspace, or NULL to allocate. */
-void llm_gemm_nt(int n_threads, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+/* Makes llm->pool match llm->n_threads (which pare_perplexity may change). */
+pare_status llm_sync_pool(pare_llm *llm, pare_err *err);
+/* C[M][N] = A[M][K] B[N][K]^T (row-major, leading dimensions lda, ldb, ldc) on the pool's
+ * threads, NULL: the caller's only (verify/gemm.c). ws: llm_gemm_ws(M, K) floats of workspace,
+ * or NULL to allocate. */
+void llm_gemm_nt(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                  int ldc, float *ws);
 size_t llm_gemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */

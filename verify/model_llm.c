@@ -287,6 +287,14 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
     return PARE_OK;
 }
 
+pare_status llm_sync_pool(pare_llm *llm, pare_err *err) {
+    if (llm->pool && pare_pool_threads(llm->pool) == llm->n_threads) return PARE_OK;
+    pare_pool_free(llm->pool);
+    llm->pool = llm->n_threads > 1 ? pare_pool_new(llm->n_threads) : NULL;
+    FAIL_IF(llm->n_threads > 1 && !llm->pool, PARE_ENOMEM, "%s: cannot start %d threads", llm->name, llm->n_threads);
+    return PARE_OK;
+}
+
 void pare_llm_free(pare_llm *llm) {
     if (!llm) return;
     for (int il = 0; llm->layers && il < llm->n_layer; il++) {
@@ -295,6 +303,7 @@ void pare_llm_free(pare_llm *llm) {
                       L->bo,        L->ffn_norm,    L->ffn_norm_b, L->ffn_gate_b, L->ffn_up_b,   L->ffn_down_b};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
     }
+    pare_pool_free(llm->pool);
     free(llm->layers);
     free(llm->out_norm);
     free(llm->out_norm_b);

@@ -175,23 +175,22 @@ static void add_kld_sums(pare_ppl_result *r, const tok_job *j, int n, int64_t at
 
 static pare_status run_chunks(pare_llm *llm, pare_llm *base, const int32_t *tokens, ppl_state *s,
                               pare_progress_fn progress, void *user, pare_ppl_result *r, int n_chunks, pare_err *err) {
-    const int n_threads = llm->n_threads;
     for (int c = 0; c < n_chunks; c++) {
         const int32_t *ct = tokens + (size_t)(r->first_chunk + c) * s->n_ctx;
         s->j.next = ct + s->first + 1;
         if (base) {
             TRY(eval_chunk(base, s, ct, err));
-            pare_parallel_for(n_threads, s->n_score, base_row, &s->j);
+            pare_pool_for(llm->pool, s->n_score, base_row, &s->j);
         }
         TRY(eval_chunk(llm, s, ct, err));
-        pare_parallel_for(n_threads, s->n_score, nll_row, &s->j);
+        pare_pool_for(llm->pool, s->n_score, nll_row, &s->j);
         double sum = 0;
         for (int i = 0; i < s->n_score; i++) {
             sum += s->j.nll[i];
             r->nll2_sum += s->j.nll[i] * s->j.nll[i];
         }
         if (base) {
-            pare_parallel_for(n_threads, s->n_score, kld_row, &s->j);
+            pare_pool_for(llm->pool, s->n_score, kld_row, &s->j);
             add_kld_sums(r, &s->j, s->n_score, r->n_scored);
         }
         r->chunk_nll[c] = sum;
