@@ -244,11 +244,30 @@ static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *
 
 /* ------------------------------------------------------------------------ products */
 
+/* Q8_0 weights in memory, with ggml's roundings: integer products straight from the codes. */
+static pare_status linear_q8_0(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y, const float *bias,
+                               pare_err *err) {
+    const size_t ws = llm_qgemm_ws(T, (int)w->n_in);
+    if (ws > llm->qws_cap) {
+        free(llm->qws);
+        llm->qws = malloc(ws);
+        llm->qws_cap = llm->qws ? ws : 0;
+        FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
+    }
+    const size_t ldw = (size_t)w->n_in / 32 * 34;
+    llm_qgemm_q8_0(llm->pool, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in, w->t->data, ldw, y, (int)w->n_out,
+                   llm->qws);
+    if (bias) rows(llm, OP_BIAS, T, w->n_out, NULL, 0, y, w->n_out, NULL, bias);
+    return PARE_OK;
+}
+
 /* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight
  * that needs converting is converted in blocks of at most llm->wblock values. */
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
                           const float *bias, pare_err *err) {
     if (llm->hook) llm->hook(llm->hook_user, name, x, T, (int)w->n_in);
+    if (w->t->type == PARE_TYPE_Q8_0 && llm->ggml_round && w->t->data && w->n_in % 32 == 0)
+        return linear_q8_0(llm, w, x, T, y, bias, err);
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
     if (llm->ggml_round && at != PARE_TYPE_F32) {

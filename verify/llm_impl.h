@@ -71,6 +71,8 @@ struct pare_llm {
     float *rope; /* [T][n_rot] cos, sin pairs per position */
     float *gws;  /* workspace of the matrix products */
     size_t gws_cap;
+    void *qws;   /* workspace of the Q8_0 products (quantized activations) */
+    size_t qws_cap;
 };
 
 /* Grows the scratch buffers to hold n_tokens tokens. */
@@ -87,6 +89,12 @@ pare_status llm_sync_pool(pare_llm *llm, pare_err *err);
 void llm_gemm_nt(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                  int ldc, float *ws);
 size_t llm_gemm_ws(int M, int K);
+/* y[M][N] = x[M][K] W^T for Q8_0 weights W (N rows of ldw bytes) as llama.cpp computes it on
+ * x86: x quantized to Q8_0, integer block dots, tinyBLAS's float order (verify/qgemm.c).
+ * ws: llm_qgemm_ws(M, K) bytes. False (nothing done) when K is not a multiple of 32. */
+bool llm_qgemm_q8_0(pare_pool *pool, int M, int N, int K, const float *x, int ldx, const void *W, size_t ldw,
+                    float *y, int ldy, void *ws);
+size_t llm_qgemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 

@@ -310,6 +310,7 @@ void pare_llm_free(pare_llm *llm) {
     free(llm->rope_freqs);
     free(llm->wbuf);
     free(llm->gws);
+    free(llm->qws);
     float *b[] = {llm->x, llm->xn, llm->q, llm->k, llm->v, llm->att, llm->h1, llm->h2, llm->tmp, llm->rope};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) free(b[i]);
     free(llm);
