@@ -3,7 +3,7 @@
 #
 # Compares pare with llama.cpp's tools as measured on this kind of machine (2 cores, figures in
 # ../shared/README.md) and with a plain `cp` of the 1b checkpoint measured here and now.
-# Each benchmark runs once under /usr/bin/time -v (Debian package `time`), after a `sync` so
+# Each benchmark runs BENCH_REPEAT times (default 3; the median is reported) under /usr/bin/time -v (Debian package `time`), after a `sync` so
 # that earlier writes are not billed to it, and prints one line:
 #   name, wall seconds, throughput, peak RSS MB, the reference figure, speed ratio (reference
 #   time / pare time, or pare tokens/s / reference tokens/s: above 1 means pare is faster),
@@ -29,6 +29,7 @@ PARE=${PARE:-build/pare}
 SHARED=${PARE_SHARED:-../shared}
 OUT=${BENCH_OUT:-bench/out}
 ONLY=${BENCH_ONLY:-.}
+REPEAT=${BENCH_REPEAT:-3}
 TIME=/usr/bin/time
 TEXT=tests/fixtures/eval.txt
 FIX=tests/fixtures/tiny-llama
@@ -106,14 +107,25 @@ run() {
         line "$name" - "not available" - "" "" "" "pare $2: not available yet"; return 0
     fi
     log=$OUT/log/$name.log
-    # Flush the previous benchmark's dirty pages first, so that its writeback is not billed here.
-    sync
-    "$TIME" -v -o "$OUT/tmp/time.txt" "$@" >"$log" 2>&1; rc=$?
-    cat "$OUT/tmp/time.txt" >>"$log"
-    if [ "$rc" -ne 0 ]; then
-        line "$name" - "FAILED rc=$rc" - "" "" "" "$*  (see $log)"; return 0
-    fi
-    wall=$(wall_of "$OUT/tmp/time.txt"); rss=$(rss_of "$OUT/tmp/time.txt")
+    : >"$log"
+    # REPEAT runs (this VM's speed swings by up to 2x from one run to the next); the median
+    # wall time and the largest peak RSS are reported. Outputs named after the command's
+    # last path argument are not removed here: callers remove them after run().
+    walls= rss=0 i=0
+    while [ "$i" -lt "$REPEAT" ]; do
+        i=$((i + 1))
+        [ -n "${RM_BEFORE:-}" ] && rm -f "$RM_BEFORE"
+        # Flush the previous run's dirty pages first, so that its writeback is not billed here.
+        sync
+        "$TIME" -v -o "$OUT/tmp/time.txt" "$@" >>"$log" 2>&1; rc=$?
+        cat "$OUT/tmp/time.txt" >>"$log"
+        if [ "$rc" -ne 0 ]; then
+            line "$name" - "FAILED rc=$rc" - "" "" "" "$*  (see $log)"; return 0
+        fi
+        walls="$walls $(wall_of "$OUT/tmp/time.txt")"
+        r=$(rss_of "$OUT/tmp/time.txt"); [ "$r" -gt "$rss" ] && rss=$r
+    done
+    wall=$(echo $walls | tr ' ' '\n' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
     case $kind in
     bytes)
         tput=$(awk -v b="$units" -v s="$wall" 'BEGIN { printf "%.0f MB/s", (s > 0 ? b / 1e6 / s : 0) }')
@@ -123,9 +135,14 @@ run() {
             ratio=$(awk -v r="$ref" -v s="$wall" 'BEGIN { printf "x%.2f speed", (s > 0 ? r / s : 0) }')
         fi;;
     tokens)
-        tput=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f tok/s", (s > 0 ? n / s : 0) }')
+        # pare eval's own figure (tokens evaluated / seconds of evaluation, load excluded, as
+        # llama-perplexity's tokens per second), median over the runs; else units / wall.
+        tps=$(sed -n 's/^pare eval: .* s, \([0-9]*\) tokens\/s$/\1/p' "$log" | sort -n |
+              awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }')
+        [ -n "$tps" ] || tps=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+        tput="$tps tok/s"
         refs="${ref} tok/s"
-        ratio=$(awk -v n="$units" -v s="$wall" -v r="$ref" 'BEGIN { printf "x%.2f speed", (s > 0 ? n / s / r : 0) }');;
+        ratio=$(awk -v t="$tps" -v r="$ref" 'BEGIN { printf "x%.2f speed", t / r }');;
     esac
     [ "$ref_rss" != "-" ] && refs="$refs ${ref_rss}MB"
     vscp=""
@@ -147,6 +164,7 @@ F16=$OUT/1b-f16.gguf
 # cp, three times (its time swings with the page cache's writeback); the median is the baseline.
 LAST_WALL=
 walls=
+REPEAT_ALL=$REPEAT REPEAT=1
 for i in 1 2 3; do
     run "cp-$i" bytes 4.1 - "$B1B" -- cp "$ST1B" "$OUT/tmp/copy.safetensors"
     walls="$walls $LAST_WALL"
@@ -157,34 +175,46 @@ CP_S=$(echo $walls | tr ' ' '\n' | sort -n | sed -n 2p)
 run cp+sync bytes 4.1 - "$B1B" -- sh -c "cp '$ST1B' '$OUT/tmp/copy.safetensors' && sync"
 rm -f "$OUT/tmp/copy.safetensors"
 echo "# cp baseline (median of 3): ${CP_S:-?} s" | tee -a "$RESULTS"
+REPEAT=$REPEAT_ALL
 
 # Outputs are removed first: replacing an existing 2 GB file makes the rename free its blocks,
 # which would be timed as part of pare's work.
 rm -f "$F16" "$OUT/1b-q8_0.gguf"
+RM_BEFORE=$F16
 run convert-f16 bytes 7.3 2500 "$B1B" -- "$PARE" convert "$M1B" "$F16" --type f16 --force
+RM_BEFORE=
+RM_BEFORE=$OUT/1b-q8_0.gguf
 run convert-q8_0 bytes 15.0 - "$B1B" -- "$PARE" convert "$M1B" "$OUT/1b-q8_0.gguf" --type q8_0 --force
+RM_BEFORE=
 rm -f "$OUT/1b-q8_0.gguf"
 
 if [ -f "$F16" ]; then
     BF16=$(stat -c %s "$F16")
     for spec in Q8_0:4.0 Q4_0:2.5 Q6_K:16.7 Q2_K:19.5 Q4_K_M:26.7; do
         t=${spec%%:*}; ref=${spec#*:}
+        RM_BEFORE=$OUT/1b-$t.gguf
         # shellcheck disable=SC2046 # paths here have no spaces
         run "quantize-$t" bytes "$ref" 2400 "$BF16" -- $(quantize_cmd "$F16" "$OUT/1b-$t.gguf" "$t")
+        RM_BEFORE=
         rm -f "$OUT/1b-$t.gguf"
     done
+    RM_BEFORE=$OUT/1b-merged.gguf
     run merge-lora bytes 15.4 265 "$BF16" -- \
         "$PARE" merge-lora "$F16" "$OUT/lora-1b" "$OUT/1b-merged.gguf" --threads 2 --force
+    RM_BEFORE=
     rm -f "$OUT/1b-merged.gguf"
+    RM_BEFORE=$OUT/1b-pruned.gguf
     run prune-2:4 bytes - - "$BF16" -- \
         "$PARE" prune "$F16" "$OUT/1b-pruned.gguf" --pattern 2:4 --threads 2 --force
+    RM_BEFORE=
     rm -f "$OUT/1b-pruned.gguf"
 else
     line "1b-f16.gguf" - "missing" - "" "" "" "quantize, merge-lora and prune need convert-f16's output"
 fi
 
 # Evaluation: the small preset as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 2 chunks of eval.txt.
-# tok/s = chunks x ctx tokens processed / wall time of the whole command (load included).
+# tok/s: pare eval's own figure (evaluation only, as llama-perplexity reports it); the wall
+# column is the whole command, load included.
 SMALL_F32=$OUT/small-f32.gguf
 if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
     if have convert && [ ! -f "$SMALL_F32" ]; then

@@ -41,6 +41,13 @@ typedef struct pare_pass {
     /* values: pare_tensor_nelements(t) floats, rows of t->ne[0], modified in place. */
     pare_status (*apply)(void *ctx, const pare_tensor *t, float *values, int n_threads, pare_err *err);
     void *ctx;
+    /* Optional, for passes whose result for a row depends on that row alone (row-scope and
+     * N:M pruning): the same work on rows [row0, row0 + n_rows) of t, whose values are given.
+     * With it the pipeline streams the tensor in pieces and runs the pass inside its
+     * conversion jobs, on several threads at once (different rows), instead of holding the
+     * whole tensor in f32. */
+    pare_status (*apply_rows)(void *ctx, const pare_tensor *t, float *values, int64_t row0, int64_t n_rows,
+                              pare_err *err);
 } pare_pass;
 
 /* Importance weights for quantizing one tensor (ne0 floats), or NULL. */

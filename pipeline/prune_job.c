@@ -7,6 +7,7 @@
 #include "quant/quant.h"
 
 #include <fnmatch.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,10 @@ typedef struct {
     /* global scope */
     float threshold;
     int64_t ties_left;
+    /* per model tensor, filled by whole tensors or by pieces of rows from several threads */
     pare_prune_stat *stats;
-    size_t n_stats;
+    bool *seen;
+    pthread_mutex_t mu;
 } prune_ctx;
 
 static bool selected(const pare_prune_job *job, const pare_tensor *t) {
@@ -50,6 +53,26 @@ static bool prune_wants(void *ctx, const pare_tensor *t) { return selected(((pru
 static const float *col_norm_of(prune_ctx *c, const pare_tensor *t) {
     if (!c->col_norm) return NULL;
     return c->col_norm[t - c->m->tensors];
+}
+
+/* Adds the zeros of n_rows pruned rows to the tensor's entry. */
+static void add_stat(prune_ctx *c, const pare_tensor *t, const float *v, int64_t n_rows) {
+    int64_t z = 0, rmin = 0, rmax = 0;
+    pare_prune_count_zeros(v, t->ne[0], n_rows, &z, &rmin, &rmax);
+    const size_t i = (size_t)(t - c->m->tensors);
+    pthread_mutex_lock(&c->mu);
+    pare_prune_stat *s = &c->stats[i];
+    if (!c->seen[i]) {
+        c->seen[i] = true;
+        snprintf(s->name, sizeof s->name, "%s", t->name);
+        s->row_min = rmin;
+        s->row_max = rmax;
+    }
+    s->n += t->ne[0] * n_rows;
+    s->zeros += z;
+    s->row_min = rmin < s->row_min ? rmin : s->row_min;
+    s->row_max = rmax > s->row_max ? rmax : s->row_max;
+    pthread_mutex_unlock(&c->mu);
 }
 
 static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_threads, pare_err *err) {
@@ -73,14 +96,28 @@ static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_
             return st;
         }
     }
-    pare_prune_stat *ns = realloc(c->stats, (c->n_stats + 1) * sizeof *ns);
-    FAIL_IF(!ns, PARE_ENOMEM, "out of memory");
-    c->stats = ns;
-    pare_prune_stat *s = &c->stats[c->n_stats++];
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", t->name);
-    s->n = ne0 * rows;
-    pare_prune_count_zeros(v, ne0, rows, &s->zeros, &s->row_min, &s->row_max);
+    add_stat(c, t, v, rows);
+    return PARE_OK;
+}
+
+/* Row scope and N:M: each row on its own, so the pipeline may hand over pieces. */
+static pare_status prune_apply_rows(void *ctx, const pare_tensor *t, float *v, int64_t row0, int64_t n_rows,
+                                    pare_err *err) {
+    (void)row0;
+    prune_ctx *c = ctx;
+    const pare_prune_job *job = c->job;
+    const float *sc = NULL;
+    if (c->col_norm) {
+        sc = col_norm_of(c, t);
+        FAIL_IF(!sc, PARE_EINPUT, "tensor '%s': no calibration activations reached it", t->name);
+    }
+    pare_prune_opts po = {.sparsity = job->sparsity, .scope = PARE_PRUNE_ROW, .n = job->n, .m = job->m};
+    pare_status st = pare_prune_matrix(v, t->ne[0], n_rows, sc, &po, 1, NULL, err);
+    if (st) {
+        pare_err_prefix(err, "tensor '%s'", t->name);
+        return st;
+    }
+    add_stat(c, t, v, n_rows);
     return PARE_OK;
 }
 
@@ -181,6 +218,16 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     }
     if (st) return st;
     prune_ctx c = {.job = job, .m = m};
+    pthread_mutex_init(&c.mu, NULL);
+    c.stats = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c.stats);
+    c.seen = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c.seen);
+    if (!c.stats || !c.seen) {
+        free(c.stats);
+        free(c.seen);
+        pthread_mutex_destroy(&c.mu);
+        pare_model_free(m);
+        return pare_err_set(err, PARE_ENOMEM, "out of memory");
+    }
     size_t n_sel = 0;
     for (size_t i = 0; i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
     if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
@@ -193,7 +240,9 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     pare_meta meta = {0};
     if (!st && kind == PARE_OUT_GGUF)
         st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
-    pare_pass pass = {"prune", prune_wants, prune_apply, &c};
+    const bool row_local = job->m || job->scope == 0;
+    pare_pass pass = {.name = "prune", .wants = prune_wants, .apply = prune_apply, .ctx = &c,
+                      .apply_rows = row_local ? prune_apply_rows : NULL};
     pare_write_extra x = {.passes = &pass, .n_passes = 1, .meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
     const char *inputs[1] = {in};
     if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
@@ -201,12 +250,18 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     free(types);
     for (size_t i = 0; c.col_norm && i < m->n_tensors; i++) free(c.col_norm[i]);
     free(c.col_norm);
+    const size_t m_tensors = m->n_tensors;
     pare_model_free(m);
-    if (!st && stats) {
+    if (!st && stats) { /* the pruned tensors in file order */
+        size_t n = 0;
+        for (size_t i = 0; i < m_tensors; i++)
+            if (c.seen[i]) c.stats[n++] = c.stats[i];
         *stats = c.stats;
-        *n_stats = c.n_stats;
+        *n_stats = n;
     } else {
         free(c.stats);
     }
+    free(c.seen);
+    pthread_mutex_destroy(&c.mu);
     return st;
 }

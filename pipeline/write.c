@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -36,6 +37,14 @@ typedef struct {
     float *scratch; /* per thread: CONVERT_ROWS_PER_JOB rows of f32 */
     int64_t scratch_stride;
     const pare_quant_traits *sq, *dq;
+    /* row-local passes (apply_rows) on the f32 values between the two conversions */
+    const pare_pass *passes;
+    size_t n_passes;
+    const pare_tensor *orig; /* the model's tensor, for the passes */
+    int64_t row0;            /* row of orig where this piece starts */
+    atomic_int failed;
+    pare_status st;
+    pare_err err;
 } convert_job;
 
 static void convert_rows(void *ctx, int64_t job, int thread) {
@@ -49,12 +58,24 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
     if (c->dst_type == PARE_TYPE_F32) f = (float *)dst; /* no second copy */
     /* The quant module's row functions (vectorised, also for f16/bf16) where it has them,
      * core's scalar conversions for the other plain types. */
-    if (c->t->type == PARE_TYPE_F32 && c->dst_type != PARE_TYPE_F32) {
+    if (c->n_passes && c->t->type == PARE_TYPE_F32) {
+        memcpy(f, src, (size_t)n * sizeof *f); /* the passes write to it */
+    } else if (c->t->type == PARE_TYPE_F32 && c->dst_type != PARE_TYPE_F32) {
         f = (float *)src; /* read-only use below */
     } else if (c->sq && c->sq->dequantize) {
         c->sq->dequantize(src, f, n);
     } else {
         pare_plain_to_f32(c->t->type, src, f, n);
+    }
+    for (size_t p = 0; p < c->n_passes; p++) {
+        const pare_pass *ps = &c->passes[p];
+        if (!ps->wants(ps->ctx, c->orig)) continue;
+        pare_err e = {0};
+        if (ps->apply_rows(ps->ctx, c->orig, f, c->row0 + r0, nr, &e)) {
+            int expect = 0;
+            if (atomic_compare_exchange_strong(&c->failed, &expect, 1)) c->st = e.code ? e.code : PARE_EINTERNAL, c->err = e;
+            return;
+        }
     }
     if (c->dst_type == PARE_TYPE_F32)
         return; /* already in dst */
@@ -64,11 +85,25 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
         pare_f32_to_plain(c->dst_type, f, dst, n);
 }
 
+static pare_status convert_passes(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+                                  int n_threads, const pare_pass *passes, size_t n_passes, const pare_tensor *orig,
+                                  int64_t row0, pare_err *err);
+
 pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
                                 int n_threads, pare_err *err) {
+    return convert_passes(t, src_bytes, dst_type, dst, n_threads, NULL, 0, t, 0, err);
+}
+
+/* pare_tensor_convert with row-local passes run on the f32 values of each job; t may be a
+ * piece of orig starting at its row row0. */
+static pare_status convert_passes(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+                                  int n_threads, const pare_pass *passes, size_t n_passes, const pare_tensor *orig,
+                                  int64_t row0, pare_err *err) {
     const pare_type_info *si = pare_type_get(t->type), *di = pare_type_get(dst_type);
     FAIL_IF(!si || !di, PARE_EINTERNAL, "tensor '%s': bad types", t->name);
-    convert_job c = {.t = t, .src = src_bytes, .dst_type = dst_type, .dst = dst, .n_rows = pare_tensor_nrows(t)};
+    convert_job c = {.t = t, .src = src_bytes, .dst_type = dst_type, .dst = dst, .n_rows = pare_tensor_nrows(t),
+                     .passes = passes, .n_passes = n_passes, .orig = orig, .row0 = row0};
+    atomic_init(&c.failed, 0);
     c.src_row = pare_type_row_size(t->type, t->ne[0]);
     c.dst_row = pare_type_row_size(dst_type, t->ne[0]);
     FAIL_IF(!c.dst_row && t->ne[0], PARE_EUNSUPPORTED, "tensor '%s': rows of %lld cannot be stored as %s",
@@ -93,6 +128,10 @@ pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, par
     int64_t jobs = (c.n_rows + CONVERT_ROWS_PER_JOB - 1) / CONVERT_ROWS_PER_JOB;
     pare_parallel_for(n_threads, jobs, convert_rows, &c);
     free(c.scratch);
+    if (atomic_load(&c.failed)) {
+        *err = c.err;
+        return c.st;
+    }
     return PARE_OK;
 }
 
@@ -232,6 +271,13 @@ static bool any_pass_wants(const pare_write_extra *x, const pare_tensor *t) {
     return false;
 }
 
+/* true when every pass that wants t can run on pieces of rows. */
+static bool row_passes(const pare_write_extra *x, const pare_tensor *t) {
+    for (size_t p = 0; x && p < x->n_passes; p++)
+        if (x->passes[p].wants(x->passes[p].ctx, t) && !x->passes[p].apply_rows) return false;
+    return true;
+}
+
 /* Produces the output bytes of one tensor into *out (malloc'ed) or points *direct at the
  * source bytes when nothing changes. */
 static pare_status produce(const pare_tensor *t, const void *src, pare_type type, const pare_write_extra *x,
@@ -352,9 +398,10 @@ static pare_status bg_stop(bg_writer *b, pare_err *err) {
 #define PIECE_BYTES (16u << 20)
 
 static pare_status write_converted(const pare_tensor *t, const void *src, const pare_tensor *plan_t, bg_writer *bg,
-                                   int n_threads, pare_err *err) {
+                                   const pare_write_extra *x, int n_threads, pare_err *err) {
     size_t src_row = pare_type_row_size(t->type, t->ne[0]), dst_row = pare_type_row_size(plan_t->type, t->ne[0]);
     int64_t rows = pare_tensor_nrows(t);
+    const bool rp = any_pass_wants(x, t); /* then all of them have apply_rows */
     int64_t per = dst_row ? (int64_t)(PIECE_BYTES / dst_row) : rows;
     if (per < 1) per = 1;
     for (int64_t r = 0; r < rows; r += per) {
@@ -366,8 +413,8 @@ static pare_status write_converted(const pare_tensor *t, const void *src, const 
         part.data = NULL;
         void *buf = malloc((size_t)nr * dst_row + 1);
         FAIL_IF(!buf, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
-        pare_status st = pare_tensor_convert(&part, (const uint8_t *)src + (size_t)r * src_row, plan_t->type, buf,
-                                             n_threads, err);
+        pare_status st = convert_passes(&part, (const uint8_t *)src + (size_t)r * src_row, plan_t->type, buf, n_threads,
+                                        rp ? x->passes : NULL, rp ? x->n_passes : 0, t, r, err);
         if (st) {
             free(buf);
             return st;
@@ -397,14 +444,14 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         void *tmp = NULL, *out = NULL;
         st = pare_tensor_bytes(t, &src, &tmp, err);
         if (st) break;
-        bool passes = any_pass_wants(x, t) || (x && x->rel_error) || (x && x->imatrix);
+        bool passes = (any_pass_wants(x, t) && !row_passes(x, t)) || (x && x->rel_error) || (x && x->imatrix);
         if (x && x->rel_error) x->rel_error[i] = -1;
         if (plan[i].type == t->type && !any_pass_wants(x, t)) {
             /* Unchanged: straight from the mapping (or the lazy copy) to the file. */
             st = bg_put(&bg, (piece){src, t->n_bytes, tmp, t}, err);
             tmp = NULL;
         } else if (!passes && t->n_dims <= 2) {
-            st = write_converted(t, src, &plan[i], &bg, n_threads, err);
+            st = write_converted(t, src, &plan[i], &bg, x, n_threads, err);
         } else {
             st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
                          (x && x->rel_error) ? &x->rel_error[i] : NULL, err);

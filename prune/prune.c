@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 typedef struct {
     float score;
@@ -52,10 +55,41 @@ static void prune_span(float *w, int64_t n, int64_t ne0, const float *col_scale,
     for (int64_t i = 0; i < k; i++) w[buf[i].idx] = 0.0f;
 }
 
+#if defined(__AVX512F__)
+/* N:4 on 16 weights (four groups, one per 128-bit lane) at a time, the same ranks as the
+ * scalar loop below: for each rotation r of a lane, the weight q = (p + r) % 4 is below p
+ * when (q > p and score_q < score_p) or (q < p and not score_p < score_q). */
+static int64_t prune_n4_avx512(float *w, int64_t ne0, const float *col_scale, int n) {
+    const __m512i one = _mm512_set1_epi32(1), need = _mm512_set1_epi32(4 - n);
+    /* lanes p of each group whose partner after rotation r comes earlier (q < p) */
+    const __mmask16 earlier[4] = {0, 0x8888, 0xCCCC, 0xEEEE};
+    int64_t c = 0;
+    for (; c + 16 <= ne0; c += 16) {
+        const __m512 v = _mm512_loadu_ps(w + c);
+        __m512 a = _mm512_abs_ps(v);
+        if (col_scale) a = _mm512_mul_ps(a, _mm512_loadu_ps(col_scale + c));
+        __m512i rank = _mm512_setzero_si512();
+        const __m512 rot[4] = {a, _mm512_permute_ps(a, 0x39), _mm512_permute_ps(a, 0x4E), _mm512_permute_ps(a, 0x93)};
+        for (int r = 1; r < 4; r++) {
+            const __mmask16 lt = _mm512_cmp_ps_mask(rot[r], a, _CMP_LT_OQ);  /* score_q < score_p */
+            const __mmask16 nlt = _mm512_cmp_ps_mask(a, rot[r], _CMP_NLT_UQ); /* !(score_p < score_q) */
+            const __mmask16 below = (__mmask16)((nlt & earlier[r]) | (lt & ~earlier[r]));
+            rank = _mm512_mask_add_epi32(rank, below, rank, one);
+        }
+        _mm512_storeu_ps(w + c, _mm512_maskz_mov_ps(_mm512_cmpge_epi32_mask(rank, need), v));
+    }
+    return c;
+}
+#endif
+
 static void prune_nm_row(float *w, int64_t ne0, const float *col_scale, int n, int m) {
     float sc[256];
     int rank[256];
-    for (int64_t c = 0; c + m <= ne0; c += m) {
+    int64_t c0 = 0;
+#if defined(__AVX512F__)
+    if (m == 4) c0 = prune_n4_avx512(w, ne0, col_scale, n);
+#endif
+    for (int64_t c = c0; c + m <= ne0; c += m) {
         for (int i = 0; i < m; i++) {
             sc[i] = score_of(w, c + i, col_scale, c + i);
             rank[i] = 0;
@@ -98,7 +132,12 @@ static void prune_rows(void *ctx, int64_t job, int thread) {
 
 static int64_t count_zeros(const float *w, int64_t n) {
     int64_t z = 0;
-    for (int64_t i = 0; i < n; i++) z += w[i] == 0.0f;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        z += __builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(w + i), _mm512_setzero_ps(), _CMP_EQ_OQ));
+#endif
+    for (; i < n; i++) z += w[i] == 0.0f;
     return z;
 }
 
@@ -119,8 +158,10 @@ pare_status pare_prune_matrix(float *w, int64_t ne0, int64_t n_rows, const float
         free(buf);
     } else {
         row_job j = {w, ne0, n_rows, (int64_t)llround(o->sparsity * (double)ne0), col_scale, o, NULL};
-        j.bufs = malloc((size_t)n_threads * (size_t)ne0 * sizeof *j.bufs + sizeof *j.bufs);
-        FAIL_IF(!j.bufs, PARE_ENOMEM, "out of memory");
+        if (!o->m) { /* N:M needs no selection buffers */
+            j.bufs = malloc((size_t)n_threads * (size_t)ne0 * sizeof *j.bufs + sizeof *j.bufs);
+            FAIL_IF(!j.bufs, PARE_ENOMEM, "out of memory");
+        }
         pare_parallel_for(n_threads, (n_rows + ROWS_PER_JOB - 1) / ROWS_PER_JOB, prune_rows, &j);
         free(j.bufs);
     }

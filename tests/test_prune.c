@@ -86,6 +86,35 @@ static void test_nm(void) {
     CHECK(pare_prune_matrix(w, NE0, ROWS, NULL, &o, 2, NULL, &err) == PARE_EINPUT);
 }
 
+/* N:4 with many ties, signed zeros, column scales (Wanda) and a row length that is not a
+ * multiple of 16 (the vector path's tail): the zeroed weights are exactly the 4 - n first
+ * of each group in (score, index) order. */
+static void test_n4_ties(void) {
+    enum { NE0 = 68, ROWS = 9 };
+    const float vals[] = {0.0f, -0.0f, 1.0f, -1.0f, 2.0f, -2.0f, 0.5f};
+    float w[NE0 * ROWS], keep[NE0 * ROWS], scale[NE0];
+    for (int i = 0; i < NE0; i++) scale[i] = (i % 3) ? 1.0f : 2.0f;
+    for (int n = 1; n <= 3; n++)
+        for (int sc = 0; sc < 2; sc++) {
+            for (int i = 0; i < NE0 * ROWS; i++) keep[i] = w[i] = vals[(i * 7 + i / 5 + n) % 7];
+            pare_prune_opts o = {.n = n, .m = 4};
+            pare_err err = {0};
+            const float *cs = sc ? scale : NULL;
+            CHECK_OK(pare_prune_matrix(w, NE0, ROWS, cs, &o, 2, NULL, &err), &err);
+            int bad = 0;
+            for (int g = 0; g < NE0 * ROWS; g += 4)
+                for (int p = 0; p < 4; p++) {
+                    float s[4];
+                    for (int q = 0; q < 4; q++) s[q] = fabsf(keep[g + q]) * (cs ? cs[(g + q) % NE0] : 1.0f);
+                    int rank = 0;
+                    for (int q = 0; q < 4; q++) rank += q < p ? s[q] <= s[p] : q > p ? s[q] < s[p] : 0;
+                    const float want = rank < 4 - n ? 0.0f : keep[g + p];
+                    bad += memcmp(&w[g + p], &want, sizeof want) != 0 && !(want == 0 && w[g + p] == 0);
+                }
+            CHECK_MSG(bad == 0, "%d:4%s: %d weights differ from the (score, index) rule", n, sc ? " scaled" : "", bad);
+        }
+}
+
 static void test_kth_and_global(void) {
     float s[1000], c[1000];
     for (int i = 0; i < 1000; i++) s[i] = c[i] = (float)((i * 37) % 100);
@@ -103,6 +132,7 @@ static void test_kth_and_global(void) {
 
 int main(void) {
     TH_RUN(test_row_exact);
+    TH_RUN(test_n4_ties);
     TH_RUN(test_tensor_scope);
     TH_RUN(test_nm);
     TH_RUN(test_kth_and_global);
