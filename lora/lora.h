@@ -68,6 +68,10 @@ pare_status pare_lora_merger_new(pare_lora_adapter *const *ad, size_t n, pare_lo
 void pare_lora_merger_free(pare_lora_merger *mg);
 bool pare_lora_merger_wants(void *mg, const pare_tensor *t);
 pare_status pare_lora_merger_apply(void *mg, const pare_tensor *t, float *values, int n_threads, pare_err *err);
+/* The same on rows [row0, row0 + n_rows) of t alone (one thread; safe to call from several at
+ * once on different rows): the pipeline's streaming form. */
+pare_status pare_lora_merger_apply_rows(void *mg, const pare_tensor *t, float *values, int64_t row0, int64_t n_rows,
+                                        pare_err *err);
 /* Per merged tensor: name and relative change, in merge order. */
 size_t pare_lora_merger_n_done(const pare_lora_merger *mg);
 void pare_lora_merger_done(const pare_lora_merger *mg, size_t i, const char **name, double *rel_change);

@@ -2,13 +2,14 @@
 #include "lora/lora.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     char *name;
-    double rel_change;
+    double base2, change2; /* ||W||^2 and ||W' - W||^2, summed over the pieces of rows */
 } merge_record;
 
 struct pare_lora_merger {
@@ -16,6 +17,7 @@ struct pare_lora_merger {
     size_t n_ad;
     merge_record *done;
     size_t n_done;
+    pthread_mutex_t mu; /* pieces of rows arrive from several threads */
 };
 
 pare_status pare_lora_merger_new(pare_lora_adapter *const *ad, size_t n, pare_lora_merger **out, pare_err *err) {
@@ -27,6 +29,7 @@ pare_status pare_lora_merger_new(pare_lora_adapter *const *ad, size_t n, pare_lo
     FAIL_IF(!mg, PARE_ENOMEM, "out of memory");
     mg->ad = ad;
     mg->n_ad = n;
+    pthread_mutex_init(&mg->mu, NULL);
     *out = mg;
     return PARE_OK;
 }
@@ -35,6 +38,7 @@ void pare_lora_merger_free(pare_lora_merger *mg) {
     if (!mg) return;
     for (size_t i = 0; i < mg->n_done; i++) free(mg->done[i].name);
     free(mg->done);
+    pthread_mutex_destroy(&mg->mu);
     free(mg);
 }
 
@@ -57,20 +61,23 @@ typedef struct {
     int64_t rows, per;
 } delta_job;
 
+/* Rows [r0, r0 + nr) of W (given at w) += their rows of s * B A. */
+static void delta_block(float *w, const pare_lora_pair *p, int64_t r0, int64_t nr) {
+    if (!p->transposed) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)p->n_in, (int)p->r, (float)p->scale,
+                    p->b + r0 * p->r, (int)p->r, p->a, (int)p->n_in, 1.0f, w, (int)p->n_in);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)nr, (int)p->n_out, (int)p->r, (float)p->scale,
+                    p->a + r0, (int)p->n_in, p->b, (int)p->r, 1.0f, w, (int)p->n_out);
+    }
+}
+
 static void delta_rows(void *ctx, int64_t job, int thread) {
     (void)thread;
     delta_job *d = ctx;
     const pare_lora_pair *p = d->p;
     int64_t r0 = job * d->per, nr = d->rows - r0 < d->per ? d->rows - r0 : d->per;
-    if (!p->transposed) {
-        /* W[r0..] (nr x n_in) += s * B[r0..] (nr x r) A (r x n_in) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)p->n_in, (int)p->r, (float)p->scale,
-                    p->b + r0 * p->r, (int)p->r, p->a, (int)p->n_in, 1.0f, d->w + r0 * p->n_in, (int)p->n_in);
-    } else {
-        /* W[r0..] (nr x n_out) += s * A^T[r0..] (nr x r) B^T (r x n_out) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)nr, (int)p->n_out, (int)p->r, (float)p->scale,
-                    p->a + r0, (int)p->n_in, p->b, (int)p->r, 1.0f, d->w + r0 * p->n_out, (int)p->n_out);
-    }
+    delta_block(d->w + r0 * (p->transposed ? p->n_out : p->n_in), p, r0, nr);
 }
 
 void pare_lora_add_delta(float *w, const pare_lora_pair *p, int n_threads) {
@@ -118,18 +125,40 @@ static double norm2(const float *v, int64_t n) {
     return s;
 }
 
-pare_status pare_lora_merger_apply(void *ctx, const pare_tensor *t, float *values, int n_threads, pare_err *err) {
-    pare_lora_merger *mg = ctx;
-    int64_t n = pare_tensor_nelements(t);
+/* The record of tensor `name` (created on first use); call with mg->mu held. */
+static merge_record *record_of(pare_lora_merger *mg, const char *name, pare_err *err) {
+    for (size_t i = mg->n_done; i-- > 0;)
+        if (!strcmp(mg->done[i].name, name)) return &mg->done[i];
+    merge_record *nd = realloc(mg->done, (mg->n_done + 1) * sizeof *nd);
+    if (!nd) {
+        pare_err_set(err, PARE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    mg->done = nd;
+    merge_record *r = &mg->done[mg->n_done];
+    *r = (merge_record){strdup(name), 0, 0};
+    if (!r->name) {
+        pare_err_set(err, PARE_ENOMEM, "out of memory");
+        return NULL;
+    }
+    mg->n_done++;
+    return r;
+}
+
+/* Rows [row0, row0 + n_rows) of t, given at values: every adapter's change to them. whole:
+ * the call covers the whole tensor (and may use n_threads). */
+static pare_status merge_rows(pare_lora_merger *mg, const pare_tensor *t, float *values, int64_t row0,
+                              int64_t n_rows, int n_threads, bool whole, pare_err *err) {
+    const int64_t ne0 = t->ne[0], n = ne0 * n_rows;
     double base2 = norm2(values, n), change2 = 0;
     for (size_t a = 0; a < mg->n_ad; a++) {
         const pare_lora_adapter *ad = mg->ad[a];
         for (size_t i = 0; i < ad->n_fulls; i++) {
             const pare_lora_full *f = &ad->fulls[i];
             if (strcmp(f->target, t->name)) continue;
-            FAIL_IF(pare_tensor_nelements(&f->t) != n, PARE_EINPUT, "%s: '%s' does not have the base's shape",
-                    ad->path, t->name);
-            const float *v = f->t.data;
+            FAIL_IF(pare_tensor_nelements(&f->t) != pare_tensor_nelements(t) || f->t.ne[0] != ne0, PARE_EINPUT,
+                    "%s: '%s' does not have the base's shape", ad->path, t->name);
+            const float *v = (const float *)f->t.data + row0 * ne0;
             for (int64_t k = 0; k < n; k++) {
                 double d = (double)v[k] - values[k];
                 change2 += d * d;
@@ -140,29 +169,38 @@ pare_status pare_lora_merger_apply(void *ctx, const pare_tensor *t, float *value
             const pare_lora_pair *p = &ad->pairs[i];
             if (strcmp(p->target, t->name)) continue;
             int64_t rows = p->transposed ? p->n_in : p->n_out, cols = p->transposed ? p->n_out : p->n_in;
-            FAIL_IF(t->ne[0] != cols || pare_tensor_nrows(t) != rows, PARE_EINPUT,
+            FAIL_IF(ne0 != cols || pare_tensor_nrows(t) != rows, PARE_EINPUT,
                     "%s: '%s' is %lld x %lld in the adapter but %lld x %lld in the base", ad->path, t->name,
-                    (long long)rows, (long long)cols, (long long)pare_tensor_nrows(t), (long long)t->ne[0]);
-            pare_lora_add_delta(values, p, n_threads);
-            change2 += delta_norm2(p);
+                    (long long)rows, (long long)cols, (long long)pare_tensor_nrows(t), (long long)ne0);
+            if (whole) pare_lora_add_delta(values, p, n_threads);
+            else delta_block(values, p, row0, n_rows);
+            /* the norm of the whole change, once per tensor (from its first rows) */
+            if (row0 == 0) change2 += delta_norm2(p);
         }
     }
-    merge_record *nd = realloc(mg->done, (mg->n_done + 1) * sizeof *nd);
-    FAIL_IF(!nd, PARE_ENOMEM, "out of memory");
-    mg->done = nd;
-    mg->done[mg->n_done].name = strdup(t->name);
-    /* With several adapters on one tensor this is the sum of their norms squared: an
-     * estimate that ignores their cross terms. */
-    mg->done[mg->n_done].rel_change = base2 > 0 ? sqrt(change2 / base2) : 0;
-    mg->n_done++;
-    return PARE_OK;
+    pthread_mutex_lock(&mg->mu);
+    merge_record *r = record_of(mg, t->name, err);
+    if (r) r->base2 += base2, r->change2 += change2;
+    pthread_mutex_unlock(&mg->mu);
+    return r ? PARE_OK : PARE_ENOMEM;
+}
+
+pare_status pare_lora_merger_apply(void *ctx, const pare_tensor *t, float *values, int n_threads, pare_err *err) {
+    return merge_rows(ctx, t, values, 0, pare_tensor_nrows(t), n_threads, true, err);
+}
+
+pare_status pare_lora_merger_apply_rows(void *ctx, const pare_tensor *t, float *values, int64_t row0, int64_t n_rows,
+                                        pare_err *err) {
+    return merge_rows(ctx, t, values, row0, n_rows, 1, false, err);
 }
 
 size_t pare_lora_merger_n_done(const pare_lora_merger *mg) { return mg->n_done; }
 
 void pare_lora_merger_done(const pare_lora_merger *mg, size_t i, const char **name, double *rel_change) {
     *name = mg->done[i].name;
-    *rel_change = mg->done[i].rel_change;
+    /* With several adapters on one tensor this is the sum of their norms squared: an
+     * estimate that ignores their cross terms. */
+    *rel_change = mg->done[i].base2 > 0 ? sqrt(mg->done[i].change2 / mg->done[i].base2) : 0;
 }
 
 pare_status pare_lora_check(const pare_lora_adapter *const *ad, size_t n, const pare_model *base, pare_err *err) {

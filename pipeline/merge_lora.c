@@ -45,7 +45,8 @@ pare_status pare_merge_lora(const char *base, const pare_adapter_spec *spec, siz
     pare_meta meta = {0};
     if (!st && kind == PARE_OUT_GGUF)
         st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
-    pare_pass pass = {.name = "merge-lora", .wants = pare_lora_merger_wants, .apply = pare_lora_merger_apply, .ctx = mg};
+    pare_pass pass = {.name = "merge-lora", .wants = pare_lora_merger_wants, .apply = pare_lora_merger_apply, .ctx = mg,
+                      .apply_rows = pare_lora_merger_apply_rows};
     pare_write_extra x = {.passes = &pass, .n_passes = 1, .meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
     const char **inputs = calloc(n_ad + 1, sizeof *inputs);
     if (!st && !inputs) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
