@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define TOL_GOLDEN_F32 2e-3   /* |logit - llama.cpp's| for the f32 model (the brief's bound) */
-#define TOL_GOLDEN_Q 1e-1     /* the same for Q8_0 / Q4_K_M; measured 0.036 and 0.065 (see below) */
+#define TOL_GOLDEN_Q 1e-1     /* the same for Q4_K_M, whose K-quant dots are not in ggml's order yet: 0.063 */
 #define GOLDEN_HEAD 8         /* positions of quantized models held to TOL_GOLDEN_F32 */
 #define TOL_PPL_REL 2e-4      /* 0.02 % of llama-perplexity's value */
 #define TOL_REF_F32 1e-3      /* pare f32 (no ggml rounding) vs the naive double reference */
@@ -119,30 +119,28 @@ static void test_golden_f32(void) {
     printf("  f32 without ggml's f16 KV cache rounding: max diff %.3g\n", d2);
 }
 
-/* Quantized models: the first positions match to f32 noise (so ggml's rounding of activations
- * to Q8_0 / Q8_K is reproduced); later, differences up to 0.04 (Q8_0) and 0.065 (Q4_K_M),
- * mean 0.004-0.007, appear. The likely cause (not proven): rounding activations to 8 bits
- * turns f32-level differences of summation order (pare's kernel vs ggml's dot products) into
- * occasional +-1 flips of a quantized value, which propagate; changing only the summation
- * order inside pare moves Q8_0 logits by up to 0.002. The f32 model matches at every position, and perplexities
- * match llama.cpp's to 0.015 % (bench/ppl_table.c). */
-static void golden_quant(const char *model_rel, const char *logits_rel, const char *what) {
+/* Quantized models. Q8_0: llama.cpp's numbers exactly, which needs ggml's order everywhere
+ * (integer block dots with tinyBLAS's lanes, the f16 attention products, ggml's expf, the
+ * fma that GCC puts into its RoPE): one ulp anywhere can flip an 8-bit activation and the
+ * flip travels along the sequence. tol: the bound over all positions; the first positions
+ * are always held to the f32 bound. */
+static void golden_quant(const char *model_rel, const char *logits_rel, const char *what, double tol) {
     double head = -1, d = golden_diff(model_rel, logits_rel, true, &head);
     if (d < 0) return;
     printf("  %s: max |logit - llama.cpp| = %.3g (tolerance %.g), first %d positions %.3g (tolerance %.g)\n", what,
-           d, TOL_GOLDEN_Q, GOLDEN_HEAD, head, TOL_GOLDEN_F32);
-    CHECK_MSG(d <= TOL_GOLDEN_Q, "max diff %g", d);
+           d, tol, GOLDEN_HEAD, head, TOL_GOLDEN_F32);
+    CHECK_MSG(d <= tol, "max diff %g", d);
     CHECK_MSG(head >= 0 && head <= TOL_GOLDEN_F32, "first positions: max diff %g", head);
 }
 
 static void test_golden_q8_0(void) {
     golden_quant("models/fortune-llama-gguf/fortune-llama-Q8_0.gguf", "models/fortune-llama-golden/logits-Q8_0.bin",
-                 "Q8_0");
+                 "Q8_0", TOL_GOLDEN_F32);
 }
 
 static void test_golden_q4_k_m(void) {
     golden_quant("models/fortune-llama-gguf/fortune-llama-Q4_K_M.gguf",
-                 "models/fortune-llama-golden/logits-Q4_K_M.bin", "Q4_K_M");
+                 "models/fortune-llama-golden/logits-Q4_K_M.bin", "Q4_K_M", TOL_GOLDEN_Q);
 }
 
 /* ------------------------------------------------------------------------ golden perplexity */

@@ -151,23 +151,37 @@ static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 #if defined(__AVX512F__)
-/* e^x for 16 floats, within about 1 ulp of expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split
- * in two for an exact product), e^r by its Taylor series to r^7, then scaled by 2^n (scalef
- * gives 0 and inf past the float range; NaN stays NaN). */
+/* e^x for 16 floats as ggml-cpu computes it for softmax and SiLU on AVX-512 machines
+ * (ggml_v_expf, after Arm's optimized routines): x = n ln2 + b with n rounded through the
+ * 1.5 * 2^23 trick and ln2 split in two, e^b by a degree-5 polynomial in Estrin form, scaled
+ * by 2^n; |n| > 192 gives 0 or infinity. The same constants and operation order give
+ * ggml's bits, which matter: the probabilities are then rounded to f16 and the activations
+ * to 8-bit blocks, where one ulp can move a value to the next step. */
 static __m512 exp16(__m512 x) {
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 hi = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)),
+                                      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f)));
+    const __m512 j = _mm512_fmadd_ps(hi, u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (!big) return res;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, zero, _CMP_LE_OQ), _mm512_set1_ps(INFINITY), zero);
+    return _mm512_mask_blend_ps(big, res, alt);
+}
+
+/* The sum of 16 lanes in the tree _mm512_reduce_add_ps uses (halves, then quarters, then
+ * pairs): ggml's and tinyBLAS's final sums. */
+static inline float sum16(__m512 a) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
 }
 #endif
 
@@ -206,8 +220,11 @@ static void rope_row(const pare_llm *llm, float *x, int n_heads, const float *ca
             float *a = llm->rope_neox ? v + i0 / 2 : v + i0;
             float *b = llm->rope_neox ? v + i0 / 2 + nr / 2 : v + i0 + 1;
             const float x0 = *a, x1 = *b;
-            *a = x0 * c - x1 * s;
-            *b = x0 * s + x1 * c;
+            /* ggml's rope is C compiled by GCC with its default -ffp-contract=fast, which
+             * fuses the first product of each line into an fma; the same here, because one
+             * ulp in q or k can survive their rounding to f16 and then an 8-bit block. */
+            *a = fmaf(x0, c, -(x1 * s));
+            *b = fmaf(x0, s, x1 * c);
         }
     }
 }
@@ -326,7 +343,8 @@ typedef struct {
 } att_job;
 
 /* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
- * scale, max, expf, a double sum, then a float scale. Masked keys get 0. */
+ * scale, max, e^(x - max) 16 keys at a time from key 0 (the masked keys after pos are 0),
+ * each group's sum (sum16) added in double, then a float scale. Masked keys get 0. */
 static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     float max = -INFINITY;
     for (int i = 0; i <= pos; i++) {
@@ -334,27 +352,39 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         if (s[i] > max) max = s[i];
     }
     double sum = 0;
-    int i = 0;
 #if defined(__AVX512F__)
     const __m512 vmax = _mm512_set1_ps(max);
-    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
-    for (; i + 16 <= pos + 1; i += 16) {
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), vmax));
-        _mm512_storeu_ps(s + i, e);
-        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    for (int i = 0; i <= pos; i += 16) {
+        const int left = pos + 1 - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmax)));
+        _mm512_mask_storeu_ps(s + i, m, e);
+        sum += (double)sum16(e);
     }
-    sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-#endif
-    for (; i <= pos; i++) {
+#else
+    for (int i = 0; i <= pos; i++) {
         s[i] = expf(s[i] - max);
         sum += (double)s[i];
     }
+#endif
     const float inv = (float)(1.0 / sum);
     for (int i = 0; i <= pos; i++) s[i] *= inv;
     if (f16) round_f16_n(s, s, pos + 1);
     for (int i = pos + 1; i < n_cols; i++) s[i] = 0;
 }
+
+#if defined(__AVX512F__)
+/* The attention products as llamafile's tinyBLAS computes them for f16 operands on AVX-512:
+ * each output is 16 lanes, lane l accumulating the products of elements l, l + 16, ... with
+ * fma, then sum16. q, k, v and the probabilities already hold f16 values, so the products
+ * are exact and only this order decides the rounding. n and the strides are multiples of 16;
+ * padding holds zeros. */
+static inline float dot16(const float *a, const float *b, int n) {
+    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b));
+    for (int l = 16; l < n; l += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + l), _mm512_loadu_ps(b + l), acc);
+    return sum16(acc);
+}
+#endif
 
 /* One head: att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query rows that
  * only look at the keys up to their last row. */
@@ -364,15 +394,30 @@ static void att_head(void *ctx, int64_t h, int thread) {
     const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
     const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
     const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
-    float *S = j->buf + (size_t)thread * j->per_thread, *vt = S + (size_t)j->bl * T, *ws = vt + (size_t)hd * T;
+    const int Tp = (T + 15) / 16 * 16; /* rows padded for 16-lane products */
+    float *S = j->buf + (size_t)thread * j->per_thread, *vt = S + (size_t)j->bl * Tp, *ws = vt + (size_t)hd * Tp;
     float *out = llm->att + h * hd;
-    for (int t = 0; t < T; t++) /* v_g^T, so that p v is a product with rows contiguous along k */
-        for (int d = 0; d < hd; d++) vt[(size_t)d * T + t] = vg[t * ldkv + d];
+    for (int d = 0; d < hd; d++) { /* v_g^T, so that p v is a product with rows contiguous along k */
+        for (int t = 0; t < T; t++) vt[(size_t)d * Tp + t] = vg[t * ldkv + d];
+        for (int t = T; t < Tp; t++) vt[(size_t)d * Tp + t] = 0;
+    }
+#if defined(__AVX512F__)
+    if (llm->ggml_round && hd % 16 == 0) { /* llama.cpp's order, output by output */
+        for (int p = j->r0; p < T; p++) {
+            const float *qp = qh + (int64_t)p * j->ldq;
+            for (int t = 0; t <= p; t++) S[t] = dot16(qp, kg + (int64_t)t * ldkv, hd);
+            const int np = (p + 16) / 16 * 16;
+            softmax_row(S, p, np, llm->kq_scale, true);
+            for (int d = 0; d < hd; d++) out[(int64_t)p * ldo + d] = dot16(S, vt + (size_t)d * Tp, np);
+        }
+        return;
+    }
+#endif
     for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
         llm_gemm_nt(NULL, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
         for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
-        llm_gemm_nt(NULL, nr, hd, nc, S, nc, vt, T, out + r0 * ldo, (int)ldo, ws);
+        llm_gemm_nt(NULL, nr, hd, nc, S, nc, vt, Tp, out + r0 * ldo, (int)ldo, ws);
     }
 }
 
@@ -382,7 +427,8 @@ static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64
     const int nt = pare_pool_threads(llm->pool);
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
     const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
-    const size_t per = (size_t)bl * T + (size_t)llm->n_embd_head * T + (ws1 > ws2 ? ws1 : ws2);
+    const size_t Tp = (size_t)(T + 15) / 16 * 16;
+    const size_t per = (size_t)bl * Tp + (size_t)llm->n_embd_head * Tp + (ws1 > ws2 ? ws1 : ws2);
     float *buf = malloc((size_t)nt * per * sizeof *buf);
     FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
     att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
