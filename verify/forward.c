@@ -261,19 +261,27 @@ static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *
 
 /* ------------------------------------------------------------------------ products */
 
-/* Q8_0 weights in memory, with ggml's roundings: integer products straight from the codes. */
-static pare_status linear_q8_0(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y, const float *bias,
-                               pare_err *err) {
-    const size_t ws = llm_qgemm_ws(T, (int)w->n_in);
+/* Q8_0, Q4_K and Q6_K weights in memory, with ggml's roundings: integer products straight
+ * from the codes, in llama.cpp's order. PARE_EUNSUPPORTED: not possible here (no memory for
+ * the K-quant tiles); the caller takes the f32 path. */
+static pare_status linear_int(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y, const float *bias,
+                              pare_err *err) {
+    const bool q8 = w->t->type == PARE_TYPE_Q8_0;
+    const size_t ws = q8 ? llm_qgemm_ws(T, (int)w->n_in) : llm_kgemm_ws(T, (int)w->n_in);
     if (ws > llm->qws_cap) {
         free(llm->qws);
         llm->qws = malloc(ws);
         llm->qws_cap = llm->qws ? ws : 0;
         FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
     }
-    const size_t ldw = (size_t)w->n_in / 32 * 34;
-    llm_qgemm_q8_0(llm->pool, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in, w->t->data, ldw, y, (int)w->n_out,
-                   llm->qws);
+    if (q8) {
+        const size_t ldw = (size_t)w->n_in / 32 * 34;
+        llm_qgemm_q8_0(llm->pool, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in, w->t->data, ldw, y, (int)w->n_out,
+                       llm->qws);
+    } else if (!llm_kgemm(llm->pool, w->t->type, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in, w->t->data, y,
+                          (int)w->n_out, llm->qws)) {
+        return PARE_EUNSUPPORTED;
+    }
     if (bias) rows(llm, OP_BIAS, T, w->n_out, NULL, 0, y, w->n_out, NULL, bias);
     return PARE_OK;
 }
@@ -283,8 +291,12 @@ static pare_status linear_q8_0(pare_llm *llm, const llm_mat *w, const float *x, 
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
                           const float *bias, pare_err *err) {
     if (llm->hook) llm->hook(llm->hook_user, name, x, T, (int)w->n_in);
-    if (w->t->type == PARE_TYPE_Q8_0 && llm->ggml_round && w->t->data && w->n_in % 32 == 0)
-        return linear_q8_0(llm, w, x, T, y, bias, err);
+    if (llm->ggml_round && w->t->data &&
+        ((w->t->type == PARE_TYPE_Q8_0 && w->n_in % 32 == 0) ||
+         ((w->t->type == PARE_TYPE_Q4_K || w->t->type == PARE_TYPE_Q6_K) && w->n_in % 256 == 0))) {
+        pare_status st = linear_int(llm, w, x, T, y, bias, err);
+        if (st != PARE_EUNSUPPORTED) return st; /* else: no memory for it; the f32 way below */
+    }
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
     if (llm->ggml_round && at != PARE_TYPE_F32) {

@@ -95,6 +95,12 @@ size_t llm_gemm_ws(int M, int K);
 bool llm_qgemm_q8_0(pare_pool *pool, int M, int N, int K, const float *x, int ldx, const void *W, size_t ldw,
                     float *y, int ldy, void *ws);
 size_t llm_qgemm_ws(int M, int K);
+/* The same for Q4_K and Q6_K weights (rows of K / 256 super-blocks), x quantized to Q8_K,
+ * in ggml_vec_dot_q4_K_q8_K's / q6_K's float order (verify/kgemm.c). ws: llm_kgemm_ws(M, K)
+ * bytes. False (nothing done) for other types, K not a multiple of 256, or no memory. */
+bool llm_kgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
+               float *y, int ldy, void *ws);
+size_t llm_kgemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 
