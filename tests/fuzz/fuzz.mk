@@ -23,7 +23,7 @@ FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 REPLAY_BINS  := $(FUZZ_NAMES:%=build/san/fuzz/replay_%)
 FUZZ_HDRS    := tests/fuzz/fuzz_util.h $(wildcard formats/*.h lora/*.h quant/*.h verify/*.h core/*.h)
 
-.PHONY: fuzz fuzz-build fuzz-replay
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-seeds
 
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -55,3 +55,11 @@ fuzz: $(FUZZ_BINS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
 
 -include $(FUZZ_OBJ:.o=.d)
+
+# The hand-made seeds of tests/fuzz/regress (committed; run again after a format change).
+build/san/fuzz/mkseeds: tests/fuzz/mkseeds.c $(FUZZ_HDRS) build/san/libpare.a
+	@mkdir -p $(dir $@)
+	@$(CC) $(filter-out -MMD -MP,$(CFLAGS_COMMON)) $(SAN) -o $@ $< build/san/libpare.a $(LDLIBS)
+
+fuzz-seeds: build/san/fuzz/mkseeds
+	build/san/fuzz/mkseeds tests/fuzz/regress

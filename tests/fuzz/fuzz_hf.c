@@ -140,8 +140,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pare_err err = {0};
     pare_status st = pare_hf_load(folder, &m, &err);
     fuzz_check_status(st, &err, "pare_hf_load");
-    if (!st) st = pare_hf_to_gguf(m, &err);
-    fuzz_check_status(st, &err, "pare_hf_to_gguf");
+    if (!st) {
+        st = pare_hf_to_gguf(m, &err);
+        fuzz_check_status(st, &err, "pare_hf_to_gguf");
+    }
     if (!st) {
         fuzz_read_all(m);
         tokenize_some(&m->meta);

@@ -36,7 +36,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_SEP "\n%%pare-file%%\n"
+#define FUZZ_SEP "\n#pare-fuzz-file#\n"
 #define FUZZ_SEP_LEN (sizeof FUZZ_SEP - 1)
 #define FUZZ_MAX_PIECES 8
 
@@ -153,8 +153,12 @@ static inline size_t fuzz_split(const uint8_t *data, size_t size, fuzz_piece *pc
 
 /* ------------------------------------------------------------------ checks */
 
-/* Every failure must carry a known code and a message. */
+/* Every failure must carry a known code and a message. With PARE_FUZZ_VERBOSE set in the
+ * environment, every checked call prints its outcome (to see how deep a seed gets). */
 static inline void fuzz_check_status(pare_status st, const pare_err *err, const char *what) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("PARE_FUZZ_VERBOSE") != NULL;
+    if (verbose) fprintf(stderr, "  %s: %s\n", what, st ? err->msg : "ok");
     if (st == PARE_OK) return;
     if ((int)st < PARE_EUSAGE || (int)st > PARE_EINTERNAL) FUZZ_BUG("%s: status %d out of range", what, (int)st);
     if (err->code != st) FUZZ_BUG("%s: returned %d but err->code is %d", what, (int)st, (int)err->code);
