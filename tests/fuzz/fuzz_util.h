@@ -183,12 +183,16 @@ static inline void *fuzz_tensor_bytes(const pare_tensor *t) {
 }
 
 /* Reads every tensor of m the way the CLI's passes do: its bytes, and its values as f32
- * through quant/ (so dequantizers see hostile blocks too). */
-static inline void fuzz_read_all(const pare_model *m) {
+ * through quant/ (so dequantizers see hostile blocks too). Returns whether every tensor's
+ * bytes could be read: lazy tensors (compressed zip entries) may fail only now, and then a
+ * writer fails on them as well. */
+static inline bool fuzz_read_all(const pare_model *m) {
+    bool all = true;
     for (size_t i = 0; i < m->n_tensors; i++) {
         const pare_tensor *t = &m->tensors[i];
         void *b = fuzz_tensor_bytes(t);
         free(b);
+        if (!b && t->n_bytes <= FUZZ_READ_MAX) all = false;
         int64_t ne = pare_tensor_nelements(t);
         if (!b || ne < 0 || (uint64_t)ne > FUZZ_READ_MAX / sizeof(float)) continue;
         float *f = malloc(ne ? (size_t)ne * sizeof *f : 1);
@@ -198,6 +202,7 @@ static inline void fuzz_read_all(const pare_model *m) {
         if (st != PARE_EUNSUPPORTED) fuzz_check_status(st, &err, t->name);
         free(f);
     }
+    return all;
 }
 
 /* b must hold the same tensors (names, types, dims, bytes) as a, in any order. */
