@@ -94,7 +94,8 @@ static const char *folder_for(fuzz_piece cfg) {
 }
 
 static void tokenize_some(const pare_meta *meta) {
-    static const char text[] = "Hello world, 123  tabs\tand\nnewlines; \xc3\xbc" "n\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 <s>";
+    static const char text[] = "Hello world, 123  tabs\tand\nnewlines; "
+                               "\xc3\xbc" "n\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 <s>";
     pare_tokenizer *tk = NULL;
     pare_err err = {0};
     pare_status st = pare_tokenizer_new(meta, &tk, &err);

@@ -21,7 +21,8 @@ SEP='\n#pare-fuzz-file#\n'
 # HF corpus folders of test_hf as fuzz_hf.c's joined pieces.
 hf_join() {
     first=1
-    for f in config.json tokenizer.model tokenizer_config.json tokenizer.json added_tokens.json special_tokens_map.json; do
+    for f in config.json tokenizer.model tokenizer_config.json tokenizer.json added_tokens.json \
+             special_tokens_map.json; do
         [ $first -eq 1 ] || printf "$SEP"
         first=0
         [ -f "$1/$f" ] && cat "$1/$f"

@@ -15,7 +15,8 @@ fuzz_max_len() {
 # (files or folders); the other seeds are in tests/fuzz/regress/NAME, made by mkseeds.c.
 fuzz_fixture_seeds() {
     case $1 in
-        safetensors) echo tests/fixtures/tiny-llama-lora/adapter_model.safetensors tests/fixtures/tiny-llama/model.safetensors;;
+        safetensors) echo tests/fixtures/tiny-llama-lora/adapter_model.safetensors \
+                          tests/fixtures/tiny-llama/model.safetensors;;
         pytorch) echo tests/fixtures/tiny.pt tests/fixtures/evil.pt tests/fixtures/pytorch;;
         *) ;;
     esac
