@@ -33,7 +33,7 @@ SOBJ     := $(LIB_SRC:%.c=build/san/%.o)
 SCMD_OBJ := $(CMD_SRC:%.c=build/san/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=build/san/tests/%)
 
-.PHONY: all deps test bench install clean check-headers fixtures
+.PHONY: all deps test bench install clean check-headers fixtures fuzz
 all: build/pare build/libpare.a
 
 deps:
@@ -93,4 +93,5 @@ clean:
 	rm -rf build
 
 -include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d)
+-include tests/fuzz/fuzz.mk
 .SECONDARY:

@@ -417,7 +417,8 @@ static pare_status load_part(const char *path, pare_model *m, pare_meta *meta, p
     pi->first_tensor = m->n_tensors;
     TRY(rd_tensor_infos(&r, n_t, m, err));
     pi->n_tensors = m->n_tensors - pi->first_tensor;
-    return rd_data(&r, m->tensors + pi->first_tensor, pi->n_tensors, pi->alignment, idx, err);
+    /* m->tensors is NULL while no part has tensors: NULL + 0 is undefined in C. */
+    return rd_data(&r, pi->n_tensors ? m->tensors + pi->first_tensor : NULL, pi->n_tensors, pi->alignment, idx, err);
 }
 
 /* ------------------------------------------------------------------------ split files */

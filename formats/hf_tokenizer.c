@@ -976,8 +976,12 @@ pare_status pare_hf_sp_build(const pare_meta *meta, uint8_t **out, size_t *len, 
     int64_t unk = -1;
     for (uint64_t i = 0; i < v.n && !b.oom && !piece.oom; i++) {
         int32_t t = vtype(&v, i);
-        FAIL_IF(v.tok[i].len == 0, PARE_EUNSUPPORTED, "token %llu is empty (sentencepiece cannot hold it)",
-                (unsigned long long)i);
+        if (v.tok[i].len == 0) {
+            free(b.p);
+            free(piece.p);
+            return pare_err_set(err, PARE_EUNSUPPORTED, "token %llu is empty (sentencepiece cannot hold it)",
+                                (unsigned long long)i);
+        }
         piece.n = 0;
         pb_bytes(&piece, 1, v.tok[i].s, (size_t)v.tok[i].len);
         pb_float(&piece, 2, vscore(&v, i));

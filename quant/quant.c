@@ -218,7 +218,7 @@ pare_status pare_tensor_to_f32(const pare_tensor *t, float *dst, int n_threads, 
     int64_t nel = pare_tensor_nelements(t);
     if (fast && nel > 0)
         st = pare_dequantize(t->type, bytes, dst, nel / t->ne[0], t->ne[0], n_threads, err);
-    else if (!pare_plain_to_f32(t->type, bytes, dst, nel))
+    else if (nel > 0 && !pare_plain_to_f32(t->type, bytes, dst, nel)) /* no bytes (NULL) when empty */
         st = pare_err_set(err, PARE_EUNSUPPORTED, "tensor '%s': cannot convert %s to f32", t->name, ti->name);
     if (st != PARE_OK) pare_err_prefix(err, "tensor '%s'", t->name);
     free(tmp);

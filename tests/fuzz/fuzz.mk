@@ -1,0 +1,65 @@
+# tests/fuzz/fuzz.mk - fuzzing of every parser; included by the Makefile.
+#
+#   make fuzz                   every target of tests/fuzz/fuzz_*.c for FUZZ_SECONDS (60) each,
+#                               one at a time under nice; fails if any target crashed
+#   make fuzz FUZZ_TARGETS="gguf pytorch" FUZZ_SECONDS=300
+#   make fuzz-replay            the replay drivers that `make test` runs over tests/fuzz/regress
+#
+# libFuzzer targets are built with clang into build/fuzz/ (pare's sources compiled again with
+# -fsanitize=fuzzer-no-link,address,undefined into build/fuzz/obj, apart from build/obj and
+# build/san). New corpus entries go to build/fuzz/corpus/NAME, crashes to build/fuzz/crashes.
+# The replay drivers are tests/fuzz/replay.c + fuzz_NAME.c built with $(CC) and the same
+# sanitizers as the module tests, against build/san/libpare.a.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# clang does not know every gcc warning the Makefile turns off.
+FUZZ_CFLAGS  := $(CFLAGS_COMMON) -O1 -Wno-unknown-warning-option
+FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+REPLAY_BINS  := $(FUZZ_NAMES:%=build/san/fuzz/replay_%)
+FUZZ_HDRS    := tests/fuzz/fuzz_util.h $(wildcard formats/*.h lora/*.h quant/*.h verify/*.h core/*.h)
+
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-seeds
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "CC (fuzz) $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -c $< -o $@
+
+build/fuzz/libpare.a: $(FUZZ_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDRS) build/fuzz/libpare.a
+	@echo "LD (fuzz) $@"
+	@$(FUZZ_CC) $(filter-out -MMD -MP,$(FUZZ_CFLAGS)) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< \
+	    build/fuzz/libpare.a $(LDLIBS)
+
+build/san/fuzz/replay_%: tests/fuzz/replay.c tests/fuzz/fuzz_%.c $(FUZZ_HDRS) build/san/libpare.a
+	@mkdir -p $(dir $@)
+	@echo "LD (asan) $@"
+	@$(CC) $(filter-out -MMD -MP,$(CFLAGS_COMMON)) $(SAN) -o $@ tests/fuzz/replay.c tests/fuzz/fuzz_$*.c \
+	    build/san/libpare.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+fuzz-replay: $(REPLAY_BINS)
+
+# tests/cli/fuzz_replay.sh runs the replay drivers.
+test: $(REPLAY_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+-include $(FUZZ_OBJ:.o=.d)
+
+# The hand-made seeds of tests/fuzz/regress (committed; run again after a format change).
+build/san/fuzz/mkseeds: tests/fuzz/mkseeds.c $(FUZZ_HDRS) build/san/libpare.a
+	@mkdir -p $(dir $@)
+	@$(CC) $(filter-out -MMD -MP,$(CFLAGS_COMMON)) $(SAN) -o $@ $< build/san/libpare.a $(LDLIBS)
+
+fuzz-seeds: build/san/fuzz/mkseeds
+	build/san/fuzz/mkseeds tests/fuzz/regress
