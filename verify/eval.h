@@ -42,6 +42,11 @@ int pare_llm_n_ctx_train(const pare_llm *llm); /* ARCH.context_length (0 when ab
 bool pare_llm_add_bos(const pare_llm *llm);
 int32_t pare_llm_bos(const pare_llm *llm);
 
+/* Allocates and touches the working memory of a pass over n_tokens and starts the threads,
+ * so that the first pass does not pay for it (llama.cpp reserves its compute buffers when
+ * the context is made, before anything is timed). Optional: passes grow what they need. */
+pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err);
+
 /* logits[n_tokens][n_vocab] for one sequence of tokens starting at position 0 (causal).
  * Token ids are checked against the vocabulary; gpt2 also limits n_tokens to the
  * position table. */

@@ -270,7 +270,7 @@ static pare_status linear_int(pare_llm *llm, const llm_mat *w, const float *x, i
     const size_t ws = q8 ? llm_qgemm_ws(T, (int)w->n_in) : llm_kgemm_ws(T, (int)w->n_in);
     if (ws > llm->qws_cap) {
         free(llm->qws);
-        llm->qws = malloc(ws);
+        llm->qws = llm_big_alloc(ws);
         llm->qws_cap = llm->qws ? ws : 0;
         FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
     }
@@ -312,7 +312,7 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     const size_t ws = llm_gemm_ws(T, n_in);
     if (ws > llm->gws_cap) {
         free(llm->gws);
-        llm->gws = malloc(ws * sizeof(float));
+        llm->gws = llm_big_alloc(ws * sizeof(float));
         llm->gws_cap = llm->gws ? ws : 0; /* without it llm_gemm_nt allocates its own */
     }
     for (int64_t r0 = 0; r0 < n_out; r0 += block) {
@@ -396,6 +396,49 @@ static inline float dot16(const float *a, const float *b, int n) {
     for (int l = 16; l < n; l += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + l), _mm512_loadu_ps(b + l), acc);
     return sum16(acc);
 }
+
+/* sum16 of 16 registers at once, into one register in order: the same pairs at each level
+ * (lane i + i+8, then + i+4, then + i+2, then + i+1), gathered across registers by shuffles
+ * so that every add does 16 useful sums. The last level leaves sum k in lane 4 (k % 4) + k / 4. */
+static inline __m512 sum16x16(const __m512 a[16]) {
+    __m512 c[8], d[4], e[2];
+    for (int p = 0; p < 8; p++)
+        c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0xEE));
+    for (int q = 0; q < 4; q++)
+        d[q] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * q], c[2 * q + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * q], c[2 * q + 1], 0xDD));
+    for (int r = 0; r < 2; r++)
+        e[r] = _mm512_add_ps(_mm512_shuffle_ps(d[2 * r], d[2 * r + 1], 0x44), _mm512_shuffle_ps(d[2 * r], d[2 * r + 1], 0xEE));
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], 0x88), _mm512_shuffle_ps(e[0], e[1], 0xDD));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+}
+
+/* s[t] = dot16(q, k_t) for 16 keys t0.. (rows ldk apart), n <= 64. */
+static inline void kq16(const float *q, const float *k, int64_t ldk, int n, float *s) {
+    __m512 acc[16];
+    const int nc = n / 16;
+    __m512 qv[4];
+    for (int c = 0; c < nc; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+    for (int t = 0; t < 16; t++) {
+        const float *kt = k + (int64_t)t * ldk;
+        acc[t] = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kt));
+        for (int c = 1; c < nc; c++) acc[t] = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kt + 16 * c), acc[t]);
+    }
+    _mm512_storeu_ps(s, sum16x16(acc));
+}
+
+/* out[d] = dot16(p, vt_d, n) for 16 rows d of vt (ldv apart). */
+static inline void pv16(const float *p, const float *vt, int64_t ldv, int n, float *out) {
+    __m512 acc[16];
+    const __m512 p0 = _mm512_loadu_ps(p);
+    for (int d = 0; d < 16; d++) acc[d] = _mm512_mul_ps(p0, _mm512_loadu_ps(vt + (int64_t)d * ldv));
+    for (int l = 16; l < n; l += 16) {
+        const __m512 pl = _mm512_loadu_ps(p + l);
+        for (int d = 0; d < 16; d++) acc[d] = _mm512_fmadd_ps(pl, _mm512_loadu_ps(vt + (int64_t)d * ldv + l), acc[d]);
+    }
+    _mm512_storeu_ps(out, sum16x16(acc));
+}
 #endif
 
 /* One head: att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query rows that
@@ -415,12 +458,27 @@ static void att_head(void *ctx, int64_t h, int thread) {
     }
 #if defined(__AVX512F__)
     if (llm->ggml_round && hd % 16 == 0) { /* llama.cpp's order, output by output */
-        for (int p = j->r0; p < T; p++) {
-            const float *qp = qh + (int64_t)p * j->ldq;
-            for (int t = 0; t <= p; t++) S[t] = dot16(qp, kg + (int64_t)t * ldkv, hd);
-            const int np = (p + 16) / 16 * 16;
-            softmax_row(S, p, np, llm->kq_scale, true);
-            for (int d = 0; d < hd; d++) out[(int64_t)p * ldo + d] = dot16(S, vt + (size_t)d * Tp, np);
+        /* Blocks of ATT_BLOCK queries; keys 64 at a time (16 KiB for a head of 64, kept in
+         * L1 while every query of the block uses them), then v^T 16 rows at a time (all
+         * queries again), so that neither is streamed from L2 once per query. */
+        for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
+            const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr, ncp = (nc + 15) / 16 * 16;
+            for (int t0 = 0; t0 < nc; t0 += 64) {
+                const int t1 = t0 + 64 < nc ? t0 + 64 : nc;
+                for (int i = t0 > r0 ? t0 - r0 : 0; i < nr; i++) {
+                    const int p = r0 + i, te = t1 < p + 1 ? t1 : p + 1;
+                    const float *qp = qh + (int64_t)p * j->ldq;
+                    float *Si = S + (size_t)i * ncp;
+                    int t = t0;
+                    if (hd <= 64)
+                        for (; t + 16 <= te; t += 16) kq16(qp, kg + (int64_t)t * ldkv, ldkv, hd, Si + t);
+                    for (; t < te; t++) Si[t] = dot16(qp, kg + (int64_t)t * ldkv, hd);
+                }
+            }
+            for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * ncp, r0 + i, (r0 + i + 16) / 16 * 16, llm->kq_scale, true);
+            for (int d = 0; d < hd; d += 16)
+                for (int i = 0; i < nr; i++)
+                    pv16(S + (size_t)i * ncp, vt + (size_t)d * Tp, Tp, (r0 + i + 16) / 16 * 16, out + (int64_t)(r0 + i) * ldo + d);
         }
         return;
     }

@@ -75,6 +75,11 @@ struct pare_llm {
     size_t qws_cap;
 };
 
+/* Memory for big scratch buffers (activations, logits, workspaces): 2 MiB aligned and
+ * marked for transparent huge pages, so that touching them costs a fault per 2 MiB, not per
+ * 4 KiB, and the products miss the TLB less. Freed with free(). NULL when out of memory. */
+void *llm_big_alloc(size_t bytes);
+
 /* Grows the scratch buffers to hold n_tokens tokens. */
 pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
 /* Returns the f32 values of rows [r0, r1) of a weight matrix: the tensor's own bytes when

@@ -6,6 +6,8 @@
  */
 #include "verify/llm_impl.h"
 
+#include <sys/mman.h>
+
 #include "quant/quant.h"
 
 #include <math.h>
@@ -344,10 +346,23 @@ void pare_llm_set_ggml_rounding(pare_llm *llm, bool on) { llm->ggml_round = on; 
 
 /* ------------------------------------------------------------------------ scratch */
 
+void *llm_big_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge / 2) return malloc(bytes ? bytes : 1);
+    const size_t n = (bytes + huge - 1) / huge * huge;
+    void *p = NULL;
+    if (posix_memalign(&p, huge, n)) return NULL;
+#if defined(MADV_HUGEPAGE)
+    madvise(p, n, MADV_HUGEPAGE); /* a hint: without it the memory is just 4 KiB pages */
+#endif
+    return p;
+}
+
+/* The contents are not kept: a pass fills its buffers from the start. */
 static pare_status grow(float **p, size_t n, pare_err *err) {
-    float *q = realloc(*p, n * sizeof *q);
-    FAIL_IF(!q, PARE_ENOMEM, "out of memory for %zu activations", n);
-    *p = q;
+    free(*p);
+    *p = llm_big_alloc(n * sizeof **p);
+    FAIL_IF(!*p, PARE_ENOMEM, "out of memory for %zu activations", n);
     return PARE_OK;
 }
 
@@ -368,7 +383,39 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
     TRY(grow(&llm->h2, T * F, err));
     TRY(grow(&llm->tmp, T * wide, err));
     TRY(grow(&llm->rope, T * (size_t)(llm->n_rot > 0 ? llm->n_rot : 1), err));
+    /* touched now, once, rather than page by page inside the products */
+    float *b[] = {llm->x, llm->xn, llm->att, llm->h1, llm->h2, llm->tmp};
+    const size_t nb[] = {T * D, T * D, T * hq, T * F, T * F, T * wide};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) memset(b[i], 0, nb[i] * sizeof(float));
+    memset(llm->q, 0, T * (llm->arch == LLM_ARCH_GPT2 ? D + 2 * hkv : hq) * sizeof(float));
+    memset(llm->k, 0, T * hkv * sizeof(float));
+    memset(llm->v, 0, T * hkv * sizeof(float));
     llm->cap_tokens = n_tokens;
+    return PARE_OK;
+}
+
+pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err) {
+    FAIL_IF(n_tokens < 1, PARE_EUSAGE, "%s: nothing to prepare for (%d tokens)", llm->name, n_tokens);
+    TRY(llm_reserve(llm, n_tokens, err));
+    TRY(llm_sync_pool(llm, err));
+    const int K = llm->n_embd > llm->n_ff_max ? llm->n_embd : llm->n_ff_max;
+    const size_t gws = llm_gemm_ws(n_tokens, K);
+    if (gws > llm->gws_cap) {
+        free(llm->gws);
+        llm->gws = llm_big_alloc(gws * sizeof(float));
+        llm->gws_cap = llm->gws ? gws : 0;
+        FAIL_IF(!llm->gws, PARE_ENOMEM, "%s: out of memory for the products' workspace", llm->name);
+    }
+    size_t qws = llm_qgemm_ws(n_tokens, K);
+    if (K % 256 == 0 && llm_kgemm_ws(n_tokens, K) > qws) qws = llm_kgemm_ws(n_tokens, K);
+    if (qws > llm->qws_cap) {
+        free(llm->qws);
+        llm->qws = llm_big_alloc(qws);
+        llm->qws_cap = llm->qws ? qws : 0;
+        FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
+    }
+    memset(llm->gws, 0, llm->gws_cap * sizeof(float));
+    memset(llm->qws, 0, llm->qws_cap);
     return PARE_OK;
 }
 

@@ -127,7 +127,7 @@ static void state_free(ppl_state *s) {
 static pare_status state_alloc(ppl_state *s, bool kld, pare_err *err) {
     const size_t R = (size_t)s->n_score, V = (size_t)s->n_vocab;
     s->chunk = malloc((size_t)s->n_ctx * sizeof *s->chunk);
-    s->logits = malloc((size_t)(s->n_ctx - s->first) * V * sizeof *s->logits);
+    s->logits = llm_big_alloc((size_t)(s->n_ctx - s->first) * V * sizeof *s->logits);
     s->j.nll = malloc(R * sizeof(double));
     bool ok = s->chunk && s->logits && s->j.nll;
     if (kld) {
