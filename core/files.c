@@ -99,23 +99,10 @@ pare_status pare_read_file(const char *path, size_t max_bytes, char **out, size_
     return PARE_OK;
 }
 
-/* Sequential writes go to the disk with O_DIRECT where the file system allows it, from an
- * aligned staging buffer of OUTFILE_STAGE bytes written whole: on this kind of machine the
- * page-cache copy of a buffered write (and its writeback) costs more CPU than the conversion
- * feeding it, while direct writes of large blocks run at the disk's speed (dd of 2.2 GB:
- * 2.1 s direct in 64 MiB blocks, 4.9-6.6 s buffered + fsync). The tail that is not a whole
- * number of 4 KiB blocks goes through the ordinary descriptor at commit. */
-#define OUTFILE_STAGE (32u << 20)
-#define OUTFILE_ALIGN 4096u
-
 struct pare_outfile {
     char *path;     /* final name */
     char *tmp_path; /* where we write until commit */
     int fd;
-    int dfd;        /* the same file opened with O_DIRECT, or -1 */
-    uint8_t *stage; /* dfd: bytes from staged_at not yet written */
-    size_t staged;
-    uint64_t staged_at;
     uint64_t pos;
     uint64_t flushed; /* bytes handed to sync_file_range so far */
     bool committed;
@@ -167,7 +154,6 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
     pare_outfile *f = calloc(1, sizeof *f);
     FAIL_IF(!f, PARE_ENOMEM, "out of memory");
     f->fd = -1;
-    f->dfd = -1;
     f->path = strdup(path);
     /* The temporary lives in the destination folder so that rename() is atomic. */
     char *dcopy = strdup(path), *bcopy = strdup(path);
@@ -196,31 +182,18 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
         return PARE_EIO;
     }
     fchmod(f->fd, 0644);
-#if defined(O_DIRECT)
-    /* Not every file system takes O_DIRECT (tmpfs does not): then writes stay buffered. */
-    if (posix_memalign((void **)&f->stage, OUTFILE_ALIGN, OUTFILE_STAGE) == 0) {
-        f->dfd = open(f->tmp_path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-        if (f->dfd < 0) {
-            free(f->stage);
-            f->stage = NULL;
-        }
-    } else {
-        f->stage = NULL;
-    }
-#endif
     *out = f;
     return PARE_OK;
 }
 
-static pare_status raw_pwrite(int fd, const char *path, const void *buf, size_t n, uint64_t off, pare_err *err) {
+pare_status pare_outfile_pwrite(pare_outfile *f, const void *buf, size_t n, uint64_t off, pare_err *err) {
     const uint8_t *p = buf;
     while (n) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        ssize_t w = pwrite(f->fd, p, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR) continue;
-            return pare_err_errno(err, "%s: write failed", path);
+            return pare_err_errno(err, "%s: write failed", f->path);
         }
-        if (w == 0) return pare_err_set(err, PARE_EIO, "%s: write made no progress", path);
         p += w;
         n -= (size_t)w;
         off += (uint64_t)w;
@@ -228,50 +201,12 @@ static pare_status raw_pwrite(int fd, const char *path, const void *buf, size_t 
     return PARE_OK;
 }
 
-/* Writes the staged bytes: the whole blocks with O_DIRECT; `all`: the remainder too,
- * through the buffered descriptor (then direct writing stops: only the end is left). */
-static pare_status stage_flush(pare_outfile *f, bool all, pare_err *err) {
-    if (f->dfd < 0 || !f->staged) return PARE_OK;
-    const size_t whole = f->staged / OUTFILE_ALIGN * OUTFILE_ALIGN;
-    if (whole) TRY(raw_pwrite(f->dfd, f->path, f->stage, whole, f->staged_at, err));
-    if (!all) {
-        /* only called with a full stage, a whole number of blocks */
-        f->staged_at += whole;
-        f->staged = 0;
-        return PARE_OK;
-    }
-    if (f->staged > whole) TRY(raw_pwrite(f->fd, f->path, f->stage + whole, f->staged - whole, f->staged_at + whole, err));
-    f->staged_at += f->staged;
-    f->staged = 0;
-    close(f->dfd);
-    f->dfd = -1;
-    return PARE_OK;
-}
-
-pare_status pare_outfile_pwrite(pare_outfile *f, const void *buf, size_t n, uint64_t off, pare_err *err) {
-    TRY(stage_flush(f, true, err)); /* random access: everything buffered from here on */
-    return raw_pwrite(f->fd, f->path, buf, n, off, err);
-}
-
 /* Bytes after which written data is handed to the disk in the background, so that the
  * final fsync is short and dirty pages do not pile up while a large model is written. */
 #define OUTFILE_FLUSH_EVERY (64u << 20)
 
 pare_status pare_outfile_write(pare_outfile *f, const void *buf, size_t n, pare_err *err) {
-    if (f->dfd >= 0) {
-        const uint8_t *p = buf;
-        while (n) {
-            size_t k = OUTFILE_STAGE - f->staged < n ? OUTFILE_STAGE - f->staged : n;
-            memcpy(f->stage + f->staged, p, k);
-            f->staged += k;
-            f->pos += k;
-            p += k;
-            n -= k;
-            if (f->staged == OUTFILE_STAGE) TRY(stage_flush(f, false, err));
-        }
-        return PARE_OK;
-    }
-    TRY(raw_pwrite(f->fd, f->path, buf, n, f->pos, err));
+    TRY(pare_outfile_pwrite(f, buf, n, f->pos, err));
     f->pos += n;
     if (f->pos - f->flushed >= OUTFILE_FLUSH_EVERY) {
         sync_file_range(f->fd, (off_t)f->flushed, (off_t)(f->pos - f->flushed), SYNC_FILE_RANGE_WRITE);
@@ -294,7 +229,6 @@ int pare_outfile_fd(const pare_outfile *f) { return f->fd; }
 const char *pare_outfile_path(const pare_outfile *f) { return f->path; }
 
 pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
-    TRY(stage_flush(f, true, err));
     if (fsync(f->fd) != 0) return pare_err_errno(err, "%s: fsync failed", f->path);
     if (close(f->fd) != 0) {
         f->fd = -1;
@@ -318,8 +252,6 @@ pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
 
 void pare_outfile_free(pare_outfile *f) {
     if (!f) return;
-    if (f->dfd >= 0) close(f->dfd);
-    free(f->stage);
     if (f->fd >= 0) close(f->fd);
     if (!f->committed && f->tmp_path) unlink(f->tmp_path);
     free(f->tmp_path);
