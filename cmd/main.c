@@ -22,11 +22,13 @@ static const cmd_entry commands[] = {
     {"imatrix", cmd_imatrix, "importance matrix (llama.cpp .dat) from calibration text"},
     {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},
     {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary, as llama.cpp"},
+    {"shrink", cmd_shrink, "merge, prune and quantize, then publish only if a quality gate passes"},
 };
 
 int cmd_exit_code(pare_status st) {
     if (st == PARE_OK) return 0;
     if (st == PARE_EUSAGE) return 1;
+    if (st == PARE_EQUALITY) return 3;
     return 2;
 }
 
@@ -65,6 +67,20 @@ bool cmd_parse_double(const char *s, double *out) {
     return true;
 }
 
+char *cmd_split_scale(const char *arg, double *scale) {
+    char *path = strdup(arg);
+    *scale = 1.0;
+    if (!path) return NULL;
+    /* PATH:SCALE, where the part after the last ':' is a number */
+    char *colon = strrchr(path, ':');
+    double s;
+    if (colon && cmd_parse_double(colon + 1, &s)) {
+        *colon = 0;
+        *scale = s;
+    }
+    return path;
+}
+
 bool cmd_stderr_is_tty(void) { return isatty(2) == 1; }
 
 void cmd_progress(void *user, const char *what, uint64_t done, uint64_t total) {
@@ -83,7 +99,7 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'pare COMMAND --help' describes a command. Exit status: 0 success, 1 usage error,\n"
-               "2 bad input or failure.\n");
+               "2 bad input or failure, 3 a quality gate refused the result (nothing written).\n");
 }
 
 int main(int argc, char **argv) {

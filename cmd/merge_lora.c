@@ -56,16 +56,8 @@ int cmd_merge_lora(int argc, char **argv) {
     pare_adapter_spec *ad = calloc(n_ad, sizeof *ad);
     char **paths = calloc(n_ad, sizeof *paths);
     for (size_t i = 0; i < n_ad; i++) {
-        /* ADAPTER:SCALE, where the part after the last ':' is a number. */
-        paths[i] = strdup(pos[i + 1]);
+        paths[i] = cmd_split_scale(pos[i + 1], &ad[i].scale);
         ad[i].path = paths[i];
-        ad[i].scale = 1.0;
-        char *colon = strrchr(paths[i], ':');
-        double s;
-        if (colon && cmd_parse_double(colon + 1, &s)) {
-            *colon = 0;
-            ad[i].scale = s;
-        }
     }
     pare_err err = {0};
     double t0 = pare_now();

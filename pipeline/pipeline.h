@@ -7,6 +7,7 @@
 #define PARE_PIPELINE_H
 
 #include "core/core.h"
+#include "verify/eval.h"
 
 #include <stdio.h>
 
@@ -171,6 +172,35 @@ pare_status pare_imatrix_make(const char *model, const char *text_path, const ch
  * with the share of the difference's energy kept goes to report. */
 pare_status pare_extract_lora(const char *base, const char *tuned, const char *out, int rank,
                               const pare_convert_opts *o, FILE *report, pare_err *err);
+
+/* pare shrink: the whole job with a quality gate. */
+typedef struct {
+    const pare_adapter_spec *adapters; /* merged first (may be none) */
+    size_t n_adapters;
+    const pare_prune_job *prune;       /* then pruned (NULL: not) */
+    int ftype;                         /* then quantized with this pare_ftype's plan (< 0: not) */
+    const char *imatrix_path;          /* importance matrix for the quantization, or NULL */
+    const char *text_path;             /* evaluation text for the gate */
+    int ctx;                           /* tokens per chunk (0: 512) */
+    int n_chunks;                      /* chunks of the text to evaluate (<= 0: all) */
+    double max_ppl_increase;           /* bound on PPL(result) / PPL(reference) - 1 */
+    double max_kld;                    /* bound on the mean KL divergence (< 0: none) */
+} pare_shrink_job;
+
+typedef struct {
+    pare_ppl_result eval;  /* the result evaluated against the reference (KLD included) */
+    double ppl_increase;   /* eval.ppl / eval.ppl_base_exact - 1 */
+    double kld;            /* eval.kld_mean */
+    bool passed;
+} pare_shrink_result;
+
+/* Runs the stages into a temporary folder beside `out`, evaluates the result against the
+ * model before pruning and quantization (the input, or the input with the adapters merged)
+ * on job->text_path, and renames it to `out` only when the gate passes; otherwise returns
+ * PARE_EQUALITY with the figures in err and writes nothing. res->eval is set when the
+ * evaluation ran (free with pare_ppl_result_free). Stage reports go to `report`. */
+pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *job, const pare_convert_opts *o,
+                        FILE *report, pare_shrink_result *res, pare_err *err);
 
 /* The file type llama.cpp records for a GGUF whose weights have these types (the most
  * common type among 2-D weights; 0 (ALL_F32) when there are none). */

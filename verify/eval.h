@@ -92,6 +92,7 @@ typedef struct {
     /* KL divergence vs a base model (has_kld), the sums llama.cpp keeps ... */
     bool has_kld;
     double sum_nll_base, sum_nll_base2, sum_nll_nll_base;
+    double sum_nll_base_exact; /* the base's -log p from its full logits (not the 16-bit copy) */
     double sum_kld, sum_kld2, sum_p_diff, sum_p_diff2, sum_p_diff4;
     double max_p_diff;
     int64_t n_same_top;
@@ -100,6 +101,8 @@ typedef struct {
     /* ... and what llama-perplexity --kl-divergence reports from them
      * (pare_ppl_finish fills these; percentiles of sorted values as llama.cpp interpolates). */
     double ppl_base, ppl_base_err;
+    double ppl_base_exact;             /* the base's own perplexity (llama.cpp's ppl_base comes
+                                          from log-probabilities floored at max - 16) */
     double ln_ppl_cor;                 /* correlation of ln PPL(Q) and ln PPL(base) */
     double ln_ppl_ratio, ln_ppl_ratio_err;
     double ppl_ratio, ppl_ratio_err;

@@ -31,6 +31,7 @@ typedef struct {
     double *nll;         /* [rows] -log p(next) */
     /* KLD: the base model's compressed log-probabilities, and per-row outputs */
     float *b_scale, *b_min; /* [rows] */
+    double *b_nll;          /* [rows] the base's exact -log p of the next token */
     uint16_t *b_q;          /* [rows][n_vocab] */
     float *k_nll, *k_nll_base, *p_diff;
     double *kld;
@@ -61,6 +62,7 @@ static void base_row(void *ctx, int64_t i, int thread) {
     for (int v = 0; v < n; v++) sum += expf(l[v] - max);
     const float log_sum_exp = (float)log(sum);
     const float scale = (max - min) / 65535.f;
+    j->b_nll[i] = -((double)(l[j->next[i]] - max) - log(sum)); /* exact, before the 16-bit storage */
     j->b_scale[i] = scale;
     j->b_min[i] = min - max - log_sum_exp;
     uint16_t *q = j->b_q + i * n;
@@ -115,6 +117,7 @@ static void state_free(ppl_state *s) {
     free(s->logits);
     free(s->j.nll);
     free(s->j.b_scale);
+    free(s->j.b_nll);
     free(s->j.b_min);
     free(s->j.b_q);
     free(s->j.k_nll);
@@ -132,6 +135,7 @@ static pare_status state_alloc(ppl_state *s, bool kld, pare_err *err) {
     bool ok = s->chunk && s->logits && s->j.nll;
     if (kld) {
         s->j.b_scale = malloc(R * sizeof(float));
+        s->j.b_nll = malloc(R * sizeof(double));
         s->j.b_min = malloc(R * sizeof(float));
         s->j.b_q = malloc(R * V * sizeof(uint16_t));
         s->j.k_nll = malloc(R * sizeof(float));
@@ -139,7 +143,7 @@ static pare_status state_alloc(ppl_state *s, bool kld, pare_err *err) {
         s->j.p_diff = malloc(R * sizeof(float));
         s->j.kld = malloc(R * sizeof(double));
         s->j.same_top = malloc(R);
-        ok = ok && s->j.b_scale && s->j.b_min && s->j.b_q && s->j.k_nll && s->j.k_nll_base && s->j.p_diff &&
+        ok = ok && s->j.b_scale && s->j.b_nll && s->j.b_min && s->j.b_q && s->j.k_nll && s->j.k_nll_base && s->j.p_diff &&
              s->j.kld && s->j.same_top;
     }
     FAIL_IF(!ok, PARE_ENOMEM, "out of memory for perplexity buffers (%d x %d logits)", s->n_ctx - s->first,
@@ -158,6 +162,7 @@ static void add_kld_sums(pare_ppl_result *r, const tok_job *j, int n, int64_t at
     for (int i = 0; i < n; i++) {
         const float nll = j->k_nll[i], nb = j->k_nll_base[i], pd = j->p_diff[i];
         r->sum_nll_base += nb;
+        r->sum_nll_base_exact += j->b_nll[i];
         r->sum_nll_base2 += nb * nb;
         r->sum_nll_nll_base += nll * nb;
         r->sum_kld += j->kld[i];
@@ -292,6 +297,7 @@ static void finish_kld(pare_ppl_result *r) {
     mean_unc(r->nll_sum, r->nll2_sum, n, &lp, &lpu);
     mean_unc(r->sum_nll_base, r->sum_nll_base2, n, &lb, &lbu);
     r->ppl_base = exp(lb);
+    r->ppl_base_exact = n > 0 ? exp(r->sum_nll_base_exact / (double)n) : 0;
     r->ppl_base_err = r->ppl_base * lbu;
     double cov = n < 10 ? 0 : (r->sum_nll_nll_base / n - (r->nll_sum / n) * (r->sum_nll_base / n)) / (double)(n - 1);
     r->ln_ppl_cor = lpu * lbu > 0 ? cov / (lpu * lbu) : 0;
@@ -417,6 +423,7 @@ pare_status pare_ppl_merge(const pare_ppl_result *parts, size_t n_parts, pare_pp
         out->n_scored += r->n_scored;
         out->nll_sum += r->nll_sum, out->nll2_sum += r->nll2_sum;
         out->sum_nll_base += r->sum_nll_base, out->sum_nll_base2 += r->sum_nll_base2;
+        out->sum_nll_base_exact += r->sum_nll_base_exact;
         out->sum_nll_nll_base += r->sum_nll_nll_base;
         out->sum_kld += r->sum_kld, out->sum_kld2 += r->sum_kld2;
         out->sum_p_diff += r->sum_p_diff, out->sum_p_diff2 += r->sum_p_diff2, out->sum_p_diff4 += r->sum_p_diff4;
