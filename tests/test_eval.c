@@ -133,14 +133,24 @@ static void golden_quant(const char *model_rel, const char *logits_rel, const ch
     CHECK_MSG(head >= 0 && head <= TOL_GOLDEN_F32, "first positions: max diff %g", head);
 }
 
+/* llama.cpp's reference logits come from its AVX-512 code paths (expf, tinyBLAS); pare
+ * takes the same paths only when built for AVX-512. Elsewhere its products and roundings are
+ * the same but exp and the attention sums are not ggml's, and rare flips of 8-bit codes
+ * (measured: up to 0.084 on an AVX2 build) are expected. */
+#if defined(__AVX512F__)
+#define TOL_GOLDEN_QUANT TOL_GOLDEN_F32
+#else
+#define TOL_GOLDEN_QUANT 0.15
+#endif
+
 static void test_golden_q8_0(void) {
     golden_quant("models/fortune-llama-gguf/fortune-llama-Q8_0.gguf", "models/fortune-llama-golden/logits-Q8_0.bin",
-                 "Q8_0", TOL_GOLDEN_F32);
+                 "Q8_0", TOL_GOLDEN_QUANT);
 }
 
 static void test_golden_q4_k_m(void) {
     golden_quant("models/fortune-llama-gguf/fortune-llama-Q4_K_M.gguf",
-                 "models/fortune-llama-golden/logits-Q4_K_M.bin", "Q4_K_M", TOL_GOLDEN_F32);
+                 "models/fortune-llama-golden/logits-Q4_K_M.bin", "Q4_K_M", TOL_GOLDEN_QUANT);
 }
 
 /* ------------------------------------------------------------------------ golden perplexity */
