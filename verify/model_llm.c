@@ -414,8 +414,8 @@ pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err) {
         llm->qws_cap = llm->qws ? qws : 0;
         FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
     }
-    memset(llm->gws, 0, llm->gws_cap * sizeof(float));
-    memset(llm->qws, 0, llm->qws_cap);
+    if (llm->gws) memset(llm->gws, 0, llm->gws_cap * sizeof(float)); /* none without AVX-512 */
+    if (llm->qws) memset(llm->qws, 0, llm->qws_cap);
     return PARE_OK;
 }
 
