@@ -6,9 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 typedef struct {
     char *name;
@@ -64,42 +61,8 @@ typedef struct {
     int64_t rows, per;
 } delta_job;
 
-#if defined(__AVX512F__)
-/* W[r0..r0+nr) += s * B[r0..] A for the usual layout, 4 rows at a time: per 16 columns the
- * rank-r sum in an fma chain (k = 0..r-1), then W = fma(s, sum, W). The products are rank
- * 8-64 updates of wide rows, where a general sgemm spends its time packing; this is one pass
- * over W with A's 16-column strips in cache. */
-static void delta_rows_avx512(float *w, const pare_lora_pair *p, int64_t r0, int64_t nr) {
-    const int64_t n = p->n_in, r = p->r;
-    const __m512 s = _mm512_set1_ps((float)p->scale);
-    for (int64_t i = 0; i < nr; i += 4) {
-        const int rows = nr - i < 4 ? (int)(nr - i) : 4;
-        const float *b[4];
-        for (int q = 0; q < 4; q++) b[q] = p->b + (r0 + i + (q < rows ? q : 0)) * r;
-        for (int64_t j = 0; j < n; j += 16) {
-            const __mmask16 m = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int64_t k = 0; k < r; k++) {
-                const __m512 a = _mm512_maskz_loadu_ps(m, p->a + k * n + j);
-                for (int q = 0; q < 4; q++) acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(b[q][k]), a, acc[q]);
-            }
-            for (int q = 0; q < rows; q++) {
-                float *c = w + (i + q) * n + j;
-                _mm512_mask_storeu_ps(c, m, _mm512_fmadd_ps(s, acc[q], _mm512_maskz_loadu_ps(m, c)));
-            }
-        }
-    }
-}
-#endif
-
 /* Rows [r0, r0 + nr) of W (given at w) += their rows of s * B A. */
 static void delta_block(float *w, const pare_lora_pair *p, int64_t r0, int64_t nr) {
-#if defined(__AVX512F__)
-    if (!p->transposed) {
-        delta_rows_avx512(w, p, r0, nr);
-        return;
-    }
-#endif
     if (!p->transposed) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)p->n_in, (int)p->r, (float)p->scale,
                     p->b + r0 * p->r, (int)p->r, p->a, (int)p->n_in, 1.0f, w, (int)p->n_in);
