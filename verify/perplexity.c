@@ -43,7 +43,7 @@ static void nll_row(void *ctx, int64_t i, int thread) {
     tok_job *j = ctx;
     const float *l = j->logits + i * j->n_vocab;
     float max = l[0];
-    for (int v = 1; v < j->n_vocab; v++) max = fmaxf(max, l[v]);
+    for (int v = 1; v < j->n_vocab; v++) max = l[v] > max ? l[v] : max; /* fmaxf is a call here */
     double sum = 0;
     for (int v = 0; v < j->n_vocab; v++) sum += expf(l[v] - max);
     j->nll[i] = -((double)(l[j->next[i]] - max) - log(sum));

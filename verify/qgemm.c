@@ -53,14 +53,29 @@ static void quant_row(void *ctx, int64_t r, int thread) {
     uint8_t *u = j->xu + (size_t)r * j->K;
     float *d = j->xd + (size_t)r * j->nb;
     for (int b = 0; b < j->nb; b++, x += QK, u += QK) {
+#if defined(QG_VNNI)
+        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+#else
         float amax = 0;
         for (int i = 0; i < QK; i++) {
             const float a = fabsf(x[i]);
             amax = a > amax ? a : amax;
         }
+#endif
         d[b] = pare_fp16_to_fp32(pare_fp32_to_fp16(amax / 127.f));
         const float id = amax != 0 ? 127.f / amax : 0.f;
+#if defined(QG_VNNI)
+        /* round to nearest even, as nearbyintf in the default mode; codes 1..255 fit a byte */
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i k128 = _mm512_set1_epi32(128);
+        const __m512i q0 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x0, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k128);
+        const __m512i q1 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x1, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k128);
+        _mm_storeu_si128((__m128i *)u, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(u + 16), _mm512_cvtepi32_epi8(q1));
+#else
         for (int i = 0; i < QK; i++) u[i] = (uint8_t)((int)nearbyintf(x[i] * id) + 128);
+#endif
     }
 }
 
