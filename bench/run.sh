@@ -158,6 +158,35 @@ run() {
     printf '%-16s %10s  %-14s %10s  %-26s %-14s %-9s %s\n' name wall throughput "peak RSS" reference ratio "vs cp" command
 } | tee "$RESULTS"
 
+# Evaluation first, on a machine not yet churned by the 2 GB writes below (page cache,
+# writeback, huge-page compaction made it 10-20% slower when it ran last): the small preset
+# as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 4 chunks of eval.txt.
+# tok/s: pare eval's own figure (evaluation only, as llama-perplexity reports it); the wall
+# column is the whole command, load included.
+SMALL_F32=$OUT/small-f32.gguf
+if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
+    if have convert && [ ! -f "$SMALL_F32" ]; then
+        "$PARE" convert "$MSMALL" "$SMALL_F32" --type f32 --force >"$OUT/log/small-convert.log" 2>&1 ||
+            echo "bench: converting the small preset failed (see $OUT/log/small-convert.log)"
+    fi
+    for t in Q8_0 Q4_K_M; do
+        if have quantize && [ -f "$SMALL_F32" ] && [ ! -f "$OUT/small-$t.gguf" ]; then
+            $(quantize_cmd "$SMALL_F32" "$OUT/small-$t.gguf" "$t") \
+                >"$OUT/log/small-quantize-$t.log" 2>&1 || echo "bench: quantizing small to $t failed"
+        fi
+    done
+fi
+for spec in f32:1086 Q8_0:1131 Q4_K_M:647; do
+    t=${spec%%:*}; ref=${spec#*:}
+    g=$OUT/small-$t.gguf
+    if have eval && [ ! -f "$g" ]; then
+        echo "eval-$t" | grep -Eq "$ONLY" && line "eval-$t" - "no input" - "" "" "" "$g could not be made"
+        continue
+    fi
+    run "eval-$t" tokens "$ref" - 2048 -- \
+        "$PARE" eval "$g" --text "$TEXT" --ctx 512 --chunks 4 --threads 2
+done
+
 ST1B=$M1B/model.safetensors
 B1B=$(stat -c %s "$ST1B")
 F16=$OUT/1b-f16.gguf
@@ -212,30 +241,4 @@ else
     line "1b-f16.gguf" - "missing" - "" "" "" "quantize, merge-lora and prune need convert-f16's output"
 fi
 
-# Evaluation: the small preset as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 2 chunks of eval.txt.
-# tok/s: pare eval's own figure (evaluation only, as llama-perplexity reports it); the wall
-# column is the whole command, load included.
-SMALL_F32=$OUT/small-f32.gguf
-if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
-    if have convert && [ ! -f "$SMALL_F32" ]; then
-        "$PARE" convert "$MSMALL" "$SMALL_F32" --type f32 --force >"$OUT/log/small-convert.log" 2>&1 ||
-            echo "bench: converting the small preset failed (see $OUT/log/small-convert.log)"
-    fi
-    for t in Q8_0 Q4_K_M; do
-        if have quantize && [ -f "$SMALL_F32" ] && [ ! -f "$OUT/small-$t.gguf" ]; then
-            $(quantize_cmd "$SMALL_F32" "$OUT/small-$t.gguf" "$t") \
-                >"$OUT/log/small-quantize-$t.log" 2>&1 || echo "bench: quantizing small to $t failed"
-        fi
-    done
-fi
-for spec in f32:1086 Q8_0:1131 Q4_K_M:647; do
-    t=${spec%%:*}; ref=${spec#*:}
-    g=$OUT/small-$t.gguf
-    if have eval && [ ! -f "$g" ]; then
-        echo "eval-$t" | grep -Eq "$ONLY" && line "eval-$t" - "no input" - "" "" "" "$g could not be made"
-        continue
-    fi
-    run "eval-$t" tokens "$ref" - 1024 -- \
-        "$PARE" eval "$g" --text "$TEXT" --ctx 512 --chunks 2 --threads 2
-done
 echo "results in $RESULTS"
