@@ -208,7 +208,7 @@ REPEAT=$REPEAT_ALL
 
 # Outputs are removed first: replacing an existing 2 GB file makes the rename free its blocks,
 # which would be timed as part of pare's work.
-rm -f "$F16" "$OUT/1b-q8_0.gguf"
+# (each run removes its own output first: RM_BEFORE)
 RM_BEFORE=$F16
 run convert-f16 bytes 7.3 2500 "$B1B" -- "$PARE" convert "$M1B" "$F16" --type f16 --force
 RM_BEFORE=
