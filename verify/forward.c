@@ -457,7 +457,7 @@ static void att_head(void *ctx, int64_t h, int thread) {
         for (int t = T; t < Tp; t++) vt[(size_t)d * Tp + t] = 0;
     }
 #if defined(__AVX512F__)
-    if (llm->ggml_round && hd % 16 == 0) { /* llama.cpp's order, output by output */
+    if (llm->ggml_round && llm->att_exact && hd % 16 == 0) { /* llama.cpp's order, output by output */
         /* Blocks of ATT_BLOCK queries; keys 64 at a time (16 KiB for a head of 64, kept in
          * L1 while every query of the block uses them), then v^T 16 rows at a time (all
          * queries again), so that neither is streamed from L2 once per query. */

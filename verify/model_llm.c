@@ -298,6 +298,11 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
         return st;
     }
     read_bos(llm);
+    /* With 8-bit activations one ulp in the attention can flip a code and travel along the
+     * sequence, so there its products follow ggml's order exactly (slower); with f32/f16/bf16
+     * weights the difference stays at float rounding and the blocked GEMM is used. */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (pare_type_get(m->tensors[i].type)->is_quantized && m->tensors[i].n_dims == 2) llm->att_exact = true;
     prefault(m);
     *out = llm;
     return PARE_OK;
