@@ -316,6 +316,10 @@ bool pare_path_is_dir(const char *path);
 bool pare_path_exists(const char *path);
 /* "dir/name" into a new malloc'ed string (NULL on failure). */
 char *pare_path_join(const char *dir, const char *name);
+/* Removes the files of a flat folder, then the folder (best effort: temporary folders). */
+void pare_remove_folder(const char *dir);
+/* fsyncs the folder that holds path, so that a rename into it is durable. */
+void pare_sync_dir_of(const char *path);
 bool pare_str_ends_with(const char *s, const char *suffix);
 
 /* ------------------------------------------------------------------------ model */

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "core.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -237,17 +238,34 @@ pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
     f->fd = -1;
     if (rename(f->tmp_path, f->path) != 0) return pare_err_errno(err, "%s: cannot rename into place", f->path);
     f->committed = true;
-    /* Make the rename itself durable. */
-    char *dcopy = strdup(f->path);
-    if (dcopy) {
-        int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dcopy);
-    }
+    pare_sync_dir_of(f->path); /* the rename itself durable */
     return PARE_OK;
+}
+
+void pare_sync_dir_of(const char *path) {
+    char *dcopy = strdup(path);
+    if (!dcopy) return;
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(dcopy);
+}
+
+void pare_remove_folder(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = pare_path_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
 }
 
 void pare_outfile_free(pare_outfile *f) {

@@ -16,8 +16,6 @@
 #include "verify/eval.h"
 #include "verify/tokenizer.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,32 +24,6 @@
 #include <unistd.h>
 
 #define SHRINK_TEXT_MAX (1u << 30)
-
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = pare_path_join(dir, e->d_name);
-            if (p) unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static void sync_dir_of(const char *path) {
-    char *dcopy = strdup(path);
-    if (!dcopy) return;
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    free(dcopy);
-}
 
 /* A folder ".NAME.pare-shrink-XXXXXX" beside out. */
 static pare_status make_work_dir(const char *out, char **dir, pare_err *err) {
@@ -184,11 +156,11 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
         if (rename(cand, out) != 0) {
             st = pare_err_errno(err, "%s: cannot rename into place", out);
         } else {
-            sync_dir_of(out); /* the rename itself durable, as pare_outfile_commit does */
+            pare_sync_dir_of(out); /* the rename itself durable */
             if (report) fprintf(report, "shrink: gate passed, wrote %s\n", out);
         }
     }
-    remove_tree(dir);
+    pare_remove_folder(dir);
     free(merged);
     free(pruned);
     free(cand);

@@ -224,21 +224,6 @@ static pare_status make_tmp_folder(const char *out, bool force, char **tmp, pare
     return PARE_OK;
 }
 
-static void remove_folder(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = pare_path_join(dir, e->d_name);
-            if (p) unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 static pare_status publish_folder(const char *tmp, const char *out, pare_err *err) {
     if (!pare_path_exists(out)) {
         if (rename(tmp, out) != 0) return pare_err_errno(err, "%s: cannot rename the new folder into place", out);
@@ -259,7 +244,7 @@ static pare_status publish_folder(const char *tmp, const char *out, pare_err *er
         free(b);
     }
     closedir(d);
-    remove_folder(tmp);
+    pare_remove_folder(tmp);
     return st;
 }
 
@@ -524,7 +509,7 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
         if (!st)
             st = publish_folder(folder, out, err);
         else
-            remove_folder(folder);
+            pare_remove_folder(folder);
     }
     for (size_t i = 0; i < m->n_tensors; i++) pare_tensor_clear(&plan[i]);
     free(plan);
