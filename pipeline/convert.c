@@ -89,12 +89,7 @@ pare_status pare_convert(const char *in, const char *out, const pare_convert_opt
             "%s: safetensors cannot hold q8_0; write a .gguf", out);
     pare_model *m = NULL;
     pare_status st;
-    if (kind == PARE_OUT_GGUF) {
-        st = pare_model_load_gguf(in, &m, err);
-    } else {
-        st = pare_model_load(in, &m, err);
-        if (!st && m->gguf_names) st = pare_gguf_to_hf(m, err);
-    }
+    st = pare_model_load_for(in, kind, &m, err);
     pare_type *types = NULL;
     if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");

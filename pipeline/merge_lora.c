@@ -16,12 +16,7 @@ pare_status pare_merge_lora(const char *base, const pare_adapter_spec *spec, siz
     pare_status st;
     /* Merge in the layout that is written: GGUF names and permuted q/k for GGUF output, HF
      * names and layout otherwise; the adapters are brought to the same layout. */
-    if (kind == PARE_OUT_GGUF) {
-        st = pare_model_load_gguf(base, &m, err);
-    } else {
-        st = pare_model_load(base, &m, err);
-        if (!st && m->gguf_names) st = pare_gguf_to_hf(m, err);
-    }
+    st = pare_model_load_for(base, kind, &m, err);
     if (st) return st;
     pare_lora_adapter **ad = calloc(n_ad, sizeof *ad);
     if (!ad) st = pare_err_set(err, PARE_ENOMEM, "out of memory");

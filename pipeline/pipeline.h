@@ -20,6 +20,10 @@ typedef enum {
 /* What kind of output a path names: *.gguf, *.safetensors, anything else is a folder. */
 pare_out_kind pare_out_kind_for(const char *path);
 
+/* Loads `in` in the layout an output of this kind is written in: GGUF names and permuted
+ * q/k for GGUF, HF names and layout otherwise (passes then work on what is written). */
+pare_status pare_model_load_for(const char *in, pare_out_kind kind, pare_model **out, pare_err *err);
+
 typedef struct {
     /* Target type of the weights that llama.cpp's converter would convert (2-D ".weight"
      * tensors other than position embeddings): F32, F16, BF16 or Q8_0. PARE_TYPE_INVALID

@@ -210,12 +210,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     pare_out_kind kind = pare_out_kind_for(out);
     pare_model *m = NULL;
     pare_status st;
-    if (kind == PARE_OUT_GGUF) {
-        st = pare_model_load_gguf(in, &m, err);
-    } else {
-        st = pare_model_load(in, &m, err);
-        if (!st && m->gguf_names) st = pare_gguf_to_hf(m, err);
-    }
+    st = pare_model_load_for(in, kind, &m, err);
     if (st) return st;
     prune_ctx c = {.job = job, .m = m};
     pthread_mutex_init(&c.mu, NULL);

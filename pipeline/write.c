@@ -2,6 +2,7 @@
  * run the passes that want it, convert it to its output type, append it to the output. */
 #include "pipeline/pipeline.h"
 
+#include "formats/formats.h"
 #include "formats/gguf.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
@@ -16,6 +17,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+pare_status pare_model_load_for(const char *in, pare_out_kind kind, pare_model **out, pare_err *err) {
+    if (kind == PARE_OUT_GGUF) return pare_model_load_gguf(in, out, err);
+    TRY(pare_model_load(in, out, err));
+    pare_status st = (*out)->gguf_names ? pare_gguf_to_hf(*out, err) : PARE_OK;
+    if (st) {
+        pare_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
 
 pare_out_kind pare_out_kind_for(const char *path) {
     if (pare_str_ends_with(path, ".gguf")) return PARE_OUT_GGUF;
