@@ -75,8 +75,9 @@ static void add_stat(prune_ctx *c, const pare_tensor *t, const float *v, int64_t
     pthread_mutex_unlock(&c->mu);
 }
 
-static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_threads, pare_err *err) {
-    prune_ctx *c = ctx;
+/* Prunes n_rows rows of t given at v (all of them, or a piece for row-local jobs). */
+static pare_status prune_some(prune_ctx *c, const pare_tensor *t, float *v, int64_t rows, int n_threads,
+                              pare_err *err) {
     const pare_prune_job *job = c->job;
     const float *sc = NULL;
     /* The model's own tensor (the pipeline passes it) gives the index for per-tensor data. */
@@ -84,7 +85,7 @@ static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_
         sc = col_norm_of(c, t);
         FAIL_IF(!sc, PARE_EINPUT, "tensor '%s': no calibration activations reached it", t->name);
     }
-    int64_t ne0 = t->ne[0], rows = pare_tensor_nrows(t), z = 0;
+    int64_t ne0 = t->ne[0], z = 0;
     if (job->scope == 2 && !job->m) {
         pare_prune_below(v, ne0, rows, sc, c->threshold, &c->ties_left, &z);
     } else {
@@ -100,25 +101,16 @@ static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_
     return PARE_OK;
 }
 
-/* Row scope and N:M: each row on its own, so the pipeline may hand over pieces. */
+static pare_status prune_apply(void *ctx, const pare_tensor *t, float *v, int n_threads, pare_err *err) {
+    return prune_some(ctx, t, v, pare_tensor_nrows(t), n_threads, err);
+}
+
+/* Row scope and N:M: each row on its own, so the pipeline may hand over pieces (one thread
+ * each: the pipeline runs pieces in parallel). */
 static pare_status prune_apply_rows(void *ctx, const pare_tensor *t, float *v, int64_t row0, int64_t n_rows,
                                     pare_err *err) {
     (void)row0;
-    prune_ctx *c = ctx;
-    const pare_prune_job *job = c->job;
-    const float *sc = NULL;
-    if (c->col_norm) {
-        sc = col_norm_of(c, t);
-        FAIL_IF(!sc, PARE_EINPUT, "tensor '%s': no calibration activations reached it", t->name);
-    }
-    pare_prune_opts po = {.sparsity = job->sparsity, .scope = PARE_PRUNE_ROW, .n = job->n, .m = job->m};
-    pare_status st = pare_prune_matrix(v, t->ne[0], n_rows, sc, &po, 1, NULL, err);
-    if (st) {
-        pare_err_prefix(err, "tensor '%s'", t->name);
-        return st;
-    }
-    add_stat(c, t, v, n_rows);
-    return PARE_OK;
+    return prune_some(ctx, t, v, n_rows, 1, err);
 }
 
 /* Global scope: one threshold over the scores of every selected tensor, from a first pass. */
