@@ -268,12 +268,8 @@ static pare_status linear_int(pare_llm *llm, const llm_mat *w, const float *x, i
                               pare_err *err) {
     const bool q8 = w->t->type == PARE_TYPE_Q8_0;
     const size_t ws = q8 ? llm_qgemm_ws(T, (int)w->n_in) : llm_kgemm_ws(T, (int)w->n_in);
-    if (ws > llm->qws_cap) {
-        free(llm->qws);
-        llm->qws = llm_big_alloc(ws);
-        llm->qws_cap = llm->qws ? ws : 0;
-        FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
-    }
+    FAIL_IF(!llm_ws_reserve(&llm->qws, &llm->qws_cap, ws), PARE_ENOMEM, "%s: out of memory for quantized activations",
+            llm->name);
     if (q8) {
         const size_t ldw = (size_t)w->n_in / 32 * 34;
         llm_qgemm_q8_0(llm->pool, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in, w->t->data, ldw, y, (int)w->n_out,
@@ -309,12 +305,8 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     const bool in_place = w->t->type == PARE_TYPE_F32 && w->t->data;
     int64_t block = in_place ? n_out : (int64_t)(llm->wblock / (size_t)n_in);
     if (block < 1) block = 1;
-    const size_t ws = llm_gemm_ws(T, n_in);
-    if (ws > llm->gws_cap) {
-        free(llm->gws);
-        llm->gws = llm_big_alloc(ws * sizeof(float));
-        llm->gws_cap = llm->gws ? ws : 0; /* without it llm_gemm_nt allocates its own */
-    }
+    /* without it (no memory) llm_gemm_nt allocates its own */
+    llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(T, n_in) * sizeof(float));
     for (int64_t r0 = 0; r0 < n_out; r0 += block) {
         const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
         const float *W;

@@ -71,15 +71,19 @@ struct pare_llm {
     float *tmp;  /* [T][max(n_embd, n_ff_max, 3 n_embd)]: a matmul's output or rounded input */
     float *rope; /* [T][n_rot] cos, sin pairs per position */
     float *gws;  /* workspace of the matrix products */
-    size_t gws_cap;
-    void *qws;   /* workspace of the Q8_0 products (quantized activations) */
-    size_t qws_cap;
+    size_t gws_cap; /* bytes */
+    void *qws;   /* workspace of the integer products (quantized activations) */
+    size_t qws_cap; /* bytes */
 };
 
 /* Memory for big scratch buffers (activations, logits, workspaces): 2 MiB aligned and
  * marked for transparent huge pages, so that touching them costs a fault per 2 MiB, not per
  * 4 KiB, and the products miss the TLB less. Freed with free(). NULL when out of memory. */
 void *llm_big_alloc(size_t bytes);
+
+/* Makes *buf (llm_big_alloc'ed, *cap bytes) hold at least `bytes`; false when out of memory
+ * (then *buf is NULL and *cap 0). */
+bool llm_ws_reserve(void **buf, size_t *cap, size_t bytes);
 
 /* Grows the scratch buffers to hold n_tokens tokens. */
 pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);

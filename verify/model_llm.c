@@ -363,6 +363,14 @@ void *llm_big_alloc(size_t bytes) {
     return p;
 }
 
+bool llm_ws_reserve(void **buf, size_t *cap, size_t bytes) {
+    if (bytes <= *cap && *buf) return true;
+    free(*buf);
+    *buf = llm_big_alloc(bytes);
+    *cap = *buf ? bytes : 0;
+    return *buf != NULL;
+}
+
 /* The contents are not kept: a pass fills its buffers from the start. */
 static pare_status grow(float **p, size_t n, pare_err *err) {
     free(*p);
@@ -404,23 +412,13 @@ pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err) {
     TRY(llm_reserve(llm, n_tokens, err));
     TRY(llm_sync_pool(llm, err));
     const int K = llm->n_embd > llm->n_ff_max ? llm->n_embd : llm->n_ff_max;
-    const size_t gws = llm_gemm_ws(n_tokens, K);
-    if (gws > llm->gws_cap) {
-        free(llm->gws);
-        llm->gws = llm_big_alloc(gws * sizeof(float));
-        llm->gws_cap = llm->gws ? gws : 0;
-        FAIL_IF(!llm->gws, PARE_ENOMEM, "%s: out of memory for the products' workspace", llm->name);
-    }
     size_t qws = llm_qgemm_ws(n_tokens, K);
     if (K % 256 == 0 && llm_kgemm_ws(n_tokens, K) > qws) qws = llm_kgemm_ws(n_tokens, K);
-    if (qws > llm->qws_cap) {
-        free(llm->qws);
-        llm->qws = llm_big_alloc(qws);
-        llm->qws_cap = llm->qws ? qws : 0;
-        FAIL_IF(!llm->qws, PARE_ENOMEM, "%s: out of memory for quantized activations", llm->name);
-    }
-    if (llm->gws) memset(llm->gws, 0, llm->gws_cap * sizeof(float)); /* none without AVX-512 */
-    if (llm->qws) memset(llm->qws, 0, llm->qws_cap);
+    FAIL_IF(!llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(n_tokens, K) * sizeof(float)) ||
+                !llm_ws_reserve(&llm->qws, &llm->qws_cap, qws),
+            PARE_ENOMEM, "%s: out of memory for the products' workspaces", llm->name);
+    memset(llm->gws, 0, llm->gws_cap); /* touched now, not inside the timed products */
+    memset(llm->qws, 0, llm->qws_cap);
     return PARE_OK;
 }
 
