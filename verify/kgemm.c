@@ -150,7 +150,6 @@ typedef struct {
     w_sb *wbuf; /* per thread: NRK rows of unpacked super-blocks */
 } prod_job;
 
-static float hsum8(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
 
 /* Plain C: output (m, n) in ggml's float order. */
 static float dot_ref(const prod_job *g, const w_sb *w, int m) {
@@ -172,7 +171,7 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
                                accm[k]);
         }
     }
-    const float r = hsum8(acc);
+    const float r = llm_hsum8(acc);
     return g->q6 ? r : r + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
 }
 
@@ -231,7 +230,7 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0) {
             float a[8], m[4];
             _mm256_storeu_ps(a, acc[i][r]);
             _mm_storeu_ps(m, accm[i][r]);
-            const float v = hsum8(a);
+            const float v = llm_hsum8(a);
             g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = g->q6 ? v : v + ((m[0] + m[2]) + (m[1] + m[3]));
         }
 }

@@ -81,6 +81,12 @@ struct pare_llm {
  * 4 KiB, and the products miss the TLB less. Freed with free(). NULL when out of memory. */
 void *llm_big_alloc(size_t bytes);
 
+/* The final sum of eight float lanes as ggml's hsum_float_8 and tinyBLAS's hsum of a
+ * 256-bit register add them: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). */
+static inline float llm_hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
 /* Makes *buf (llm_big_alloc'ed, *cap bytes) hold at least `bytes`; false when out of memory
  * (then *buf is NULL and *cap 0). */
 bool llm_ws_reserve(void **buf, size_t *cap, size_t bytes);

@@ -92,11 +92,6 @@ typedef struct {
     int rows_per_item; /* a multiple of 2 * NPQ */
 } prod_job;
 
-/* The lanes' final sum, in tinyBLAS's order for a 256-bit register. */
-static float hsum8(const float a[8]) {
-    const float y0 = a[4] + a[0], y1 = a[5] + a[1], y2 = a[6] + a[2], y3 = a[7] + a[3];
-    return (y0 + y2) + (y1 + y3);
-}
 
 /* Plain C: output (i, n) with the same lanes and order. */
 static float dot_ref(const prod_job *g, int i, int n) {
@@ -112,7 +107,7 @@ static float dot_ref(const prod_job *g, int i, int n) {
             acc[j] = fmaf(d, (float)s, acc[j]);
         }
     }
-    return hsum8(acc);
+    return llm_hsum8(acc);
 }
 
 #if defined(QG_VNNI)
@@ -167,8 +162,8 @@ static void run_tile(const prod_job *g, const wtile *t, int m0, int n0) {
             float a[16];
             _mm512_storeu_ps(a, acc[i][p]);
             const int n = n0 + 2 * p;
-            if (n < g->N) y[n] = hsum8(a);
-            if (n + 1 < g->N) y[n + 1] = hsum8(a + 8);
+            if (n < g->N) y[n] = llm_hsum8(a);
+            if (n + 1 < g->N) y[n + 1] = llm_hsum8(a + 8);
         }
     }
 }
