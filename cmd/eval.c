@@ -289,8 +289,9 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
     if (!st) {
         if (!json)
             fprintf(stderr, "pare eval: %s, %zu tokens, ctx %d\n", model, n_ids, po->n_ctx);
-        st = pare_llm_prepare(l.llm, po->n_ctx > 0 ? po->n_ctx : 512, &err);
-        if (!st && b.llm) st = pare_llm_prepare(b.llm, po->n_ctx > 0 ? po->n_ctx : 512, &err);
+        const int n_pass = pare_ppl_n_chunks(n_ids, po);
+        st = pare_llm_prepare(l.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);
+        if (!st && b.llm) st = pare_llm_prepare(b.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);
     }
     if (!st) {
         double t0 = pare_now();

@@ -68,9 +68,9 @@ static pare_status gate_eval(const char *ref_path, const char *cand_path, const 
     if (!st && n_ids < (size_t)2 * (size_t)ctx)
         st = pare_err_set(err, PARE_EINPUT, "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)",
                           job->text_path, n_ids, ctx);
-    if (!st) st = pare_llm_prepare(rl, ctx, err);
-    if (!st) st = pare_llm_prepare(cl, ctx, err);
     pare_ppl_opts po = {.n_ctx = ctx, .n_chunks = job->n_chunks > 0 ? job->n_chunks : -1, .n_threads = o->n_threads};
+    if (!st) st = pare_llm_prepare(rl, ctx, pare_ppl_n_chunks(n_ids, &po), err);
+    if (!st) st = pare_llm_prepare(cl, ctx, pare_ppl_n_chunks(n_ids, &po), err);
     if (!st) st = pare_perplexity(cl, rl, ids, n_ids, &po, o->progress, o->progress_user, res, err);
     free(ids);
     free(text);

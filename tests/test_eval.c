@@ -5,6 +5,7 @@
 #include "formats/gguf.h"
 #include "quant/quant.h"
 #include "verify/eval.h"
+#include "verify/llm_impl.h"
 #include "th.h"
 
 #include <cjson/cJSON.h>
@@ -222,6 +223,34 @@ static double *json_doubles(const cJSON *a, size_t *n) {
     size_t i = 0;
     for (const cJSON *e = a ? a->child : NULL; e; e = e->next) v[i++] = cJSON_GetNumberValue(e);
     return v;
+}
+
+/* pare_llm_prepare with many passes lays f32 weights out ahead for the products: the logits
+ * must not change by one bit (same arithmetic, same order), on a partial group of rows too. */
+static void test_packed_weights(void) {
+    pare_err err;
+    pare_model *m = NULL;
+    pare_llm *llm = NULL;
+    CHECK_OK(pare_model_load_gguf("tests/fixtures/tiny-llama", &m, &err), &err);
+    if (m) CHECK_OK(pare_llm_new(m, 2, &llm, &err), &err);
+    if (!llm) goto out;
+    enum { T = 29 };
+    const int V = pare_llm_n_vocab(llm);
+    int32_t tok[T];
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    float *a = malloc((size_t)T * V * sizeof *a), *b = malloc((size_t)T * V * sizeof *b);
+    CHECK_OK(pare_llm_prepare(llm, T, 1, &err), &err);
+    CHECK(llm->layers[0].ffn_up.packed == NULL); /* one pass: not worth a copy */
+    CHECK_OK(pare_llm_forward(llm, tok, T, a, &err), &err);
+    CHECK_OK(pare_llm_prepare(llm, T, PARE_LLM_PACK_PASSES, &err), &err);
+    if (llm_gemm_packed_len(64, 64)) /* builds with the AVX-512 product */
+        CHECK(llm->layers[0].ffn_up.packed != NULL && llm->layers[1].wo.packed != NULL && llm->output.packed != NULL);
+    CHECK_OK(pare_llm_forward(llm, tok, T, b, &err), &err);
+    CHECK_MSG(memcmp(a, b, (size_t)T * V * sizeof *a) == 0, "logits changed when the weights were packed ahead");
+    free(a), free(b);
+out:
+    pare_llm_free(llm);
+    pare_model_free(m);
 }
 
 static void test_fixture_tiny_llama(void) {
@@ -827,6 +856,7 @@ int main(void) {
     TH_RUN(test_ppl_synthetic);
     TH_RUN(test_kld_naive);
     TH_RUN(test_fixture_tiny_llama);
+    TH_RUN(test_packed_weights);
     TH_RUN(test_golden_f32);
     TH_RUN(test_golden_q8_0);
     TH_RUN(test_golden_q4_k_m);

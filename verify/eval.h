@@ -44,8 +44,12 @@ int32_t pare_llm_bos(const pare_llm *llm);
 
 /* Allocates and touches the working memory of a pass over n_tokens and starts the threads,
  * so that the first pass does not pay for it (llama.cpp reserves its compute buffers when
- * the context is made, before anything is timed). Optional: passes grow what they need. */
-pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err);
+ * the context is made, before anything is timed). Optional: passes grow what they need.
+ * n_passes: how many passes will follow (0 if not known); from PARE_LLM_PACK_PASSES on, f32
+ * weights mapped from a file are also laid out ahead for the products, a copy of them that
+ * takes a while to make and is repaid only by long evaluations. */
+#define PARE_LLM_PACK_PASSES 32
+pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, int n_passes, pare_err *err);
 
 /* logits[n_tokens][n_vocab] for one sequence of tokens starting at position 0 (causal).
  * Token ids are checked against the vocabulary; gpt2 also limits n_tokens to the
@@ -113,6 +117,9 @@ typedef struct {
     double dp_rms, dp_rms_err;
     double same_top, same_top_err;     /* fractions (llama.cpp prints them x 100) */
 } pare_ppl_result;
+
+/* How many chunks pare_perplexity would evaluate (0: none, it would refuse the options). */
+int pare_ppl_n_chunks(size_t n_tokens, const pare_ppl_opts *o);
 
 /* Perplexity as llama-perplexity (examples/perplexity/perplexity.cpp, perplexity()):
  * chunks of n_ctx tokens from tokens[first_chunk * n_ctx]; the first token of each chunk

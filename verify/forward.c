@@ -307,7 +307,8 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     if (block < 1) block = 1;
     /* without it (no memory) llm_gemm_nt allocates its own */
     llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(T, n_in) * sizeof(float));
-    for (int64_t r0 = 0; r0 < n_out; r0 += block) {
+    if (w->packed) llm_gemm_nt_packed(llm->pool, T, n_out, n_in, xin, n_in, w->packed, y, n_out, llm->gws);
+    for (int64_t r0 = 0; !w->packed && r0 < n_out; r0 += block) {
         const int64_t r1 = r0 + block < n_out ? r0 + block : n_out;
         const float *W;
         TRY(llm_weight_f32(llm, w, r0, r1, &W, err));

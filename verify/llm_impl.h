@@ -13,6 +13,7 @@ typedef enum { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_GPT2 } llm_arch;
 typedef struct {
     const pare_tensor *t; /* NULL when the model has none */
     int64_t n_in, n_out;
+    float *packed; /* owned: f32 weights laid out by llm_gemm_pack (pare_llm_prepare), or NULL */
 } llm_mat;
 
 /* One transformer block. 1-D tensors (norms, biases) are converted to f32 once, at
@@ -105,6 +106,14 @@ pare_status llm_sync_pool(pare_llm *llm, pare_err *err);
 void llm_gemm_nt(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                  int ldc, float *ws);
 size_t llm_gemm_ws(int M, int K);
+/* The same product with B laid out ahead by llm_gemm_pack, in llm_gemm_packed_len(N, K)
+ * floats (0: this build does not pack; use llm_gemm_nt). The arithmetic is the same, in the
+ * same order: packing ahead saves the per-product copy of B, whose scattered reads waited
+ * on memory. */
+size_t llm_gemm_packed_len(int N, int K);
+void llm_gemm_pack(pare_pool *pool, int N, int K, const float *B, int ldb, float *dst);
+void llm_gemm_nt_packed(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *Bp, float *C,
+                        int ldc, float *ws);
 /* y[M][N] = x[M][K] W^T for Q8_0 weights W (N rows of ldw bytes) as llama.cpp computes it on
  * x86: x quantized to Q8_0, integer block dots, tinyBLAS's float order (verify/qgemm.c).
  * ws: llm_qgemm_ws(M, K) bytes. False (nothing done) when K is not a multiple of 32. */

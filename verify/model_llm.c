@@ -10,6 +10,7 @@
 
 #include "quant/quant.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -222,6 +223,13 @@ static pare_status load_layer(pare_llm *llm, int il, llm_layer *L, pare_err *err
     return PARE_OK;
 }
 
+enum { LAYER_MATS = 8 };
+/* A layer's weight matrices (some may have no tensor). */
+static void layer_mats(llm_layer *L, llm_mat *ms[LAYER_MATS]) {
+    llm_mat *all[LAYER_MATS] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+    memcpy(ms, all, sizeof all);
+}
+
 static pare_status load_tensors(pare_llm *llm, pare_err *err) {
     const int64_t D = llm->n_embd;
     const bool gpt2 = llm->arch == LLM_ARCH_GPT2;
@@ -250,9 +258,9 @@ static pare_status load_tensors(pare_llm *llm, pare_err *err) {
     /* The output matrix (often the largest) is dequantized in blocks of rows no bigger than
      * the largest matrix of a layer, so a pass holds at most that much in f32. */
     for (int il = 0; il < llm->n_layer; il++) {
-        const llm_layer *L = &llm->layers[il];
-        const llm_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        llm_mat *ms[LAYER_MATS];
+        layer_mats(&llm->layers[il], ms);
+        for (size_t i = 0; i < LAYER_MATS; i++)
             if (ms[i]->t && (size_t)(ms[i]->n_in * ms[i]->n_out) > llm->wblock) llm->wblock = (size_t)(ms[i]->n_in * ms[i]->n_out);
     }
     return PARE_OK;
@@ -323,7 +331,11 @@ void pare_llm_free(pare_llm *llm) {
         float *v[] = {L->attn_norm, L->attn_norm_b, L->bq,         L->bk,         L->bv,         L->bqkv,
                       L->bo,        L->ffn_norm,    L->ffn_norm_b, L->ffn_gate_b, L->ffn_up_b,   L->ffn_down_b};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
+        llm_mat *ms[LAYER_MATS];
+        layer_mats(L, ms);
+        for (size_t i = 0; i < LAYER_MATS; i++) free(ms[i]->packed);
     }
+    free(llm->output.packed);
     pare_pool_free(llm->pool);
     free(llm->layers);
     free(llm->out_norm);
@@ -407,7 +419,26 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
     return PARE_OK;
 }
 
-pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err) {
+/* For long evaluations, f32 weights read in place from a mapped file are laid out once for
+ * the f32 product (llm_gemm_pack) in huge-page memory, and the file's pages given back:
+ * copying each panel at every product costs 6-10% of an f32 evaluation, mostly waiting on
+ * TLB misses and memory (4 KiB pages, rows read in short runs). The copy replaces the mapped
+ * pages, so the memory in use stays about the same, but new memory has to be touched: 0.5-0.9
+ * s for the 440 MB of the `small` bench model on the machine this was measured on, repaid
+ * after about 30 chunks of 512 tokens. Weights held in memory (not mapped) are left alone: a
+ * copy would double them. Without memory for a copy, the products pack as they go. */
+static void pack_mat(pare_llm *llm, llm_mat *w) {
+    const pare_tensor *t = w->t;
+    if (!t || w->packed || t->type != PARE_TYPE_F32 || !t->data || t->source < 0 || (uintptr_t)t->data % sizeof(float))
+        return;
+    if (w->n_in > INT_MAX || w->n_out > INT_MAX) return;
+    const size_t len = llm_gemm_packed_len((int)w->n_out, (int)w->n_in);
+    if (!len || !(w->packed = llm_big_alloc(len * sizeof(float)))) return;
+    llm_gemm_pack(llm->pool, (int)w->n_out, (int)w->n_in, t->data, (int)w->n_in, w->packed);
+    if (t != llm->tok_embd.t && t != llm->pos_embd.t) pare_model_release_tensor(llm->m, t);
+}
+
+pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, int n_passes, pare_err *err) {
     FAIL_IF(n_tokens < 1, PARE_EUSAGE, "%s: nothing to prepare for (%d tokens)", llm->name, n_tokens);
     TRY(llm_reserve(llm, n_tokens, err));
     TRY(llm_sync_pool(llm, err));
@@ -419,6 +450,13 @@ pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, pare_err *err) {
             PARE_ENOMEM, "%s: out of memory for the products' workspaces", llm->name);
     memset(llm->gws, 0, llm->gws_cap); /* touched now, not inside the timed products */
     memset(llm->qws, 0, llm->qws_cap);
+    if (n_passes < PARE_LLM_PACK_PASSES) return PARE_OK;
+    for (int il = 0; il < llm->n_layer; il++) {
+        llm_mat *ms[LAYER_MATS];
+        layer_mats(&llm->layers[il], ms);
+        for (size_t i = 0; i < LAYER_MATS; i++) pack_mat(llm, ms[i]);
+    }
+    pack_mat(llm, &llm->output);
     return PARE_OK;
 }
 

@@ -221,6 +221,13 @@ static pare_status result_alloc(pare_ppl_result *r, int n_chunks, int n_score, b
     return PARE_OK;
 }
 
+int pare_ppl_n_chunks(size_t n_tokens, const pare_ppl_opts *o) {
+    const size_t n_ctx = o->n_ctx > 0 ? (size_t)o->n_ctx : 512, n_max = n_tokens / n_ctx;
+    if (n_max > INT32_MAX || o->first_chunk < 0 || (size_t)o->first_chunk >= n_max) return 0;
+    const int n = (int)n_max - o->first_chunk;
+    return o->n_chunks >= 0 && o->n_chunks < n ? o->n_chunks : n;
+}
+
 pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens, size_t n_tokens,
                             const pare_ppl_opts *o, pare_progress_fn progress, void *user, pare_ppl_result *res,
                             pare_err *err) {
