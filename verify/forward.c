@@ -128,10 +128,37 @@ typedef struct {
 } row_job;
 
 static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
-    double sum = 0; /* ggml sums squares in double, then works in float */
-    for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    /* ggml sums the float squares in double, then works in float. The double sum is kept in
+     * eight lanes here: its order moves it by about 1e-16, which the float mean cannot show
+     * except by a coincidence of about 2^-29 per row. */
+    double sum = 0;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    __m512d acc = _mm512_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_mul_ps(v, v)));
+    }
+    sum = _mm512_reduce_add_pd(acc);
+#endif
+    for (; i < n; i++) sum += (double)(x[i] * x[i]);
     const float mean = (float)(sum / (double)n), scale = 1.0f / sqrtf(mean + eps);
-    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+    i = 0;
+#if defined(__AVX512F__)
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
+#endif
+    for (; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+/* d[i] += s[i] */
+static void add_row(float *d, const float *s, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(d + i), _mm512_loadu_ps(s + i)));
+#endif
+    for (; i < n; i++) d[i] += s[i];
 }
 
 static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const float *w, const float *b) {
@@ -151,30 +178,6 @@ static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 #if defined(__AVX512F__)
-/* e^x for 16 floats as ggml-cpu computes it for softmax and SiLU on AVX-512 machines
- * (ggml_v_expf, after Arm's optimized routines): x = n ln2 + b with n rounded through the
- * 1.5 * 2^23 trick and ln2 split in two, e^b by a degree-5 polynomial in Estrin form, scaled
- * by 2^n; |n| > 192 gives 0 or infinity. The same constants and operation order give
- * ggml's bits, which matter: the probabilities are then rounded to f16 and the activations
- * to 8-bit blocks, where one ulp can move a value to the next step. */
-static __m512 exp16(__m512 x) {
-    const __m512 r = _mm512_set1_ps(0x1.8p23f);
-    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
-    const __m512 n = _mm512_sub_ps(z, r);
-    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
-                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
-    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
-    const __m512 u = _mm512_mul_ps(b, b);
-    const __m512 hi = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)),
-                                      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f)));
-    const __m512 j = _mm512_fmadd_ps(hi, u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
-    const __m512 res = _mm512_scalef_ps(j, n);
-    if (!big) return res;
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, zero, _CMP_LE_OQ), _mm512_set1_ps(INFINITY), zero);
-    return _mm512_mask_blend_ps(big, res, alt);
-}
-
 /* The sum of 16 lanes in the tree _mm512_reduce_add_ps uses (halves, then quarters, then
  * pairs): ggml's and tinyBLAS's final sums. */
 static inline float sum16(__m512 a) {
@@ -192,7 +195,7 @@ static void swiglu_row(float *d, const float *s, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (; i + 16 <= n; i += 16) {
         const __m512 x = _mm512_loadu_ps(d + i);
-        const __m512 sx = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        const __m512 sx = _mm512_div_ps(x, _mm512_add_ps(one, llm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
         _mm512_storeu_ps(d + i, _mm512_mul_ps(sx, _mm512_loadu_ps(s + i)));
     }
 #endif
@@ -215,7 +218,19 @@ static void rope_row(const pare_llm *llm, float *x, int n_heads, const float *ca
     const int hd = llm->n_embd_head, nr = llm->n_rot;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * hd;
-        for (int i0 = 0; i0 < nr; i0 += 2) {
+        int i0 = 0;
+#if defined(__AVX512F__)
+        /* adjacent pairs, eight at a time: lanes (x0, x1) against the cache's (cos, sin);
+         * the same fma and products as the loop below, lane by lane */
+        const __m512 neg_even = _mm512_castsi512_ps(_mm512_set1_epi64((int64_t)0x80000000));
+        for (; !llm->rope_neox && i0 + 16 <= nr; i0 += 16) {
+            const __m512 xv = _mm512_loadu_ps(v + i0), cs = _mm512_loadu_ps(cache + i0);
+            const __m512 sc = _mm512_permute_ps(cs, 0xB1); /* (sin, cos) */
+            const __m512 t = _mm512_xor_ps(_mm512_mul_ps(_mm512_movehdup_ps(xv), sc), neg_even);
+            _mm512_storeu_ps(v + i0, _mm512_fmadd_ps(_mm512_moveldup_ps(xv), cs, t));
+        }
+#endif
+        for (; i0 < nr; i0 += 2) {
             const float c = cache[i0], s = cache[i0 + 1];
             float *a = llm->rope_neox ? v + i0 / 2 : v + i0;
             float *b = llm->rope_neox ? v + i0 / 2 + nr / 2 : v + i0 + 1;
@@ -239,12 +254,8 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_RMS_NORM: rms_norm_row(s, d, n, j->llm->norm_eps, j->w); break;
     case OP_LAYER_NORM: layer_norm_row(s, d, n, j->llm->norm_eps, j->w, j->b); break;
     case OP_ROUND: round_row(j->at, s, d, n); break;
-    case OP_BIAS:
-        for (int64_t i = 0; i < n; i++) d[i] += j->b[i];
-        break;
-    case OP_ADD: /* d += s */
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-        break;
+    case OP_BIAS: add_row(d, j->b, n); break;
+    case OP_ADD: add_row(d, s, n); break;
     case OP_SWIGLU: swiglu_row(d, s, n); break;
     case OP_GELU:
         for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
@@ -362,7 +373,7 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     for (int i = 0; i <= pos; i += 16) {
         const int left = pos + 1 - i;
         const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
-        const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmax)));
+        const __m512 e = _mm512_maskz_mov_ps(m, llm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmax)));
         _mm512_mask_storeu_ps(s + i, m, e);
         sum += (double)sum16(e);
     }

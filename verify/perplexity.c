@@ -42,10 +42,30 @@ static void nll_row(void *ctx, int64_t i, int thread) {
     (void)thread;
     tok_job *j = ctx;
     const float *l = j->logits + i * j->n_vocab;
+    const int n = j->n_vocab;
     float max = l[0];
-    for (int v = 1; v < j->n_vocab; v++) max = l[v] > max ? l[v] : max; /* fmaxf is a call here */
     double sum = 0;
-    for (int v = 0; v < j->n_vocab; v++) sum += expf(l[v] - max);
+    int v = 1;
+#if defined(__AVX512F__)
+    /* 16 at a time: ggml's vector e^x (within an ulp or two of expf) summed in double in
+     * sixteen lanes; the sum moves by about 1e-8 relative, perplexity by as little. */
+    __m512 vmax = _mm512_set1_ps(l[0]);
+    for (v = 0; v + 16 <= n; v += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(l + v));
+    max = _mm512_reduce_max_ps(vmax);
+    for (; v < n; v++) max = l[v] > max ? l[v] : max;
+    __m512d lo = _mm512_setzero_pd(), hi = lo;
+    const __m512 m = _mm512_set1_ps(max);
+    for (v = 0; v + 16 <= n; v += 16) {
+        const __m512 e = llm_exp16(_mm512_sub_ps(_mm512_loadu_ps(l + v), m));
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    sum = _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+    for (; v < n; v++) sum += expf(l[v] - max);
+#else
+    for (; v < n; v++) max = l[v] > max ? l[v] : max; /* fmaxf is a call here */
+    for (v = 0; v < n; v++) sum += expf(l[v] - max);
+#endif
     j->nll[i] = -((double)(l[j->next[i]] - max) - log(sum));
 }
 
