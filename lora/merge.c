@@ -89,24 +89,25 @@ void pare_lora_add_delta(float *w, const pare_lora_pair *p, int n_threads) {
     pare_parallel_for(n_threads, (d.rows + d.per - 1) / d.per, delta_rows, &d);
 }
 
-/* ||s B A||_F^2 = s^2 * sum_ij (A A^T)_ij (B^T B)_ij: r x r Gram matrices, in double. */
+/* ||s B A||_F^2 = s^2 * sum_ij (A A^T)_ij (B^T B)_ij: r x r Gram matrices, in double (BLAS
+ * dsyrk: the plain loops took 5% of a whole merge). 0 when out of memory (only a report). */
 static double delta_norm2(const pare_lora_pair *p) {
-    int64_t r = p->r;
-    double *ga = calloc((size_t)(r * r), sizeof(double)), *gb = calloc((size_t)(r * r), sizeof(double));
+    const int64_t r = p->r, ni = p->n_in, no = p->n_out;
+    double *ga = malloc((size_t)(r * r) * sizeof(double)), *gb = malloc((size_t)(r * r) * sizeof(double));
+    double *ad = malloc((size_t)(r * ni) * sizeof(double)), *bd = malloc((size_t)(no * r) * sizeof(double));
     double s = 0;
-    if (ga && gb) {
-        for (int64_t i = 0; i < r; i++)
-            for (int64_t j = 0; j < r; j++) {
-                double x = 0, y = 0;
-                for (int64_t k = 0; k < p->n_in; k++) x += (double)p->a[i * p->n_in + k] * p->a[j * p->n_in + k];
-                for (int64_t k = 0; k < p->n_out; k++) y += (double)p->b[k * r + i] * p->b[k * r + j];
-                ga[i * r + j] = x;
-                gb[i * r + j] = y;
-            }
-        for (int64_t i = 0; i < r * r; i++) s += ga[i] * gb[i];
+    if (ga && gb && ad && bd) {
+        for (int64_t i = 0; i < r * ni; i++) ad[i] = p->a[i];
+        for (int64_t i = 0; i < no * r; i++) bd[i] = p->b[i];
+        /* A is r x n_in, B is n_out x r, both row-major; the upper triangles are filled */
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)r, (int)ni, 1.0, ad, (int)ni, 0.0, ga, (int)r);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)r, (int)no, 1.0, bd, (int)r, 0.0, gb, (int)r);
+        for (int64_t i = 0; i < r; i++) {
+            s += ga[i * r + i] * gb[i * r + i];
+            for (int64_t j = i + 1; j < r; j++) s += 2 * ga[i * r + j] * gb[i * r + j];
+        }
     }
-    free(ga);
-    free(gb);
+    free(ga), free(gb), free(ad), free(bd);
     return p->scale * p->scale * s;
 }
 
