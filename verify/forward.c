@@ -363,12 +363,18 @@ typedef struct {
  * each group's sum (sum16) added in double, then a float scale. Masked keys get 0. */
 static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     float max = -INFINITY;
-    for (int i = 0; i <= pos; i++) {
-        s[i] *= scale;
-        if (s[i] > max) max = s[i];
-    }
     double sum = 0;
 #if defined(__AVX512F__)
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int i = 0; i <= pos; i += 16) {
+        const int left = pos + 1 - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), vscale);
+        _mm512_mask_storeu_ps(s + i, m, x);
+        vm = _mm512_mask_max_ps(vm, m, vm, x);
+    }
+    max = _mm512_reduce_max_ps(vm);
     const __m512 vmax = _mm512_set1_ps(max);
     for (int i = 0; i <= pos; i += 16) {
         const int left = pos + 1 - i;
@@ -377,14 +383,25 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         _mm512_mask_storeu_ps(s + i, m, e);
         sum += (double)sum16(e);
     }
+    const float inv = (float)(1.0 / sum);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int i = 0; i <= pos; i += 16) {
+        const int left = pos + 1 - i;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        _mm512_mask_storeu_ps(s + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), vinv));
+    }
 #else
+    for (int i = 0; i <= pos; i++) {
+        s[i] *= scale;
+        if (s[i] > max) max = s[i];
+    }
     for (int i = 0; i <= pos; i++) {
         s[i] = expf(s[i] - max);
         sum += (double)s[i];
     }
-#endif
     const float inv = (float)(1.0 / sum);
     for (int i = 0; i <= pos; i++) s[i] *= inv;
+#endif
     if (f16) round_f16_n(s, s, pos + 1);
     for (int i = pos + 1; i < n_cols; i++) s[i] = 0;
 }
