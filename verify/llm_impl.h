@@ -75,6 +75,8 @@ struct pare_llm {
     size_t gws_cap; /* bytes */
     void *qws;   /* workspace of the integer products (quantized activations) */
     size_t qws_cap; /* bytes */
+    void *lbuf;     /* the logits of a perplexity chunk (perplexity.c), reserved by pare_llm_prepare */
+    size_t lbuf_cap; /* bytes */
 };
 
 /* Memory for big scratch buffers (activations, logits, workspaces): 2 MiB aligned and

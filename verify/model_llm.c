@@ -344,6 +344,7 @@ void pare_llm_free(pare_llm *llm) {
     free(llm->wbuf);
     free(llm->gws);
     free(llm->qws);
+    free(llm->lbuf);
     float *b[] = {llm->x, llm->xn, llm->q, llm->k, llm->v, llm->att, llm->h1, llm->h2, llm->tmp, llm->rope};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) free(b[i]);
     free(llm);
@@ -448,8 +449,14 @@ pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, int n_passes, pare_err
     FAIL_IF(!llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(n_tokens, K) * sizeof(float)) ||
                 !llm_ws_reserve(&llm->qws, &llm->qws_cap, qws),
             PARE_ENOMEM, "%s: out of memory for the products' workspaces", llm->name);
+    /* the logits of the scored half of a perplexity chunk: llama.cpp reserves its output
+     * buffer when the context is made */
+    const size_t lbytes = (size_t)(n_tokens - n_tokens / 2) * (size_t)llm->n_vocab * sizeof(float);
+    FAIL_IF(!llm_ws_reserve(&llm->lbuf, &llm->lbuf_cap, lbytes), PARE_ENOMEM, "%s: out of memory for %zu bytes of logits",
+            llm->name, lbytes);
     memset(llm->gws, 0, llm->gws_cap); /* touched now, not inside the timed products */
     memset(llm->qws, 0, llm->qws_cap);
+    memset(llm->lbuf, 0, llm->lbuf_cap);
     if (n_passes < PARE_LLM_PACK_PASSES) return PARE_OK;
     for (int il = 0; il < llm->n_layer; il++) {
         llm_mat *ms[LAYER_MATS];

@@ -134,7 +134,6 @@ typedef struct {
 
 static void state_free(ppl_state *s) {
     free(s->chunk);
-    free(s->logits);
     free(s->j.nll);
     free(s->j.b_scale);
     free(s->j.b_nll);
@@ -147,10 +146,12 @@ static void state_free(ppl_state *s) {
     free(s->j.same_top);
 }
 
-static pare_status state_alloc(ppl_state *s, bool kld, pare_err *err) {
+/* s->logits is llm's buffer (kept between runs, reserved by pare_llm_prepare), not s's own. */
+static pare_status state_alloc(ppl_state *s, pare_llm *llm, bool kld, pare_err *err) {
     const size_t R = (size_t)s->n_score, V = (size_t)s->n_vocab;
     s->chunk = malloc((size_t)s->n_ctx * sizeof *s->chunk);
-    s->logits = llm_big_alloc((size_t)(s->n_ctx - s->first) * V * sizeof *s->logits);
+    s->logits = llm_ws_reserve(&llm->lbuf, &llm->lbuf_cap, (size_t)(s->n_ctx - s->first) * V * sizeof *s->logits)
+                    ? llm->lbuf : NULL;
     s->j.nll = malloc(R * sizeof(double));
     bool ok = s->chunk && s->logits && s->j.nll;
     if (kld) {
@@ -277,7 +278,7 @@ pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens
     res->first_chunk = o->first_chunk;
     res->n_chunks_total = n_max;
     res->has_kld = base != NULL;
-    pare_status st = state_alloc(&s, base != NULL, err);
+    pare_status st = state_alloc(&s, llm, base != NULL, err);
     if (!st) st = result_alloc(res, n_chunks, s.n_score, base != NULL, err);
     s.j.logits = s.logits;
     if (!st) st = run_chunks(llm, base, tokens, &s, progress, user, res, n_chunks, err);
