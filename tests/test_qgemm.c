@@ -237,10 +237,11 @@ static void check_f32(pare_pool *pool, int M, int N, int K, int pad) {
 static void test_gemm_f32(void) {
     pare_pool *pool = pare_pool_new(2);
     CHECK(pool != NULL);
-    /* K: one value, under and over one 16-value block and one 256-value panel; N: under one
+    /* K: one value, under and over one 16-value block, several 1024-value panels; N: under one
      * 16-row block, one and a half, several 32-row panels with a tail; M: partial 12-row panels */
     static const int shapes[][3] = {{1, 1, 1},   {5, 7, 3},     {12, 16, 16},  {13, 17, 33},
-                                    {25, 48, 256}, {40, 70, 300}, {64, 96, 513}, {7, 200, 768}};
+                                    {25, 48, 256}, {40, 70, 300}, {64, 96, 513}, {7, 200, 768},
+                                    {30, 70, 2100}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int pad = 0; pad <= 3; pad += 3) {
             check_f32(NULL, shapes[s][0], shapes[s][1], shapes[s][2], pad);
