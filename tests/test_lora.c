@@ -172,46 +172,61 @@ static void test_delta_transposed(void) {
     CHECK(memcmp(wt, want_t, sizeof wt) == 0);
 }
 
-/* The reported relative change ||W' - W|| / ||W||, from the Gram matrices of A and B and the
- * base rows piece by piece, against float64 sums over the merged values; a transposed pair too. */
-static void test_reported_change(void) {
-    enum { R = 5, NI = 70, NO = 45 };
-    uint64_t x = 0x2545F4914F6CDD1Dull;
-    float a[R * NI], b[NO * R], w[NO * NI], w0[NO * NI];
+/* Merging piece by piece, as the pipeline cuts tensors: the merged values against float64
+ * (ranks under, at and over one 16-value block of the rank-r kernel; a column count that is
+ * not a multiple of 16), and the reported relative change ||W' - W|| / ||W|| (from the Gram
+ * matrices of A and B and the base rows) against float64 sums; a transposed pair too. */
+static void check_pieces(int R, int tr) {
+    enum { NI = 70, NO = 45 };
+    uint64_t x = 0x2545F4914F6CDD1Dull + (uint64_t)R;
+    float *a = malloc(sizeof(float) * R * NI), *b = malloc(sizeof(float) * NO * R);
+    float w[NO * NI], w0[NO * NI];
 #define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, (float)(x >> 40) / 16777216.0f - 0.5f)
     for (int i = 0; i < R * NI; i++) a[i] = RND();
     for (int i = 0; i < NO * R; i++) b[i] = RND();
     for (int i = 0; i < NO * NI; i++) w0[i] = w[i] = RND() * 3;
 #undef RND
-    for (int tr = 0; tr < 2; tr++) {
-        pare_lora_pair p = {.target = "blk.0.attn_q.weight", .r = R, .n_in = NI, .n_out = NO, .a = a, .b = b,
-                            .scale = 0.75, .transposed = tr};
-        pare_lora_adapter ad = {.path = "mem", .pairs = &p, .n_pairs = 1};
-        pare_lora_adapter *ads[1] = {&ad};
-        /* stored as NO rows of NI, or (transposed) NI rows of NO */
-        pare_tensor t = {.name = p.target, .type = PARE_TYPE_F32, .n_dims = 2, .ne = {tr ? NO : NI, tr ? NI : NO, 1, 1}};
-        const int rows = tr ? NI : NO, cols = tr ? NO : NI;
-        memcpy(w, w0, sizeof w);
-        pare_lora_merger *mg = NULL;
-        pare_err err;
-        CHECK_OK(pare_lora_merger_new(ads, 1, &mg, &err), &err);
-        for (int r0 = 0; r0 < rows; r0 += 16) /* pieces of 16 rows, as the pipeline cuts them */
-            CHECK_OK(pare_lora_merger_apply_rows(mg, &t, w + (size_t)r0 * cols, r0, rows - r0 < 16 ? rows - r0 : 16, &err),
-                     &err);
-        double d2 = 0, b2 = 0;
-        for (int i = 0; i < NO * NI; i++) d2 += ((double)w[i] - w0[i]) * ((double)w[i] - w0[i]), b2 += (double)w0[i] * w0[i];
-        const char *name;
-        double rel = -1;
-        CHECK(pare_lora_merger_n_done(mg) == 1);
-        pare_lora_merger_done(mg, 0, &name, &rel);
-        CHECK_MSG(fabs(rel - sqrt(d2 / b2)) < 1e-5 * sqrt(d2 / b2), "transposed %d: reported %.9g, float64 %.9g", tr, rel,
-                  sqrt(d2 / b2));
-        pare_lora_merger_free(mg);
-    }
+    pare_lora_pair p = {.target = "blk.0.attn_q.weight", .r = R, .n_in = NI, .n_out = NO, .a = a, .b = b,
+                        .scale = 0.75, .transposed = tr};
+    pare_lora_adapter ad = {.path = "mem", .pairs = &p, .n_pairs = 1};
+    pare_lora_adapter *ads[1] = {&ad};
+    /* stored as NO rows of NI, or (transposed) NI rows of NO */
+    pare_tensor t = {.name = p.target, .type = PARE_TYPE_F32, .n_dims = 2, .ne = {tr ? NO : NI, tr ? NI : NO, 1, 1}};
+    const int rows = tr ? NI : NO, cols = tr ? NO : NI;
+    pare_lora_merger *mg = NULL;
+    pare_err err;
+    CHECK_OK(pare_lora_merger_new(ads, 1, &mg, &err), &err);
+    for (int r0 = 0; r0 < rows; r0 += 20) /* pieces of 20 rows: 16-row groups and a tail */
+        CHECK_OK(pare_lora_merger_apply_rows(mg, &t, w + (size_t)r0 * cols, r0, rows - r0 < 20 ? rows - r0 : 20, &err), &err);
+    double d2 = 0, b2 = 0, worst = 0, top = 0;
+    for (int o = 0; o < NO; o++)
+        for (int i = 0; i < NI; i++) {
+            double d = 0;
+            for (int k = 0; k < R; k++) d += (double)b[o * R + k] * a[k * NI + i];
+            const size_t at = tr ? (size_t)i * NO + o : (size_t)o * NI + i;
+            const double want = w0[at] + 0.75 * d;
+            worst = fmax(worst, fabs(w[at] - want)), top = fmax(top, fabs(want));
+            d2 += 0.5625 * d * d, b2 += (double)w0[at] * w0[at];
+        }
+    CHECK_MSG(worst < 1e-6 * top, "rank %d, transposed %d: merged values %g from float64 (largest %g)", R, tr, worst, top);
+    const char *name;
+    double rel = -1;
+    CHECK(pare_lora_merger_n_done(mg) == 1);
+    pare_lora_merger_done(mg, 0, &name, &rel);
+    CHECK_MSG(fabs(rel - sqrt(d2 / b2)) < 1e-5 * sqrt(d2 / b2), "rank %d, transposed %d: reported %.9g, float64 %.9g", R,
+              tr, rel, sqrt(d2 / b2));
+    pare_lora_merger_free(mg);
+    free(a), free(b);
+}
+
+static void test_pieces(void) {
+    static const int ranks[] = {1, 5, 16, 21};
+    for (size_t i = 0; i < sizeof ranks / sizeof *ranks; i++)
+        for (int tr = 0; tr < 2; tr++) check_pieces(ranks[i], tr);
 }
 
 int main(void) {
-    TH_RUN(test_reported_change);
+    TH_RUN(test_pieces);
     TH_RUN(test_delta_transposed);
     TH_RUN(test_refusals);
     TH_RUN(test_peft_into_hf_and_gguf);
