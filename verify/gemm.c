@@ -166,20 +166,25 @@ static void gemm_item(void *ctx, int64_t item, int thread) {
             const float *bp = own;
             if (g->Bp) bp = g->Bp + (size_t)(n / NR) * NR * g->K + (size_t)k0 * NR;
             else pack_b(g, n, nr, k0, kc, own);
-            /* The weights come from memory once per product. Unpacked, they are read in runs
-             * of kc values per row, too short for the hardware prefetcher: the next panel's
-             * lines are fetched into L2 while the micro-kernel runs on this one. */
+            /* The weights come from memory once per product, and the hardware prefetcher
+             * does not follow them far enough (unpacked: runs of kc values per row, on 4 KiB
+             * pages): the next panel's lines are fetched into L2 while the micro-kernel runs
+             * on this one. Packed ahead, the next panel is one contiguous run. */
             int pn = n + NR, pk0 = k0;
             if (pn >= n1) pn = n0, pk0 = k0 + KC;
-            const int pnr = !g->Bp && pk0 < g->K ? (n1 - pn < NR ? n1 - pn : NR) : 0;
+            const int pnr = pk0 < g->K ? (n1 - pn < NR ? n1 - pn : NR) : 0;
             const int pkc = pk0 < g->K ? (g->K - pk0 < KC ? g->K - pk0 : KC) : 0;
-            const int lines_per_row = (pkc * (int)sizeof(float) + 63) / 64, lines = pnr * lines_per_row;
+            const int lines_per_row = (pkc * (int)sizeof(float) + 63) / 64;
+            const int lines = g->Bp ? (pnr ? pkc * NR * (int)sizeof(float) / 64 : 0) : pnr * lines_per_row;
+            const float *pbp = g->Bp ? g->Bp + (size_t)(pn / NR) * NR * g->K + (size_t)pk0 * NR : NULL;
             const int groups = (g->M + MR - 1) / MR, per = (lines + groups - 1) / groups;
             int line = 0;
             for (int m = 0; m < g->M; m += MR) {
                 for (int e = line + per; line < e && line < lines; line++) {
-                    const float *b = g->B + (size_t)(pn + line / lines_per_row) * g->ldb + pk0;
-                    _mm_prefetch((const char *)(b + (line % lines_per_row) * 16), _MM_HINT_T1);
+                    const float *b = pbp ? pbp + line * 16
+                                         : g->B + (size_t)(pn + line / lines_per_row) * g->ldb + pk0 +
+                                               (line % lines_per_row) * 16;
+                    _mm_prefetch((const char *)b, _MM_HINT_T1);
                 }
                 float *c = g->C + (size_t)m * g->ldc + n;
                 if (m < m_full) kernel_direct(kc, g->A + (size_t)m * g->lda + k0, (size_t)g->lda, bp, c, g->ldc, nr, k0 > 0);
