@@ -188,7 +188,8 @@ static void check_kshape(pare_pool *pool, bool q6, int M, int N, int K) {
 static void test_kgemm_bit_exact(void) {
     pare_pool *pool = pare_pool_new(2);
     CHECK(pool);
-    const int shapes[][3] = {{1, 1, 256}, {5, 3, 512}, {4, 2, 256}, {13, 25, 768}, {33, 64, 2048}};
+    /* the last: more rows than one 512-row block of activations, and a partial tile */
+    const int shapes[][3] = {{1, 1, 256}, {5, 3, 512}, {4, 2, 256}, {13, 25, 768}, {33, 64, 2048}, {1030, 5, 256}};
     for (int q6 = 0; q6 < 2; q6++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             check_kshape(NULL, q6, shapes[s][0], shapes[s][1], shapes[s][2]);

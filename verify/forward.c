@@ -125,6 +125,7 @@ typedef struct {
     pare_type at;       /* OP_ROUND */
     int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
     int pos0;           /* OP_ROPE: position of row 0 */
+    int period;         /* OP_ROPE: rows of one sequence when several follow each other, else 0 */
 } row_job;
 
 static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
@@ -260,7 +261,11 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_GELU:
         for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
         break;
-    case OP_ROPE: rope_row(j->llm, d, j->n_heads, j->llm->rope + (r + j->pos0) * j->llm->n_rot); break;
+    case OP_ROPE: {
+        const int64_t pos = j->period ? (r + j->pos0) % j->period : r + j->pos0;
+        rope_row(j->llm, d, j->n_heads, j->llm->rope + pos * j->llm->n_rot);
+        break;
+    }
     }
 }
 
@@ -350,7 +355,7 @@ static void rope_cache(pare_llm *llm, int T) {
 
 typedef struct {
     pare_llm *llm;
-    int T, r0;      /* keys 0..T-1, queries r0..T-1 */
+    int T, r0;      /* per sequence: keys 0..T-1, queries r0..T-1 */
     const float *q; /* head h at q + h * n_embd_head, row stride ldq */
     int64_t ldq;
     int bl;         /* rows per block: min(T, ATT_BLOCK) */
@@ -464,15 +469,18 @@ static inline void pv16(const float *p, const float *vt, int64_t ldv, int n, flo
 
 /* One head: att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query rows that
  * only look at the keys up to their last row. */
-static void att_head(void *ctx, int64_t h, int thread) {
+/* Item = sequence * n_head + head: sequence s's rows start at row s * T of q, k, v and att. */
+static void att_head(void *ctx, int64_t item, int thread) {
     att_job *j = ctx;
     pare_llm *llm = j->llm;
+    const int64_t h = item % llm->n_head, s0 = item / llm->n_head * j->T;
     const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
     const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
-    const float *qh = j->q + h * hd, *kg = llm->k + (int64_t)g * hd, *vg = llm->v + (int64_t)g * hd;
+    const float *qh = j->q + s0 * j->ldq + h * hd, *kg = llm->k + s0 * ldkv + (int64_t)g * hd,
+                *vg = llm->v + s0 * ldkv + (int64_t)g * hd;
     const int Tp = (T + 15) / 16 * 16; /* rows padded for 16-lane products */
     float *S = j->buf + (size_t)thread * j->per_thread, *vt = S + (size_t)j->bl * Tp, *ws = vt + (size_t)hd * Tp;
-    float *out = llm->att + h * hd;
+    float *out = llm->att + s0 * ldo + h * hd;
     for (int d = 0; d < hd; d++) { /* v_g^T, so that p v is a product with rows contiguous along k */
         for (int t = 0; t < T; t++) vt[(size_t)d * Tp + t] = vg[t * ldkv + d];
         for (int t = T; t < Tp; t++) vt[(size_t)d * Tp + t] = 0;
@@ -512,9 +520,9 @@ static void att_head(void *ctx, int64_t h, int thread) {
     }
 }
 
-/* Heads run in parallel, each with single-threaded products (OpenBLAS's own threads stay
- * unused: they would spin against ours on a small machine). */
-static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
+/* Heads of each sequence run in parallel, each with single-threaded products (OpenBLAS's own
+ * threads stay unused: they would spin against ours on a small machine). */
+static pare_status attention(pare_llm *llm, int n_seq, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
     const int nt = pare_pool_threads(llm->pool);
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
     const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
@@ -523,7 +531,7 @@ static pare_status attention(pare_llm *llm, int T, int r0, const float *q, int64
     float *buf = malloc((size_t)nt * per * sizeof *buf);
     FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
     att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
-    pare_pool_for(llm->pool, llm->n_head, att_head, &j);
+    pare_pool_for(llm->pool, (int64_t)n_seq * llm->n_head, att_head, &j);
     free(buf);
     return PARE_OK;
 }
@@ -535,54 +543,71 @@ static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w,
     rows(llm, llm->arch == LLM_ARCH_GPT2 ? OP_LAYER_NORM : OP_RMS_NORM, T, D, x, D, y, D, w, b);
 }
 
-/* Layers compute every row, except the last one in forward_tail, where only rows r0.. are
- * needed past the keys and values (as llama.cpp skips the rows it outputs no logits for). */
-static pare_status attn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
+/* Moves rows [r0, T) of each of n_seq sequences of T rows (row stride w) to the front, in
+ * order: what is left of them after the last layer's attention. */
+static void keep_tail_rows(float *a, int64_t w, int n_seq, int T, int r0) {
+    for (int s = 0; s < n_seq; s++)
+        memmove(a + (int64_t)s * (T - r0) * w, a + ((int64_t)s * T + r0) * w, (size_t)(T - r0) * (size_t)w * sizeof(float));
+}
+
+/* n_seq sequences of T rows each (sequence s from row s * T). Layers compute every row,
+ * except the last one in forward_tail, where only rows r0.. of each sequence are needed
+ * past the keys and values (as llama.cpp skips the rows it outputs no logits for): those are
+ * then moved to the front of x, and *n_rows says how many rows x holds. */
+static pare_status attn_block(pare_llm *llm, int il, int n_seq, int T, int r0, int *n_rows, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)llm->n_head * hd,
                   hkv = (int64_t)llm->n_head_kv * hd;
-    const int nq = T - r0;
-    norm(llm, T, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
+    const int R = n_seq * T;
+    /* rows whose queries are needed: one sequence skips the ones before r0 */
+    const int qr0 = n_seq == 1 ? r0 : 0, nq = R - qr0;
+    norm(llm, R, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
     int64_t ldq = hq;
     if (llm->arch == LLM_ARCH_GPT2) {
         const int64_t w = D + 2 * hkv;
-        TRY(linear(llm, L->wqkv.t->name, &L->wqkv, llm->xn, T, llm->q, L->bqkv, err));
-        for (int t = 0; t < T; t++) {
+        TRY(linear(llm, L->wqkv.t->name, &L->wqkv, llm->xn, R, llm->q, L->bqkv, err));
+        for (int t = 0; t < R; t++) {
             memcpy(llm->k + t * hkv, llm->q + t * w + D, (size_t)hkv * sizeof(float));
             memcpy(llm->v + t * hkv, llm->q + t * w + D + hkv, (size_t)hkv * sizeof(float));
         }
         ldq = w;
     } else {
-        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn + r0 * D, nq, llm->q + r0 * hq, L->bq, err));
-        TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, T, llm->k, L->bk, err));
-        TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, T, llm->v, L->bv, err));
-        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + r0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
-                     .pos0 = r0};
+        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn + qr0 * D, nq, llm->q + qr0 * hq, L->bq, err));
+        TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, R, llm->k, L->bk, err));
+        TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, R, llm->v, L->bv, err));
+        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + qr0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
+                     .pos0 = qr0, .period = T};
         pare_pool_for(llm->pool, nq, row_run, &j);
         j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv, j.pos0 = 0;
-        pare_pool_for(llm->pool, T, row_run, &j);
+        pare_pool_for(llm->pool, R, row_run, &j);
     }
     float *q = llm->q;
     if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
-        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + r0 * ldq, .dst = q + r0 * ldq, .ld_src = ldq,
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + qr0 * ldq, .dst = q + qr0 * ldq, .ld_src = ldq,
                      .ld_dst = ldq, .at = PARE_TYPE_F16};
         pare_pool_for(llm->pool, nq, row_run, &j);
         j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
-        pare_pool_for(llm->pool, T, row_run, &j);
+        pare_pool_for(llm->pool, R, row_run, &j);
         j.src = j.dst = llm->v;
-        pare_pool_for(llm->pool, T, row_run, &j);
+        pare_pool_for(llm->pool, R, row_run, &j);
     }
-    TRY(attention(llm, T, r0, q, ldq, err));
-    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att + r0 * hq, nq, llm->xn + r0 * D, L->bo, err));
-    rows(llm, OP_ADD, nq, D, llm->xn + r0 * D, D, llm->x + r0 * D, D, NULL, NULL);
+    TRY(attention(llm, n_seq, T, r0, q, ldq, err));
+    if (r0 > 0) {
+        keep_tail_rows(llm->att, hq, n_seq, T, r0);
+        keep_tail_rows(llm->x, D, n_seq, T, r0);
+    }
+    const int n = n_seq * (T - r0);
+    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, n, llm->xn, L->bo, err));
+    rows(llm, OP_ADD, n, D, llm->xn, D, llm->x, D, NULL, NULL);
+    *n_rows = n;
     return PARE_OK;
 }
 
-static pare_status ffn_block(pare_llm *llm, int il, int T, int r0, pare_err *err) {
+/* On the first n rows of x. */
+static pare_status ffn_block(pare_llm *llm, int il, int n, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
     const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
-    const int n = T - r0;
-    float *x = llm->x + r0 * D;
+    float *x = llm->x;
     norm(llm, n, x, llm->xn, L->ffn_norm, L->ffn_norm_b);
     TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, n, llm->h2, L->ffn_up_b, err));
     if (L->ffn_gate.t) {
@@ -597,8 +622,8 @@ static pare_status ffn_block(pare_llm *llm, int il, int T, int r0, pare_err *err
     return PARE_OK;
 }
 
-/* x[t] = token_embd[tokens[t]] (+ position_embd[t]). */
-static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, pare_err *err) {
+/* x[t] = token_embd[tokens[t]] (+ position_embd[t % period]) for t < T. */
+static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, int period, pare_err *err) {
     const int64_t D = llm->n_embd;
     const pare_tensor *te = llm->tok_embd.t;
     const void *bytes;
@@ -611,42 +636,52 @@ static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, pare_err *
     const pare_tensor *pe = llm->pos_embd.t;
     TRY(pare_tensor_bytes(pe, &bytes, &tmp, err));
     for (int t = 0; t < T && !st; t++) {
-        st = llm_row_f32(pe, bytes, t, llm->xn, err);
+        st = llm_row_f32(pe, bytes, t % period, llm->xn, err);
         for (int64_t i = 0; i < D && !st; i++) llm->x[t * D + i] += llm->xn[i];
     }
     free(tmp);
     return st;
 }
 
-pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out, float *logits,
-                                  pare_err *err) {
-    FAIL_IF(n_tokens < 1, PARE_EUSAGE, "%s: nothing to evaluate (%d tokens)", llm->name, n_tokens);
-    FAIL_IF(first_out < 0 || first_out >= n_tokens, PARE_EUSAGE, "%s: first output row %d outside [0, %d)", llm->name,
-            first_out, n_tokens);
-    for (int t = 0; t < n_tokens; t++)
+pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int T, int first, pare_err *err) {
+    FAIL_IF(T < 1 || n_seq < 1, PARE_EUSAGE, "%s: nothing to evaluate (%d tokens)", llm->name, T);
+    FAIL_IF(first < 0 || first >= T, PARE_EUSAGE, "%s: first output row %d outside [0, %d)", llm->name, first, T);
+    FAIL_IF((int64_t)n_seq * T > INT32_MAX / 2, PARE_EUSAGE, "%s: %d sequences of %d tokens are too many", llm->name,
+            n_seq, T);
+    const int R = n_seq * T;
+    for (int t = 0; t < R; t++)
         FAIL_IF(tokens[t] < 0 || tokens[t] >= llm->n_vocab, PARE_EINPUT,
-                "%s: token %d at position %d is outside the vocabulary (%d)", llm->name, tokens[t], t, llm->n_vocab);
-    FAIL_IF(llm->pos_embd.t && n_tokens > llm->pos_embd.n_out, PARE_EUSAGE,
-            "%s: %d tokens exceed the %lld positions of position_embd", llm->name, n_tokens,
-            (long long)llm->pos_embd.n_out);
-    TRY(llm_reserve(llm, n_tokens, err));
+                "%s: token %d at position %d is outside the vocabulary (%d)", llm->name, tokens[t], t % T, llm->n_vocab);
+    FAIL_IF(llm->pos_embd.t && T > llm->pos_embd.n_out, PARE_EUSAGE,
+            "%s: %d tokens exceed the %lld positions of position_embd", llm->name, T, (long long)llm->pos_embd.n_out);
+    TRY(llm_reserve(llm, R, err));
     TRY(llm_sync_pool(llm, err));
     /* pare's threads call OpenBLAS, which must not start its own (set here, once per pass,
      * from one thread: the setting is OpenBLAS's process-wide state) */
     openblas_set_num_threads(1);
-    const int T = n_tokens;
-    TRY(embed(llm, tokens, T, err));
+    TRY(embed(llm, tokens, R, T, err));
     if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
     for (int il = 0; il < llm->n_layer; il++) {
         /* the hook wants every row of every layer, as llama-imatrix evaluates them */
-        const int r0 = il == llm->n_layer - 1 && !llm->hook ? first_out : 0;
-        TRY(attn_block(llm, il, T, r0, err));
-        TRY(ffn_block(llm, il, T, r0, err));
+        const int r0 = il == llm->n_layer - 1 && !llm->hook ? first : 0;
+        int n;
+        TRY(attn_block(llm, il, n_seq, T, r0, &n, err));
+        TRY(ffn_block(llm, il, n, err));
+        if (r0 == 0 && first > 0 && il == llm->n_layer - 1) keep_tail_rows(llm->x, llm->n_embd, n_seq, T, first);
     }
+    return PARE_OK;
+}
+
+pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err) {
     const int64_t D = llm->n_embd;
-    const int n_out = T - first_out;
-    norm(llm, n_out, llm->x + first_out * D, llm->xn, llm->out_norm, llm->out_norm_b);
+    norm(llm, n_out, llm->x + (int64_t)seq * n_out * D, llm->xn, llm->out_norm, llm->out_norm_b);
     return linear(llm, llm->output_name, &llm->output, llm->xn, n_out, logits, NULL, err);
+}
+
+pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out, float *logits,
+                                  pare_err *err) {
+    TRY(llm_run_layers(llm, tokens, 1, n_tokens, first_out, err));
+    return llm_tail_logits(llm, 0, n_tokens - first_out, logits, err);
 }
 
 pare_status pare_llm_forward(pare_llm *llm, const int32_t *tokens, int n_tokens, float *logits, pare_err *err) {

@@ -33,6 +33,7 @@
 #define Q6K_BYTES 210 /* ql[128], qh[64], int8 scales[16], f16 d */
 #define MRK 4         /* activation rows per tile */
 #define NRK 2         /* weight rows per tile */
+#define MBK 512       /* activation rows per block (a multiple of MRK) */
 
 static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
 
@@ -242,17 +243,24 @@ static void prod_item(void *ctx, int64_t item, int thread) {
     const int n0 = (int)item * g->rows_per_item;
     const int n1 = n0 + g->rows_per_item < g->N ? n0 + g->rows_per_item : g->N;
     w_sb *w = g->wbuf + (size_t)thread * NRK * g->nb;
-    for (int n = n0; n < n1; n += NRK) {
-        const int nr = n1 - n < NRK ? n1 - n : NRK;
-        unpack_rows(g, n, nr, w);
+    /* Activations in blocks of MBK rows, each block kept in L2 while a whole item of weight
+     * rows runs against it (2048 rows of quantized activations would be streamed from L3 for
+     * every pair of weight rows); weight rows are unpacked again per block, which is cheap
+     * next to MBK rows of products. */
+    for (int m0 = 0; m0 < g->M; m0 += MBK) {
+        const int m1 = m0 + MBK < g->M ? m0 + MBK : g->M;
+        for (int n = n0; n < n1; n += NRK) {
+            const int nr = n1 - n < NRK ? n1 - n : NRK;
+            unpack_rows(g, n, nr, w);
 #if defined(KG_VNNI)
-        if (nr == NRK) {
-            for (int m = 0; m < g->M; m += MRK) run_tile(g, w, m, n);
-            continue;
-        }
+            if (nr == NRK) {
+                for (int m = m0; m < m1; m += MRK) run_tile(g, w, m, n);
+                continue;
+            }
 #endif
-        for (int r = 0; r < nr; r++)
-            for (int m = 0; m < g->M; m++) g->y[(size_t)m * g->ldy + n + r] = dot_ref(g, w + (size_t)r * g->nb, m);
+            for (int r = 0; r < nr; r++)
+                for (int m = m0; m < m1; m++) g->y[(size_t)m * g->ldy + n + r] = dot_ref(g, w + (size_t)r * g->nb, m);
+        }
     }
 }
 

@@ -96,6 +96,21 @@ bool llm_ws_reserve(void **buf, size_t *cap, size_t bytes);
 
 /* Grows the scratch buffers to hold n_tokens tokens. */
 pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
+/* The layers on n_seq sequences of T tokens each (tokens[s * T + t]), in one pass through
+ * the weights, as llama-perplexity evaluates several chunks per batch: every sequence's rows
+ * give the same values as evaluating it alone. Afterwards x holds, packed, the final rows
+ * [first, T) of every sequence, which llm_tail_logits turns into logits, one sequence at a
+ * time (n_out = T - first). */
+pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int T, int first, pare_err *err);
+pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err);
+/* How many chunks of n_ctx tokens go through the layers together: llama-perplexity's default
+ * batch of 2048 tokens (n_seq = n_batch / n_ctx), at most n_chunks, at least 1. */
+#define LLM_BATCH_TOKENS 2048
+static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
+    int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
+    if (n > n_chunks) n = n_chunks;
+    return n < 1 ? 1 : n;
+}
 /* Returns the f32 values of rows [r0, r1) of a weight matrix: the tensor's own bytes when
  * they are aligned F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
 pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,

@@ -441,12 +441,14 @@ static void pack_mat(pare_llm *llm, llm_mat *w) {
 
 pare_status pare_llm_prepare(pare_llm *llm, int n_tokens, int n_passes, pare_err *err) {
     FAIL_IF(n_tokens < 1, PARE_EUSAGE, "%s: nothing to prepare for (%d tokens)", llm->name, n_tokens);
-    TRY(llm_reserve(llm, n_tokens, err));
+    /* the chunks that pare_perplexity evaluates together */
+    const int rows = n_tokens * llm_batch_seqs(n_tokens, n_passes);
+    TRY(llm_reserve(llm, rows, err));
     TRY(llm_sync_pool(llm, err));
     const int K = llm->n_embd > llm->n_ff_max ? llm->n_embd : llm->n_ff_max;
-    size_t qws = llm_qgemm_ws(n_tokens, K);
-    if (K % 256 == 0 && llm_kgemm_ws(n_tokens, K) > qws) qws = llm_kgemm_ws(n_tokens, K);
-    FAIL_IF(!llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(n_tokens, K) * sizeof(float)) ||
+    size_t qws = llm_qgemm_ws(rows, K);
+    if (K % 256 == 0 && llm_kgemm_ws(rows, K) > qws) qws = llm_kgemm_ws(rows, K);
+    FAIL_IF(!llm_ws_reserve((void **)&llm->gws, &llm->gws_cap, llm_gemm_ws(rows, K) * sizeof(float)) ||
                 !llm_ws_reserve(&llm->qws, &llm->qws_cap, qws),
             PARE_ENOMEM, "%s: out of memory for the products' workspaces", llm->name);
     /* the logits of the scored half of a perplexity chunk: llama.cpp reserves its output

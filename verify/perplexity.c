@@ -127,7 +127,8 @@ static void kld_row(void *ctx, int64_t i, int thread) {
 
 typedef struct {
     int n_ctx, first, n_score, n_vocab;
-    int32_t *chunk;      /* [n_ctx] the tokens of the chunk with BOS in front */
+    int n_seq;           /* chunks evaluated together (llm_batch_seqs) */
+    int32_t *chunk;      /* [n_seq][n_ctx] the tokens of the chunks, each with BOS in front */
     float *logits;       /* [n_ctx - first][n_vocab] */
     tok_job j;
 } ppl_state;
@@ -149,7 +150,7 @@ static void state_free(ppl_state *s) {
 /* s->logits is llm's buffer (kept between runs, reserved by pare_llm_prepare), not s's own. */
 static pare_status state_alloc(ppl_state *s, pare_llm *llm, bool kld, pare_err *err) {
     const size_t R = (size_t)s->n_score, V = (size_t)s->n_vocab;
-    s->chunk = malloc((size_t)s->n_ctx * sizeof *s->chunk);
+    s->chunk = malloc((size_t)s->n_seq * (size_t)s->n_ctx * sizeof *s->chunk);
     s->logits = llm_ws_reserve(&llm->lbuf, &llm->lbuf_cap, (size_t)(s->n_ctx - s->first) * V * sizeof *s->logits)
                     ? llm->lbuf : NULL;
     s->j.nll = malloc(R * sizeof(double));
@@ -172,11 +173,11 @@ static pare_status state_alloc(ppl_state *s, pare_llm *llm, bool kld, pare_err *
     return PARE_OK;
 }
 
-/* Evaluates one model on chunk `tokens` (n_ctx of them) into s->logits (rows first..). */
-static pare_status eval_chunk(pare_llm *llm, ppl_state *s, const int32_t *tokens, pare_err *err) {
-    memcpy(s->chunk, tokens, (size_t)s->n_ctx * sizeof *tokens);
-    if (llm->add_bos) s->chunk[0] = llm->bos;
-    return pare_llm_forward_tail(llm, s->chunk, s->n_ctx, s->first, s->logits, err);
+/* Copies n_seq chunks starting at `tokens` into s->chunk, each with llm's BOS in front. */
+static void load_chunks(const pare_llm *llm, ppl_state *s, const int32_t *tokens, int n_seq) {
+    memcpy(s->chunk, tokens, (size_t)n_seq * (size_t)s->n_ctx * sizeof *tokens);
+    if (llm->add_bos)
+        for (int q = 0; q < n_seq; q++) s->chunk[(size_t)q * s->n_ctx] = llm->bos;
 }
 
 static void add_kld_sums(pare_ppl_result *r, const tok_job *j, int n, int64_t at) {
@@ -201,30 +202,40 @@ static void add_kld_sums(pare_ppl_result *r, const tok_job *j, int n, int64_t at
 
 static pare_status run_chunks(pare_llm *llm, pare_llm *base, const int32_t *tokens, ppl_state *s,
                               pare_progress_fn progress, void *user, pare_ppl_result *r, int n_chunks, pare_err *err) {
-    for (int c = 0; c < n_chunks; c++) {
-        const int32_t *ct = tokens + (size_t)(r->first_chunk + c) * s->n_ctx;
-        s->j.next = ct + s->first + 1;
+    for (int c0 = 0; c0 < n_chunks; c0 += s->n_seq) {
+        const int n_seq = n_chunks - c0 < s->n_seq ? n_chunks - c0 : s->n_seq;
+        const int32_t *ct0 = tokens + (size_t)(r->first_chunk + c0) * s->n_ctx;
         if (base) {
-            TRY(eval_chunk(base, s, ct, err));
-            pare_pool_for(llm->pool, s->n_score, base_row, &s->j);
+            load_chunks(base, s, ct0, n_seq);
+            TRY(llm_run_layers(base, s->chunk, n_seq, s->n_ctx, s->first, err));
         }
-        TRY(eval_chunk(llm, s, ct, err));
-        pare_pool_for(llm->pool, s->n_score, nll_row, &s->j);
-        double sum = 0;
-        for (int i = 0; i < s->n_score; i++) {
-            sum += s->j.nll[i];
-            r->nll2_sum += s->j.nll[i] * s->j.nll[i];
+        load_chunks(llm, s, ct0, n_seq);
+        TRY(llm_run_layers(llm, s->chunk, n_seq, s->n_ctx, s->first, err));
+        for (int q = 0; q < n_seq; q++) {
+            const int c = c0 + q;
+            s->j.next = ct0 + (size_t)q * s->n_ctx + s->first + 1;
+            if (base) {
+                TRY(llm_tail_logits(base, q, s->n_ctx - s->first, s->logits, err));
+                pare_pool_for(llm->pool, s->n_score, base_row, &s->j);
+            }
+            TRY(llm_tail_logits(llm, q, s->n_ctx - s->first, s->logits, err));
+            pare_pool_for(llm->pool, s->n_score, nll_row, &s->j);
+            double sum = 0;
+            for (int i = 0; i < s->n_score; i++) {
+                sum += s->j.nll[i];
+                r->nll2_sum += s->j.nll[i] * s->j.nll[i];
+            }
+            if (base) {
+                pare_pool_for(llm->pool, s->n_score, kld_row, &s->j);
+                add_kld_sums(r, &s->j, s->n_score, r->n_scored);
+            }
+            r->chunk_nll[c] = sum;
+            r->nll_sum += sum;
+            r->n_scored += s->n_score;
+            r->n_chunks_done = c + 1;
+            r->chunk_ppl[c] = exp(r->nll_sum / (double)r->n_scored);
+            if (progress) progress(user, "perplexity", (uint64_t)c + 1, (uint64_t)n_chunks);
         }
-        if (base) {
-            pare_pool_for(llm->pool, s->n_score, kld_row, &s->j);
-            add_kld_sums(r, &s->j, s->n_score, r->n_scored);
-        }
-        r->chunk_nll[c] = sum;
-        r->nll_sum += sum;
-        r->n_scored += s->n_score;
-        r->n_chunks_done = c + 1;
-        r->chunk_ppl[c] = exp(r->nll_sum / (double)r->n_scored);
-        if (progress) progress(user, "perplexity", (uint64_t)c + 1, (uint64_t)n_chunks);
     }
     return PARE_OK;
 }
@@ -270,7 +281,7 @@ pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens
         llm->n_threads = o->n_threads;
         if (base) base->n_threads = o->n_threads;
     }
-    ppl_state s = {.n_ctx = n_ctx, .first = n_ctx / 2, .n_vocab = llm->n_vocab};
+    ppl_state s = {.n_ctx = n_ctx, .first = n_ctx / 2, .n_vocab = llm->n_vocab, .n_seq = llm_batch_seqs(n_ctx, n_chunks)};
     s.n_score = n_ctx - 1 - s.first;
     s.j.n_vocab = s.n_vocab;
     res->n_ctx = n_ctx;
