@@ -104,9 +104,16 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err);
 pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int T, int first, pare_err *err);
 pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err);
 /* How many chunks of n_ctx tokens go through the layers together: llama-perplexity's default
- * batch of 2048 tokens (n_seq = n_batch / n_ctx), at most n_chunks, at least 1. */
+ * batch of 2048 tokens (n_seq = n_batch / n_ctx), at most n_chunks, at least 1. Only where
+ * pare's own f32 kernel does the products (AVX-512): OpenBLAS's sgemm, used elsewhere, can
+ * round a row differently depending on how many rows come with it, and a chunk's perplexity
+ * must not depend on its neighbours (--chunk-range parts must merge to the whole run). */
 #define LLM_BATCH_TOKENS 2048
 static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
+#if !defined(__AVX512F__)
+    (void)n_ctx, (void)n_chunks;
+    return 1;
+#endif
     int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
     if (n > n_chunks) n = n_chunks;
     return n < 1 ? 1 : n;
