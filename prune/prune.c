@@ -2,6 +2,7 @@
 #include "prune/prune.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__)
@@ -43,13 +44,61 @@ static inline float score_of(const float *w, int64_t j, const float *col_scale, 
     return col_scale ? s * col_scale[col] : s;
 }
 
-/* Zeroes the k lowest-scored of n weights (w[0..n), columns col0 + i % ne0). */
+/* The same selection by the scores' bits: a non-negative float's bits order as the float
+ * does, so a radix select (11 + 11 + 10 bits, three counting passes) finds the bits T of the
+ * k-th score; then every weight scored below T goes, and of those scored T the lowest indices,
+ * as many as are left: the (score, index) order of select_k, in linear time (the quickselect
+ * took about 15 ns per weight of the 1.1B model). False, with nothing changed, when a score
+ * is negative or NaN (a negative column scale): select_k handles those. */
+static bool prune_span_radix(float *w, int64_t n, int64_t ne0, const float *col_scale, int64_t k, uint32_t *u) {
+    for (int64_t i = 0; i < n; i++) {
+        const float s = score_of(w, i, col_scale, i % ne0);
+        memcpy(&u[i], &s, sizeof s);
+        if (u[i] > 0x7f800000u) return false; /* sign bit set, or NaN */
+    }
+    static const int shift[3] = {21, 10, 0}, width[3] = {11, 11, 10};
+    uint32_t cnt[2048], prefix = 0, mask = 0;
+    int64_t rank = k - 1; /* of the k-th score, among those matching prefix so far */
+    for (int l = 0; l < 3; l++) {
+        const uint32_t digits = (1u << width[l]) - 1;
+        memset(cnt, 0, (digits + 1) * sizeof *cnt);
+        for (int64_t i = 0; i < n; i++)
+            if ((u[i] & mask) == prefix) cnt[(u[i] >> shift[l]) & digits]++;
+        uint32_t b = 0;
+        while (rank >= cnt[b]) rank -= cnt[b++];
+        prefix |= b << shift[l];
+        mask |= digits << shift[l];
+    }
+    int64_t ties = rank + 1; /* scored exactly T, lowest indices first */
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    /* sixteen at a time with masks: the scalar loop's branch on u < T mispredicted half the
+     * time (then 60% of the selection's time) */
+    const __m512i vt = _mm512_set1_epi32((int)prefix);
+    for (; i + 16 <= n; i += 16) {
+        const __m512i v = _mm512_loadu_si512((const void *)(u + i));
+        __mmask16 m = _mm512_cmp_epu32_mask(v, vt, _MM_CMPINT_LT);
+        __mmask16 eq = _mm512_cmp_epu32_mask(v, vt, _MM_CMPINT_EQ);
+        while (eq && ties > 0) { /* lowest index first */
+            const __mmask16 low = (__mmask16)(eq & -eq);
+            m |= low, eq ^= low, ties--;
+        }
+        _mm512_mask_storeu_ps(w + i, m, _mm512_setzero_ps());
+    }
+#endif
+    for (; i < n; i++)
+        if (u[i] < prefix || (u[i] == prefix && ties-- > 0)) w[i] = 0.0f;
+    return true;
+}
+
+/* Zeroes the k lowest-scored of n weights (w[0..n), columns col0 + i % ne0). buf: n entries. */
 static void prune_span(float *w, int64_t n, int64_t ne0, const float *col_scale, int64_t k, scored *buf) {
     if (k <= 0) return;
     if (k >= n) {
         memset(w, 0, (size_t)n * sizeof *w);
         return;
     }
+    if (prune_span_radix(w, n, ne0, col_scale, k, (uint32_t *)(void *)buf)) return;
     for (int64_t i = 0; i < n; i++) buf[i] = (scored){score_of(w, i, col_scale, i % ne0), (int32_t)i};
     select_k(buf, n, k - 1);
     for (int64_t i = 0; i < k; i++) w[buf[i].idx] = 0.0f;

@@ -115,6 +115,34 @@ static void test_n4_ties(void) {
         }
 }
 
+/* Selection with many equal scores (a few values, signed zeros), several sparsities, both
+ * scopes, and a negative column scale (scores below zero take the quickselect): the same
+ * weights as brute force. */
+static void test_ties_and_sparsities(void) {
+    enum { NE0 = 150, ROWS = 5 };
+    const float vals[] = {0.0f, -0.0f, 0.5f, -0.5f, 1.0f, 0x1p-140f, -2.0f};
+    static const double sp[] = {0.01, 0.3, 0.5, 0.9, 0.995};
+    float sc[NE0];
+    for (int i = 0; i < NE0; i++) sc[i] = (i % 5) ? 1.0f + (float)(i % 3) : 0.75f;
+    for (size_t a = 0; a < sizeof sp / sizeof *sp; a++)
+        for (int mode = 0; mode < 4; mode++) { /* row, row + Wanda, tensor, row with a negative scale */
+            float w[NE0 * ROWS], ref[NE0 * ROWS];
+            for (int i = 0; i < NE0 * ROWS; i++) ref[i] = w[i] = vals[(i * 5 + i / 7) % 7] * (i % 11 ? 1.0f : frand());
+            const float *cs = mode == 1 || mode == 3 ? sc : NULL;
+            if (mode == 3) sc[7] = -1.0f;
+            pare_prune_opts o = {.sparsity = sp[a], .scope = mode == 2 ? PARE_PRUNE_TENSOR : PARE_PRUNE_ROW};
+            pare_err err = {0};
+            CHECK_OK(pare_prune_matrix(w, NE0, ROWS, cs, &o, 2, NULL, &err), &err);
+            if (mode == 2) brute(ref, NE0 * ROWS, NE0, NULL, (int64_t)llround(sp[a] * NE0 * ROWS));
+            else
+                for (int r = 0; r < ROWS; r++) brute(ref + r * NE0, NE0, NE0, cs, (int64_t)llround(sp[a] * NE0));
+            if (mode == 3) sc[7] = 1.0f + (float)(7 % 3);
+            int bad = 0;
+            for (int i = 0; i < NE0 * ROWS; i++) bad += memcmp(&w[i], &ref[i], sizeof w[i]) != 0 && !(w[i] == 0 && ref[i] == 0);
+            CHECK_MSG(bad == 0, "sparsity %g, mode %d: %d weights differ from brute force", sp[a], mode, bad);
+        }
+}
+
 static void test_kth_and_global(void) {
     float s[1000], c[1000];
     for (int i = 0; i < 1000; i++) s[i] = c[i] = (float)((i * 37) % 100);
@@ -132,6 +160,7 @@ static void test_kth_and_global(void) {
 
 int main(void) {
     TH_RUN(test_row_exact);
+    TH_RUN(test_ties_and_sparsities);
     TH_RUN(test_n4_ties);
     TH_RUN(test_tensor_scope);
     TH_RUN(test_nm);
