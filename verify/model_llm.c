@@ -422,11 +422,11 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
 
 /* For long evaluations, f32 weights read in place from a mapped file are laid out once for
  * the f32 product (llm_gemm_pack) in huge-page memory, and the file's pages given back:
- * copying each panel at every product costs 6-10% of an f32 evaluation, mostly waiting on
- * TLB misses and memory (4 KiB pages, rows read in short runs). The copy replaces the mapped
- * pages, so the memory in use stays about the same, but new memory has to be touched: 0.5-0.9
- * s for the 440 MB of the `small` bench model on the machine this was measured on, repaid
- * after about 30 chunks of 512 tokens. Weights held in memory (not mapped) are left alone: a
+ * packing each panel at every product waits on memory (4 KiB pages, rows read in short runs),
+ * and the evaluation runs about 13% faster without it. The copy replaces the mapped pages, so
+ * the memory in use stays about the same, but new memory has to be touched: 0.5-0.9 s for the
+ * 440 MB of the `small` bench model on the machine this was measured on, repaid after about
+ * 30 chunks of 512 tokens. Weights held in memory (not mapped) are left alone: a
  * copy would double them. Without memory for a copy, the products pack as they go. */
 static void pack_mat(pare_llm *llm, llm_mat *w) {
     const pare_tensor *t = w->t;
