@@ -713,6 +713,45 @@ static void test_errors(void) {
 
 /* ------------------------------------------------------------------------ perplexity */
 
+/* Chunks evaluated together (pare_perplexity batches up to 2048 tokens) give each chunk the
+ * same value as evaluating it alone, for every architecture (gpt2's learned positions, qwen2's
+ * biases) and for the integer products; ctx 20 so that the batch also cuts the last layer's
+ * rows at an odd place. */
+static void test_ppl_batched_same(void) {
+    syn_cfg q8 = CFG_LLAMA;
+    q8.wtype = PARE_TYPE_Q8_0;
+    const syn_cfg *cfgs[] = {&CFG_LLAMA, &CFG_QWEN2, &CFG_GPT2, &q8};
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof *cfgs; ci++) {
+        pare_model *m = syn_model(cfgs[ci], 11);
+        pare_llm *llm = NULL;
+        pare_err err;
+        CHECK_OK(pare_llm_new(m, 2, &llm, &err), &err);
+        if (!llm) {
+            pare_model_free(m);
+            continue;
+        }
+        enum { N = 130, CTX = 20 };
+        const int V = pare_llm_n_vocab(llm);
+        int32_t tok[N];
+        for (int i = 0; i < N; i++) tok[i] = (int32_t)((urand() + 1) / 2 * V) % V;
+        pare_ppl_opts o = {.n_ctx = CTX, .n_chunks = -1};
+        pare_ppl_result all, one;
+        CHECK_OK(pare_perplexity(llm, NULL, tok, N, &o, NULL, NULL, &all, &err), &err);
+        int bad = 0;
+        for (int c = 0; c < N / CTX; c++) {
+            pare_ppl_opts oc = {.n_ctx = CTX, .first_chunk = c, .n_chunks = 1};
+            CHECK_OK(pare_perplexity(llm, NULL, tok, N, &oc, NULL, NULL, &one, &err), &err);
+            bad += memcmp(&one.chunk_nll[0], &all.chunk_nll[c], sizeof(double)) != 0;
+            pare_ppl_result_free(&one);
+        }
+        CHECK_MSG(all.n_chunks_done == N / CTX && bad == 0, "%s (%s): %d of %d chunks differ when batched",
+                  cfgs[ci]->arch, pare_type_name(cfgs[ci]->wtype), bad, N / CTX);
+        pare_ppl_result_free(&all);
+        pare_llm_free(llm);
+        pare_model_free(m);
+    }
+}
+
 static void test_ppl_synthetic(void) {
     pare_model *m = syn_model(&CFG_LLAMA, 9), *m16 = NULL;
     syn_cfg c16 = CFG_LLAMA;
@@ -854,6 +893,7 @@ int main(void) {
     TH_RUN(test_act_hook);
     TH_RUN(test_errors);
     TH_RUN(test_ppl_synthetic);
+    TH_RUN(test_ppl_batched_same);
     TH_RUN(test_kld_naive);
     TH_RUN(test_fixture_tiny_llama);
     TH_RUN(test_packed_weights);
