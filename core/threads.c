@@ -36,6 +36,17 @@ int pare_default_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* Workers get 8 MiB of stack whatever the platform's default (musl's is 128 KiB): the
+ * evaluator's f32 product keeps a 128 KiB packed panel on its stack. */
+static int start_worker(pthread_t *tid, void *(*fn)(void *), void *arg) {
+    pthread_attr_t a;
+    if (pthread_attr_init(&a)) return -1;
+    pthread_attr_setstacksize(&a, (size_t)8 << 20);
+    const int r = pthread_create(tid, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    return r;
+}
+
 void pare_parallel_for(int n_threads, int64_t n, pare_parallel_fn fn, void *ctx) {
     if (n_threads <= 0) n_threads = pare_default_threads();
     if (n_threads > 256) n_threads = 256;
@@ -47,7 +58,7 @@ void pare_parallel_for(int n_threads, int64_t n, pare_parallel_fn fn, void *ctx)
     int started = 0;
     for (int t = 1; t < n_threads; t++) {
         workers[t] = (pf_worker){&sh, t};
-        if (pthread_create(&tids[t], NULL, pf_run, &workers[t]) != 0) break;
+        if (start_worker(&tids[t], pf_run, &workers[t]) != 0) break;
         started = t;
     }
     workers[0] = (pf_worker){&sh, 0};
@@ -119,7 +130,7 @@ pare_pool *pare_pool_new(int n_threads) {
     if (pthread_cond_init(&p->done, NULL)) goto fail_work;
     for (int t = 1; t < n_threads; t++) {
         p->workers[t] = (pf_worker){&p->job, t};
-        if (pthread_create(&p->tids[t], NULL, pool_worker, &p->workers[t]) != 0) break;
+        if (start_worker(&p->tids[t], pool_worker, &p->workers[t]) != 0) break;
         p->n_threads = t + 1;
     }
     p->workers[0] = (pf_worker){&p->job, 0};
