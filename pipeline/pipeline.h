@@ -99,6 +99,19 @@ typedef struct {
 pare_status pare_merge_lora(const char *base, const pare_adapter_spec *ad, size_t n_ad, const char *out,
                             const pare_convert_opts *o, FILE *report, pare_err *err);
 
+typedef struct {
+    int ftype;                 /* a pare_ftype (quant/plan.h): a single type or a mix */
+    bool pure;
+    pare_type output_type, token_embd_type; /* PARE_TYPE_INVALID: the mix's choice */
+    bool leave_output;
+    const char *const *override_globs;
+    const pare_type *override_types;
+    size_t n_overrides;
+    const char *imatrix_path;  /* llama.cpp's imatrix .dat, or NULL */
+    bool dry_run;              /* print the plan only */
+    bool stats;                /* measure each tensor's relative RMS error */
+} pare_quantize_job;
+
 typedef enum { PARE_PRUNE_MAGNITUDE, PARE_PRUNE_WANDA } pare_prune_method;
 
 typedef struct {
@@ -113,6 +126,8 @@ typedef struct {
     const char *calib_path;   /* wanda: calibration text */
     int64_t calib_tokens;     /* wanda: tokens of it to use (0: 4096) */
     int calib_ctx;            /* wanda: context per forward pass (0: 512) */
+    const pare_quantize_job *quantize; /* or NULL: quantize as pare quantize does, in the same
+                                          pass (the output is then a .gguf; o->type unused) */
 } pare_prune_job;
 
 /* One line of the pruning report. */
@@ -128,18 +143,21 @@ typedef struct {
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err);
 
+
+/* llama-quantize's plan for m, which it reorders to llama-quantize's tensor order: the types,
+ * the imatrix (loaded and checked against every tensor), the GGUF metadata to write, and how
+ * many tensors are already quantized and get requantized. For the jobs that quantize as
+ * they write; pare_quant_setup_imatrix is the pare_imatrix_fn for it (ctx: the setup). */
 typedef struct {
-    int ftype;                 /* a pare_ftype (quant/plan.h): a single type or a mix */
-    bool pure;
-    pare_type output_type, token_embd_type; /* PARE_TYPE_INVALID: the mix's choice */
-    bool leave_output;
-    const char *const *override_globs;
-    const pare_type *override_types;
-    size_t n_overrides;
-    const char *imatrix_path;  /* llama.cpp's imatrix .dat, or NULL */
-    bool dry_run;              /* print the plan only */
-    bool stats;                /* measure each tensor's relative RMS error */
-} pare_quantize_job;
+    pare_type *types;
+    struct pare_imatrix *im;
+    pare_meta meta;
+    size_t requant;
+    pare_err err; /* the first bad imatrix entry met while writing */
+} pare_quant_setup;
+pare_status pare_quant_setup_for(pare_model *m, const pare_quantize_job *job, pare_quant_setup *s, pare_err *err);
+void pare_quant_setup_free(pare_quant_setup *s);
+const float *pare_quant_setup_imatrix(void *ctx, const pare_tensor *t);
 
 /* pare quantize: llama-quantize's per-tensor plan, then quantize and write a GGUF. Writes
  * the per-tensor plan / results and a summary to `report`. */

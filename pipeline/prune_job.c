@@ -200,10 +200,18 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     if (stats) *stats = NULL;
     if (n_stats) *n_stats = 0;
     pare_out_kind kind = pare_out_kind_for(out);
+    FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
     pare_model *m = NULL;
     pare_status st;
     st = pare_model_load_for(in, kind, &m, err);
     if (st) return st;
+    /* quantizing in the same pass: llama-quantize's plan (which orders m's tensors its way,
+     * before any per-tensor state below is indexed) */
+    pare_quant_setup qs = {0};
+    if (job->quantize && (st = pare_quant_setup_for(m, job->quantize, &qs, err))) {
+        pare_model_free(m);
+        return st;
+    }
     prune_ctx c = {.job = job, .m = m};
     pthread_mutex_init(&c.mu, NULL);
     c.stats = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c.stats);
@@ -212,6 +220,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
         free(c.stats);
         free(c.seen);
         pthread_mutex_destroy(&c.mu);
+        pare_quant_setup_free(&qs);
         pare_model_free(m);
         return pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
@@ -220,21 +229,25 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
     if (!st && job->method == PARE_PRUNE_WANDA) st = wanda_norms(in, job, m, o->n_threads, &c.col_norm, err);
     if (!st && job->scope == 2 && !job->m) st = global_threshold(&c, o->n_threads, err);
-    pare_type *types = NULL;
-    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
+    pare_type *types = qs.types;
+    if (!st && !types && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < m->n_tensors; i++) types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
+    for (size_t i = 0; !st && !qs.types && i < m->n_tensors; i++)
+        types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
     pare_meta meta = {0};
-    if (!st && kind == PARE_OUT_GGUF)
+    if (!st && kind == PARE_OUT_GGUF && !job->quantize)
         st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
     const bool row_local = job->m || job->scope == 0;
     pare_pass pass = {.name = "prune", .wants = prune_wants, .apply = prune_apply, .ctx = &c,
                       .apply_rows = row_local ? prune_apply_rows : NULL};
-    pare_write_extra x = {.passes = &pass, .n_passes = 1, .meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
-    const char *inputs[1] = {in};
-    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
+    pare_write_extra x = {.passes = &pass, .n_passes = 1,
+                          .meta_override = job->quantize ? &qs.meta : kind == PARE_OUT_GGUF ? &meta : NULL,
+                          .imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs};
+    const char *inputs[2] = {in, job->quantize ? job->quantize->imatrix_path : NULL};
+    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, inputs[1] ? 2 : 1, err);
     pare_meta_free(&meta);
-    free(types);
+    if (types != qs.types) free(types);
+    pare_quant_setup_free(&qs);
     for (size_t i = 0; c.col_norm && i < m->n_tensors; i++) free(c.col_norm[i]);
     free(c.col_norm);
     const size_t m_tensors = m->n_tensors;

@@ -9,15 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const pare_imatrix *im;
-    pare_err err; /* the first bad entry, reported after the write fails over it */
-} imatrix_ctx;
-
-static const float *imatrix_for(void *ctx, const pare_tensor *t) {
-    imatrix_ctx *c = ctx;
+const float *pare_quant_setup_imatrix(void *ctx, const pare_tensor *t) {
+    pare_quant_setup *s = ctx;
     const float *v = NULL;
-    if (c->im) pare_imatrix_for_tensor(c->im, t, &v, &c->err);
+    if (s->im) pare_imatrix_for_tensor(s->im, t, &v, &s->err);
     return v;
 }
 
@@ -60,54 +55,62 @@ static void print_plan(FILE *r, const pare_model *m, const pare_type *types, con
                 (double)after / 1048576.0, n_params ? 8.0 * (double)after / (double)n_params : 0.0);
 }
 
-pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
-                                const pare_convert_opts *o, FILE *report, pare_err *err) {
-    FAIL_IF(!pare_str_ends_with(out, ".gguf"), PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
-    pare_model *m = NULL;
-    pare_imatrix *im = NULL;
-    pare_type *types = NULL;
-    double *rel = NULL;
-    pare_meta meta = {0};
-    pare_status st = pare_model_load_gguf(in, &m, err);
-    if (!st && job->imatrix_path) st = pare_imatrix_load(job->imatrix_path, &im, err);
+pare_status pare_quant_setup_for(pare_model *m, const pare_quantize_job *job, pare_quant_setup *s, pare_err *err) {
+    memset(s, 0, sizeof *s);
+    pare_status st = job->imatrix_path ? pare_imatrix_load(job->imatrix_path, &s->im, err) : PARE_OK;
     if (!st) st = reorder(m, err);
-    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
+    if (!st && !(s->types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *s->types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
     pare_quant_plan_opts po = {.ftype = job->ftype, .pure = job->pure, .output_type = job->output_type,
                                .token_embd_type = job->token_embd_type, .leave_output = job->leave_output,
                                .override_globs = job->override_globs, .override_types = job->override_types,
-                               .n_overrides = job->n_overrides, .imatrix = im};
-    if (!st) st = pare_quant_plan(m, &po, types, err);
+                               .n_overrides = job->n_overrides, .imatrix = s->im};
+    if (!st) st = pare_quant_plan(m, &po, s->types, err);
     /* Every imatrix entry must fit its tensor before anything is written. */
-    for (size_t i = 0; !st && im && i < m->n_tensors; i++) {
+    for (size_t i = 0; !st && s->im && i < m->n_tensors; i++) {
         const float *v;
-        st = pare_imatrix_for_tensor(im, &m->tensors[i], &v, err);
+        st = pare_imatrix_for_tensor(s->im, &m->tensors[i], &v, err);
     }
-    size_t requant = 0;
     for (size_t i = 0; !st && i < m->n_tensors; i++)
-        requant += pare_type_get(m->tensors[i].type)->is_quantized && types[i] != m->tensors[i].type;
-    if (!st && requant && report)
+        s->requant += pare_type_get(m->tensors[i].type)->is_quantized && s->types[i] != m->tensors[i].type;
+    if (!st) st = pare_meta_copy(&s->meta, &m->meta, err);
+    if (!st) st = pare_quant_plan_set_meta(&s->meta, job->ftype, s->im, err);
+    if (st) pare_quant_setup_free(s);
+    return st;
+}
+
+void pare_quant_setup_free(pare_quant_setup *s) {
+    free(s->types);
+    pare_imatrix_free(s->im);
+    pare_meta_free(&s->meta);
+    memset(s, 0, sizeof *s);
+}
+
+pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
+                                const pare_convert_opts *o, FILE *report, pare_err *err) {
+    FAIL_IF(!pare_str_ends_with(out, ".gguf"), PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
+    pare_model *m = NULL;
+    pare_quant_setup qs = {0};
+    double *rel = NULL;
+    pare_status st = pare_model_load_gguf(in, &m, err);
+    if (!st) st = pare_quant_setup_for(m, job, &qs, err);
+    if (!st && qs.requant && report)
         fprintf(report, "warning: %zu tensors are already quantized and are requantized (quality drops twice)\n",
-                requant);
+                qs.requant);
     if (!st && job->dry_run) {
-        print_plan(report, m, types, NULL);
+        print_plan(report, m, qs.types, NULL);
         goto done;
     }
-    if (!st) st = pare_meta_copy(&meta, &m->meta, err);
-    if (!st) st = pare_quant_plan_set_meta(&meta, job->ftype, im, err);
     if (!st && job->stats && !(rel = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *rel)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    imatrix_ctx ic = {.im = im};
-    pare_write_extra x = {.imatrix = im ? imatrix_for : NULL, .imatrix_ctx = &ic, .meta_override = &meta,
-                          .rel_error = rel};
+    pare_write_extra x = {.imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs,
+                          .meta_override = &qs.meta, .rel_error = rel};
     const char *inputs[2] = {in, job->imatrix_path};
-    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, job->imatrix_path ? 2 : 1, err);
-    if (!st) print_plan(report, m, types, rel);
+    if (!st) st = pare_write_model(m, out, qs.types, &x, o, inputs, job->imatrix_path ? 2 : 1, err);
+    if (!st) print_plan(report, m, qs.types, rel);
 done:
     free(rel);
-    pare_meta_free(&meta);
-    free(types);
-    pare_imatrix_free(im);
+    pare_quant_setup_free(&qs);
     pare_model_free(m);
     return st;
 }

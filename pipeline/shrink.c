@@ -2,9 +2,9 @@
  * pipeline/shrink.c - pare shrink: merge LoRA adapters, prune, quantize, then measure the
  * result against the uncompressed model and publish it only when the quality gate passes.
  *
- * The stages run one after the other, each streaming one tensor at a time, through files in
- * a temporary folder made beside the destination (so that the final rename is atomic and the
- * space is on the same disk). The reference for the gate is the model before pruning and
+ * Files go to a temporary folder made beside the destination (so that the final rename is
+ * atomic and the space is on the same disk): the merged model when there are adapters, then
+ * the candidate, pruned and quantized in one streaming pass (pare_prune_job.quantize). The reference for the gate is the model before pruning and
  * quantization: the input, or the input with the adapters merged (a fine-tune is meant to
  * change the model; compression is not). The gate runs the evaluator on both over the same
  * text: perplexity ratio and KL divergence, as `pare eval --kld-base` reports them. On a
@@ -108,21 +108,24 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
         st = pare_merge_lora(cur, job->adapters, job->n_adapters, merged, &so, report, err);
         if (!st) ref = cur = merged;
     }
+    pare_quantize_job qj = {.ftype = job->ftype, .output_type = PARE_TYPE_INVALID,
+                            .token_embd_type = PARE_TYPE_INVALID, .imatrix_path = job->imatrix_path};
     if (!st && job->prune) {
+        /* with quantization, in the same pass: one write of the model instead of two */
+        pare_prune_job pj = *job->prune;
+        pj.quantize = job->ftype >= 0 ? &qj : NULL;
         pare_prune_stat *ps = NULL;
         size_t nps = 0;
-        st = pare_prune_model(cur, pruned, job->prune, &so, &ps, &nps, err);
+        st = pare_prune_model(cur, pj.quantize ? cand : pruned, &pj, &so, &ps, &nps, err);
         if (!st) {
             int64_t z = 0, n = 0;
             for (size_t i = 0; i < nps; i++) z += ps[i].zeros, n += ps[i].n;
-            if (report) fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero\n", nps, n ? 100.0 * (double)z / (double)n : 0.0);
-            cur = pruned;
+            if (report) fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", nps, n ? 100.0 * (double)z / (double)n : 0.0, pj.quantize ? ", and quantized" : "");
+            cur = pj.quantize ? cand : pruned;
         }
         free(ps);
     }
-    if (!st && job->ftype >= 0) {
-        pare_quantize_job qj = {.ftype = job->ftype, .output_type = PARE_TYPE_INVALID,
-                                .token_embd_type = PARE_TYPE_INVALID, .imatrix_path = job->imatrix_path};
+    if (!st && job->ftype >= 0 && cur != cand) {
         st = pare_quantize_model(cur, cand, &qj, &so, NULL, err);
         if (!st) cur = cand;
     }

@@ -19,6 +19,12 @@ expect_exit 3 $PARE shrink $F/tiny-llama $T/out/p.gguf --text $TXT --ctx 64 --pa
 grep -q "quality gate failed" $T/stderr || fail "gate message: $(cat $T/stderr)"
 [ ! -e $T/out/p.gguf ] || fail "a refused result was written"
 [ "$(leftovers $T/out)" -eq 0 ] || fail "temporary files left: $(ls -a $T/out)"
+# pruning and quantizing run in one pass: the same bytes as pare prune, then pare quantize
+expect_exit 0 $PARE shrink $F/tiny-llama $T/out/pq.gguf --text $TXT --ctx 64 --sparsity 0.4 --type Q4_K_M --max-ppl-increase 1000
+expect_exit 0 $PARE prune $F/tiny-llama $T/pruned.gguf --sparsity 0.4
+expect_exit 0 $PARE quantize $T/pruned.gguf $T/pq2.gguf --type Q4_K_M
+cmp -s $T/out/pq.gguf $T/pq2.gguf || fail "shrink's pruned Q4_K_M differs from prune then quantize"
+rm -f $T/out/pq.gguf
 # a KLD bound alone can refuse too
 expect_exit 3 $PARE shrink $F/tiny-llama $T/out/k.gguf --text $TXT --ctx 64 --type Q4_0 --max-ppl-increase 100 --max-kld 0
 [ ! -e $T/out/k.gguf ] || fail "a refused result was written (KLD)"
