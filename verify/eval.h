@@ -42,9 +42,10 @@ int pare_llm_n_ctx_train(const pare_llm *llm); /* ARCH.context_length (0 when ab
 bool pare_llm_add_bos(const pare_llm *llm);
 int32_t pare_llm_bos(const pare_llm *llm);
 
-/* Allocates and touches the working memory of a pass over n_tokens and starts the threads,
- * so that the first pass does not pay for it (llama.cpp reserves its compute buffers when
- * the context is made, before anything is timed). Optional: passes grow what they need.
+/* Allocates and touches the working memory of a pass over n_tokens (and of the chunks of
+ * n_tokens that pare_perplexity evaluates together) and starts the threads, so that the first
+ * pass does not pay for it (llama.cpp reserves its compute buffers when the context is made,
+ * before anything is timed). Optional: passes grow what they need.
  * n_passes: how many passes will follow (0 if not known); from PARE_LLM_PACK_PASSES on, f32
  * weights mapped from a file are also laid out ahead for the products, a copy of them that
  * takes a while to make and is repaid only by long evaluations. */

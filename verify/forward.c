@@ -373,8 +373,7 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     __m512 vm = _mm512_set1_ps(-INFINITY);
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int i = 0; i <= pos; i += 16) {
-        const int left = pos + 1 - i;
-        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        const __mmask16 m = llm_lanes16(pos + 1 - i);
         const __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), vscale);
         _mm512_mask_storeu_ps(s + i, m, x);
         vm = _mm512_mask_max_ps(vm, m, vm, x);
@@ -382,8 +381,7 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     max = _mm512_reduce_max_ps(vm);
     const __m512 vmax = _mm512_set1_ps(max);
     for (int i = 0; i <= pos; i += 16) {
-        const int left = pos + 1 - i;
-        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        const __mmask16 m = llm_lanes16(pos + 1 - i);
         const __m512 e = _mm512_maskz_mov_ps(m, llm_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + i), vmax)));
         _mm512_mask_storeu_ps(s + i, m, e);
         sum += (double)sum16(e);
@@ -391,8 +389,7 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
     const float inv = (float)(1.0 / sum);
     const __m512 vinv = _mm512_set1_ps(inv);
     for (int i = 0; i <= pos; i += 16) {
-        const int left = pos + 1 - i;
-        const __mmask16 m = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+        const __mmask16 m = llm_lanes16(pos + 1 - i);
         _mm512_mask_storeu_ps(s + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), vinv));
     }
 #else
@@ -467,9 +464,9 @@ static inline void pv16(const float *p, const float *vt, int64_t ldv, int n, flo
 }
 #endif
 
-/* One head: att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query rows that
- * only look at the keys up to their last row. */
-/* Item = sequence * n_head + head: sequence s's rows start at row s * T of q, k, v and att. */
+/* One head of one sequence (item = sequence * n_head + head; sequence s's rows start at row
+ * s * T of q, k, v and att): att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query
+ * rows that only look at the keys up to their last row. */
 static void att_head(void *ctx, int64_t item, int thread) {
     att_job *j = ctx;
     pare_llm *llm = j->llm;
@@ -546,8 +543,8 @@ static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w,
 /* Moves rows [r0, T) of each of n_seq sequences of T rows (row stride w) to the front, in
  * order: what is left of them after the last layer's attention. */
 static void keep_tail_rows(float *a, int64_t w, int n_seq, int T, int r0) {
-    for (int s = 0; s < n_seq; s++)
-        memmove(a + (int64_t)s * (T - r0) * w, a + ((int64_t)s * T + r0) * w, (size_t)(T - r0) * (size_t)w * sizeof(float));
+    const size_t bytes = (size_t)(T - r0) * (size_t)w * sizeof(float);
+    for (int s = 0; s < n_seq; s++) memmove(a + (int64_t)s * (T - r0) * w, a + ((int64_t)s * T + r0) * w, bytes);
 }
 
 /* n_seq sequences of T rows each (sequence s from row s * T). Layers compute every row,

@@ -99,12 +99,14 @@ static void pack_b(const gemm_job *g, int n0, int nr, int k0, int kc, float *dst
 
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = c##i##a;
-#define STEP(i)                                                                                    \
+/* row i's two accumulators += a_i (broadcast) x the two vectors of B */
+#define FMA2(i, A)                                                                                 \
     {                                                                                              \
-        const __m512 a = _mm512_set1_ps(ap[i]);                                                    \
+        const __m512 a = _mm512_set1_ps(A);                                                        \
         c##i##a = _mm512_fmadd_ps(a, b0, c##i##a);                                                 \
         c##i##b = _mm512_fmadd_ps(a, b1, c##i##b);                                                 \
     }
+#define STEP(i) FMA2(i, ap[i])
 #define STORE(i)                                                                                   \
     if (i < mr) {                                                                                  \
         float *c = C + (size_t)(i) * ldc;                                                          \
@@ -123,20 +125,14 @@ static void kernel(int kc, const float *ap, const float *bp, float *C, int ldc, 
         const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
         ROWS(STEP)
     }
-    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
-    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    const __mmask16 m0 = llm_lanes16(nr), m1 = llm_lanes16(nr - 16);
     ROWS(STORE)
 }
 
 /* The same, reading A in place (MR full rows lda apart) instead of packed: rows in three
  * groups of four pointers, each row addressed as base + {0, 1, 2} x the row stride, so the
  * twelve broadcasts need four pointer increments per k. */
-#define DSTEP(i, P, J)                                                                             \
-    {                                                                                              \
-        const __m512 a = _mm512_set1_ps(*(const float *)(P + J * L));                             \
-        c##i##a = _mm512_fmadd_ps(a, b0, c##i##a);                                                 \
-        c##i##b = _mm512_fmadd_ps(a, b1, c##i##b);                                                 \
-    }
+#define DSTEP(i, P, J) FMA2(i, *(const float *)(P + J * L))
 static void kernel_direct(int kc, const float *A, size_t lda, const float *bp, float *C, int ldc, int nr, bool acc) {
     ROWS(DECL)
     const char *p0 = (const char *)A, *p3 = (const char *)(A + 3 * lda), *p6 = (const char *)(A + 6 * lda),
@@ -148,8 +144,7 @@ static void kernel_direct(int kc, const float *A, size_t lda, const float *bp, f
         DSTEP(6, p6, 0) DSTEP(7, p6, 1) DSTEP(8, p6, 2) DSTEP(9, p9, 0) DSTEP(10, p9, 1) DSTEP(11, p9, 2)
     }
     const int mr = MR;
-    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
-    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    const __mmask16 m0 = llm_lanes16(nr), m1 = llm_lanes16(nr - 16);
     ROWS(STORE)
 }
 
@@ -187,8 +182,10 @@ static void gemm_item(void *ctx, int64_t item, int thread) {
                     _mm_prefetch((const char *)b, _MM_HINT_T1);
                 }
                 float *c = g->C + (size_t)m * g->ldc + n;
-                if (m < m_full) kernel_direct(kc, g->A + (size_t)m * g->lda + k0, (size_t)g->lda, bp, c, g->ldc, nr, k0 > 0);
-                else kernel(kc, g->Ap + (size_t)k0 * MR, bp, c, g->ldc, g->M - m, nr, k0 > 0);
+                if (m < m_full)
+                    kernel_direct(kc, g->A + (size_t)m * g->lda + k0, (size_t)g->lda, bp, c, g->ldc, nr, k0 > 0);
+                else
+                    kernel(kc, g->Ap + (size_t)k0 * MR, bp, c, g->ldc, g->M - m, nr, k0 > 0);
             }
         }
     }

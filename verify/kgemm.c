@@ -151,7 +151,6 @@ typedef struct {
     w_sb *wbuf; /* per thread: NRK rows of unpacked super-blocks */
 } prod_job;
 
-
 /* Plain C: output (m, n) in ggml's float order. */
 static float dot_ref(const prod_job *g, const w_sb *w, int m) {
     float acc[8] = {0}, accm[4] = {0};

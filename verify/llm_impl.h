@@ -110,13 +110,14 @@ pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pa
  * must not depend on its neighbours (--chunk-range parts must merge to the whole run). */
 #define LLM_BATCH_TOKENS 2048
 static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
-#if !defined(__AVX512F__)
-    (void)n_ctx, (void)n_chunks;
-    return 1;
-#endif
+#if defined(__AVX512F__)
     int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
     if (n > n_chunks) n = n_chunks;
     return n < 1 ? 1 : n;
+#else
+    (void)n_ctx, (void)n_chunks;
+    return 1;
+#endif
 }
 /* Returns the f32 values of rows [r0, r1) of a weight matrix: the tensor's own bytes when
  * they are aligned F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
@@ -156,6 +157,11 @@ pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, fl
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #include <math.h>
+/* The first n of 16 lanes (none for n <= 0, all for n >= 16): masks for row tails. */
+static inline __mmask16 llm_lanes16(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 /* e^x for 16 floats as ggml-cpu computes it for softmax and SiLU on AVX-512 machines
  * (ggml_v_expf, after Arm's optimized routines): x = n ln2 + b with n rounded through the
  * 1.5 * 2^23 trick and ln2 split in two, e^b by a degree-5 polynomial in Estrin form, scaled

@@ -46,6 +46,15 @@ typedef struct {
 } quant_job;
 
 /* One row as ggml-cpu's x86 quantize_row_q8_0. */
+#if defined(QG_VNNI)
+/* Sixteen codes x * id + 128, rounded to nearest even as nearbyintf in the default mode
+ * (codes 1..255 fit a byte). */
+static inline __m128i codes16(__m512 x, __m512 id) {
+    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(x, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(128)));
+}
+#endif
+
 static void quant_row(void *ctx, int64_t r, int thread) {
     (void)thread;
     const quant_job *j = ctx;
@@ -66,13 +75,9 @@ static void quant_row(void *ctx, int64_t r, int thread) {
         d[b] = pare_fp16_to_fp32(pare_fp32_to_fp16(amax / 127.f));
         const float id = amax != 0 ? 127.f / amax : 0.f;
 #if defined(QG_VNNI)
-        /* round to nearest even, as nearbyintf in the default mode; codes 1..255 fit a byte */
         const __m512 vid = _mm512_set1_ps(id);
-        const __m512i k128 = _mm512_set1_epi32(128);
-        const __m512i q0 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x0, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k128);
-        const __m512i q1 = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x1, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k128);
-        _mm_storeu_si128((__m128i *)u, _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(u + 16), _mm512_cvtepi32_epi8(q1));
+        _mm_storeu_si128((__m128i *)u, codes16(x0, vid));
+        _mm_storeu_si128((__m128i *)(u + 16), codes16(x1, vid));
 #else
         for (int i = 0; i < QK; i++) u[i] = (uint8_t)((int)nearbyintf(x[i] * id) + 128);
 #endif
@@ -91,7 +96,6 @@ typedef struct {
     int ldy;
     int rows_per_item; /* a multiple of 2 * NPQ */
 } prod_job;
-
 
 /* Plain C: output (i, n) with the same lanes and order. */
 static float dot_ref(const prod_job *g, int i, int n) {
