@@ -272,8 +272,7 @@ pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens
     const int n_max = (int)(n_tokens / (size_t)n_ctx);
     FAIL_IF(o->first_chunk < 0 || o->first_chunk >= n_max, PARE_EUSAGE, "first chunk %d is outside the %d chunks",
             o->first_chunk, n_max);
-    int n_chunks = n_max - o->first_chunk;
-    if (o->n_chunks >= 0 && o->n_chunks < n_chunks) n_chunks = o->n_chunks;
+    const int n_chunks = pare_ppl_n_chunks(n_tokens, o);
     FAIL_IF(n_chunks < 1, PARE_EUSAGE, "no chunk to evaluate");
     FAIL_IF(base && base->n_vocab != llm->n_vocab, PARE_EINPUT, "%s has %d tokens in its vocabulary, %s has %d",
             llm->name, llm->n_vocab, base->name, base->n_vocab);
