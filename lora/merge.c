@@ -53,8 +53,8 @@ bool pare_lora_merger_wants(void *ctx, const pare_tensor *t) {
     return false;
 }
 
-/* Rows of W are split between pare's threads, each running a single-threaded sgemm on its
- * block (OpenBLAS's own threads spin between calls and starve the writer). */
+/* Rows of W are split between pare's threads, each updating its block (rank_update, or a
+ * single-threaded sgemm: OpenBLAS's own threads spin between calls and starve the writer). */
 typedef struct {
     float *w;
     const pare_lora_pair *p;

@@ -143,7 +143,6 @@ typedef struct {
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err);
 
-
 /* llama-quantize's plan for m, which it reorders to llama-quantize's tensor order: the types,
  * the imatrix (loaded and checked against every tensor), the GGUF metadata to write, and how
  * many tensors are already quantized and get requantized. For the jobs that quantize as

@@ -4,8 +4,8 @@
  *
  * Files go to a temporary folder made beside the destination (so that the final rename is
  * atomic and the space is on the same disk): the merged model when there are adapters, then
- * the candidate, pruned and quantized in one streaming pass (pare_prune_job.quantize). The reference for the gate is the model before pruning and
- * quantization: the input, or the input with the adapters merged (a fine-tune is meant to
+ * the candidate, pruned and quantized in one streaming pass (pare_prune_job.quantize). The
+ * reference for the gate is the model before pruning and quantization: the input, or the input with the adapters merged (a fine-tune is meant to
  * change the model; compression is not). The gate runs the evaluator on both over the same
  * text: perplexity ratio and KL divergence, as `pare eval --kld-base` reports them. On a
  * refusal, or any error, the temporary folder is removed and nothing is written.
@@ -69,8 +69,9 @@ static pare_status gate_eval(const char *ref_path, const char *cand_path, const 
         st = pare_err_set(err, PARE_EINPUT, "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)",
                           job->text_path, n_ids, ctx);
     pare_ppl_opts po = {.n_ctx = ctx, .n_chunks = job->n_chunks > 0 ? job->n_chunks : -1, .n_threads = o->n_threads};
-    if (!st) st = pare_llm_prepare(rl, ctx, pare_ppl_n_chunks(n_ids, &po), err);
-    if (!st) st = pare_llm_prepare(cl, ctx, pare_ppl_n_chunks(n_ids, &po), err);
+    const int n_pass = pare_ppl_n_chunks(n_ids, &po);
+    if (!st) st = pare_llm_prepare(rl, ctx, n_pass, err);
+    if (!st) st = pare_llm_prepare(cl, ctx, n_pass, err);
     if (!st) st = pare_perplexity(cl, rl, ids, n_ids, &po, o->progress, o->progress_user, res, err);
     free(ids);
     free(text);
@@ -120,7 +121,9 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
         if (!st) {
             int64_t z = 0, n = 0;
             for (size_t i = 0; i < nps; i++) z += ps[i].zeros, n += ps[i].n;
-            if (report) fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", nps, n ? 100.0 * (double)z / (double)n : 0.0, pj.quantize ? ", and quantized" : "");
+            if (report)
+                fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", nps,
+                        n ? 100.0 * (double)z / (double)n : 0.0, pj.quantize ? ", and quantized" : "");
             cur = pj.quantize ? cand : pruned;
         }
         free(ps);
