@@ -92,6 +92,6 @@ install: build/pare
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d) $(TESTS:=.d)
 -include tests/fuzz/fuzz.mk
 .SECONDARY:
