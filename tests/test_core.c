@@ -2,6 +2,7 @@
 #include "core/core.h"
 #include "th.h"
 
+#include <dirent.h>
 #include <unistd.h>
 
 static void test_type_table(void) {
@@ -105,6 +106,80 @@ static void test_outfile(void) {
     free(path);
 }
 
+/* Byte i of the test stream: not periodic at any block size. */
+static uint8_t stream_byte(uint64_t i) { return (uint8_t)((i * 2654435761u) >> 13 ^ i >> 20); }
+
+/* Writes n bytes of the stream in uneven chunks (1 byte to 3 MiB), commits, reads back. */
+static void outfile_roundtrip(const char *dir, uint64_t n) {
+    static const size_t chunks[] = {1, 7, 4095, 4096, 4097, 65537, 3u << 20, 333};
+    char *path = pare_path_join(dir, "big.bin");
+    pare_err err = {0};
+    pare_outfile *f = NULL;
+    CHECK_OK(pare_outfile_open(path, false, NULL, 0, &f, &err), &err);
+    uint8_t *buf = malloc(3u << 20);
+    uint64_t pos = 0;
+    for (size_t c = 0; f && buf && pos < n; c++) {
+        size_t k = chunks[c % (sizeof chunks / sizeof *chunks)];
+        if (k > n - pos) k = (size_t)(n - pos);
+        for (size_t i = 0; i < k; i++) buf[i] = stream_byte(pos + i);
+        CHECK_OK(pare_outfile_write(f, buf, k, &err), &err);
+        pos += k;
+        CHECK(pare_outfile_tell(f) == pos);
+    }
+    CHECK_OK(pare_outfile_commit(f, &err), &err);
+    pare_outfile_free(f);
+    pare_map *m = NULL;
+    CHECK_OK(pare_map_open(path, &m, &err), &err);
+    CHECK_MSG(m && m->size == n, "%s: %llu bytes written, %llu on disk", path, (unsigned long long)n,
+              m ? (unsigned long long)m->size : 0ull);
+    uint64_t bad = 0;
+    for (uint64_t i = 0; m && m->size == n && i < n; i++) bad += m->data[i] != stream_byte(i);
+    CHECK_MSG(bad == 0, "%s: %llu of %llu bytes differ", path, (unsigned long long)bad, (unsigned long long)n);
+    /* pread: the same bytes; a read past the end is an error, not a short read */
+    uint8_t got[5000];
+    uint64_t at = n > sizeof got ? n - sizeof got - 3 : 0;
+    size_t len = n > sizeof got ? sizeof got : (size_t)n;
+    CHECK_OK(pare_map_pread(m, got, at, len, &err), &err);
+    for (size_t i = 0; i < len; i++) bad += got[i] != stream_byte(at + i);
+    CHECK(bad == 0);
+    CHECK(pare_map_pread(m, got, n - 2, 3, &err) != PARE_OK);
+    pare_map_free(m);
+    unlink(path);
+    free(path);
+    free(buf);
+}
+
+/* Large outputs go through aligned staging buffers and O_DIRECT (or the page cache where the
+ * file system refuses it): sizes around the 4 MiB the page cache keeps and the 8 MiB
+ * staging buffers, on the disk and, when there, on tmpfs; and an abandoned large output. */
+static void test_outfile_large(void) {
+    char dir[] = "/tmp/pare-test-XXXXXX", shm[] = "/dev/shm/pare-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    const bool have_shm = pare_path_is_dir("/dev/shm") && mkdtemp(shm) != NULL;
+    const uint64_t sizes[] = {(4u << 20) - 5, 4u << 20, (4u << 20) + 1, 12u << 20, (21u << 20) + 1234};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        outfile_roundtrip(dir, sizes[i]);
+        if (have_shm) outfile_roundtrip(shm, sizes[i]);
+    }
+    char *path = pare_path_join(dir, "abandoned.bin");
+    pare_err err = {0};
+    pare_outfile *f = NULL;
+    CHECK_OK(pare_outfile_open(path, false, NULL, 0, &f, &err), &err);
+    uint8_t *buf = calloc(1, 10u << 20);
+    for (int i = 0; f && buf && i < 3; i++) CHECK_OK(pare_outfile_write(f, buf, 10u << 20, &err), &err);
+    pare_outfile_free(f); /* stops the writer thread, removes the temporary */
+    CHECK(!pare_path_exists(path));
+    DIR *d = opendir(dir);
+    int left = 0;
+    for (struct dirent *e; d && (e = readdir(d));) left += e->d_name[0] != '.' || strlen(e->d_name) > 2;
+    if (d) closedir(d);
+    CHECK_MSG(left == 0, "%d files left in %s", left, dir);
+    free(buf);
+    free(path);
+    rmdir(dir);
+    if (have_shm) rmdir(shm);
+}
+
 typedef struct {
     int64_t sum[8];
 } pf_ctx;
@@ -149,6 +224,7 @@ int main(void) {
     TH_RUN(test_meta);
     TH_RUN(test_tensor_sizes);
     TH_RUN(test_outfile);
+    TH_RUN(test_outfile_large);
     TH_RUN(test_parallel_for);
     TH_RUN(test_pool);
     return th_done();
