@@ -191,6 +191,16 @@ pare_status pare_tensor_plain_to_f32(const pare_tensor *t, float *dst, pare_err 
     return PARE_OK;
 }
 
+const pare_map *pare_model_map_of(const pare_model *m, const pare_tensor *t, uint64_t *off) {
+    if (!t->data || t->source < 0 || (size_t)t->source >= m->n_maps) return NULL;
+    const pare_map *map = m->maps[t->source];
+    const uint8_t *p = t->data;
+    if (!map->data || p < map->data || p > map->data + map->size || t->n_bytes > (uint64_t)(map->data + map->size - p))
+        return NULL;
+    *off = (uint64_t)(p - map->data);
+    return map;
+}
+
 void pare_model_release_tensor(const pare_model *m, const pare_tensor *t) {
     if (!t->data || t->source < 0 || (size_t)t->source >= m->n_maps) return;
     const pare_map *map = m->maps[t->source];

@@ -42,6 +42,11 @@ pare_out_kind pare_out_kind_for(const char *path) {
 typedef struct {
     const pare_tensor *t;
     const uint8_t *src;
+    /* When the source bytes are in a mapped file, each job reads its rows with
+     * pare_map_pread into its own raw buffer instead of touching the mapping (see there). */
+    const pare_map *map;
+    uint64_t map_off; /* of src's first byte */
+    uint8_t *raw;     /* per thread: CONVERT_ROWS_PER_JOB source rows */
     pare_type dst_type;
     uint8_t *dst;
     size_t src_row, dst_row;
@@ -67,6 +72,16 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
     const uint8_t *src = c->src + (size_t)r0 * c->src_row;
     uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
     float *f = c->scratch + (size_t)thread * (size_t)c->scratch_stride;
+    if (c->map) {
+        uint8_t *raw = c->raw + (size_t)thread * CONVERT_ROWS_PER_JOB * c->src_row;
+        pare_err e = {0};
+        if (pare_map_pread(c->map, raw, c->map_off + (uint64_t)r0 * c->src_row, (size_t)nr * c->src_row, &e)) {
+            int expect = 0;
+            if (atomic_compare_exchange_strong(&c->failed, &expect, 1)) c->st = e.code ? e.code : PARE_EIO, c->err = e;
+            return;
+        }
+        src = raw;
+    }
     if (c->dst_type == PARE_TYPE_F32) f = (float *)dst; /* no second copy */
     /* The quant module's row functions (vectorised, also for f16/bf16) where it has them,
      * core's scalar conversions for the other plain types. */
@@ -97,24 +112,32 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
         pare_f32_to_plain(c->dst_type, f, dst, n);
 }
 
-static pare_status convert_passes(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
-                                  int n_threads, const pare_pass *passes, size_t n_passes, const pare_tensor *orig,
-                                  int64_t row0, pare_err *err);
+/* Where a tensor's bytes come from: memory, or (map != NULL) the file at map_off. */
+typedef struct {
+    const void *bytes;
+    const pare_map *map;
+    uint64_t map_off;
+} src_bytes;
 
-pare_status pare_tensor_convert(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
+static pare_status convert_passes(const pare_tensor *t, src_bytes src, pare_type dst_type, void *dst, int n_threads,
+                                  const pare_pass *passes, size_t n_passes, const pare_tensor *orig, int64_t row0,
+                                  pare_err *err);
+
+pare_status pare_tensor_convert(const pare_tensor *t, const void *bytes, pare_type dst_type, void *dst,
                                 int n_threads, pare_err *err) {
-    return convert_passes(t, src_bytes, dst_type, dst, n_threads, NULL, 0, t, 0, err);
+    return convert_passes(t, (src_bytes){bytes, NULL, 0}, dst_type, dst, n_threads, NULL, 0, t, 0, err);
 }
 
 /* pare_tensor_convert with row-local passes run on the f32 values of each job; t may be a
  * piece of orig starting at its row row0. */
-static pare_status convert_passes(const pare_tensor *t, const void *src_bytes, pare_type dst_type, void *dst,
-                                  int n_threads, const pare_pass *passes, size_t n_passes, const pare_tensor *orig,
-                                  int64_t row0, pare_err *err) {
+static pare_status convert_passes(const pare_tensor *t, src_bytes src, pare_type dst_type, void *dst, int n_threads,
+                                  const pare_pass *passes, size_t n_passes, const pare_tensor *orig, int64_t row0,
+                                  pare_err *err) {
     const pare_type_info *si = pare_type_get(t->type), *di = pare_type_get(dst_type);
     FAIL_IF(!si || !di, PARE_EINTERNAL, "tensor '%s': bad types", t->name);
-    convert_job c = {.t = t, .src = src_bytes, .dst_type = dst_type, .dst = dst, .n_rows = pare_tensor_nrows(t),
-                     .passes = passes, .n_passes = n_passes, .orig = orig, .row0 = row0};
+    convert_job c = {.t = t, .src = src.bytes, .map = src.map, .map_off = src.map_off, .dst_type = dst_type,
+                     .dst = dst, .n_rows = pare_tensor_nrows(t), .passes = passes, .n_passes = n_passes,
+                     .orig = orig, .row0 = row0};
     atomic_init(&c.failed, 0);
     c.src_row = pare_type_row_size(t->type, t->ne[0]);
     c.dst_row = pare_type_row_size(dst_type, t->ne[0]);
@@ -136,10 +159,16 @@ static pare_status convert_passes(const pare_tensor *t, const void *src_bytes, p
     if (n_threads <= 0) n_threads = pare_default_threads();
     c.scratch_stride = CONVERT_ROWS_PER_JOB * t->ne[0];
     c.scratch = malloc((size_t)n_threads * (size_t)c.scratch_stride * sizeof(float) + sizeof(float));
-    FAIL_IF(!c.scratch, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+    if (c.map) c.raw = malloc((size_t)n_threads * CONVERT_ROWS_PER_JOB * c.src_row + 1);
+    if (!c.scratch || (c.map && !c.raw)) {
+        free(c.scratch);
+        free(c.raw);
+        return pare_err_set(err, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+    }
     int64_t jobs = (c.n_rows + CONVERT_ROWS_PER_JOB - 1) / CONVERT_ROWS_PER_JOB;
     pare_parallel_for(n_threads, jobs, convert_rows, &c);
     free(c.scratch);
+    free(c.raw);
     if (atomic_load(&c.failed)) {
         *err = c.err;
         return c.st;
@@ -277,18 +306,19 @@ static bool row_passes(const pare_write_extra *x, const pare_tensor *t) {
 
 /* Produces the output bytes of one tensor into *out (malloc'ed) or points *direct at the
  * source bytes when nothing changes. */
-static pare_status produce(const pare_tensor *t, const void *src, pare_type type, const pare_write_extra *x,
+static pare_status produce(const pare_tensor *t, src_bytes src, pare_type type, const pare_write_extra *x,
                            int n_threads, void **out, uint64_t out_bytes, double *rel_error, pare_err *err) {
     bool passes = any_pass_wants(x, t) || rel_error;
     const float *imatrix = (x && x->imatrix) ? x->imatrix(x->imatrix_ctx, t) : NULL;
     const pare_type_info *ti = pare_type_get(type);
     *out = malloc(out_bytes ? (size_t)out_bytes : 1);
     FAIL_IF(!*out, PARE_ENOMEM, "tensor '%s': out of memory for %llu bytes", t->name, (unsigned long long)out_bytes);
-    if (!passes && !(ti->is_quantized && imatrix)) return pare_tensor_convert(t, src, type, *out, n_threads, err);
+    if (!passes && !(ti->is_quantized && imatrix))
+        return convert_passes(t, src, type, *out, n_threads, NULL, 0, t, 0, err);
     int64_t n = pare_tensor_nelements(t);
     float *v = malloc((size_t)n * sizeof(float) + sizeof(float));
     FAIL_IF(!v, PARE_ENOMEM, "tensor '%s': out of memory for its f32 values", t->name);
-    pare_status st = pare_tensor_convert(t, src, PARE_TYPE_F32, v, n_threads, err);
+    pare_status st = convert_passes(t, src, PARE_TYPE_F32, v, n_threads, NULL, 0, t, 0, err);
     for (size_t p = 0; !st && x && p < x->n_passes; p++)
         if (x->passes[p].wants(x->passes[p].ctx, t)) st = x->passes[p].apply(x->passes[p].ctx, t, v, n_threads, err);
     if (!st) st = f32_to_type(t, v, type, *out, imatrix, n_threads, err);
@@ -394,7 +424,7 @@ static pare_status bg_stop(bg_writer *b, pare_err *err) {
 /* Rows per piece when a tensor is converted without passes: about 16 MiB of output. */
 #define PIECE_BYTES (16u << 20)
 
-static pare_status write_converted(const pare_tensor *t, const void *src, const pare_tensor *plan_t, bg_writer *bg,
+static pare_status write_converted(const pare_tensor *t, src_bytes src, const pare_tensor *plan_t, bg_writer *bg,
                                    const pare_write_extra *x, int n_threads, pare_err *err) {
     size_t src_row = pare_type_row_size(t->type, t->ne[0]), dst_row = pare_type_row_size(plan_t->type, t->ne[0]);
     int64_t rows = pare_tensor_nrows(t);
@@ -410,13 +440,35 @@ static pare_status write_converted(const pare_tensor *t, const void *src, const 
         part.data = NULL;
         void *buf = malloc((size_t)nr * dst_row + 1);
         FAIL_IF(!buf, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
-        pare_status st = convert_passes(&part, (const uint8_t *)src + (size_t)r * src_row, plan_t->type, buf, n_threads,
-                                        rp ? x->passes : NULL, rp ? x->n_passes : 0, t, r, err);
+        src_bytes ps = {src.map ? NULL : (const uint8_t *)src.bytes + (size_t)r * src_row, src.map,
+                        src.map_off + (uint64_t)r * src_row};
+        pare_status st = convert_passes(&part, ps, plan_t->type, buf, n_threads, rp ? x->passes : NULL,
+                                        rp ? x->n_passes : 0, t, r, err);
         if (st) {
             free(buf);
             return st;
         }
         TRY(bg_put(bg, (piece){buf, (uint64_t)nr * dst_row, buf, NULL}, err));
+    }
+    return PARE_OK;
+}
+
+/* A tensor written unchanged from a mapped file, read in pieces with pare_map_pread; small
+ * pieces, as nothing is computed on them: two are in memory at a time. */
+#define COPY_PIECE_BYTES (4u << 20)
+
+static pare_status write_copied(const pare_tensor *t, src_bytes src, bg_writer *bg, pare_err *err) {
+    for (uint64_t done = 0; done < t->n_bytes;) {
+        size_t k = t->n_bytes - done < COPY_PIECE_BYTES ? (size_t)(t->n_bytes - done) : COPY_PIECE_BYTES;
+        void *buf = malloc(k);
+        FAIL_IF(!buf, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+        pare_status st = pare_map_pread(src.map, buf, src.map_off + done, k, err);
+        if (st) {
+            free(buf);
+            return st;
+        }
+        TRY(bg_put(bg, (piece){buf, k, buf, NULL}, err));
+        done += k;
     }
     return PARE_OK;
 }
@@ -441,16 +493,22 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         void *tmp = NULL, *out = NULL;
         st = pare_tensor_bytes(t, &src, &tmp, err);
         if (st) break;
+        src_bytes sb = {src, NULL, 0};
+        sb.map = pare_model_map_of(m, t, &sb.map_off);
         bool passes = (any_pass_wants(x, t) && !row_passes(x, t)) || (x && x->rel_error) || (x && x->imatrix);
         if (x && x->rel_error) x->rel_error[i] = -1;
         if (plan[i].type == t->type && !any_pass_wants(x, t)) {
-            /* Unchanged: straight from the mapping (or the lazy copy) to the file. */
-            st = bg_put(&bg, (piece){src, t->n_bytes, tmp, t}, err);
-            tmp = NULL;
+            /* Unchanged: read from the file (or the lazy copy) into the output. */
+            if (sb.map) {
+                st = write_copied(t, sb, &bg, err);
+            } else {
+                st = bg_put(&bg, (piece){src, t->n_bytes, tmp, t}, err);
+                tmp = NULL;
+            }
         } else if (!passes && t->n_dims <= 2) {
-            st = write_converted(t, src, &plan[i], &bg, x, n_threads, err);
+            st = write_converted(t, sb, &plan[i], &bg, x, n_threads, err);
         } else {
-            st = produce(t, src, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
+            st = produce(t, sb, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
                          (x && x->rel_error) ? &x->rel_error[i] : NULL, err);
             if (!st) st = bg_put(&bg, (piece){out, plan[i].n_bytes, out, NULL}, err);
             else free(out);
