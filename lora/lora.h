@@ -28,6 +28,9 @@ typedef struct {
     int64_t r, n_in, n_out;
     float *a;          /* (r, n_in) row-major */
     float *b;          /* (n_out, r) row-major */
+    /* a or b points into the adapter file's read-only mapping (its f32 values as they
+     * are): not freed, and copied before any change in place. */
+    bool a_borrowed, b_borrowed;
     double scale;      /* the full factor: user scale * alpha / r (or / sqrt(r)) */
     bool transposed;   /* the base stores this weight as (n_in rows of n_out): add (B A)^T */
 } pare_lora_pair;
@@ -44,6 +47,7 @@ typedef struct pare_lora_adapter {
     size_t n_pairs;
     pare_lora_full *fulls;
     size_t n_fulls;
+    pare_model *src; /* the adapter's file, kept open while pairs borrow from it */
 } pare_lora_adapter;
 
 /* Loads a PEFT folder (or its adapter_config.json) or a GGUF adapter. base_arch and
