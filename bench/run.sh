@@ -219,6 +219,10 @@ rm -f "$OUT/1b-q8_0.gguf"
 
 if [ -f "$F16" ]; then
     BF16=$(stat -c %s "$F16")
+    # pare writes large outputs past the page cache (O_DIRECT), so convert-f16's output is not
+    # cached: read it once, untimed, so that the runs below start warm as convert's did (its
+    # input was read by the cp runs).
+    cat "$F16" >/dev/null
     for spec in Q8_0:4.0 Q4_0:2.5 Q6_K:16.7 Q2_K:19.5 Q4_K_M:26.7; do
         t=${spec%%:*}; ref=${spec#*:}
         RM_BEFORE=$OUT/1b-$t.gguf
