@@ -69,9 +69,9 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
     int64_t r0 = job * CONVERT_ROWS_PER_JOB, nr = c->n_rows - r0;
     if (nr > CONVERT_ROWS_PER_JOB) nr = CONVERT_ROWS_PER_JOB;
     int64_t n = nr * c->t->ne[0];
-    const uint8_t *src = c->src + (size_t)r0 * c->src_row;
     uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
     float *f = c->scratch + (size_t)thread * (size_t)c->scratch_stride;
+    const uint8_t *src;
     if (c->map) {
         uint8_t *raw = c->raw + (size_t)thread * CONVERT_ROWS_PER_JOB * c->src_row;
         pare_err e = {0};
@@ -81,6 +81,8 @@ static void convert_rows(void *ctx, int64_t job, int thread) {
             return;
         }
         src = raw;
+    } else {
+        src = c->src + (size_t)r0 * c->src_row;
     }
     if (c->dst_type == PARE_TYPE_F32) f = (float *)dst; /* no second copy */
     /* The quant module's row functions (vectorised, also for f16/bf16) where it has them,
