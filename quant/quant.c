@@ -33,8 +33,9 @@ void pare_qref_dq_bf16(const void *src, float *dst, int64_t n) { pare_plain_to_f
 /* ------------------------------------------------------------------------ tables */
 
 #define ROW(T, NAME) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_qref_q_##NAME, pare_qref_dq_##NAME, false}
-/* IQ types whose quantizers pare does not have; their readers live in q_iq.c. */
-#define IQ_ROW(T, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, NULL, IQ_DEQUANT_##T, NEEDS}
+/* The codebook i-quants: quantizers in q_iq1.c, q_iq2.c, q_iq3.c, readers in q_iq.c; NEEDS:
+ * ggml requires an imatrix. */
+#define IQ_QROW(T, NAME, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_iq_quant_##NAME, IQ_DEQUANT_##T, NEEDS}
 #define IQ_DEQUANT_IQ2_XXS pare_iq_dequant_iq2_xxs
 #define IQ_DEQUANT_IQ2_XS pare_iq_dequant_iq2_xs
 #define IQ_DEQUANT_IQ2_S pare_iq_dequant_iq2_s
@@ -48,9 +49,9 @@ static const pare_quant_traits ref_table[PARE_TYPE_GGML_COUNT] = {
     ROW(Q4_1, q4_1),     ROW(Q5_0, q5_0),     ROW(Q5_1, q5_1),     ROW(Q8_0, q8_0),
     ROW(Q2_K, q2_K),     ROW(Q3_K, q3_K),     ROW(Q4_K, q4_K),     ROW(Q5_K, q5_K),
     ROW(Q6_K, q6_K),     ROW(Q8_K, q8_K),     ROW(IQ4_NL, iq4_nl), ROW(IQ4_XS, iq4_xs),
-    ROW(TQ1_0, tq1_0),   ROW(TQ2_0, tq2_0),   IQ_ROW(IQ2_XXS, true), IQ_ROW(IQ2_XS, true),
-    IQ_ROW(IQ1_S, true), IQ_ROW(IQ1_M, false), IQ_ROW(IQ2_S, false), IQ_ROW(IQ3_XXS, false),
-    IQ_ROW(IQ3_S, false),
+    ROW(TQ1_0, tq1_0),   ROW(TQ2_0, tq2_0),   IQ_QROW(IQ2_XXS, iq2_xxs, true), IQ_QROW(IQ2_XS, iq2_xs, true),
+    IQ_QROW(IQ1_S, iq1_s, true), IQ_QROW(IQ1_M, iq1_m, false), IQ_QROW(IQ2_S, iq2_s, false),
+    IQ_QROW(IQ3_XXS, iq3_xxs, false), IQ_QROW(IQ3_S, iq3_s, false),
 };
 
 #ifdef PARE_QUANT_SIMD
@@ -95,15 +96,16 @@ static const pare_quant_traits fast_table[PARE_TYPE_GGML_COUNT] = {
     FAST(IQ4_XS, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs),
     ROW(TQ1_0, tq1_0),
     ROW(TQ2_0, tq2_0),
-    IQ_ROW(IQ2_XXS, true), IQ_ROW(IQ2_XS, true), IQ_ROW(IQ1_S, true), IQ_ROW(IQ1_M, false),
-    IQ_ROW(IQ2_S, false), IQ_ROW(IQ3_XXS, false), IQ_ROW(IQ3_S, false),
+    IQ_QROW(IQ2_XXS, iq2_xxs, true), IQ_QROW(IQ2_XS, iq2_xs, true), IQ_QROW(IQ1_S, iq1_s, true),
+    IQ_QROW(IQ1_M, iq1_m, false), IQ_QROW(IQ2_S, iq2_s, false), IQ_QROW(IQ3_XXS, iq3_xxs, false),
+    IQ_QROW(IQ3_S, iq3_s, false),
 };
 #undef FAST
 #else
 #define fast_table ref_table
 #endif
 #undef ROW
-#undef IQ_ROW
+#undef IQ_QROW
 
 /* Unlisted ids are zero-filled, so their `type` (0) differs from the id asked for. */
 static const pare_quant_traits *table_get(const pare_quant_traits *table, pare_type t) {

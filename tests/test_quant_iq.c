@@ -182,6 +182,137 @@ static void test_iq1_blocks(void) {
     CHECK(y[16] == 2.5f * (1 + 0.125f));
 }
 
+/* ------------------------------------------------------------------ IQ3 quantizers */
+
+/* Levels 0..7 of element i of an IQ3 grid point (IQ3_XXS bytes 4, 12, .., 52, 62; IQ3_S
+ * bytes 1, 3, .., 15). */
+static int iq3_level(uint32_t point, int i, bool xxs) {
+    int b = (int)(point >> (8 * i) & 0xff);
+    return xxs ? b >> 3 : b >> 1;
+}
+
+/* The search tables against their definition (quant/gen_iq_maps.py), recomputed here: the
+ * map names each grid point; each off-grid key lists every grid point at its nwant nearest
+ * distances, by distance then key; 7 zeros end the lists. */
+static int check_iq3_maps(const uint32_t *grid, int n_grid, const int16_t *map, const uint16_t *nb, bool xxs) {
+    const int nwant = xxs ? 2 : 3;
+    int bad = 0, key_of[512], end = 0;
+    for (int g = 0; g < n_grid; g++) {
+        key_of[g] = 0;
+        for (int i = 0; i < 4; i++) key_of[g] |= iq3_level(grid[g], i, xxs) << (3 * i);
+        bad += map[key_of[g]] != g;
+    }
+    for (int u = 0; u < 4096; u++) {
+        if (map[u] >= 0) {
+            bad += map[u] >= n_grid || key_of[map[u]] != u;
+            continue;
+        }
+        const uint16_t *l = nb + (-map[u] - 1);
+        int n = l[0];
+        if (-map[u] + n > end) end = -map[u] + n;
+        if (n <= 0 || n > 40) {
+            bad++;
+            continue;
+        }
+        int dist[512], kept[3], n_kept = 0; /* the nwant least distinct distances */
+        for (int g = 0; g < n_grid; g++) {
+            dist[g] = 0;
+            for (int i = 0; i < 4; i++) {
+                int d = iq3_level(grid[g], i, xxs) - (u >> (3 * i) & 7);
+                dist[g] += d * d;
+            }
+        }
+        for (int r = 0; r < nwant; r++) {
+            int best = INT32_MAX;
+            for (int g = 0; g < n_grid; g++)
+                if (dist[g] < best && (r == 0 || dist[g] > kept[r - 1])) best = dist[g];
+            kept[n_kept++] = best;
+        }
+        int j = 1; /* the listed keys, in order, and no more */
+        for (int r = 0; r < n_kept; r++)
+            for (int g = 0; g < n_grid; g++)
+                if (dist[g] == kept[r]) {
+                    bad += j > n || l[j] != key_of[g];
+                    j++;
+                }
+        bad += j - 1 != n;
+    }
+    for (int j = 0; j < 7; j++) bad += nb[end + j] != 0;
+    return bad;
+}
+
+static void test_iq3_maps(void) {
+    int bx = check_iq3_maps(pare_iq3xxs_grid, 256, pare_iq3xxs_map, pare_iq3xxs_neighbours, true);
+    int bs = check_iq3_maps(pare_iq3s_grid, 512, pare_iq3s_map, pare_iq3s_neighbours, false);
+    CHECK_MSG(bx == 0 && bs == 0, "%d (iq3_xxs) / %d (iq3_s) bad entries", bx, bs);
+}
+
+/* Gaussian values from a fixed LCG (Box-Muller). */
+static void fill_gauss(float *x, int64_t n, uint64_t seed) {
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        double u1 = ((double)(seed >> 11) + 0.5) / 9007199254740992.0;
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        double u2 = (double)(seed >> 11) / 9007199254740992.0;
+        x[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+}
+
+/* Bounds on the relative RMS error of IQ3 on Gaussian data: on large samples it is about
+ * 0.213 (IQ3_XXS) and 0.166 (IQ3_S) without importance weights. */
+#define IQ3_XXS_MAX_REL_RMSE 0.23
+#define IQ3_S_MAX_REL_RMSE 0.18
+
+static void test_iq3_quantize_roundtrip(void) {
+    enum { N = 8 * 1024 };
+    static float x[N], y[N], w[N];
+    static uint8_t q[N];
+    fill_gauss(x, N, 7);
+    for (int i = 0; i < N; i++) w[i] = 1.0f + (float)(i % 7);
+    for (int t = 0; t < 2; t++)
+        for (int im = 0; im < 2; im++) {
+            if (t == 0) {
+                pare_iq_quant_iq3_xxs(x, q, N, im ? w : NULL);
+                pare_iq_dequant_iq3_xxs(q, y, N);
+            } else {
+                pare_iq_quant_iq3_s(x, q, N, im ? w : NULL);
+                pare_iq_dequant_iq3_s(q, y, N);
+            }
+            double e = 0, s = 0;
+            for (int i = 0; i < N; i++) {
+                e += (double)(x[i] - y[i]) * (x[i] - y[i]);
+                s += (double)x[i] * x[i];
+            }
+            double rel = sqrt(e / s), tol = t == 0 ? IQ3_XXS_MAX_REL_RMSE : IQ3_S_MAX_REL_RMSE;
+            printf("  %s%s: relative RMS error %.4f (bound %.2f)\n", t == 0 ? "iq3_xxs" : "iq3_s",
+                   im ? " imatrix" : "", rel, tol);
+            CHECK(rel < tol);
+        }
+}
+
+/* All-zero input gives all-zero blocks; and IQ3_S keeps ggml's quirk that an all-zero group
+ * of 32 does not advance the index and sign slots, so the later groups are stored one slot
+ * early and the last slot stays empty (their qh bits and scales stay in place). */
+static void test_iq3_zero_groups(void) {
+    static float x[256];
+    static uint8_t zero[110];
+    pare_block_iq3_xxs a;
+    pare_block_iq3_s b, c;
+    memset(&a, 0xff, sizeof a);
+    memset(&b, 0xff, sizeof b);
+    pare_iq_quant_iq3_xxs(x, &a, 256, NULL);
+    pare_iq_quant_iq3_s(x, &b, 256, NULL);
+    CHECK(memcmp(&a, zero, sizeof a) == 0 && memcmp(&b, zero, sizeof b) == 0);
+
+    fill_gauss(x, 256, 3);
+    pare_iq_quant_iq3_s(x, &c, 256, NULL); /* no zero group: every slot used */
+    memset(x, 0, 32 * sizeof(float));        /* group 0 zero */
+    pare_iq_quant_iq3_s(x, &b, 256, NULL);
+    CHECK(memcmp(b.qs + 56, zero, 8) == 0 && memcmp(b.signs + 28, zero, 4) == 0);
+    CHECK(memcmp(b.signs, c.signs + 4, 28) == 0); /* signs do not depend on the search */
+    CHECK((b.scales[0] & 0xf) == 0 && b.qh[0] == 0);
+}
+
 /* ------------------------------------------------------------------ golden files */
 
 /* Dequantizes every NAME.q / NAME.q_im of one golden file and compares with NAME.deq /
@@ -256,6 +387,9 @@ int main(void) {
     TH_RUN(test_iq2_xs_s_iq3_xxs_blocks);
     TH_RUN(test_iq3_s_block);
     TH_RUN(test_iq1_blocks);
+    TH_RUN(test_iq3_maps);
+    TH_RUN(test_iq3_quantize_roundtrip);
+    TH_RUN(test_iq3_zero_groups);
     TH_RUN(test_golden_iq2_xxs);
     TH_RUN(test_golden_iq2_xs);
     TH_RUN(test_golden_iq2_s);
