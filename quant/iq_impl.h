@@ -95,6 +95,29 @@ extern const uint16_t pare_iq3s_neighbours[];
 void pare_iq_quant_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_iq_quant_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix);
 
+/* ---- small helpers of the quantizers (q_iq1.c, q_iq2.c, q_iq3.c) ---- */
+
+/* Sum of squares of a 256-value super-block, added in index order as ggml adds it: the
+ * order decides the float result, and through the weights the blocks. */
+static inline float pare_iq_sum_squares(const float *x) {
+    float s = 0;
+    for (int i = 0; i < PARE_IQ_QK; i++) s += x[i] * x[i];
+    return s;
+}
+static inline float pare_iq_max(const float *v, int n) {
+    float m = v[0];
+    for (int i = 1; i < n; i++) m = m > v[i] ? m : v[i];
+    return m;
+}
+/* Little-endian stores into the byte-array blocks. */
+static inline void pare_iq_put16(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void pare_iq_put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /* ---- IQ1 quantizers (quant/q_iq1.c): one row of n values (a multiple of 256) to n / 256
  * blocks, bit-for-bit ggml's quantize_iq1_s / quantize_iq1_m. imatrix is NULL or n
  * per-column importance weights; ggml requires them for IQ1_S (without, pare weights by

@@ -65,9 +65,7 @@ static void sort_order(const float *x, int n, int *idx) {
 
 /* Weights of the 256 values of a super-block (step 1). */
 static void superblock_weights(const float *x, const float *qw, float *w) {
-    float sumx2 = 0;
-    for (int i = 0; i < PARE_IQ_QK; i++) sumx2 += x[i] * x[i];
-    float sigma2 = 2 * sumx2 / PARE_IQ_QK;
+    float sigma2 = 2 * pare_iq_sum_squares(x) / PARE_IQ_QK;
     for (int i = 0; i < PARE_IQ_QK; i++) w[i] = qw ? qw[i] * sqrtf(sigma2 + x[i] * x[i]) : x[i] * x[i];
 }
 
@@ -273,8 +271,7 @@ void pare_iq_quant_iq1_s(const float *x, void *dst, int64_t n, const float *imat
         if (max_scale != 0) {
             float d = max_scale / 15;
             pare_half dh = q_f2h(d * 1.125f);
-            y[ibl].d[0] = (uint8_t)dh;
-            y[ibl].d[1] = (uint8_t)(dh >> 8);
+            pare_iq_put16(y[ibl].d, dh);
             float id = 1 / d;
             for (int ib = 0; ib < PARE_IQ_QK / IQ1S_BLOCK; ib++) {
                 int l = q_clampi(q_nearest_int(0.5f * (id * scales[ib] - 1)), 0, 7);

@@ -175,25 +175,8 @@ static void make_weights(int n, const float *xb, const float *qw, float sigma2, 
     for (int i = 0; i < n; i++) waux[i] = sqrtf(w[i]);
 }
 
-static float max_of(int n, const float *v) {
-    float max = v[0];
-    for (int i = 1; i < n; i++) max = max > v[i] ? max : v[i];
-    return max;
-}
-
-static float sum_squares(const float *x) {
-    float s = 0;
-    for (int i = 0; i < PARE_IQ_QK; i++) s += x[i] * x[i];
-    return s;
-}
-
 /* 4-bit sub-block scale for d = max_scale / 31 (ggml: nearest_int(0.5 (s / d - 1))). */
 static int scale_nibble(float id, float s) { return q_clampi(q_nearest_int(0.5f * (id * s - 1)), 0, 15); }
-
-static void put16(uint8_t *p, unsigned v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
 
 /* ------------------------------------------------------------------------ IQ2_XXS */
 
@@ -201,7 +184,7 @@ static void put16(uint8_t *p, unsigned v) {
  * the scale, or returns NAN for a sub-block that ggml leaves empty. */
 static float xxs_search(const float *xval, const float *w, const float *waux, int8_t *L) {
     memset(L, 0, 32);
-    float max = max_of(32, xval);
+    float max = pare_iq_max(xval, 32);
     if (max < IQ2_EPS) return NAN;
     uint8_t Lqp[32];
     float scale = pare_qk_make_qp(32, KMAXQ + 1, xval, Lqp, w);
@@ -236,7 +219,7 @@ void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *
     for (int64_t ibl = 0; ibl < n / PARE_IQ_QK; ibl++) {
         const float *xbl = src + PARE_IQ_QK * ibl;
         uint32_t q2[16] = {0};
-        float sigma2 = sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
+        float sigma2 = pare_iq_sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
         for (int ib = 0; ib < 8; ib++) {
             const float *xb = xbl + 32 * ib;
             make_weights(32, xb, imatrix ? imatrix + PARE_IQ_QK * ibl + 32 * ib : NULL, sigma2, false, weight, waux);
@@ -262,7 +245,7 @@ void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *
         memset(y[ibl].qs, 0, sizeof y[ibl].qs);
         if (!max_scale) continue;
         float d = max_scale / 31, id = 1 / d;
-        put16(y[ibl].d, q_f2h(d));
+        pare_iq_put16(y[ibl].d, q_f2h(d));
         for (int ib = 0; ib < 8; ib++) q2[2 * ib + 1] |= (uint32_t)scale_nibble(id, scales[ib]) << 28;
         for (int j = 0; j < 16; j++)
             for (int b = 0; b < 4; b++) y[ibl].qs[4 * j + b] = (uint8_t)(q2[j] >> (8 * b));
@@ -276,7 +259,7 @@ void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *
 static float search16(const iq2_book *b, float eps, const float *xval, const float *w, const float *waux,
                       int8_t *L) {
     memset(L, 0, 16);
-    float max = max_of(16, xval);
+    float max = pare_iq_max(xval, 16);
     if (max < eps) return NAN;
     int8_t Laux[16];
     bool on_grid[2] = {true, true}, on_aux[2];
@@ -317,7 +300,7 @@ void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *i
     for (int64_t ibl = 0; ibl < n / PARE_IQ_QK; ibl++) {
         const float *xbl = src + PARE_IQ_QK * ibl;
         uint16_t q2[32] = {0};
-        float sigma2 = sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
+        float sigma2 = pare_iq_sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
         for (int ib = 0; ib < 16; ib++) {
             const float *xb = xbl + 16 * ib;
             make_weights(16, xb, imatrix ? imatrix + PARE_IQ_QK * ibl + 16 * ib : NULL, sigma2, false, weight, waux);
@@ -340,9 +323,9 @@ void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *i
         memset(&y[ibl], 0, sizeof y[ibl]);
         if (!max_scale) continue;
         float d = max_scale / 31, id = 1 / d;
-        put16(y[ibl].d, q_f2h(d));
+        pare_iq_put16(y[ibl].d, q_f2h(d));
         put_scales16(y[ibl].scales, scales, id);
-        for (int j = 0; j < 32; j++) put16(y[ibl].qs + 2 * j, q2[j]);
+        for (int j = 0; j < 32; j++) pare_iq_put16(y[ibl].qs + 2 * j, q2[j]);
     }
 }
 
@@ -354,7 +337,7 @@ void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *im
         const float *xbl = src + PARE_IQ_QK * ibl;
         pare_block_iq2_s *yb = &y[ibl];
         memset(yb, 0, sizeof *yb);
-        float sigma2 = 2 * sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
+        float sigma2 = 2 * pare_iq_sum_squares(xbl) / PARE_IQ_QK, max_scale = 0;
         for (int ib = 0; ib < 16; ib++) {
             const float *xb = xbl + 16 * ib;
             make_weights(16, xb, imatrix ? imatrix + PARE_IQ_QK * ibl + 16 * ib : NULL, sigma2, true, weight, waux);
@@ -384,7 +367,7 @@ void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *im
         }
         if (!max_scale) continue;
         float d = max_scale / 31, id = 1 / d;
-        put16(yb->d, q_f2h(d * 0.9875f)); /* ggml's factor on the stored scale only */
+        pare_iq_put16(yb->d, q_f2h(d * 0.9875f)); /* ggml's factor on the stored scale only */
         put_scales16(yb->scales, scales, id);
     }
 }

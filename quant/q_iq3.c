@@ -210,12 +210,6 @@ static unsigned split_signs(const float *xb, float *xval) {
     return s;
 }
 
-static float max_of(const float *v, int n) {
-    float m = v[0];
-    for (int i = 1; i < n; i++) m = m > v[i] ? m : v[i];
-    return m;
-}
-
 /* Grid index of the point of levels L (a search result, always on the grid). */
 static int point_index(const iq3_kind *k, const int8_t *L) {
     int gi = k->map[levels_key(L)];
@@ -223,19 +217,6 @@ static int point_index(const iq3_kind *k, const int8_t *L) {
     return gi;
 }
 
-static float block_sigma2(const float *xbl) {
-    float sumx2 = 0;
-    for (int i = 0; i < PARE_IQ_QK; i++) sumx2 += xbl[i] * xbl[i];
-    return 2 * sumx2 / PARE_IQ_QK;
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_half(uint8_t *p, pare_half h) {
-    p[0] = (uint8_t)h;
-    p[1] = (uint8_t)(h >> 8);
-}
 
 /* ------------------------------------------------------------------------ IQ3_XXS */
 
@@ -245,7 +226,7 @@ static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs 
     uint32_t signs_scales[8] = {0};
     int8_t L[32];
     memset(y, 0, sizeof *y);
-    const float sigma2 = block_sigma2(xbl);
+    const float sigma2 = 2 * pare_iq_sum_squares(xbl) / PARE_IQ_QK;
     for (int ib = 0; ib < 8; ib++) {
         const float *xb = xbl + 32 * ib;
         group_weights(xbl, qw, sigma2, ib, weight, waux);
@@ -270,7 +251,7 @@ static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs 
             }
             bsigns[s] = bits & 127; /* bit 7 follows from the parity */
         }
-        float max = max_of(xval, 32);
+        float max = pare_iq_max(xval, 32);
         memset(L, 0, sizeof L);
         if (max < IQ3_GROUP_EPS) {
             scales[ib] = 0;
@@ -291,11 +272,11 @@ static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs 
         return;
     }
     float d = max_scale / 31;
-    put_half(y->d, q_f2h(d * 1.0125f));
+    pare_iq_put16(y->d, q_f2h(d * 1.0125f));
     float id = 1 / d;
     for (int ib = 0; ib < 8; ib++) {
         int l = q_clampi(q_nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
-        put32(y->scales_signs + 4 * ib, signs_scales[ib] | (uint32_t)l << 28);
+        pare_iq_put32(y->scales_signs + 4 * ib, signs_scales[ib] | (uint32_t)l << 28);
     }
 }
 
@@ -313,13 +294,13 @@ static void iq3_s_block(const float *xbl, const float *qw, pare_block_iq3_s *y) 
     int8_t L[32];
     int slot = 0; /* where ggml's advancing qs / signs pointers are: skips zero groups */
     memset(y, 0, sizeof *y);
-    const float sigma2 = block_sigma2(xbl);
+    const float sigma2 = 2 * pare_iq_sum_squares(xbl) / PARE_IQ_QK;
     for (int ib = 0; ib < 8; ib++) {
         const float *xb = xbl + 32 * ib;
         group_weights(xbl, qw, sigma2, ib, weight, waux);
         uint8_t bsigns[4];
         for (int s = 0; s < 4; s++) bsigns[s] = (uint8_t)split_signs(xb + 8 * s, xval + 8 * s);
-        float max = max_of(xval, 32);
+        float max = pare_iq_max(xval, 32);
         memset(L, 0, sizeof L);
         if (!max) {
             scales[ib] = 0;
@@ -342,7 +323,7 @@ static void iq3_s_block(const float *xbl, const float *qw, pare_block_iq3_s *y) 
     }
     if (!max_scale) return;
     float d = max_scale / 31;
-    put_half(y->d, q_f2h(d * 1.033f));
+    pare_iq_put16(y->d, q_f2h(d * 1.033f));
     float id = 1 / d;
     for (int ib = 0; ib < 8; ib += 2) {
         int l1 = q_clampi(q_nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
