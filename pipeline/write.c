@@ -306,8 +306,7 @@ static bool row_passes(const pare_write_extra *x, const pare_tensor *t) {
     return true;
 }
 
-/* Produces the output bytes of one tensor into *out (malloc'ed) or points *direct at the
- * source bytes when nothing changes. */
+/* Produces the output bytes of one tensor into *out (malloc'ed). */
 static pare_status produce(const pare_tensor *t, src_bytes src, pare_type type, const pare_write_extra *x,
                            int n_threads, void **out, uint64_t out_bytes, double *rel_error, pare_err *err) {
     bool passes = any_pass_wants(x, t) || rel_error;
@@ -352,13 +351,11 @@ static pare_status produce(const pare_tensor *t, src_bytes src, pare_type type, 
 typedef struct {
     const void *data;
     uint64_t n;
-    void *owned;                /* freed after writing */
-    const pare_tensor *release; /* mapped pages to release after writing, or NULL */
+    void *owned; /* freed after writing */
 } piece;
 
 typedef struct {
     out_writer *w;
-    const pare_model *m;
     pthread_t tid;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -382,7 +379,6 @@ static void *bg_run(void *arg) {
                          : pare_st_writer_add_part(b->w->s, p.data, p.n, &b->err);
         }
         free(p.owned);
-        if (p.release) pare_model_release_tensor(b->m, p.release);
         pthread_mutex_lock(&b->mu);
         if (st && !b->st) b->st = st;
         b->full = false;
@@ -450,7 +446,7 @@ static pare_status write_converted(const pare_tensor *t, src_bytes src, const pa
             free(buf);
             return st;
         }
-        TRY(bg_put(bg, (piece){buf, (uint64_t)nr * dst_row, buf, NULL}, err));
+        TRY(bg_put(bg, (piece){buf, (uint64_t)nr * dst_row, buf}, err));
     }
     return PARE_OK;
 }
@@ -469,7 +465,7 @@ static pare_status write_copied(const pare_tensor *t, src_bytes src, bg_writer *
             free(buf);
             return st;
         }
-        TRY(bg_put(bg, (piece){buf, k, buf, NULL}, err));
+        TRY(bg_put(bg, (piece){buf, k, buf}, err));
         done += k;
     }
     return PARE_OK;
@@ -480,7 +476,7 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
     uint64_t total = 0, done = 0;
     int n_threads = o->n_threads > 0 ? o->n_threads : pare_default_threads();
     for (size_t i = 0; i < m->n_tensors; i++) total += plan[i].n_bytes;
-    bg_writer bg = {.w = w, .m = m};
+    bg_writer bg = {.w = w};
     pthread_mutex_init(&bg.mu, NULL);
     pthread_cond_init(&bg.cv, NULL);
     if (pthread_create(&bg.tid, NULL, bg_run, &bg) != 0) {
@@ -495,6 +491,8 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         void *tmp = NULL, *out = NULL;
         st = pare_tensor_bytes(t, &src, &tmp, err);
         if (st) break;
+        /* Mapped bytes are read with pare_map_pread, never through the mapping: none of its
+         * pages become resident, so there are none to release after the tensor. */
         src_bytes sb = {src, NULL, 0};
         sb.map = pare_model_map_of(m, t, &sb.map_off);
         bool passes = (any_pass_wants(x, t) && !row_passes(x, t)) || (x && x->rel_error) || (x && x->imatrix);
@@ -504,7 +502,7 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
             if (sb.map) {
                 st = write_copied(t, sb, &bg, err);
             } else {
-                st = bg_put(&bg, (piece){src, t->n_bytes, tmp, t}, err);
+                st = bg_put(&bg, (piece){src, t->n_bytes, tmp}, err);
                 tmp = NULL;
             }
         } else if (!passes && t->n_dims <= 2) {
@@ -512,14 +510,13 @@ static pare_status write_tensors(const pare_model *m, const pare_tensor *plan, c
         } else {
             st = produce(t, sb, plan[i].type, x, n_threads, &out, plan[i].n_bytes,
                          (x && x->rel_error) ? &x->rel_error[i] : NULL, err);
-            if (!st) st = bg_put(&bg, (piece){out, plan[i].n_bytes, out, NULL}, err);
+            if (!st) st = bg_put(&bg, (piece){out, plan[i].n_bytes, out}, err);
             else free(out);
         }
         if (tmp) {
             /* The converted pieces are queued; the source copy must outlive their conversion only. */
             free(tmp);
         }
-        if (!(plan[i].type == t->type && !any_pass_wants(x, t))) pare_model_release_tensor(m, t);
         if (st) break;
         if (o->log) {
             char shape[96];
