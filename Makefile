@@ -1,12 +1,13 @@
 # pare - build, test, bench.
 #   make deps      install the Debian packages pare needs (as root)
-#   make           build/pare and build/libpare.a (-O2)
+#   make           $(B)/pare and $(B)/libpare.a (-O2)
 #   make test      module tests and CLI tests under AddressSanitizer + UBSan
 #   make bench     speed and memory benchmarks (minutes; not part of CI)
 #   make install PREFIX=/usr/local
 
 PREFIX   ?= /usr/local
 ARCH     ?= native
+B        ?= build
 CC       ?= cc
 PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
@@ -27,14 +28,14 @@ LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CMD_SRC  := $(wildcard cmd/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
-OBJ      := $(LIB_SRC:%.c=build/obj/%.o)
-CMD_OBJ  := $(CMD_SRC:%.c=build/obj/%.o)
-SOBJ     := $(LIB_SRC:%.c=build/san/%.o)
-SCMD_OBJ := $(CMD_SRC:%.c=build/san/%.o)
-TESTS    := $(TEST_SRC:tests/%.c=build/san/tests/%)
+OBJ      := $(LIB_SRC:%.c=$(B)/obj/%.o)
+CMD_OBJ  := $(CMD_SRC:%.c=$(B)/obj/%.o)
+SOBJ     := $(LIB_SRC:%.c=$(B)/san/%.o)
+SCMD_OBJ := $(CMD_SRC:%.c=$(B)/san/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(B)/san/tests/%)
 
 .PHONY: all deps test bench install clean check-headers fixtures fuzz
-all: build/pare build/libpare.a
+all: $(B)/pare $(B)/libpare.a
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -42,32 +43,32 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "all build dependencies present"; fi
 
-build/obj/%.o: %.c
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
 
-build/san/%.o: %.c
+$(B)/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC (asan) $<"
 	@$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
 
-build/libpare.a: $(OBJ)
+$(B)/libpare.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/san/libpare.a: $(SOBJ)
+$(B)/san/libpare.a: $(SOBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/pare: $(CMD_OBJ) build/libpare.a
-	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) build/libpare.a $(LDLIBS)
+$(B)/pare: $(CMD_OBJ) $(B)/libpare.a
+	$(CC) $(CFLAGS) -o $@ $(CMD_OBJ) $(B)/libpare.a $(LDLIBS)
 
-build/san/pare: $(SCMD_OBJ) build/san/libpare.a
-	$(CC) $(SAN) -o $@ $(SCMD_OBJ) build/san/libpare.a $(LDLIBS)
+$(B)/san/pare: $(SCMD_OBJ) $(B)/san/libpare.a
+	$(CC) $(SAN) -o $@ $(SCMD_OBJ) $(B)/san/libpare.a $(LDLIBS)
 
-build/san/tests/%: build/san/tests/%.o build/san/libpare.a
-	$(CC) $(SAN) -o $@ $< build/san/libpare.a $(LDLIBS)
+$(B)/san/tests/%: $(B)/san/tests/%.o $(B)/san/libpare.a
+	$(CC) $(SAN) -o $@ $< $(B)/san/libpare.a $(LDLIBS)
 
 # Each public header must compile on its own as C11.
 check-headers:
@@ -76,21 +77,21 @@ check-headers:
 	  echo "#include \"$$h\"" | $(CC) -std=c11 -Wall -Wextra -Wpedantic -Werror -I. $(PKG_CFLAGS) -x c -fsyntax-only - \
 	  || { echo "header $$h does not compile alone"; exit 1; }; done; echo "headers compile alone"
 
-test: check-headers $(TESTS) build/san/pare build/pare
-	@PARE=build/san/pare sh tests/run.sh $(TESTS)
+test: check-headers $(TESTS) $(B)/san/pare $(B)/pare
+	@PARE=$(B)/san/pare sh tests/run.sh $(TESTS)
 
-bench: build/pare
+bench: $(B)/pare
 	sh bench/run.sh
 
 fixtures:
 	/usr/bin/python3 tests/fixtures/make_fixtures.py
 
-install: build/pare
+install: $(B)/pare
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 build/pare $(DESTDIR)$(PREFIX)/bin/pare
+	install -m 755 $(B)/pare $(DESTDIR)$(PREFIX)/bin/pare
 
 clean:
-	rm -rf build
+	rm -rf $(B)
 
 -include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d) $(TESTS:=.d)
 -include tests/fuzz/fuzz.mk

@@ -263,6 +263,8 @@ static void prod_item(void *ctx, int64_t item, int thread) {
     }
 }
 
+bool llm_kgemm_handles(pare_type wtype) { return wtype == PARE_TYPE_Q4_K || wtype == PARE_TYPE_Q6_K; }
+
 size_t llm_kgemm_ws(int M, int K) {
     const size_t Mp = (size_t)(M + MRK - 1) / MRK * MRK;
     return Mp * (size_t)(K / QK) * sizeof(act_sb) + 64;
@@ -270,7 +272,7 @@ size_t llm_kgemm_ws(int M, int K) {
 
 bool llm_kgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                float *y, int ldy, void *ws) {
-    if (K % QK || M <= 0 || N <= 0 || (wtype != PARE_TYPE_Q4_K && wtype != PARE_TYPE_Q6_K)) return false;
+    if (K % QK || M <= 0 || N <= 0 || !llm_kgemm_handles(wtype)) return false;
     const int nb = K / QK, Mp = (M + MRK - 1) / MRK * MRK;
     act_sb *a = (act_sb *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     const int threads = pare_pool_threads(pool);

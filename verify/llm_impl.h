@@ -139,15 +139,20 @@ size_t llm_gemm_packed_len(int N, int K);
 void llm_gemm_pack(pare_pool *pool, int N, int K, const float *B, int ldb, float *dst);
 void llm_gemm_nt_packed(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *Bp, float *C,
                         int ldc, float *ws);
-/* y[M][N] = x[M][K] W^T for Q8_0 weights W (N rows of ldw bytes) as llama.cpp computes it on
- * x86: x quantized to Q8_0, integer block dots, tinyBLAS's float order (verify/qgemm.c).
- * ws: llm_qgemm_ws(M, K) bytes. False (nothing done) when K is not a multiple of 32. */
-bool llm_qgemm_q8_0(pare_pool *pool, int M, int N, int K, const float *x, int ldx, const void *W, size_t ldw,
-                    float *y, int ldy, void *ws);
+/* y[M][N] = x[M][K] W^T for weights whose products take Q8_0 activations (Q8_0 today; see
+ * llm_qgemm_handles), N rows of ldw bytes, as llama.cpp computes it on the CPU it runs on: x
+ * quantized to Q8_0, integer block dots, ggml's float order for that instruction set
+ * (verify/qgemm.c). ws: llm_qgemm_ws(M, K) bytes. False (nothing done) for a type it does not
+ * do or K not a multiple of 32. */
+bool llm_qgemm_handles(pare_type wtype);
+bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
+               size_t ldw, float *y, int ldy, void *ws);
 size_t llm_qgemm_ws(int M, int K);
-/* The same for Q4_K and Q6_K weights (rows of K / 256 super-blocks), x quantized to Q8_K,
- * in ggml_vec_dot_q4_K_q8_K's / q6_K's float order (verify/kgemm.c). ws: llm_kgemm_ws(M, K)
- * bytes. False (nothing done) for other types, K not a multiple of 256, or no memory. */
+/* The same for K-quant weights (Q4_K, Q6_K today; see llm_kgemm_handles; rows of K / 256
+ * super-blocks), x quantized to Q8_K, in ggml_vec_dot_*_q8_K's float order (verify/kgemm.c).
+ * ws: llm_kgemm_ws(M, K) bytes. False (nothing done) for other types, K not a multiple of
+ * 256, or no memory. */
+bool llm_kgemm_handles(pare_type wtype);
 bool llm_kgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                float *y, int ldy, void *ws);
 size_t llm_kgemm_ws(int M, int K);

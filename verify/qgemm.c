@@ -208,9 +208,11 @@ size_t llm_qgemm_ws(int M, int K) {
     return Mp * (size_t)K + Mp * (size_t)(K / QK) * sizeof(float) + 64;
 }
 
-bool llm_qgemm_q8_0(pare_pool *pool, int M, int N, int K, const float *x, int ldx, const void *W, size_t ldw,
-                    float *y, int ldy, void *ws) {
-    if (K % QK || M <= 0 || N <= 0) return false;
+bool llm_qgemm_handles(pare_type wtype) { return wtype == PARE_TYPE_Q8_0; }
+
+bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
+               size_t ldw, float *y, int ldy, void *ws) {
+    if (!llm_qgemm_handles(wtype) || K % QK || M <= 0 || N <= 0) return false;
     const int nb = K / QK, Mp = (M + MRQ - 1) / MRQ * MRQ;
     uint8_t *xu = ws;
     float *xd = (float *)(((uintptr_t)(xu + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
