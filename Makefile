@@ -4,21 +4,39 @@
 #   make test      module tests and CLI tests under AddressSanitizer + UBSan
 #   make bench     speed and memory benchmarks (minutes; not part of CI)
 #   make install PREFIX=/usr/local
+#
+# ARCH=portable (the default) builds a binary for any CPU of its architecture: on x86-64 the
+# files with SIMD kernels (ISA_SRC) are compiled three times, for x86-64-v2 (generic),
+# x86-64-v3 (avx2) and x86-64-v4 + VNNI (avx512), and the kernels are chosen when pare runs
+# (core/isa.h); the rest is compiled for x86-64-v2. ARCH=native, ARCH=x86-64-v3, ... build
+# for that one instruction set only.
 
 PREFIX   ?= /usr/local
-ARCH     ?= native
+ARCH     ?= portable
 B        ?= build
 CC       ?= cc
 PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
             libpcre2-dev liblapacke-dev python3
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CONFIG ?= pkg-config
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wpedantic -Werror -Wno-unused-parameter -Wno-format-truncation
-CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -g -march=$(ARCH) $(WARN) \
-                 -I. $(PKG_CFLAGS) -MMD -MP
+MACHINE  := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifeq ($(ARCH),portable)
+  ifneq ($(filter x86_64-%,$(MACHINE)),)
+    MARCH    := -march=x86-64-v2
+    DISPATCH := 1
+  else ifneq ($(filter aarch64-%,$(MACHINE)),)
+    MARCH    := -march=armv8-a
+  endif
+else
+  MARCH    := -march=$(ARCH)
+endif
+CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 -g $(WARN) \
+                 -I. $(PKG_CFLAGS) -MMD -MP $(if $(DISPATCH),-DPARE_DISPATCH)
 CFLAGS   ?= -O2
 SAN      := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS   := $(PKG_LIBS) -lpthread -lm
@@ -28,13 +46,27 @@ LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CMD_SRC  := $(wildcard cmd/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
+# Files with SIMD kernels: compiled once per level in a portable x86-64 build.
+ISA_SRC  := verify/forward.c verify/gemm.c verify/kgemm.c verify/qgemm.c verify/perplexity.c \
+            quant/q_simd.c lora/merge.c prune/prune.c
+LEVELS   := generic avx2 avx512
+LEVEL_FLAGS_generic := -march=x86-64-v2
+LEVEL_FLAGS_avx2    := -march=x86-64-v3
+LEVEL_FLAGS_avx512  := -march=x86-64-v4 -mavx512vnni
+
+ifeq ($(DISPATCH),1)
+PLAIN_SRC := $(filter-out $(ISA_SRC),$(LIB_SRC))
+OBJ      := $(PLAIN_SRC:%.c=$(B)/obj/%.o) $(LEVELS:%=$(B)/obj/isa-%.o)
+SOBJ     := $(PLAIN_SRC:%.c=$(B)/san/%.o) $(LEVELS:%=$(B)/san/isa-%.o)
+else
 OBJ      := $(LIB_SRC:%.c=$(B)/obj/%.o)
-CMD_OBJ  := $(CMD_SRC:%.c=$(B)/obj/%.o)
 SOBJ     := $(LIB_SRC:%.c=$(B)/san/%.o)
+endif
+CMD_OBJ  := $(CMD_SRC:%.c=$(B)/obj/%.o)
 SCMD_OBJ := $(CMD_SRC:%.c=$(B)/san/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(B)/san/tests/%)
 
-.PHONY: all deps test bench install clean check-headers fixtures fuzz
+.PHONY: all deps test bench install clean check-headers fixtures fuzz test-aarch64 deps-aarch64
 all: $(B)/pare $(B)/libpare.a
 
 deps:
@@ -46,12 +78,31 @@ deps:
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
-	@$(CC) $(CFLAGS_COMMON) $(CFLAGS) -c $< -o $@
+	@$(CC) $(CFLAGS_COMMON) $(MARCH) $(CFLAGS) -c $< -o $@
 
 $(B)/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC (asan) $<"
-	@$(CC) $(CFLAGS_COMMON) $(SAN) -c $< -o $@
+	@$(CC) $(CFLAGS_COMMON) $(MARCH) $(SAN) -c $< -o $@
+
+# One level's kernels: ISA_SRC compiled with the level's flags, linked into one object whose
+# global symbols are renamed NAME -> NAME__LEVEL (calls between its files stay in the level;
+# the modules' isa_dispatch.c forward the rest of pare to the chosen level).
+define LEVEL_RULES
+$(B)/$(1)/lvl-$(2)/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	@echo "CC ($(2)$(if $(filter san,$(1)), asan)) $$<"
+	@$$(CC) $$(CFLAGS_COMMON) $$(LEVEL_FLAGS_$(2)) $(3) -c $$< -o $$@
+
+$(B)/$(1)/isa-$(2).o: $$(ISA_SRC:%.c=$(B)/$(1)/lvl-$(2)/%.o)
+	@echo "LD -r $$@"
+	@ld -r -o $$@.tmp $$^
+	@nm -g --defined-only $$@.tmp | awk 'NF == 3 { print $$$$3, $$$$3 "__$(2)" }' >$$@.syms
+	@objcopy --redefine-syms=$$@.syms $$@.tmp $$@
+	@rm -f $$@.tmp
+endef
+$(foreach l,$(LEVELS),$(eval $(call LEVEL_RULES,obj,$(l),$$(CFLAGS))))
+$(foreach l,$(LEVELS),$(eval $(call LEVEL_RULES,san,$(l),$$(SAN))))
 
 $(B)/libpare.a: $(OBJ)
 	@rm -f $@
@@ -80,6 +131,25 @@ check-headers:
 test: check-headers $(TESTS) $(B)/san/pare $(B)/pare
 	@PARE=$(B)/san/pare sh tests/run.sh $(TESTS)
 
+# The module tests built for aarch64 (gcc-aarch64-linux-gnu, Debian's :arm64 libraries) and
+# run under qemu-user: the portable C paths as an Arm machine runs them. Without the
+# sanitizers (ASan's shadow memory does not map under qemu-user); not part of `make test`.
+AARCH64_ENV := CC=aarch64-linux-gnu-gcc B=build-aarch64 \
+               PKG_CONFIG="env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config"
+AARCH64_TESTS := $(TEST_SRC:tests/%.c=build-aarch64/obj/tests/%)
+deps-aarch64:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+	@missing=""; for p in gcc-aarch64-linux-gnu qemu-user libzip-dev:arm64 libcjson-dev:arm64 libxxhash-dev:arm64 \
+	  libopenblas-dev:arm64 libpcre2-dev:arm64 liblapacke-dev:arm64; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+test-aarch64: deps-aarch64
+	@$(MAKE) --no-print-directory $(AARCH64_ENV) $(AARCH64_TESTS)
+	@QEMU_LD_PREFIX=/usr/aarch64-linux-gnu RUN="qemu-aarch64 -L /" sh tests/run.sh $(AARCH64_TESTS)
+
+$(B)/obj/tests/%: $(B)/obj/tests/%.o $(B)/libpare.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libpare.a $(LDLIBS)
+
 bench: $(B)/pare
 	sh bench/run.sh
 
@@ -94,5 +164,6 @@ clean:
 	rm -rf $(B)
 
 -include $(OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(SOBJ:.o=.d) $(SCMD_OBJ:.o=.d) $(TESTS:=.d)
+-include $(foreach l,$(LEVELS),$(ISA_SRC:%.c=$(B)/obj/lvl-$(l)/%.d) $(ISA_SRC:%.c=$(B)/san/lvl-$(l)/%.d))
 -include tests/fuzz/fuzz.mk
 .SECONDARY:

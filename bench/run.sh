@@ -141,8 +141,8 @@ run() {
               awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }')
         [ -n "$tps" ] || tps=$(awk -v n="$units" -v s="$wall" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
         tput="$tps tok/s"
-        refs="${ref} tok/s"
-        ratio=$(awk -v t="$tps" -v r="$ref" 'BEGIN { printf "x%.2f speed", t / r }');;
+        refs="-"; [ "$ref" != 0 ] && refs="${ref} tok/s"
+        ratio=$(awk -v t="$tps" -v r="$ref" 'BEGIN { if (r > 0) printf "x%.2f speed", t / r }');;
     esac
     [ "$ref_rss" != "-" ] && refs="$refs ${ref_rss}MB"
     vscp=""
@@ -160,32 +160,81 @@ run() {
 
 # Evaluation first, on a machine not yet churned by the 2 GB writes below (page cache,
 # writeback, huge-page compaction made it 10-20% slower when it ran last): the small preset
-# as f32 / Q8_0 / Q4_K_M GGUF, ctx 512, 4 chunks of eval.txt.
+# as f32 / Q8_0 / Q4_0 / Q4_K_M / Q6_K GGUF, ctx 512, 3 chunks of eval.txt, 2 threads, at
+# every kernel level this CPU runs (PARE_ISA; core/isa.h), each beside llama-perplexity's
+# figure for that instruction set (../shared/README.md: AVX-512 VNNI machine: f32 1086,
+# Q8_0 1131, Q4_0 1154, Q4_K_M 647 tokens/s; a 2-core AMD EPYC with AVX2: f32 384, Q8_0 409,
+# Q4_0 431, Q4_K_M 336, Q6_K 253 tokens/s, the same text and chunks). The AVX2 figures come
+# from another CPU: on an AVX-512 machine the avx2 lines only show the AVX2 kernels' pace.
 # tok/s: pare eval's own figure (evaluation only, as llama-perplexity reports it); the wall
 # column is the whole command, load included.
 SMALL_F32=$OUT/small-f32.gguf
-if have eval && printf "eval-f32\neval-Q8_0\neval-Q4_K_M\n" | grep -Eq "$ONLY"; then
+EVAL_TYPES="f32 Q8_0 Q4_0 Q4_K_M Q6_K"
+if have eval && echo "eval-" | grep -Eq "$ONLY|eval"; then
     if have convert && [ ! -f "$SMALL_F32" ]; then
         "$PARE" convert "$MSMALL" "$SMALL_F32" --type f32 --force >"$OUT/log/small-convert.log" 2>&1 ||
             echo "bench: converting the small preset failed (see $OUT/log/small-convert.log)"
     fi
-    for t in Q8_0 Q4_K_M; do
+    for t in $EVAL_TYPES; do
+        [ "$t" = f32 ] && continue
         if have quantize && [ -f "$SMALL_F32" ] && [ ! -f "$OUT/small-$t.gguf" ]; then
             $(quantize_cmd "$SMALL_F32" "$OUT/small-$t.gguf" "$t") \
                 >"$OUT/log/small-quantize-$t.log" 2>&1 || echo "bench: quantizing small to $t failed"
         fi
     done
 fi
-for spec in f32:1086 Q8_0:1131 Q4_K_M:647; do
-    t=${spec%%:*}; ref=${spec#*:}
-    g=$OUT/small-$t.gguf
-    if have eval && [ ! -f "$g" ]; then
-        echo "eval-$t" | grep -Eq "$ONLY" && line "eval-$t" - "no input" - "" "" "" "$g could not be made"
-        continue
-    fi
-    run "eval-$t" tokens "$ref" - 2048 -- \
-        "$PARE" eval "$g" --text "$TEXT" --ctx 512 --chunks 4 --threads 2
+eval_ref() { # LEVEL TYPE -> llama-perplexity's tokens/s, or "-"
+    case $1:$2 in
+    avx512:f32) echo 1086;; avx512:Q8_0) echo 1131;; avx512:Q4_0) echo 1154;; avx512:Q4_K_M) echo 647;;
+    avx2:f32) echo 384;; avx2:Q8_0) echo 409;; avx2:Q4_0) echo 431;; avx2:Q4_K_M) echo 336;; avx2:Q6_K) echo 253;;
+    *) echo -;;
+    esac
+}
+KERNELS=$("$PARE" --version 2>/dev/null | sed -n 's/^kernels: //p')
+echo "# kernels: ${KERNELS:-unknown}" | tee -a "$RESULTS"
+CPU_LEVEL=$(echo "$KERNELS" | sed -n 's/.*cpu \([a-z0-9]*\).*/\1/p')
+case $CPU_LEVEL in avx512) LEVELS_RUN="avx512 avx2";; avx2) LEVELS_RUN="avx2";; *) LEVELS_RUN="generic";; esac
+EVAL_ARGS="--text $TEXT --ctx 512 --chunks 3 --threads 2"
+for lvl in $LEVELS_RUN; do
+    for t in $EVAL_TYPES; do
+        g=$OUT/small-$t.gguf
+        if have eval && [ ! -f "$g" ]; then
+            echo "eval-$t-$lvl" | grep -Eq "$ONLY" && line "eval-$t-$lvl" - "no input" - "" "" "" "$g could not be made"
+            continue
+        fi
+        ref=$(eval_ref "$lvl" "$t")
+        [ "$ref" = - ] && ref=0
+        export PARE_ISA=$lvl
+        run "eval-$t-$lvl" tokens "$ref" - 1536 -- "$PARE" eval "$g" $EVAL_ARGS
+        unset PARE_ISA
+    done
 done
+
+# Under load: one busy process per core beside `pare eval --threads 2` (Q8_0), against the
+# same run alone just before; the ratio of the two wall times is what to read (at most 2.5:
+# the busy processes take half the CPU; a pool that spin-waits for a descheduled thread would
+# take far longer).
+if have eval && [ -f "$OUT/small-Q8_0.gguf" ] && echo "eval-load" | grep -Eq "$ONLY"; then
+    run eval-quiet tokens 0 - 1536 -- "$PARE" eval "$OUT/small-Q8_0.gguf" $EVAL_ARGS
+    quiet=$LAST_WALL
+    busy=
+    for c in $(seq "$(nproc)"); do sh -c 'while :; do :; done' & busy="$busy $!"; done
+    run eval-load tokens 0 - 1536 -- "$PARE" eval "$OUT/small-Q8_0.gguf" $EVAL_ARGS
+    kill $busy 2>/dev/null; wait $busy 2>/dev/null
+    awk -v q="$quiet" -v l="$LAST_WALL" 'BEGIN { if (q > 0) printf "# eval under load: %.2f x its quiet time (%s s vs %s s)\n", l / q, l, q }' | tee -a "$RESULTS"
+fi
+
+# The portable binary against one built for this CPU only (make ARCH=native B=build-native,
+# built here if missing): the kernels are the same, so their speeds should match.
+if have eval && [ -f "$OUT/small-Q4_K_M.gguf" ] && echo "eval-native" | grep -Eq "$ONLY"; then
+    [ -x build-native/pare ] || make -s ARCH=native B=build-native build-native/pare >"$OUT/log/native-build.log" 2>&1
+    if [ -x build-native/pare ]; then
+        for t in Q8_0 Q4_K_M; do
+            run "eval-$t-portable" tokens 0 - 1536 -- "$PARE" eval "$OUT/small-$t.gguf" $EVAL_ARGS
+            run "eval-$t-native" tokens 0 - 1536 -- build-native/pare eval "$OUT/small-$t.gguf" $EVAL_ARGS
+        done
+    fi
+fi
 
 ST1B=$M1B/model.safetensors
 B1B=$(stat -c %s "$ST1B")

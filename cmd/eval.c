@@ -1,4 +1,5 @@
 /* cmd/eval.c - pare eval MODEL --text FILE [...] and pare eval --merge PARTS... */
+#include "core/isa.h"
 #include "cmd.h"
 
 #include "formats/formats.h"
@@ -51,6 +52,9 @@ static cJSON *result_json(const pare_ppl_result *r, const char *model, const cha
     cJSON_AddNumberToObject(j, "version", PART_VERSION);
     if (model) cJSON_AddStringToObject(j, "model", model);
     if (base) cJSON_AddStringToObject(j, "kld_base", base);
+    /* the level of the kernels that computed it: parts from different levels differ in the
+     * last bits (ggml's own builds do too), and a merge says so */
+    cJSON_AddStringToObject(j, "kernels", pare_isa_name(pare_isa_active()));
     cJSON_AddNumberToObject(j, "n_ctx", r->n_ctx);
     cJSON_AddNumberToObject(j, "n_vocab", r->n_vocab);
     cJSON_AddNumberToObject(j, "first_chunk", r->first_chunk);
@@ -130,14 +134,18 @@ static bool read_floats(const cJSON *a, float **out, int64_t n) {
     return *out != NULL;
 }
 
-static pare_status part_from_json(const char *path, pare_ppl_result *r, pare_err *err) {
+/* kernels: the part's "kernels" field, or "" (parts written before pare recorded it). */
+static pare_status part_from_json(const char *path, pare_ppl_result *r, char kernels[16], pare_err *err) {
     memset(r, 0, sizeof *r);
+    kernels[0] = 0;
     char *text = NULL;
     size_t len = 0;
     TRY(pare_read_file(path, PART_MAX_BYTES, &text, &len, err));
     cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    const cJSON *kern = cJSON_GetObjectItemCaseSensitive(j, "kernels");
+    if (cJSON_IsString(kern)) snprintf(kernels, 16, "%s", kern->valuestring);
     double v = 0, d;
     pare_status st = PARE_OK;
     if (!cJSON_IsObject(j) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, PART_FORMAT))
@@ -223,9 +231,14 @@ static int merge_parts(int n, char **paths, bool json) {
     pare_err err = {0};
     pare_status st = parts ? PARE_OK : pare_err_set(&err, PARE_ENOMEM, "out of memory");
     int loaded = 0;
+    char first[16] = "", kernels[16];
     for (; !st && loaded < n; loaded++) {
-        st = part_from_json(paths[loaded], &parts[loaded], &err);
+        st = part_from_json(paths[loaded], &parts[loaded], kernels, &err);
         if (st) break;
+        if (loaded == 0) memcpy(first, kernels, sizeof first);
+        else if (strcmp(first, kernels))
+            fprintf(stderr, "pare eval: warning: %s was computed with %s kernels, %s with %s: their last digits may "
+                            "differ\n", paths[0], *first ? first : "unrecorded", paths[loaded], *kernels ? kernels : "unrecorded");
     }
     if (!st) st = pare_ppl_merge(parts, (size_t)n, &out, &err);
     for (int i = 0; i < loaded; i++) pare_ppl_result_free(&parts[i]);
@@ -288,7 +301,8 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
                           text_path, n_ids, po->n_ctx);
     if (!st) {
         if (!json)
-            fprintf(stderr, "pare eval: %s, %zu tokens, ctx %d\n", model, n_ids, po->n_ctx);
+            fprintf(stderr, "pare eval: %s, %zu tokens, ctx %d, %d threads, %s kernels\n", model, n_ids, po->n_ctx,
+                    n_threads > 0 ? n_threads : pare_default_threads(), pare_isa_name(pare_isa_active()));
         const int n_pass = pare_ppl_n_chunks(n_ids, po);
         st = pare_llm_prepare(l.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);
         if (!st && b.llm) st = pare_llm_prepare(b.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);

@@ -1,4 +1,5 @@
 /* cmd/main.c - dispatch to the subcommands. */
+#include "core/isa.h"
 #include "cmd.h"
 
 #include <errno.h>
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("pare 0.1.0\n");
+        printf("pare 0.1.0\nkernels: %s\n", pare_isa_describe());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -1,4 +1,5 @@
 /* cmd/shrink.c - pare shrink IN OUT --text FILE [stages] [gate]. */
+#include "core/isa.h"
 #include "cmd.h"
 
 #include "pipeline/pipeline.h"
@@ -115,9 +116,9 @@ int cmd_shrink(int argc, char **argv) {
                         : pare_shrink(pos[0], pos[1], &job, &o, json ? NULL : stdout, &res, &err);
     if (json && (st == PARE_OK || st == PARE_EQUALITY))
         printf("{\"passed\": %s, \"ppl\": %.6f, \"ppl_reference\": %.6f, \"ppl_increase\": %.6f, \"kld\": %.8f, "
-               "\"same_top\": %.6f, \"written\": %s}\n",
+               "\"same_top\": %.6f, \"written\": %s, \"kernels\": \"%s\"}\n",
                res.passed ? "true" : "false", res.eval.ppl, res.eval.ppl_base_exact, res.ppl_increase, res.kld,
-               res.eval.same_top, st == PARE_OK ? "true" : "false");
+               res.eval.same_top, st == PARE_OK ? "true" : "false", pare_isa_name(pare_isa_active()));
     pare_ppl_result_free(&res.eval);
     for (int i = 0; i < n_lora; i++) free(paths[i]);
     if (st) return cmd_fail(&err);

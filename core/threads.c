@@ -1,5 +1,10 @@
-/* core/threads.c - a parallel-for over an index range. */
+/* core/threads.c - a parallel-for over an index range, and how many threads to use. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "core.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,9 +36,91 @@ static void *pf_run(void *arg) {
     return NULL;
 }
 
+/* The CPU time a cgroup folder allows, in CPUs rounded up, or 0 when it sets no limit or
+ * cannot be read: cgroup v2's cpu.max ("QUOTA PERIOD", "max" for none) under `root`, or
+ * v1's cpu.cfs_quota_us (-1 for none) and cpu.cfs_period_us. */
+static int cgroup_cpus(const char *root, const char *dir, bool v1) {
+    char path[4400], buf[64];
+    long long quota = 0, period = 0;
+    snprintf(path, sizeof path, "%s%s/%s", root, dir, v1 ? "cpu.cfs_quota_us" : "cpu.max");
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    bool ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    if (v1) {
+        ok = ok && sscanf(buf, "%lld", &quota) == 1;
+        snprintf(path, sizeof path, "%s%s/cpu.cfs_period_us", root, dir);
+        f = ok ? fopen(path, "r") : NULL;
+        ok = f && fgets(buf, sizeof buf, f) != NULL && sscanf(buf, "%lld", &period) == 1;
+        if (f) fclose(f);
+    } else {
+        ok = ok && sscanf(buf, "%lld %lld", &quota, &period) == 2;
+    }
+    if (!ok || quota <= 0 || period <= 0) return 0;
+    const long long n = (quota + period - 1) / period;
+    return n > 4096 ? 4096 : (int)n;
+}
+
+/* The tightest limit of a cgroup folder and its ancestors (a container's quota often sits
+ * on an ancestor, or on "/" inside its namespace). */
+static int cgroup_chain(const char *root, const char *leaf, bool v1) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", strcmp(leaf, "/") ? leaf : "");
+    int best = 0;
+    for (;;) {
+        const int n = cgroup_cpus(root, dir, v1);
+        if (n > 0 && (best == 0 || n < best)) best = n;
+        char *slash = strrchr(dir, '/');
+        if (!slash) break;
+        *slash = 0;
+    }
+    return best;
+}
+
+/* The cgroup CPU limit on this process, from /proc/self/cgroup: the unified hierarchy
+ * ("0::PATH", cgroup v2) or v1's cpu controller ("N:cpu,cpuacct:PATH"). 0: none. */
+static int cgroup_limit(void) {
+    char line[4096];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return 0;
+    int best = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = 0;
+        const char *ctrl = c1 + 1, *path = c2 + 1;
+        int n = 0;
+        if (!*ctrl) {
+            n = cgroup_chain("/sys/fs/cgroup", path, false);
+        } else {
+            char list[256];
+            snprintf(list, sizeof list, ",%s,", ctrl);
+            if (strstr(list, ",cpu,")) {
+                n = cgroup_chain("/sys/fs/cgroup/cpu", path, true);
+                if (!n) n = cgroup_chain("/sys/fs/cgroup/cpu,cpuacct", path, true);
+            }
+        }
+        if (n > 0 && (best == 0 || n < best)) best = n;
+    }
+    fclose(f);
+    return best;
+}
+
+/* The CPUs this process may really use: those of its affinity mask (taskset, a container's
+ * cpuset), capped by its cgroup's CPU quota (docker --cpus, a CI runner's limit). More
+ * threads than that only wait for each other's time slices. */
 int pare_default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) {
+        const long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    const int q = cgroup_limit();
+    if (q > 0 && q < n) n = q;
+    return n;
 }
 
 /* Workers get 8 MiB of stack whatever the platform's default (musl's is 128 KiB): the

@@ -12,6 +12,7 @@
  *     results out of range, rather than using the CPU's conversion;
  *   - roundf (halves away from zero) is built from truncation, not the CPU's ties-to-even.
  */
+#include "quant/iq_impl.h"
 #include "quant/quant_impl.h"
 
 #ifdef PARE_QUANT_SIMD
@@ -818,7 +819,62 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
     }
 }
 
+/* ------------------------------------------------------------------------ the table */
+
+static void fast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+    if (imatrix)
+        pare_qref_q_q2_K(x, dst, n, imatrix);
+    else
+        pare_qk_q2_K_row(x, dst, n, pare_qsimd_qkx2_batch);
+}
+static void fast_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+    if (imatrix)
+        pare_qref_q_q4_K(x, dst, n, imatrix);
+    else
+        pare_qk_q4_K_row(x, dst, n, pare_qsimd_qkx2_batch);
+}
+static void fast_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+    if (imatrix)
+        pare_qref_q_q5_K(x, dst, n, imatrix);
+    else
+        pare_qk_q5_K_row(x, dst, n, pare_qsimd_qkx2_batch);
+}
+static void fast_q_q6_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+    pare_qk_q6_K_row(x, dst, n, imatrix, pare_qsimd_qx_batch);
+}
+#define FAST(T, Q, DQ) [PARE_TYPE_##T] = {PARE_TYPE_##T, Q, DQ, false}
+static const pare_quant_traits fast_table[PARE_TYPE_GGML_COUNT] = {
+    QT_ROW(F32, f32),
+    FAST(F16, pare_qsimd_q_f16, pare_qsimd_dq_f16),
+    FAST(BF16, pare_qsimd_q_bf16, pare_qsimd_dq_bf16),
+    FAST(Q4_0, pare_qsimd_q_q4_0, pare_qsimd_dq_q4_0),
+    FAST(Q4_1, pare_qref_q_q4_1, pare_qsimd_dq_q4_1),
+    FAST(Q5_0, pare_qref_q_q5_0, pare_qsimd_dq_q5_0),
+    FAST(Q5_1, pare_qref_q_q5_1, pare_qsimd_dq_q5_1),
+    FAST(Q8_0, pare_qsimd_q_q8_0, pare_qsimd_dq_q8_0),
+    FAST(Q2_K, fast_q_q2_K, pare_qsimd_dq_q2_K),
+    FAST(Q3_K, pare_qref_q_q3_K, pare_qsimd_dq_q3_K),
+    FAST(Q4_K, fast_q_q4_K, pare_qsimd_dq_q4_K),
+    FAST(Q5_K, fast_q_q5_K, pare_qsimd_dq_q5_K),
+    FAST(Q6_K, fast_q_q6_K, pare_qsimd_dq_q6_K),
+    QT_ROW(Q8_K, q8_K),
+    FAST(IQ4_NL, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl),
+    FAST(IQ4_XS, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs),
+    QT_ROW(TQ1_0, tq1_0),
+    QT_ROW(TQ2_0, tq2_0),
+    QT_IQ_ROW(IQ2_XXS, iq2_xxs, true), QT_IQ_ROW(IQ2_XS, iq2_xs, true), QT_IQ_ROW(IQ1_S, iq1_s, true),
+    QT_IQ_ROW(IQ1_M, iq1_m, false), QT_IQ_ROW(IQ2_S, iq2_s, false), QT_IQ_ROW(IQ3_XXS, iq3_xxs, false),
+    QT_IQ_ROW(IQ3_S, iq3_s, false),
+};
+#undef FAST
+
+const pare_quant_traits *pare_qsimd_table(void) { return fast_table; }
+pare_qkx2_batch_fn pare_qsimd_kx2(void) { return pare_qsimd_qkx2_batch; }
+pare_qx_batch_fn pare_qsimd_qx(void) { return pare_qsimd_qx_batch; }
+
 #else
 /* Without AVX2 the traits table uses the scalar references only. */
-typedef int pare_q_simd_unused;
+const pare_quant_traits *pare_qsimd_table(void) { return NULL; }
+pare_qkx2_batch_fn pare_qsimd_kx2(void) { return NULL; }
+pare_qx_batch_fn pare_qsimd_qx(void) { return NULL; }
 #endif

@@ -3,8 +3,8 @@
  * threaded whole-tensor helpers.
  *
  * Two tables: `ref_table` holds the scalar references (the specification, quant_impl.h)
- * and `fast_table` what callers get, with the AVX2 / AVX-512 paths of q_simd.c where the
- * build targets them. Rows are independent, so the threaded helpers give the same bytes
+ * and q_simd.c's fast table what callers get, with the AVX2 / AVX-512 paths of the level
+ * the process runs with (core/isa.h; the references at the generic level). Rows are independent, so the threaded helpers give the same bytes
  * for any number of threads.
  */
 #include "quant/iq_impl.h"
@@ -32,80 +32,16 @@ void pare_qref_dq_bf16(const void *src, float *dst, int64_t n) { pare_plain_to_f
 
 /* ------------------------------------------------------------------------ tables */
 
-#define ROW(T, NAME) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_qref_q_##NAME, pare_qref_dq_##NAME, false}
-/* The codebook i-quants: quantizers in q_iq1.c, q_iq2.c, q_iq3.c, readers in q_iq.c; NEEDS:
- * ggml requires an imatrix. */
-#define IQ_QROW(T, NAME, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_iq_quant_##NAME, IQ_DEQUANT_##T, NEEDS}
-#define IQ_DEQUANT_IQ2_XXS pare_iq_dequant_iq2_xxs
-#define IQ_DEQUANT_IQ2_XS pare_iq_dequant_iq2_xs
-#define IQ_DEQUANT_IQ2_S pare_iq_dequant_iq2_s
-#define IQ_DEQUANT_IQ3_XXS pare_iq_dequant_iq3_xxs
-#define IQ_DEQUANT_IQ3_S pare_iq_dequant_iq3_s
-#define IQ_DEQUANT_IQ1_S pare_iq_dequant_iq1_s
-#define IQ_DEQUANT_IQ1_M pare_iq_dequant_iq1_m
-
 static const pare_quant_traits ref_table[PARE_TYPE_GGML_COUNT] = {
-    ROW(F32, f32),       ROW(F16, f16),       ROW(BF16, bf16),     ROW(Q4_0, q4_0),
-    ROW(Q4_1, q4_1),     ROW(Q5_0, q5_0),     ROW(Q5_1, q5_1),     ROW(Q8_0, q8_0),
-    ROW(Q2_K, q2_K),     ROW(Q3_K, q3_K),     ROW(Q4_K, q4_K),     ROW(Q5_K, q5_K),
-    ROW(Q6_K, q6_K),     ROW(Q8_K, q8_K),     ROW(IQ4_NL, iq4_nl), ROW(IQ4_XS, iq4_xs),
-    ROW(TQ1_0, tq1_0),   ROW(TQ2_0, tq2_0),   IQ_QROW(IQ2_XXS, iq2_xxs, true), IQ_QROW(IQ2_XS, iq2_xs, true),
-    IQ_QROW(IQ1_S, iq1_s, true), IQ_QROW(IQ1_M, iq1_m, false), IQ_QROW(IQ2_S, iq2_s, false),
-    IQ_QROW(IQ3_XXS, iq3_xxs, false), IQ_QROW(IQ3_S, iq3_s, false),
+    QT_ROW(F32, f32),       QT_ROW(F16, f16),       QT_ROW(BF16, bf16),     QT_ROW(Q4_0, q4_0),
+    QT_ROW(Q4_1, q4_1),     QT_ROW(Q5_0, q5_0),     QT_ROW(Q5_1, q5_1),     QT_ROW(Q8_0, q8_0),
+    QT_ROW(Q2_K, q2_K),     QT_ROW(Q3_K, q3_K),     QT_ROW(Q4_K, q4_K),     QT_ROW(Q5_K, q5_K),
+    QT_ROW(Q6_K, q6_K),     QT_ROW(Q8_K, q8_K),     QT_ROW(IQ4_NL, iq4_nl), QT_ROW(IQ4_XS, iq4_xs),
+    QT_ROW(TQ1_0, tq1_0),   QT_ROW(TQ2_0, tq2_0),   QT_IQ_ROW(IQ2_XXS, iq2_xxs, true), QT_IQ_ROW(IQ2_XS, iq2_xs, true),
+    QT_IQ_ROW(IQ1_S, iq1_s, true), QT_IQ_ROW(IQ1_M, iq1_m, false), QT_IQ_ROW(IQ2_S, iq2_s, false),
+    QT_IQ_ROW(IQ3_XXS, iq3_xxs, false), QT_IQ_ROW(IQ3_S, iq3_s, false),
 };
 
-#ifdef PARE_QUANT_SIMD
-static void fast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {
-    if (imatrix)
-        pare_qref_q_q2_K(x, dst, n, imatrix);
-    else
-        pare_qk_q2_K_row(x, dst, n, pare_qsimd_qkx2_batch);
-}
-static void fast_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
-    if (imatrix)
-        pare_qref_q_q4_K(x, dst, n, imatrix);
-    else
-        pare_qk_q4_K_row(x, dst, n, pare_qsimd_qkx2_batch);
-}
-static void fast_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix) {
-    if (imatrix)
-        pare_qref_q_q5_K(x, dst, n, imatrix);
-    else
-        pare_qk_q5_K_row(x, dst, n, pare_qsimd_qkx2_batch);
-}
-static void fast_q_q6_K(const float *x, void *dst, int64_t n, const float *imatrix) {
-    pare_qk_q6_K_row(x, dst, n, imatrix, pare_qsimd_qx_batch);
-}
-#define FAST(T, Q, DQ) [PARE_TYPE_##T] = {PARE_TYPE_##T, Q, DQ, false}
-static const pare_quant_traits fast_table[PARE_TYPE_GGML_COUNT] = {
-    ROW(F32, f32),
-    FAST(F16, pare_qsimd_q_f16, pare_qsimd_dq_f16),
-    FAST(BF16, pare_qsimd_q_bf16, pare_qsimd_dq_bf16),
-    FAST(Q4_0, pare_qsimd_q_q4_0, pare_qsimd_dq_q4_0),
-    FAST(Q4_1, pare_qref_q_q4_1, pare_qsimd_dq_q4_1),
-    FAST(Q5_0, pare_qref_q_q5_0, pare_qsimd_dq_q5_0),
-    FAST(Q5_1, pare_qref_q_q5_1, pare_qsimd_dq_q5_1),
-    FAST(Q8_0, pare_qsimd_q_q8_0, pare_qsimd_dq_q8_0),
-    FAST(Q2_K, fast_q_q2_K, pare_qsimd_dq_q2_K),
-    FAST(Q3_K, pare_qref_q_q3_K, pare_qsimd_dq_q3_K),
-    FAST(Q4_K, fast_q_q4_K, pare_qsimd_dq_q4_K),
-    FAST(Q5_K, fast_q_q5_K, pare_qsimd_dq_q5_K),
-    FAST(Q6_K, fast_q_q6_K, pare_qsimd_dq_q6_K),
-    ROW(Q8_K, q8_K),
-    FAST(IQ4_NL, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl),
-    FAST(IQ4_XS, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs),
-    ROW(TQ1_0, tq1_0),
-    ROW(TQ2_0, tq2_0),
-    IQ_QROW(IQ2_XXS, iq2_xxs, true), IQ_QROW(IQ2_XS, iq2_xs, true), IQ_QROW(IQ1_S, iq1_s, true),
-    IQ_QROW(IQ1_M, iq1_m, false), IQ_QROW(IQ2_S, iq2_s, false), IQ_QROW(IQ3_XXS, iq3_xxs, false),
-    IQ_QROW(IQ3_S, iq3_s, false),
-};
-#undef FAST
-#else
-#define fast_table ref_table
-#endif
-#undef ROW
-#undef IQ_QROW
 
 /* Unlisted ids are zero-filled, so their `type` (0) differs from the id asked for. */
 static const pare_quant_traits *table_get(const pare_quant_traits *table, pare_type t) {
@@ -113,7 +49,11 @@ static const pare_quant_traits *table_get(const pare_quant_traits *table, pare_t
     return table[t].type == t ? &table[t] : NULL;
 }
 
-const pare_quant_traits *pare_quant_get(pare_type t) { return table_get(fast_table, t); }
+/* The fast table of the kernels' level (q_simd.c), or the references when it has none. */
+const pare_quant_traits *pare_quant_get(pare_type t) {
+    const pare_quant_traits *fast = pare_qsimd_table();
+    return table_get(fast ? fast : ref_table, t);
+}
 const pare_quant_traits *pare_quant_ref_get(pare_type t) { return table_get(ref_table, t); }
 
 bool pare_quant_can_quantize(pare_type t) {

@@ -164,6 +164,27 @@ void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
 #endif
 
+/* Rows of the traits tables (quant.c's references, q_simd.c's fast table). */
+#define QT_ROW(T, NAME) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_qref_q_##NAME, pare_qref_dq_##NAME, false}
+/* The codebook i-quants: quantizers in q_iq1.c, q_iq2.c, q_iq3.c, readers in q_iq.c; NEEDS:
+ * ggml requires an imatrix. */
+#define QT_IQ_ROW(T, NAME, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_iq_quant_##NAME, IQ_DEQUANT_##T, NEEDS}
+#define IQ_DEQUANT_IQ2_XXS pare_iq_dequant_iq2_xxs
+#define IQ_DEQUANT_IQ2_XS pare_iq_dequant_iq2_xs
+#define IQ_DEQUANT_IQ2_S pare_iq_dequant_iq2_s
+#define IQ_DEQUANT_IQ3_XXS pare_iq_dequant_iq3_xxs
+#define IQ_DEQUANT_IQ3_S pare_iq_dequant_iq3_s
+#define IQ_DEQUANT_IQ1_S pare_iq_dequant_iq1_s
+#define IQ_DEQUANT_IQ1_M pare_iq_dequant_iq1_m
+
+
+/* The traits table with the fast paths of the kernels' level (q_simd.c, compiled once per
+ * level: core/isa.h), or NULL at a level without them (then the references serve); its
+ * search kernels, for tests (NULL likewise). */
+const pare_quant_traits *pare_qsimd_table(void);
+pare_qkx2_batch_fn pare_qsimd_kx2(void);
+pare_qx_batch_fn pare_qsimd_qx(void);
+
 /* The table of scalar references (for tests and for types without a fast path). */
 const pare_quant_traits *pare_quant_ref_get(pare_type t);
 

@@ -2,6 +2,7 @@
  * references, f16/bf16 conversions, threading, errors, tensor conversion. */
 #include "core/core.h"
 #include "quant/quant.h"
+#include "core/isa.h"
 #include "quant/quant_impl.h"
 #include "th.h"
 
@@ -368,13 +369,7 @@ static void test_fast_matches_reference(void) {
         }
     }
     printf("  fast vs reference: %lld cases, most differing bytes %lld, values %lld (simd %s)\n", (long long)cases,
-           (long long)worst_q, (long long)worst_d,
-#ifdef PARE_QUANT_SIMD
-           "on"
-#else
-           "off"
-#endif
-    );
+           (long long)worst_q, (long long)worst_d, pare_qsimd_table() ? pare_isa_name(pare_isa_active()) : "off");
     free(x);
     free(w);
     free(da);
@@ -387,7 +382,12 @@ static void test_fast_matches_reference(void) {
 /* The K-quant search kernels on hostile groups (NaN, infinities, huge and subnormal values,
  * constant groups): the fast kernels must still agree with the reference bit for bit. */
 static void test_search_kernels_hostile(void) {
-#ifdef PARE_QUANT_SIMD
+    const pare_qkx2_batch_fn kx2 = pare_qsimd_kx2();
+    const pare_qx_batch_fn qx = pare_qsimd_qx();
+    if (!kx2 || !qx) {
+        printf("  kernels at level %s have no SIMD search: nothing to compare\n", pare_isa_name(pare_isa_active()));
+        return;
+    }
     enum { NSUB = 16, N = 32 };
     float x[NSUB * N], w[NSUB * N], sa[NSUB], sb[NSUB], ma[NSUB], mb[NSUB];
     uint8_t La[NSUB * N], Lb[NSUB * N];
@@ -415,20 +415,17 @@ static void test_search_kernels_hostile(void) {
         for (int nsub = NSUB; nsub >= 8; nsub /= 2) {
             memset(sa, 0, sizeof sa), memset(sb, 0, sizeof sb), memset(ma, 0, sizeof ma), memset(mb, 0, sizeof mb);
             pare_qref_qkx2_batch(nsub, n, nmax, x, w, -1.f, 0.1f, 20, round % 5 == 0, La, sa, ma);
-            pare_qsimd_qkx2_batch(nsub, n, nmax, x, w, -1.f, 0.1f, 20, round % 5 == 0, Lb, sb, mb);
+            kx2(nsub, n, nmax, x, w, -1.f, 0.1f, 20, round % 5 == 0, Lb, sb, mb);
             bad += memcmp(La, Lb, (size_t)nsub * n) != 0 || memcmp(sa, sb, sizeof sa) != 0 ||
                    memcmp(ma, mb, sizeof ma) != 0;
             pare_qref_qx_batch(nsub, 16, 32, x, round % 2 ? w : NULL, Ka, sa);
-            pare_qsimd_qx_batch(nsub, 16, 32, x, round % 2 ? w : NULL, Kb, sb);
+            qx(nsub, 16, 32, x, round % 2 ? w : NULL, Kb, sb);
             bad += memcmp(Ka, Kb, (size_t)nsub * 16) != 0 || memcmp(sa, sb, sizeof sa) != 0;
             cases += 2;
         }
     }
     CHECK_MSG(bad == 0, "%d of %d hostile search batches differ", bad, cases);
     printf("  hostile search batches: %d, %d differ\n", cases, bad);
-#else
-    printf("  no SIMD build: nothing to compare\n");
-#endif
 }
 
 /* ------------------------------------------------------------------------ f16 / bf16 */
