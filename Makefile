@@ -128,8 +128,24 @@ check-headers:
 	  echo "#include \"$$h\"" | $(CC) -std=c11 -Wall -Wextra -Wpedantic -Werror -I. $(PKG_CFLAGS) -x c -fsyntax-only - \
 	  || { echo "header $$h does not compile alone"; exit 1; }; done; echo "headers compile alone"
 
-test: check-headers $(TESTS) $(B)/san/pare $(B)/pare
-	@PARE=$(B)/san/pare sh tests/run.sh $(TESTS)
+# make test T=NAME runs one module test (T=test_eval) or one CLI script (T=usage); each
+# module test runs only the tests named in TH_ONLY=a,b when it is set (tests/th.h).
+ifneq ($(T),)
+TESTS_RUN := $(filter %/$(T),$(TESTS))
+CLI_RUN   := $(if $(TESTS_RUN),none,$(T))
+else
+TESTS_RUN := $(TESTS)
+endif
+test: check-headers $(TESTS_RUN) $(B)/san/pare $(B)/pare $(B)/examples/quickstart
+	@PARE=$(B)/san/pare QUICKSTART=$(B)/examples/quickstart CLI_ONLY=$(CLI_RUN) sh tests/run.sh $(TESTS_RUN)
+
+# The library as a C program sees it: installed into a staging folder, the example built
+# with nothing but `pkg-config --cflags --libs pare` (tests/cli/example.sh runs it).
+STAGE := $(B)/stage
+$(B)/examples/quickstart: examples/quickstart.c $(B)/libpare.a $(B)/pare pare.h
+	@$(MAKE) --no-print-directory install PREFIX=$(abspath $(STAGE)) >/dev/null
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -O2 -o $@ $< $$(PKG_CONFIG_PATH=$(abspath $(STAGE))/lib/pkgconfig $(PKG_CONFIG) --cflags --libs pare)
 
 # The module tests built for aarch64 (gcc-aarch64-linux-gnu, Debian's :arm64 libraries) and
 # run under qemu-user: the portable C paths as an Arm machine runs them. Without the
@@ -158,9 +174,19 @@ bench: $(B)/pare
 fixtures:
 	/usr/bin/python3 tests/fixtures/make_fixtures.py
 
-install: $(B)/pare
-	install -d $(DESTDIR)$(PREFIX)/bin
+# The binary, the library, its public headers (include/pare/: pare.h and every module's
+# header but the *_impl.h ones) and pare.pc for pkg-config.
+PUBLIC_H := $(filter-out %_impl.h,$(foreach m,$(MODULES),$(wildcard $(m)/*.h)))
+install: $(B)/pare $(B)/libpare.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/pare
 	install -m 755 $(B)/pare $(DESTDIR)$(PREFIX)/bin/pare
+	install -m 644 $(B)/libpare.a $(DESTDIR)$(PREFIX)/lib/libpare.a
+	install -m 644 pare.h $(DESTDIR)$(PREFIX)/include/pare/pare.h
+	for h in $(PUBLIC_H); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/pare/$$h; done
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: pare' 'Description: converts, shrinks and validates large language model files' \
+	  'Version: 0.1.0' 'Requires: $(PKGS)' 'Cflags: -I$${includedir}/pare' \
+	  'Libs: -L$${libdir} -lpare -lpthread -lm' >$(DESTDIR)$(PREFIX)/lib/pkgconfig/pare.pc
 
 clean:
 	rm -rf $(B)

@@ -55,6 +55,7 @@ done
 [ -n "${RUN:-}" ] && CLI_SKIP=1 && echo "(the CLI tests need a pare binary of this machine: not run under $RUN)"
 for c in tests/cli/*.sh; do
     [ -n "${CLI_SKIP:-}" ] && break
+    [ -n "${CLI_ONLY:-}" ] && [ "$c" != "tests/cli/$CLI_ONLY.sh" ] && continue
     [ -e "$c" ] || continue
     mkdir -p "$tmp/cli"; T=$(mktemp -d "$tmp/cli/XXXX"); export T
     sh "$c" >"$tmp/out" 2>&1; rc=$?

@@ -12,6 +12,7 @@
 #define PARE_TH_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,19 @@ static th_state th;
         }                                                                                          \
     } while (0)
 
+/* TH_ONLY=NAME[,NAME...] in the environment runs only those tests of the binary (the others
+ * are not counted): `make test T=test_eval TH_ONLY=test_golden_q8_0`. */
+static inline bool th_selected(const char *name) {
+    const char *only = getenv("TH_ONLY");
+    if (!only || !*only) return true;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return true;
+    return false;
+}
+
 static inline void th_run(const char *name, void (*fn)(void)) {
+    if (!th_selected(name)) return;
     th.cur_failed = th.cur_skipped = 0;
     fn();
     if (th.cur_failed) {
