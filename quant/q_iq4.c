@@ -119,7 +119,7 @@ static void pack_nibbles32(const uint8_t *L, uint8_t *q4, int ngroups) {
 }
 
 void pare_qref_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_iq4_nl *y = dst;
+    pare_block_iq4_nl *y = dst;
     uint8_t L[32];
     float scale;
     for (int64_t i = 0; i < n / 32; i++) {
@@ -131,7 +131,7 @@ void pare_qref_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatr
 }
 
 void pare_qref_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_iq4_xs *y = dst;
+    pare_block_iq4_xs *y = dst;
     uint8_t L[QK_K];
     float scales[QK_K / 32];
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -146,7 +146,7 @@ void pare_qref_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imatr
 }
 
 void pare_qref_dq_iq4_nl(const void *src, float *y, int64_t n) {
-    const blk_iq4_nl *x = src;
+    const pare_block_iq4_nl *x = src;
     for (int64_t i = 0; i < n / 32; i++, y += 32) {
         const float d = q_h2f(x[i].d);
         for (int j = 0; j < 16; j++) {
@@ -157,7 +157,7 @@ void pare_qref_dq_iq4_nl(const void *src, float *y, int64_t n) {
 }
 
 void pare_qref_dq_iq4_xs(const void *src, float *y, int64_t n) {
-    const blk_iq4_xs *x = src;
+    const pare_block_iq4_xs *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *qs = x[i].qs;
         const float d = q_h2f(x[i].d);

@@ -386,7 +386,7 @@ static void requant_k4(const float *x, const uint8_t *scales, pare_half hd, pare
 
 /* ------------------------------------------------------------------------ Q2_K */
 
-static void q2_K_scales_linear(blk_q2_K *y, const float *scales, const float *mins) {
+static void q2_K_scales_linear(pare_block_q2_K *y, const float *scales, const float *mins) {
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 16; j++) {
         if (scales[j] > max_scale) max_scale = scales[j];
@@ -409,7 +409,7 @@ static void q2_K_scales_linear(blk_q2_K *y, const float *scales, const float *mi
     }
 }
 
-static void q2_K_finish(blk_q2_K *y, const float *x, uint8_t *L) {
+static void q2_K_finish(pare_block_q2_K *y, const float *x, uint8_t *L) {
     for (int j = 0; j < QK_K / 16; j++) {
         const float d = q_h2f(y->d) * (y->scales[j] & 0xF);
         if (!d) continue;
@@ -421,7 +421,7 @@ static void q2_K_finish(blk_q2_K *y, const float *x, uint8_t *L) {
 }
 
 void pare_qk_q2_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2) {
-    blk_q2_K *y = dst;
+    pare_block_q2_K *y = dst;
     uint8_t L[QK_K];
     float w[QK_K], scales[QK_K / 16], mins[QK_K / 16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
@@ -432,7 +432,7 @@ void pare_qk_q2_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn k
     }
 }
 
-static void q2_K_row_imatrix(const float *x, blk_q2_K *y, int64_t n, const float *qw) {
+static void q2_K_row_imatrix(const float *x, pare_block_q2_K *y, int64_t n, const float *qw) {
     uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
     float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K, qw += QK_K) {
@@ -461,7 +461,7 @@ void pare_qref_q_q2_K(const float *src, void *dst, int64_t n, const float *imatr
 }
 
 void pare_qref_dq_q2_K(const void *src, float *y, int64_t n) {
-    const blk_q2_K *x = src;
+    const pare_block_q2_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = q_h2f(x[i].d), min = q_h2f(x[i].dmin);
         const uint8_t *q = x[i].qs;
@@ -494,7 +494,7 @@ static int q3_K_get_scale(const uint8_t *s, int j) {
     return (sc | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
-static void q3_K_finish(blk_q3_K *y, const float *x, int8_t *L) {
+static void q3_K_finish(pare_block_q3_K *y, const float *x, int8_t *L) {
     for (int j = 0; j < QK_K / 16; j++) {
         float d = q_h2f(y->d) * (int8_t)q3_K_get_scale(y->scales, j);
         if (!d) continue;
@@ -517,7 +517,7 @@ static void q3_K_finish(blk_q3_K *y, const float *x, int8_t *L) {
     pack_2bit((const uint8_t *)L, y->qs);
 }
 
-static void q3_K_block_plain(const float *x, blk_q3_K *y) {
+static void q3_K_block_plain(const float *x, pare_block_q3_K *y) {
     int8_t L[QK_K];
     float scales[QK_K / 16], max_scale = 0, amax = 0;
     for (int j = 0; j < QK_K / 16; j++) {
@@ -542,7 +542,7 @@ static void q3_K_block_plain(const float *x, blk_q3_K *y) {
     q3_K_finish(y, x, L);
 }
 
-static void q3_K_block_imatrix(const float *x, blk_q3_K *y, const float *qw) {
+static void q3_K_block_imatrix(const float *x, pare_block_q3_K *y, const float *qw) {
     int8_t L[QK_K], Ls[QK_K / 16];
     float scales[QK_K / 16], weight[16], sw[QK_K / 16];
     float sigma2 = sigma2_of(x, 2.f);
@@ -561,7 +561,7 @@ static void q3_K_block_imatrix(const float *x, blk_q3_K *y, const float *qw) {
 }
 
 void pare_qref_q_q3_K(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_q3_K *y = dst;
+    pare_block_q3_K *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         if (imatrix)
             q3_K_block_imatrix(x, &y[i], imatrix + QK_K * i);
@@ -571,7 +571,7 @@ void pare_qref_q_q3_K(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q3_K(const void *src, float *y, int64_t n) {
-    const blk_q3_K *x = src;
+    const pare_block_q3_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d_all = q_h2f(x[i].d);
         const uint8_t *q = x[i].qs, *hm = x[i].hmask;
@@ -648,7 +648,7 @@ static void q4_K_pack(const uint8_t *L, uint8_t *q) {
 
 /* Two super-blocks per search call, so that a 16-lane kernel gets 16 sub-blocks. */
 void pare_qk_q4_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2) {
-    blk_q4_K *y = dst;
+    pare_block_q4_K *y = dst;
     uint8_t L[2 * QK_K];
     float w[2 * QK_K], scales[QK_K / 16], mins[QK_K / 16];
     const int64_t nb = n / QK_K;
@@ -657,7 +657,7 @@ void pare_qk_q4_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn k
         for (int b = 0; b < nsb; b++) k4_weights(x + QK_K * b, w + QK_K * b);
         kx2(nsb * QK_K / 32, 32, 15, x, w, -1.f, 0.1f, 20, false, L, scales, mins);
         for (int b = 0; b < nsb; b++) {
-            blk_q4_K *yb = &y[i + b];
+            pare_block_q4_K *yb = &y[i + b];
             pare_half hd, hm;
             memset(yb->scales, 0, 12);
             k4_scales_linear(scales + 8 * b, mins + 8 * b, yb->scales, &hd, &hm);
@@ -674,7 +674,7 @@ void pare_qref_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix
         pare_qk_q4_K_row(x, dst, n, pare_qref_qkx2_batch);
         return;
     }
-    blk_q4_K *y = dst;
+    pare_block_q4_K *y = dst;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         pare_half hd, hm;
@@ -687,7 +687,7 @@ void pare_qref_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q4_K(const void *src, float *y, int64_t n) {
-    const blk_q4_K *x = src;
+    const pare_block_q4_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *q = x[i].qs;
         const float d = q_h2f(x[i].d), min = q_h2f(x[i].dmin);
@@ -723,7 +723,7 @@ static void q5_K_pack(const uint8_t *L, uint8_t *qh, uint8_t *ql) {
 }
 
 void pare_qk_q5_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn kx2) {
-    blk_q5_K *y = dst;
+    pare_block_q5_K *y = dst;
     uint8_t L[2 * QK_K];
     float w[2 * QK_K], scales[QK_K / 16], mins[QK_K / 16];
     const int64_t nb = n / QK_K;
@@ -732,7 +732,7 @@ void pare_qk_q5_K_row(const float *x, void *dst, int64_t n, pare_qkx2_batch_fn k
         for (int b = 0; b < nsb; b++) k4_weights(x + QK_K * b, w + QK_K * b);
         kx2(nsb * QK_K / 32, 32, 31, x, w, -0.5f, 0.1f, 15, false, L, scales, mins);
         for (int b = 0; b < nsb; b++) {
-            blk_q5_K *yb = &y[i + b];
+            pare_block_q5_K *yb = &y[i + b];
             pare_half hd, hm;
             memset(yb->scales, 0, 12);
             k4_scales_linear(scales + 8 * b, mins + 8 * b, yb->scales, &hd, &hm);
@@ -749,7 +749,7 @@ void pare_qref_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix
         pare_qk_q5_K_row(x, dst, n, pare_qref_qkx2_batch);
         return;
     }
-    blk_q5_K *y = dst;
+    pare_block_q5_K *y = dst;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         pare_half hd, hm;
@@ -762,7 +762,7 @@ void pare_qref_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q5_K(const void *src, float *y, int64_t n) {
-    const blk_q5_K *x = src;
+    const pare_block_q5_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *ql = x[i].qs, *qh = x[i].qh;
         const float d = q_h2f(x[i].d), min = q_h2f(x[i].dmin);
@@ -784,7 +784,7 @@ void pare_qref_dq_q5_K(const void *src, float *y, int64_t n) {
 /* ------------------------------------------------------------------------ Q6_K */
 
 void pare_qk_q6_K_row(const float *x, void *dst, int64_t n, const float *imatrix, pare_qx_batch_fn qx) {
-    blk_q6_K *y = dst;
+    pare_block_q6_K *y = dst;
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
@@ -829,7 +829,7 @@ void pare_qref_q_q6_K(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q6_K(const void *src, float *y, int64_t n) {
-    const blk_q6_K *x = src;
+    const pare_block_q6_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = q_h2f(x[i].d);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
@@ -854,7 +854,7 @@ void pare_qref_dq_q6_K(const void *src, float *y, int64_t n) {
 
 void pare_qref_q_q8_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     (void)imatrix;
-    blk_q8_K *y = dst;
+    pare_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max = 0, amax = 0;
         for (int j = 0; j < QK_K; j++) {
@@ -882,7 +882,7 @@ void pare_qref_q_q8_K(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q8_K(const void *src, float *y, int64_t n) {
-    const blk_q8_K *x = src;
+    const pare_block_q8_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         float d;
         memcpy(&d, &x[i].d, 4);

@@ -60,7 +60,7 @@ static void minmax(const float *x, int n, float *mn, float *mx) {
 /* ------------------------------------------------------------------------ Q4_0 */
 
 void pare_qref_q_q4_0(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_q4_0 *y = dst;
+    pare_block_q4_0 *y = dst;
     const int64_t nb = n / QK_LEG;
     if (imatrix) {
         float sigma2 = row_sigma2(x, n), w[QK_LEG];
@@ -85,7 +85,7 @@ void pare_qref_q_q4_0(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q4_0(const void *src, float *y, int64_t n) {
-    const blk_q4_0 *x = src;
+    const pare_block_q4_0 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = q_h2f(x[i].d);
         for (int j = 0; j < 16; j++) {
@@ -98,7 +98,7 @@ void pare_qref_dq_q4_0(const void *src, float *y, int64_t n) {
 /* ------------------------------------------------------------------------ Q4_1 */
 
 void pare_qref_q_q4_1(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_q4_1 *y = dst;
+    pare_block_q4_1 *y = dst;
     const int64_t nb = n / QK_LEG;
     if (imatrix) {
         float sigma2 = row_sigma2(x, n), w[QK_LEG], min;
@@ -128,7 +128,7 @@ void pare_qref_q_q4_1(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q4_1(const void *src, float *y, int64_t n) {
-    const blk_q4_1 *x = src;
+    const pare_block_q4_1 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = q_h2f(x[i].d), m = q_h2f(x[i].m);
         for (int j = 0; j < 16; j++) {
@@ -141,7 +141,7 @@ void pare_qref_dq_q4_1(const void *src, float *y, int64_t n) {
 /* ------------------------------------------------------------------------ Q5_0 */
 
 void pare_qref_q_q5_0(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_q5_0 *y = dst;
+    pare_block_q5_0 *y = dst;
     const int64_t nb = n / QK_LEG;
     uint8_t L[QK_LEG];
     if (imatrix) {
@@ -169,7 +169,7 @@ void pare_qref_q_q5_0(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q5_0(const void *src, float *y, int64_t n) {
-    const blk_q5_0 *x = src;
+    const pare_block_q5_0 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = q_h2f(x[i].d);
         uint32_t qh;
@@ -185,7 +185,7 @@ void pare_qref_dq_q5_0(const void *src, float *y, int64_t n) {
 /* ------------------------------------------------------------------------ Q5_1 */
 
 void pare_qref_q_q5_1(const float *x, void *dst, int64_t n, const float *imatrix) {
-    blk_q5_1 *y = dst;
+    pare_block_q5_1 *y = dst;
     const int64_t nb = n / QK_LEG;
     uint8_t L[QK_LEG];
     if (imatrix) {
@@ -214,7 +214,7 @@ void pare_qref_q_q5_1(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q5_1(const void *src, float *y, int64_t n) {
-    const blk_q5_1 *x = src;
+    const pare_block_q5_1 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = q_h2f(x[i].d), m = q_h2f(x[i].m);
         uint32_t qh;
@@ -231,7 +231,7 @@ void pare_qref_dq_q5_1(const void *src, float *y, int64_t n) {
 
 void pare_qref_q_q8_0(const float *x, void *dst, int64_t n, const float *imatrix) {
     (void)imatrix; /* ggml's Q8_0 has no weighted variant */
-    blk_q8_0 *y = dst;
+    pare_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / QK_LEG; i++, x += QK_LEG) {
         float amax = 0;
         for (int j = 0; j < QK_LEG; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
@@ -243,7 +243,7 @@ void pare_qref_q_q8_0(const float *x, void *dst, int64_t n, const float *imatrix
 }
 
 void pare_qref_dq_q8_0(const void *src, float *y, int64_t n) {
-    const blk_q8_0 *x = src;
+    const pare_block_q8_0 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = q_h2f(x[i].d);
         for (int j = 0; j < QK_LEG; j++) y[j] = x[i].qs[j] * d;

@@ -466,7 +466,7 @@ static inline float hmax8(__m256 v) {
 
 void pare_qsimd_q_q8_0(const float *x, void *dst, int64_t n, const float *imatrix) {
     (void)imatrix;
-    blk_q8_0 *y = dst;
+    pare_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / QK_LEG; i++, x += QK_LEG) {
         __m256 v[4];
         for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
@@ -485,7 +485,7 @@ void pare_qsimd_q_q4_0(const float *x, void *dst, int64_t n, const float *imatri
         pare_qref_q_q4_0(x, dst, n, imatrix);
         return;
     }
-    blk_q4_0 *y = dst;
+    pare_block_q4_0 *y = dst;
     for (int64_t i = 0; i < n / QK_LEG; i++, x += QK_LEG) {
         __m256 v[4];
         for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
@@ -589,7 +589,7 @@ static inline void nibbles16(const uint8_t *p, uint8_t *lo, uint8_t *hi) {
 }
 
 void pare_qsimd_dq_q8_0(const void *src, float *y, int64_t n) {
-    const blk_q8_0 *x = src;
+    const pare_block_q8_0 *x = src;
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d);
         for (int k = 0; k < 4; k++) st_mul(y + 8 * k, v_i8(x[i].qs + 8 * k), d);
@@ -597,7 +597,7 @@ void pare_qsimd_dq_q8_0(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q4_0(const void *src, float *y, int64_t n) {
-    const blk_q4_0 *x = src;
+    const pare_block_q4_0 *x = src;
     uint8_t q[32];
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d);
@@ -607,7 +607,7 @@ void pare_qsimd_dq_q4_0(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q4_1(const void *src, float *y, int64_t n) {
-    const blk_q4_1 *x = src;
+    const pare_block_q4_1 *x = src;
     uint8_t q[32];
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d), m = h2f(x[i].m);
@@ -633,7 +633,7 @@ static inline void q5_levels(const uint8_t *qs, const uint8_t *qhb, uint8_t *q) 
 }
 
 void pare_qsimd_dq_q5_0(const void *src, float *y, int64_t n) {
-    const blk_q5_0 *x = src;
+    const pare_block_q5_0 *x = src;
     uint8_t q[32];
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d);
@@ -643,7 +643,7 @@ void pare_qsimd_dq_q5_0(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q5_1(const void *src, float *y, int64_t n) {
-    const blk_q5_1 *x = src;
+    const pare_block_q5_1 *x = src;
     uint8_t q[32];
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d), m = h2f(x[i].m);
@@ -663,7 +663,7 @@ static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 }
 
 void pare_qsimd_dq_q4_K(const void *src, float *y, int64_t n) {
-    const blk_q4_K *x = src;
+    const pare_block_q4_K *x = src;
     uint8_t q[64];
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(x[i].d), min = h2f(x[i].dmin);
@@ -682,7 +682,7 @@ void pare_qsimd_dq_q4_K(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q5_K(const void *src, float *y, int64_t n) {
-    const blk_q5_K *x = src;
+    const pare_block_q5_K *x = src;
     uint8_t q[64];
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(x[i].d), min = h2f(x[i].dmin);
@@ -709,7 +709,7 @@ void pare_qsimd_dq_q5_K(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q6_K(const void *src, float *y, int64_t n) {
-    const blk_q6_K *x = src;
+    const pare_block_q6_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(x[i].d);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
@@ -738,7 +738,7 @@ void pare_qsimd_dq_q6_K(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q2_K(const void *src, float *y, int64_t n) {
-    const blk_q2_K *x = src;
+    const pare_block_q2_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(x[i].d), min = h2f(x[i].dmin);
         int is = 0;
@@ -759,7 +759,7 @@ void pare_qsimd_dq_q2_K(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_q3_K(const void *src, float *y, int64_t n) {
-    const blk_q3_K *x = src;
+    const pare_block_q3_K *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d_all = h2f(x[i].d);
         const uint8_t *s = x[i].scales;
@@ -795,7 +795,7 @@ static inline void iq4_levels(const uint8_t *qs, int8_t *q) {
 }
 
 void pare_qsimd_dq_iq4_nl(const void *src, float *y, int64_t n) {
-    const blk_iq4_nl *x = src;
+    const pare_block_iq4_nl *x = src;
     int8_t q[32];
     for (int64_t i = 0; i < n / QK_LEG; i++, y += QK_LEG) {
         const float d = h2f(x[i].d);
@@ -805,7 +805,7 @@ void pare_qsimd_dq_iq4_nl(const void *src, float *y, int64_t n) {
 }
 
 void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
-    const blk_iq4_xs *x = src;
+    const pare_block_iq4_xs *x = src;
     int8_t q[32];
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = h2f(x[i].d);
@@ -821,52 +821,31 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
 
 /* ------------------------------------------------------------------------ the table */
 
-static void fast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+static void pare_qfast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     if (imatrix)
         pare_qref_q_q2_K(x, dst, n, imatrix);
     else
         pare_qk_q2_K_row(x, dst, n, pare_qsimd_qkx2_batch);
 }
-static void fast_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+static void pare_qfast_q_q4_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     if (imatrix)
         pare_qref_q_q4_K(x, dst, n, imatrix);
     else
         pare_qk_q4_K_row(x, dst, n, pare_qsimd_qkx2_batch);
 }
-static void fast_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+static void pare_qfast_q_q5_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     if (imatrix)
         pare_qref_q_q5_K(x, dst, n, imatrix);
     else
         pare_qk_q5_K_row(x, dst, n, pare_qsimd_qkx2_batch);
 }
-static void fast_q_q6_K(const float *x, void *dst, int64_t n, const float *imatrix) {
+static void pare_qfast_q_q6_K(const float *x, void *dst, int64_t n, const float *imatrix) {
     pare_qk_q6_K_row(x, dst, n, imatrix, pare_qsimd_qx_batch);
 }
-#define FAST(T, Q, DQ) [PARE_TYPE_##T] = {PARE_TYPE_##T, Q, DQ, false}
-static const pare_quant_traits fast_table[PARE_TYPE_GGML_COUNT] = {
-    QT_ROW(F32, f32),
-    FAST(F16, pare_qsimd_q_f16, pare_qsimd_dq_f16),
-    FAST(BF16, pare_qsimd_q_bf16, pare_qsimd_dq_bf16),
-    FAST(Q4_0, pare_qsimd_q_q4_0, pare_qsimd_dq_q4_0),
-    FAST(Q4_1, pare_qref_q_q4_1, pare_qsimd_dq_q4_1),
-    FAST(Q5_0, pare_qref_q_q5_0, pare_qsimd_dq_q5_0),
-    FAST(Q5_1, pare_qref_q_q5_1, pare_qsimd_dq_q5_1),
-    FAST(Q8_0, pare_qsimd_q_q8_0, pare_qsimd_dq_q8_0),
-    FAST(Q2_K, fast_q_q2_K, pare_qsimd_dq_q2_K),
-    FAST(Q3_K, pare_qref_q_q3_K, pare_qsimd_dq_q3_K),
-    FAST(Q4_K, fast_q_q4_K, pare_qsimd_dq_q4_K),
-    FAST(Q5_K, fast_q_q5_K, pare_qsimd_dq_q5_K),
-    FAST(Q6_K, fast_q_q6_K, pare_qsimd_dq_q6_K),
-    QT_ROW(Q8_K, q8_K),
-    FAST(IQ4_NL, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl),
-    FAST(IQ4_XS, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs),
-    QT_ROW(TQ1_0, tq1_0),
-    QT_ROW(TQ2_0, tq2_0),
-    QT_IQ_ROW(IQ2_XXS, iq2_xxs, true), QT_IQ_ROW(IQ2_XS, iq2_xs, true), QT_IQ_ROW(IQ1_S, iq1_s, true),
-    QT_IQ_ROW(IQ1_M, iq1_m, false), QT_IQ_ROW(IQ2_S, iq2_s, false), QT_IQ_ROW(IQ3_XXS, iq3_xxs, false),
-    QT_IQ_ROW(IQ3_S, iq3_s, false),
-};
-#undef FAST
+#define FAST_ROW(T, QREF, DQREF, QFAST, DQFAST, IMATRIX, VEC_DOT, BLOCK)                                         \
+    [PARE_TYPE_##T] = {PARE_TYPE_##T, QFAST, DQFAST, IMATRIX, PARE_TYPE_##VEC_DOT, sizeof(BLOCK)},
+static const pare_quant_traits fast_table[PARE_TYPE_GGML_COUNT] = {PARE_QUANT_TYPES(FAST_ROW)};
+#undef FAST_ROW
 
 const pare_quant_traits *pare_qsimd_table(void) { return fast_table; }
 pare_qkx2_batch_fn pare_qsimd_kx2(void) { return pare_qsimd_qkx2_batch; }

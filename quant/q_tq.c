@@ -23,7 +23,7 @@ static uint8_t trit_byte(uint8_t q) { return (uint8_t)(((uint16_t)q * 256 + (243
 
 void pare_qref_q_tq1_0(const float *x, void *dst, int64_t n, const float *imatrix) {
     (void)imatrix;
-    blk_tq1_0 *y = dst;
+    pare_block_tq1_0 *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = absmax256(x), id = d ? 1.0f / d : 0.0f;
         y[i].d = q_f2h(d);
@@ -55,7 +55,7 @@ static float trit(uint8_t byte, int k) {
 }
 
 void pare_qref_dq_tq1_0(const void *src, float *y, int64_t n) {
-    const blk_tq1_0 *x = src;
+    const pare_block_tq1_0 *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = q_h2f(x[i].d);
         for (int k = 0; k < 5; k++)
@@ -69,7 +69,7 @@ void pare_qref_dq_tq1_0(const void *src, float *y, int64_t n) {
 
 void pare_qref_q_tq2_0(const float *x, void *dst, int64_t n, const float *imatrix) {
     (void)imatrix;
-    blk_tq2_0 *y = dst;
+    pare_block_tq2_0 *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = absmax256(x), id = d ? 1.0f / d : 0.0f;
         y[i].d = q_f2h(d);
@@ -84,7 +84,7 @@ void pare_qref_q_tq2_0(const float *x, void *dst, int64_t n, const float *imatri
 }
 
 void pare_qref_dq_tq2_0(const void *src, float *y, int64_t n) {
-    const blk_tq2_0 *x = src;
+    const pare_block_tq2_0 *x = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = q_h2f(x[i].d);
         for (int j = 0; j < 64; j += 32)

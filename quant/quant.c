@@ -32,15 +32,10 @@ void pare_qref_dq_bf16(const void *src, float *dst, int64_t n) { pare_plain_to_f
 
 /* ------------------------------------------------------------------------ tables */
 
-static const pare_quant_traits ref_table[PARE_TYPE_GGML_COUNT] = {
-    QT_ROW(F32, f32),       QT_ROW(F16, f16),       QT_ROW(BF16, bf16),     QT_ROW(Q4_0, q4_0),
-    QT_ROW(Q4_1, q4_1),     QT_ROW(Q5_0, q5_0),     QT_ROW(Q5_1, q5_1),     QT_ROW(Q8_0, q8_0),
-    QT_ROW(Q2_K, q2_K),     QT_ROW(Q3_K, q3_K),     QT_ROW(Q4_K, q4_K),     QT_ROW(Q5_K, q5_K),
-    QT_ROW(Q6_K, q6_K),     QT_ROW(Q8_K, q8_K),     QT_ROW(IQ4_NL, iq4_nl), QT_ROW(IQ4_XS, iq4_xs),
-    QT_ROW(TQ1_0, tq1_0),   QT_ROW(TQ2_0, tq2_0),   QT_IQ_ROW(IQ2_XXS, iq2_xxs, true), QT_IQ_ROW(IQ2_XS, iq2_xs, true),
-    QT_IQ_ROW(IQ1_S, iq1_s, true), QT_IQ_ROW(IQ1_M, iq1_m, false), QT_IQ_ROW(IQ2_S, iq2_s, false),
-    QT_IQ_ROW(IQ3_XXS, iq3_xxs, false), QT_IQ_ROW(IQ3_S, iq3_s, false),
-};
+#define REF_ROW(T, QREF, DQREF, QFAST, DQFAST, IMATRIX, VEC_DOT, BLOCK)                                          \
+    [PARE_TYPE_##T] = {PARE_TYPE_##T, QREF, DQREF, IMATRIX, PARE_TYPE_##VEC_DOT, sizeof(BLOCK)},
+static const pare_quant_traits ref_table[PARE_TYPE_GGML_COUNT] = {PARE_QUANT_TYPES(REF_ROW)};
+#undef REF_ROW
 
 
 /* Unlisted ids are zero-filled, so their `type` (0) differs from the id asked for. */

@@ -55,6 +55,8 @@ typedef struct {
     pare_quantize_row_fn quantize;     /* NULL when pare cannot quantize to this type */
     pare_dequantize_row_fn dequantize; /* NULL when pare cannot read it */
     bool needs_imatrix;                /* ggml refuses without importance weights */
+    pare_type vec_dot_type;            /* activations' type in ggml-cpu's dot products with it */
+    size_t block_bytes;                /* sizeof its block struct (quant/blocks.h) */
 } pare_quant_traits;
 
 /* Traits of a type (also F32/F16/BF16, as plain conversions); NULL for an unknown id. */

@@ -11,49 +11,14 @@
 #ifndef PARE_QUANT_IMPL_H
 #define PARE_QUANT_IMPL_H
 
+#include "quant/blocks.h"
 #include "quant/quant.h"
 
 #include <string.h>
 
 
-#define QK_K 256   /* elements per K-quant super-block */
-#define QK_LEG 32  /* elements per legacy block (Q4_0 ... Q8_0, IQ4_NL) */
-
-typedef uint16_t pare_half;
-
-#define PACKED __attribute__((packed))
-
-typedef struct PACKED { pare_half d; uint8_t qs[16]; } blk_q4_0;
-typedef struct PACKED { pare_half d, m; uint8_t qs[16]; } blk_q4_1;
-typedef struct PACKED { pare_half d; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_0;
-typedef struct PACKED { pare_half d, m; uint8_t qh[4]; uint8_t qs[16]; } blk_q5_1;
-typedef struct PACKED { pare_half d; int8_t qs[32]; } blk_q8_0;
-typedef struct PACKED { uint8_t scales[16]; uint8_t qs[64]; pare_half d, dmin; } blk_q2_K;
-typedef struct PACKED { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; pare_half d; } blk_q3_K;
-typedef struct PACKED { pare_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } blk_q4_K;
-typedef struct PACKED { pare_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } blk_q5_K;
-typedef struct PACKED { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; pare_half d; } blk_q6_K;
-typedef struct PACKED { float d; int8_t qs[256]; int16_t bsums[16]; } blk_q8_K;
-typedef struct PACKED { pare_half d; uint8_t qs[16]; } blk_iq4_nl;
-typedef struct PACKED { pare_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } blk_iq4_xs;
-typedef struct PACKED { uint8_t qs[48]; uint8_t qh[4]; pare_half d; } blk_tq1_0;
-typedef struct PACKED { uint8_t qs[64]; pare_half d; } blk_tq2_0;
-
-_Static_assert(sizeof(blk_q4_0) == 18, "q4_0 block");
-_Static_assert(sizeof(blk_q4_1) == 20, "q4_1 block");
-_Static_assert(sizeof(blk_q5_0) == 22, "q5_0 block");
-_Static_assert(sizeof(blk_q5_1) == 24, "q5_1 block");
-_Static_assert(sizeof(blk_q8_0) == 34, "q8_0 block");
-_Static_assert(sizeof(blk_q2_K) == 84, "q2_K block");
-_Static_assert(sizeof(blk_q3_K) == 110, "q3_K block");
-_Static_assert(sizeof(blk_q4_K) == 144, "q4_K block");
-_Static_assert(sizeof(blk_q5_K) == 176, "q5_K block");
-_Static_assert(sizeof(blk_q6_K) == 210, "q6_K block");
-_Static_assert(sizeof(blk_q8_K) == 292, "q8_K block");
-_Static_assert(sizeof(blk_iq4_nl) == 18, "iq4_nl block");
-_Static_assert(sizeof(blk_iq4_xs) == 136, "iq4_xs block");
-_Static_assert(sizeof(blk_tq1_0) == 54, "tq1_0 block");
-_Static_assert(sizeof(blk_tq2_0) == 66, "tq2_0 block");
+#define QK_K PARE_QK_K
+#define QK_LEG PARE_QK_LEG
 
 /* Below this a group is treated as all zero (ggml's GROUP_MAX_EPS). */
 #define QGROUP_EPS 1e-15f
@@ -164,19 +129,54 @@ void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
 #endif
 
-/* Rows of the traits tables (quant.c's references, q_simd.c's fast table). */
-#define QT_ROW(T, NAME) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_qref_q_##NAME, pare_qref_dq_##NAME, false}
-/* The codebook i-quants: quantizers in q_iq1.c, q_iq2.c, q_iq3.c, readers in q_iq.c; NEEDS:
- * ggml requires an imatrix. */
-#define QT_IQ_ROW(T, NAME, NEEDS) [PARE_TYPE_##T] = {PARE_TYPE_##T, pare_iq_quant_##NAME, IQ_DEQUANT_##T, NEEDS}
-#define IQ_DEQUANT_IQ2_XXS pare_iq_dequant_iq2_xxs
-#define IQ_DEQUANT_IQ2_XS pare_iq_dequant_iq2_xs
-#define IQ_DEQUANT_IQ2_S pare_iq_dequant_iq2_s
-#define IQ_DEQUANT_IQ3_XXS pare_iq_dequant_iq3_xxs
-#define IQ_DEQUANT_IQ3_S pare_iq_dequant_iq3_s
-#define IQ_DEQUANT_IQ1_S pare_iq_dequant_iq1_s
-#define IQ_DEQUANT_IQ1_M pare_iq_dequant_iq1_m
-
+/* ---- the one table of block types: a row per type, read by quant.c (its references) and by
+ * q_simd.c (its fast paths, at the levels that have them). Columns:
+ *   TYPE            the pare_type / ggml name (PARE_TYPE_##TYPE)
+ *   QREF, DQREF     the scalar quantizer and dequantizer (the specification)
+ *   QFAST, DQFAST   what the AVX2 / AVX-512 levels use instead (the reference again when a
+ *                   type has no fast path); bit-identical to the reference (tests/test_quant.c)
+ *   IMATRIX         ggml refuses to quantize without importance weights
+ *   VEC_DOT         the type ggml-cpu converts activations to before its dot products with
+ *                   this type (type_traits_cpu[TYPE].vec_dot_type): what the evaluator rounds
+ *                   the activations to
+ *   BLOCK           the block struct (quant/blocks.h) whose sizeof is the bytes per block, or
+ *                   the element type of a plain type
+ * Adding a type: its struct in blocks.h, its kernels, one row here (and its id in core). */
+#define PARE_QUANT_TYPES(X)                                                                                            \
+    X(F32, pare_qref_q_f32, pare_qref_dq_f32, pare_qref_q_f32, pare_qref_dq_f32, false, F32, float)                    \
+    X(F16, pare_qref_q_f16, pare_qref_dq_f16, pare_qsimd_q_f16, pare_qsimd_dq_f16, false, F16, pare_half)             \
+    X(BF16, pare_qref_q_bf16, pare_qref_dq_bf16, pare_qsimd_q_bf16, pare_qsimd_dq_bf16, false, BF16, uint16_t)         \
+    X(Q4_0, pare_qref_q_q4_0, pare_qref_dq_q4_0, pare_qsimd_q_q4_0, pare_qsimd_dq_q4_0, false, Q8_0, pare_block_q4_0)  \
+    X(Q4_1, pare_qref_q_q4_1, pare_qref_dq_q4_1, pare_qref_q_q4_1, pare_qsimd_dq_q4_1, false, Q8_1, pare_block_q4_1)   \
+    X(Q5_0, pare_qref_q_q5_0, pare_qref_dq_q5_0, pare_qref_q_q5_0, pare_qsimd_dq_q5_0, false, Q8_0, pare_block_q5_0)   \
+    X(Q5_1, pare_qref_q_q5_1, pare_qref_dq_q5_1, pare_qref_q_q5_1, pare_qsimd_dq_q5_1, false, Q8_1, pare_block_q5_1)   \
+    X(Q8_0, pare_qref_q_q8_0, pare_qref_dq_q8_0, pare_qsimd_q_q8_0, pare_qsimd_dq_q8_0, false, Q8_0, pare_block_q8_0)  \
+    X(Q2_K, pare_qref_q_q2_K, pare_qref_dq_q2_K, pare_qfast_q_q2_K, pare_qsimd_dq_q2_K, false, Q8_K, pare_block_q2_K)  \
+    X(Q3_K, pare_qref_q_q3_K, pare_qref_dq_q3_K, pare_qref_q_q3_K, pare_qsimd_dq_q3_K, false, Q8_K, pare_block_q3_K)   \
+    X(Q4_K, pare_qref_q_q4_K, pare_qref_dq_q4_K, pare_qfast_q_q4_K, pare_qsimd_dq_q4_K, false, Q8_K, pare_block_q4_K)  \
+    X(Q5_K, pare_qref_q_q5_K, pare_qref_dq_q5_K, pare_qfast_q_q5_K, pare_qsimd_dq_q5_K, false, Q8_K, pare_block_q5_K)  \
+    X(Q6_K, pare_qref_q_q6_K, pare_qref_dq_q6_K, pare_qfast_q_q6_K, pare_qsimd_dq_q6_K, false, Q8_K, pare_block_q6_K)  \
+    X(Q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, false, Q8_K, pare_block_q8_K)    \
+    X(IQ4_NL, pare_qref_q_iq4_nl, pare_qref_dq_iq4_nl, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl, false, Q8_0,         \
+      pare_block_iq4_nl)                                                                                               \
+    X(IQ4_XS, pare_qref_q_iq4_xs, pare_qref_dq_iq4_xs, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs, false, Q8_K,         \
+      pare_block_iq4_xs)                                                                                               \
+    X(TQ1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, false, Q8_K, pare_block_tq1_0) \
+    X(TQ2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, false, Q8_K, pare_block_tq2_0) \
+    X(IQ2_XXS, pare_iq_quant_iq2_xxs, pare_iq_dequant_iq2_xxs, pare_iq_quant_iq2_xxs, pare_iq_dequant_iq2_xxs, true,  \
+      Q8_K, pare_block_iq2_xxs)                                                                                        \
+    X(IQ2_XS, pare_iq_quant_iq2_xs, pare_iq_dequant_iq2_xs, pare_iq_quant_iq2_xs, pare_iq_dequant_iq2_xs, true, Q8_K,  \
+      pare_block_iq2_xs)                                                                                               \
+    X(IQ2_S, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, false, Q8_K,      \
+      pare_block_iq2_s)                                                                                                \
+    X(IQ3_XXS, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, false, \
+      Q8_K, pare_block_iq3_xxs)                                                                                        \
+    X(IQ3_S, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, false, Q8_K,      \
+      pare_block_iq3_s)                                                                                                \
+    X(IQ1_S, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, true, Q8_K,       \
+      pare_block_iq1_s)                                                                                                \
+    X(IQ1_M, pare_iq_quant_iq1_m, pare_iq_dequant_iq1_m, pare_iq_quant_iq1_m, pare_iq_dequant_iq1_m, false, Q8_K,      \
+      pare_block_iq1_m)
 
 /* The traits table with the fast paths of the kernels' level (q_simd.c, compiled once per
  * level: core/isa.h), or NULL at a level without them (then the references serve); its

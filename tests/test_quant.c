@@ -516,6 +516,35 @@ static void test_errors(void) {
     CHECK(pare_quantize(PARE_TYPE_Q8_0, x, q, 0, 32, NULL, 4, &err) == PARE_OK); /* no rows: nothing */
 }
 
+/* The traits table against core's type table and the block structs: the same bytes per block
+ * in both (the table takes sizeof of quant/blocks.h's struct, core states the number), the
+ * fast table at this level agreeing with the reference table in everything but the kernels,
+ * and the activation types of ggml-cpu's dot products. */
+static void test_traits_table(void) {
+    int rows = 0;
+    for (int i = 0; i < PARE_TYPE_GGML_COUNT; i++) {
+        const pare_quant_traits *re = pare_quant_ref_get((pare_type)i), *fa = pare_quant_get((pare_type)i);
+        CHECK((re == NULL) == (fa == NULL));
+        if (!re || !fa) continue;
+        const pare_type_info *ti = pare_type_get(i);
+        CHECK_MSG(re->block_bytes == ti->type_size, "%s: %zu bytes per block in the traits, %zu in core", ti->name,
+                  re->block_bytes, ti->type_size);
+        CHECK(fa->block_bytes == re->block_bytes && fa->vec_dot_type == re->vec_dot_type &&
+              fa->needs_imatrix == re->needs_imatrix && fa->type == re->type);
+        CHECK(pare_type_get(re->vec_dot_type) != NULL);
+        rows++;
+    }
+    CHECK(rows >= 25);
+    CHECK(pare_quant_get(PARE_TYPE_Q4_0)->vec_dot_type == PARE_TYPE_Q8_0);
+    CHECK(pare_quant_get(PARE_TYPE_Q5_1)->vec_dot_type == PARE_TYPE_Q8_1);
+    CHECK(pare_quant_get(PARE_TYPE_Q4_K)->vec_dot_type == PARE_TYPE_Q8_K);
+    CHECK(pare_quant_get(PARE_TYPE_F16)->vec_dot_type == PARE_TYPE_F16);
+    CHECK(pare_quant_get(PARE_TYPE_IQ4_NL)->vec_dot_type == PARE_TYPE_Q8_0);
+    CHECK(pare_quant_get(PARE_TYPE_IQ4_XS)->vec_dot_type == PARE_TYPE_Q8_K);
+    CHECK(sizeof(pare_block_q4_K) == 144 && sizeof(pare_block_iq2_xxs) == 66);
+    printf("  %d types: block sizes agree with core, fast and reference rows agree\n", rows);
+}
+
 typedef struct {
     const uint8_t *bytes;
     int calls;
@@ -609,6 +638,7 @@ int main(void) {
     TH_RUN(test_half_conversions);
     TH_RUN(test_threads_deterministic);
     TH_RUN(test_errors);
+    TH_RUN(test_traits_table);
     TH_RUN(test_tensor_to_f32);
     TH_RUN(test_q8_K_roundtrip);
     return th_done();

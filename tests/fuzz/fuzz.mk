@@ -17,7 +17,8 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # clang does not know every gcc warning the Makefile turns off.
-FUZZ_CFLAGS  := $(CFLAGS_COMMON) -O1 -Wno-unknown-warning-option
+# One kernel level (the generic one): the fuzz targets drive parsers, not kernels.
+FUZZ_CFLAGS  := $(filter-out -DPARE_DISPATCH,$(CFLAGS_COMMON)) -O1 -Wno-unknown-warning-option
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 REPLAY_BINS  := $(FUZZ_NAMES:%=build/san/fuzz/replay_%)
