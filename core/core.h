@@ -323,6 +323,17 @@ bool pare_path_exists(const char *path);
 char *pare_path_join(const char *dir, const char *name);
 /* Removes the files of a flat folder, then the folder (best effort: temporary folders). */
 void pare_remove_folder(const char *dir);
+/* Removes the debris of killed pare runs from a folder: entries ".BASE.pare-..." (files and
+ * folders) of this user that no live pare holds locked. pare_outfile_open and
+ * pare_tmpdir_new sweep the destination folder first. */
+void pare_sweep_stale(const char *dir);
+/* A working folder ".BASE.pare-TAG-XXXXXX" beside the path `beside`, locked while it lives
+ * (so a sweep leaves it alone) and removed with its files by pare_tmpdir_free, unless it was
+ * renamed into place first. */
+typedef struct pare_tmpdir pare_tmpdir;
+pare_status pare_tmpdir_new(const char *beside, const char *tag, pare_tmpdir **out, pare_err *err);
+const char *pare_tmpdir_path(const pare_tmpdir *t);
+void pare_tmpdir_free(pare_tmpdir *t);
 /* fsyncs the folder that holds path, so that a rename into it is durable. */
 void pare_sync_dir_of(const char *path);
 bool pare_str_ends_with(const char *s, const char *suffix);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -137,8 +138,9 @@ pare_status pare_read_file(const char *path, size_t max_bytes, char **out, size_
 
 struct pare_outfile {
     char *path;     /* final name */
-    char *tmp_path; /* where we write until commit */
-    int fd;
+    char *tmp_path; /* where we write until commit; NULL for an unnamed (O_TMPFILE) file */
+    bool force;     /* an existing file at path may be replaced */
+    int fd;         /* flock()ed for the outfile's life: a sweep never takes it for debris */
     int dfd; /* the same file opened with O_DIRECT, or -1 */
     uint64_t pos;
     uint64_t flushed; /* buffered bytes handed to sync_file_range so far */
@@ -343,16 +345,25 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
         return pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
     const char *dir = dirname(dcopy), *base = basename(bcopy);
-    size_t n = strlen(dir) + strlen(base) + 32;
-    f->tmp_path = malloc(n);
-    if (f->tmp_path) snprintf(f->tmp_path, n, "%s/.%s.pare-XXXXXX", dir, base);
+    f->force = force;
+    pare_sweep_stale(dir);
+    /* An unnamed file first (O_TMPFILE): if pare is killed, the kernel frees it and nothing
+     * is left in the folder. It gets a name only when complete (linkat in commit), through
+     * /proc/self/fd, which must therefore be there. Elsewhere a named ".BASE.pare-XXXXXX",
+     * locked while we live, so that the next run in this folder removes it if we are killed. */
+    if (access("/proc/self/fd", X_OK) == 0) f->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        size_t n = strlen(dir) + strlen(base) + 32;
+        f->tmp_path = malloc(n);
+        if (f->tmp_path) snprintf(f->tmp_path, n, "%s/.%s.pare-XXXXXX", dir, base);
+    }
     free(dcopy);
     free(bcopy);
-    if (!f->tmp_path) {
+    if (f->fd < 0 && !f->tmp_path) {
         pare_outfile_free(f);
         return pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
-    f->fd = mkostemp(f->tmp_path, O_CLOEXEC);
+    if (f->fd < 0) f->fd = mkostemp(f->tmp_path, O_CLOEXEC); /* O_EXCL: never follows a planted link */
     if (f->fd < 0) {
         pare_err_errno(err, "%s: cannot create a temporary file in its folder", path);
         free(f->tmp_path);
@@ -360,8 +371,11 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
         pare_outfile_free(f);
         return PARE_EIO;
     }
+    flock(f->fd, LOCK_EX | LOCK_NB); /* new file: nobody else can hold it */
     fchmod(f->fd, 0644);
-    f->dfd = open(f->tmp_path, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1: buffered only */
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    f->dfd = open(f->tmp_path ? f->tmp_path : proc, O_WRONLY | O_DIRECT | O_CLOEXEC); /* -1: buffered only */
     *out = f;
     return PARE_OK;
 }
@@ -410,6 +424,115 @@ pare_status pare_outfile_pad_to(pare_outfile *f, uint64_t off, pare_err *err) {
 uint64_t pare_outfile_tell(const pare_outfile *f) { return f->pos; }
 const char *pare_outfile_path(const pare_outfile *f) { return f->path; }
 
+/* Gives the complete unnamed file a name. Straight at its destination when nothing is there
+ * (linkat never replaces, so a file that appeared meanwhile is not lost); otherwise, with
+ * --force, a fresh ".BASE.pare-XXXXXX" that commit renames over the old file. Sets
+ * f->tmp_path to the name to rename from, or marks the file committed. */
+static pare_status link_tmpfile(pare_outfile *f, pare_err *err) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0) {
+        f->tmp_path = strdup(f->path); /* rename(path, path) is a no-op */
+        FAIL_IF(!f->tmp_path, PARE_ENOMEM, "out of memory");
+        return PARE_OK;
+    }
+    if (errno != EEXIST) return pare_err_errno(err, "%s: cannot link the new file into place", f->path);
+    FAIL_IF(!f->force, PARE_EUSAGE, "%s: appeared while pare was writing it (use --force to replace it)", f->path);
+    char *dcopy = strdup(f->path), *bcopy = strdup(f->path);
+    const size_t n = strlen(f->path) + 48;
+    char *name = malloc(n);
+    pare_status st = dcopy && bcopy && name ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    for (unsigned i = 0; !st; i++) {
+        /* a name nobody uses: pid, time and a counter, tried until linkat finds it free */
+        snprintf(name, n, "%s/.%s.pare-%06x", dirname(dcopy), basename(bcopy),
+                 (unsigned)(getpid() * 2654435761u ^ (unsigned)time(NULL) ^ i * 40503u) & 0xFFFFFFu);
+        strcpy(dcopy, f->path), strcpy(bcopy, f->path);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) break;
+        if (errno != EEXIST || i > 1000) st = pare_err_errno(err, "%s: cannot name the new file in its folder", f->path);
+    }
+    free(dcopy);
+    free(bcopy);
+    if (st) {
+        free(name);
+        return st;
+    }
+    f->tmp_path = name;
+    return PARE_OK;
+}
+
+/* Whether `name` is one of pare's temporaries: ".BASE.pare-..." (files, and the folders of
+ * folder outputs and of shrink). */
+static bool is_pare_tmp_name(const char *name) { return name[0] == '.' && strstr(name, ".pare-") != NULL; }
+
+void pare_sweep_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_pare_tmp_name(e->d_name)) continue;
+        char *p = pare_path_join(dir, e->d_name);
+        if (!p) break;
+        /* O_NOFOLLOW | O_NONBLOCK: a planted symlink or FIFO is never followed or waited on */
+        int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == geteuid() && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* nobody holds it: its pare was killed */
+            if (S_ISDIR(st.st_mode)) pare_remove_folder(p);
+            else unlink(p);
+        }
+        if (fd >= 0) close(fd);
+        free(p);
+    }
+    closedir(d);
+}
+
+/* ---- temporary folders */
+
+struct pare_tmpdir {
+    char *path;
+    int fd; /* the folder, flock()ed while it lives */
+};
+
+pare_status pare_tmpdir_new(const char *beside, const char *tag, pare_tmpdir **out, pare_err *err) {
+    *out = NULL;
+    char *dcopy = strdup(beside), *bcopy = strdup(beside);
+    pare_tmpdir *t = calloc(1, sizeof *t);
+    const size_t n = strlen(beside) + strlen(tag) + 32;
+    char *path = malloc(n);
+    if (!dcopy || !bcopy || !t || !path) {
+        free(dcopy), free(bcopy), free(t), free(path);
+        return pare_err_set(err, PARE_ENOMEM, "out of memory");
+    }
+    size_t bl = strlen(bcopy);
+    while (bl > 1 && bcopy[bl - 1] == '/') bcopy[--bl] = 0; /* "out/" names out */
+    const char *dir = dirname(dcopy), *base = basename(bcopy);
+    pare_sweep_stale(dir);
+    snprintf(path, n, "%s/.%s.pare-%s%sXXXXXX", dir, base, tag, *tag ? "-" : "");
+    free(dcopy), free(bcopy);
+    t->path = path;
+    t->fd = -1;
+    if (!mkdtemp(path)) {
+        pare_err_errno(err, "%s: cannot create a working folder beside it", beside);
+        pare_tmpdir_free(t);
+        return PARE_EIO;
+    }
+    t->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (t->fd >= 0) flock(t->fd, LOCK_EX | LOCK_NB);
+    *out = t;
+    return PARE_OK;
+}
+
+const char *pare_tmpdir_path(const pare_tmpdir *t) { return t->path; }
+
+void pare_tmpdir_free(pare_tmpdir *t) {
+    if (!t) return;
+    if (t->path) pare_remove_folder(t->path); /* gone already when it was renamed into place */
+    if (t->fd >= 0) close(t->fd);
+    free(t->path);
+    free(t);
+}
+
 pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
     if (f->n_io) {
         /* whole blocks directly, the last partial block through the page cache */
@@ -422,14 +545,15 @@ pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
         io_stop(f);
     }
     if (fsync(f->fd) != 0) return pare_err_errno(err, "%s: fsync failed", f->path);
-    if (close(f->fd) != 0) {
-        f->fd = -1;
-        return pare_err_errno(err, "%s: close failed", f->path);
-    }
-    f->fd = -1;
+    if (!f->tmp_path) TRY(link_tmpfile(f, err));
+    /* The descriptor (and its lock) is kept until the rename: a sweep by another pare in
+     * this folder cannot take the named temporary for debris in between. */
     if (rename(f->tmp_path, f->path) != 0) return pare_err_errno(err, "%s: cannot rename into place", f->path);
     f->committed = true;
     pare_sync_dir_of(f->path); /* the rename itself durable */
+    const int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) != 0) return pare_err_errno(err, "%s: close failed", f->path);
     return PARE_OK;
 }
 

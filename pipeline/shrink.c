@@ -25,29 +25,6 @@
 
 #define SHRINK_TEXT_MAX (1u << 30)
 
-/* A folder ".NAME.pare-shrink-XXXXXX" beside out. */
-static pare_status make_work_dir(const char *out, char **dir, pare_err *err) {
-    char *dcopy = strdup(out), *bcopy = strdup(out);
-    if (!dcopy || !bcopy) {
-        free(dcopy);
-        free(bcopy);
-        return pare_err_set(err, PARE_ENOMEM, "out of memory");
-    }
-    const char *d = dirname(dcopy), *b = basename(bcopy);
-    size_t n = strlen(d) + strlen(b) + 32;
-    char *t = malloc(n);
-    if (t) snprintf(t, n, "%s/.%s.pare-shrink-XXXXXX", d, b);
-    free(dcopy);
-    free(bcopy);
-    FAIL_IF(!t, PARE_ENOMEM, "out of memory");
-    if (!mkdtemp(t)) {
-        free(t);
-        return pare_err_errno(err, "%s: cannot create a working folder beside it", out);
-    }
-    *dir = t;
-    return PARE_OK;
-}
-
 /* Evaluates cand against ref on the text; fills res (KLD included). */
 static pare_status gate_eval(const char *ref_path, const char *cand_path, const pare_shrink_job *job,
                              const pare_convert_opts *o, pare_ppl_result *res, pare_err *err) {
@@ -96,8 +73,10 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
         FAIL_IF(pare_path_is_dir(out), PARE_EUSAGE, "%s: is a directory", out);
         FAIL_IF(!o->force, PARE_EUSAGE, "%s: already exists (use --force to replace it)", out);
     }
-    char *dir = NULL;
-    TRY(make_work_dir(out, &dir, err));
+    /* ".NAME.pare-shrink-XXXXXX" beside out, locked while we live (core/files.c) */
+    pare_tmpdir *td = NULL;
+    TRY(pare_tmpdir_new(out, "shrink", &td, err));
+    const char *dir = pare_tmpdir_path(td);
     char *merged = pare_path_join(dir, "merged.gguf"), *pruned = pare_path_join(dir, "pruned.gguf"),
          *cand = pare_path_join(dir, "candidate.gguf");
     pare_status st = (merged && pruned && cand) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
@@ -166,10 +145,9 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
             if (report) fprintf(report, "shrink: gate passed, wrote %s\n", out);
         }
     }
-    pare_remove_folder(dir);
+    pare_tmpdir_free(td);
     free(merged);
     free(pruned);
     free(cand);
-    free(dir);
     return st;
 }

@@ -247,24 +247,15 @@ static void writer_free(out_writer *w) {
 
 /* ---- folders: built beside the destination, published at the end ---------------------- */
 
-static pare_status make_tmp_folder(const char *out, bool force, char **tmp, pare_err *err) {
+/* The folder an HF output is built in, beside out and locked while pare lives (a killed run's
+ * is removed by the next run in that folder: core's pare_sweep_stale). */
+static pare_status make_tmp_folder(const char *out, bool force, pare_tmpdir **tmp, pare_err *err) {
     *tmp = NULL;
     if (pare_path_exists(out)) {
         FAIL_IF(!pare_path_is_dir(out), PARE_EUSAGE, "%s: exists and is not a folder", out);
         FAIL_IF(!force, PARE_EUSAGE, "%s: already exists (use --force to replace its files)", out);
     }
-    size_t n = strlen(out);
-    while (n > 1 && out[n - 1] == '/') n--;
-    char *t = malloc(n + 16);
-    FAIL_IF(!t, PARE_ENOMEM, "out of memory");
-    memcpy(t, out, n);
-    memcpy(t + n, ".pare-XXXXXX", 13);
-    if (!mkdtemp(t)) {
-        free(t);
-        return pare_err_errno(err, "%s: cannot create a temporary folder beside it", out);
-    }
-    *tmp = t;
-    return PARE_OK;
+    return pare_tmpdir_new(out, "", tmp, err);
 }
 
 static pare_status publish_folder(const char *tmp, const char *out, pare_err *err) {
@@ -549,9 +540,12 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
             st = pare_err_set(err, PARE_EUNSUPPORTED, "%s: safetensors cannot hold tensor '%s' as %s", out, t->name,
                               pare_type_name(types[i]));
     }
-    char *folder = NULL, *file = NULL;
+    pare_tmpdir *td = NULL;
+    const char *folder = NULL;
+    char *file = NULL;
     if (!st && kind == PARE_OUT_FOLDER) {
-        st = make_tmp_folder(out, o->force, &folder, err);
+        st = make_tmp_folder(out, o->force, &td, err);
+        if (!st) folder = pare_tmpdir_path(td);
         if (!st && !(file = pare_path_join(folder, "model.safetensors")))
             st = pare_err_set(err, PARE_ENOMEM, "out of memory");
         if (!st) st = pare_hf_write_folder_meta(m, folder, true, err);
@@ -574,15 +568,10 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
     if (!st) st = write_tensors(m, plan, x, &w, o, err);
     if (!st) st = writer_finish(&w, err);
     writer_free(&w);
-    if (folder) {
-        if (!st)
-            st = publish_folder(folder, out, err);
-        else
-            pare_remove_folder(folder);
-    }
+    if (folder && !st) st = publish_folder(folder, out, err);
+    pare_tmpdir_free(td); /* the folder, unless it was renamed into place */
     for (size_t i = 0; i < m->n_tensors; i++) pare_tensor_clear(&plan[i]);
     free(plan);
     free(file);
-    free(folder);
     return st;
 }

@@ -3,6 +3,10 @@
 #include "th.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void test_type_table(void) {
@@ -180,6 +184,88 @@ static void test_outfile_large(void) {
     if (have_shm) rmdir(shm);
 }
 
+/* Entries of a folder other than . and .., and whether `name` is among them. */
+static int dir_entries(const char *dir, const char *name, bool *found) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (found) *found = false;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        n++;
+        if (found && name && !strcmp(e->d_name, name)) *found = true;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* No debris: a child killed with SIGKILL while writing leaves nothing in the folder (the
+ * output is an unnamed file until commit); --force replaces an existing file whole; a named
+ * temporary of a dead run is swept by the next run in the folder, one held by a live run is
+ * not; a working folder is removed with its files and swept when abandoned. */
+static void test_no_debris(void) {
+    char dir[] = "/tmp/pare-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *path = pare_path_join(dir, "out.bin");
+    pare_err err = {0};
+    for (int round = 0; round < 3; round++) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            pare_outfile *f = NULL;
+            uint8_t *buf = calloc(1, 1u << 20);
+            if (pare_outfile_open(path, true, NULL, 0, &f, &err) || !buf) _exit(3);
+            for (int i = 0; i < 6 + 4 * round; i++) pare_outfile_write(f, buf, 1u << 20, &err);
+            raise(SIGKILL);
+            _exit(4);
+        }
+        int status = 0;
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+        CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+        CHECK_MSG(dir_entries(dir, NULL, NULL) == 0, "round %d: %d entries left in %s", round,
+                  dir_entries(dir, NULL, NULL), dir);
+    }
+    /* --force over an existing file: the new bytes whole, nothing else left */
+    FILE *old = fopen(path, "w");
+    CHECK(old && fputs("old contents", old) >= 0);
+    if (old) fclose(old);
+    pare_outfile *f = NULL;
+    CHECK_OK(pare_outfile_open(path, true, NULL, 0, &f, &err), &err);
+    CHECK_OK(pare_outfile_write(f, "new", 3, &err), &err);
+    CHECK_OK(pare_outfile_commit(f, &err), &err);
+    pare_outfile_free(f);
+    bool found = false;
+    CHECK(dir_entries(dir, "out.bin", &found) == 1 && found);
+    pare_map *m = NULL;
+    CHECK_OK(pare_map_open(path, &m, &err), &err);
+    CHECK(m && m->size == 3 && !memcmp(m->data, "new", 3));
+    pare_map_free(m);
+    /* a dead run's named temporary (no lock) goes; a live one's (locked) stays */
+    char *dead = pare_path_join(dir, ".out.bin.pare-dead01"), *live = pare_path_join(dir, ".out.bin.pare-live01");
+    char *other = pare_path_join(dir, ".hidden-but-not-pare");
+    const int fd_dead = open(dead, O_CREAT | O_WRONLY, 0644), fd_other = open(other, O_CREAT | O_WRONLY, 0644);
+    const int fd_live = open(live, O_CREAT | O_WRONLY, 0644);
+    CHECK(fd_dead >= 0 && fd_live >= 0 && fd_other >= 0 && flock(fd_live, LOCK_EX) == 0);
+    close(fd_dead), close(fd_other);
+    pare_tmpdir *abandoned = NULL;
+    CHECK_OK(pare_tmpdir_new(path, "work", &abandoned, &err), &err);
+    char *inside = abandoned ? pare_path_join(pare_tmpdir_path(abandoned), "part.gguf") : NULL;
+    FILE *pf = inside ? fopen(inside, "w") : NULL;
+    if (pf) fclose(pf);
+    pare_sweep_stale(dir); /* the working folder is ours and locked: it stays */
+    CHECK(abandoned && pare_path_is_dir(pare_tmpdir_path(abandoned)) && !pare_path_exists(dead));
+    CHECK(pare_path_exists(live) && pare_path_exists(other));
+    close(fd_live); /* its owner is gone now */
+    char *kept = abandoned ? strdup(pare_tmpdir_path(abandoned)) : NULL;
+    pare_tmpdir_free(abandoned); /* removed with its file */
+    CHECK(kept && !pare_path_exists(kept));
+    CHECK_OK(pare_outfile_open(path, true, NULL, 0, &f, &err), &err); /* sweeps */
+    pare_outfile_free(f);
+    CHECK(!pare_path_exists(live) && pare_path_exists(other));
+    unlink(other), unlink(path);
+    CHECK_MSG(dir_entries(dir, NULL, NULL) == 0, "%d entries left", dir_entries(dir, NULL, NULL));
+    rmdir(dir);
+    free(path), free(dead), free(live), free(other), free(inside), free(kept);
+}
+
 typedef struct {
     int64_t sum[8];
 } pf_ctx;
@@ -224,6 +310,7 @@ int main(void) {
     TH_RUN(test_meta);
     TH_RUN(test_tensor_sizes);
     TH_RUN(test_outfile);
+    TH_RUN(test_no_debris);
     TH_RUN(test_outfile_large);
     TH_RUN(test_parallel_for);
     TH_RUN(test_pool);
