@@ -136,8 +136,15 @@ CLI_RUN   := $(if $(TESTS_RUN),none,$(T))
 else
 TESTS_RUN := $(TESTS)
 endif
-test: check-headers $(TESTS_RUN) $(B)/san/pare $(B)/pare $(B)/examples/quickstart
-	@PARE=$(B)/san/pare QUICKSTART=$(B)/examples/quickstart CLI_ONLY=$(CLI_RUN) sh tests/run.sh $(TESTS_RUN)
+test: check-headers $(TESTS_RUN) $(B)/san/pare $(B)/pare $(B)/examples/quickstart $(B)/faults/inject.so
+	@PARE=$(B)/san/pare PARE_RELEASE=$(B)/pare FAULTLIB=$(abspath $(B)/faults/inject.so) \
+	  QUICKSTART=$(B)/examples/quickstart CLI_ONLY=$(CLI_RUN) sh tests/run.sh $(TESTS_RUN)
+
+# The fault injector of tests/cli/faults.sh (LD_PRELOAD into the release binary: the
+# sanitizers' own interposition must come first and would refuse it).
+$(B)/faults/inject.so: tests/faults/inject.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O1 -shared -fPIC -o $@ $< -ldl
 
 # The library as a C program sees it: installed into a staging folder, the example built
 # with nothing but `pkg-config --cflags --libs pare` (tests/cli/example.sh runs it).

@@ -173,6 +173,7 @@ static pare_status outfile_pwrite(int fd, const char *path, const void *buf, siz
             if (errno == EINTR) continue;
             return pare_err_errno(err, "%s: write failed", path);
         }
+        FAIL_IF(w == 0, PARE_EIO, "%s: write failed: no progress (%zu bytes left)", path, n);
         p += w;
         n -= (size_t)w;
         off += (uint64_t)w;
@@ -425,15 +426,15 @@ uint64_t pare_outfile_tell(const pare_outfile *f) { return f->pos; }
 const char *pare_outfile_path(const pare_outfile *f) { return f->path; }
 
 /* Gives the complete unnamed file a name. Straight at its destination when nothing is there
- * (linkat never replaces, so a file that appeared meanwhile is not lost); otherwise, with
- * --force, a fresh ".BASE.pare-XXXXXX" that commit renames over the old file. Sets
- * f->tmp_path to the name to rename from, or marks the file committed. */
-static pare_status link_tmpfile(pare_outfile *f, pare_err *err) {
+ * (*placed; linkat never replaces, so a file that appeared meanwhile is not lost); otherwise,
+ * with --force, a fresh ".BASE.pare-XXXXXX" (f->tmp_path) that commit renames over the old
+ * file. */
+static pare_status link_tmpfile(pare_outfile *f, bool *placed, pare_err *err) {
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    *placed = false;
     if (linkat(AT_FDCWD, proc, AT_FDCWD, f->path, AT_SYMLINK_FOLLOW) == 0) {
-        f->tmp_path = strdup(f->path); /* rename(path, path) is a no-op */
-        FAIL_IF(!f->tmp_path, PARE_ENOMEM, "out of memory");
+        *placed = true;
         return PARE_OK;
     }
     if (errno != EEXIST) return pare_err_errno(err, "%s: cannot link the new file into place", f->path);
@@ -545,10 +546,12 @@ pare_status pare_outfile_commit(pare_outfile *f, pare_err *err) {
         io_stop(f);
     }
     if (fsync(f->fd) != 0) return pare_err_errno(err, "%s: fsync failed", f->path);
-    if (!f->tmp_path) TRY(link_tmpfile(f, err));
+    bool placed = false;
+    if (!f->tmp_path) TRY(link_tmpfile(f, &placed, err));
     /* The descriptor (and its lock) is kept until the rename: a sweep by another pare in
      * this folder cannot take the named temporary for debris in between. */
-    if (rename(f->tmp_path, f->path) != 0) return pare_err_errno(err, "%s: cannot rename into place", f->path);
+    if (!placed && rename(f->tmp_path, f->path) != 0)
+        return pare_err_errno(err, "%s: cannot rename into place", f->path);
     f->committed = true;
     pare_sync_dir_of(f->path); /* the rename itself durable */
     const int fd = f->fd;
