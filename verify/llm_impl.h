@@ -105,12 +105,13 @@ pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int 
 pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err);
 /* How many chunks of n_ctx tokens go through the layers together: llama-perplexity's default
  * batch of 2048 tokens (n_seq = n_batch / n_ctx), at most n_chunks, at least 1. Only where
- * pare's own f32 kernel does the products (AVX-512): OpenBLAS's sgemm, used elsewhere, can
- * round a row differently depending on how many rows come with it, and a chunk's perplexity
- * must not depend on its neighbours (--chunk-range parts must merge to the whole run). */
+ * pare's own f32 kernel does the products (AVX-512, AVX2 + FMA + F16C; verify/gemm.c):
+ * OpenBLAS's sgemm, used elsewhere, can round a row differently depending on how many rows
+ * come with it, and a chunk's perplexity must not depend on its neighbours (--chunk-range
+ * parts must merge to the whole run). */
 #define LLM_BATCH_TOKENS 2048
 static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
     int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
     if (n > n_chunks) n = n_chunks;
     return n < 1 ? 1 : n;
