@@ -12,10 +12,12 @@
  *               x += (silu(h Wgate^T) * h Wup^T) Wdown^T              (gpt2: gelu(h Wup^T + b) Wdown^T + b)
  *   logits = norm(x) * output_norm (+ b) Wout^T
  *
- * Buffers are row-major [token][feature]; matrix products are cblas_sgemm over all tokens.
- * With ggml rounding on (the default) the inputs of each product are rounded as ggml does
- * before its dot products (see eval.h), which brings the logits within float noise of
- * llama.cpp's.
+ * Buffers are row-major [token][feature]; matrix products run over all tokens at once
+ * (verify/gemm.c in f32, qgemm.c / kgemm.c in integers). With ggml rounding on (the default)
+ * the inputs of each product are rounded as ggml does before its dot products (see eval.h),
+ * which brings the logits within float noise of llama.cpp's; for weights that round
+ * activations to 8 bits, the float steps also follow ggml-cpu's order for the instruction set
+ * of the build (AVX-512, or AVX2 with FMA and F16C), which gives llama.cpp's logits exactly.
  */
 #include "verify/llm_impl.h"
 
