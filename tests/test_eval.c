@@ -644,6 +644,11 @@ static void test_synthetic_quantized(void) {
     c.wtype = PARE_TYPE_Q8_0;
     d = syn_compare(&c, 40, true, 5);
     CHECK_MSG(d <= TOL_REF_ROUNDED, "qwen2 q8_0: %g", d);
+    /* heads of 128 (past the 64 that AVX-512's kq16 takes), through the exact attention */
+    c = CFG_LLAMA;
+    c.D = 256, c.H = 2, c.KV = 1, c.n_rot = 128, c.wtype = PARE_TYPE_Q8_0;
+    d = syn_compare(&c, 40, true, 6);
+    CHECK_MSG(d <= TOL_REF_ROUNDED, "q8_0, heads of 128: %g", d);
 }
 
 /* ------------------------------------------------------------------------ hook, errors */

@@ -538,6 +538,7 @@ static inline void pv16(const float *p, const float *vt, int64_t ldv, int n, flo
     _mm512_storeu_ps(out, sum16x16(acc));
 }
 #define ATT_LANES 16
+#define ATT_KQ_MAX_HD 64 /* kq16 keeps q in four registers */
 #define att_dot dot16
 #define att_kq kq16
 #define att_pv pv16
@@ -579,6 +580,7 @@ static inline void dot8x8(const float *x, const float *r, int64_t ld, int n, flo
     _mm256_storeu_ps(out, sum8x8(acc));
 }
 #define ATT_LANES 8
+#define ATT_KQ_MAX_HD (1 << 30) /* dot8x8 reads q one register at a time */
 #define att_dot dot8
 #define att_kq dot8x8
 #define att_pv dot8x8
@@ -617,7 +619,7 @@ static void att_head(void *ctx, int64_t item, int thread) {
                     const float *qp = qh + (int64_t)p * j->ldq;
                     float *Si = S + (size_t)i * ncp;
                     int t = t0;
-                    if (hd <= 64)
+                    if (hd <= ATT_KQ_MAX_HD)
                         for (; t + L <= te; t += L) att_kq(qp, kg + (int64_t)t * ldkv, ldkv, hd, Si + t);
                     for (; t < te; t++) Si[t] = att_dot(qp, kg + (int64_t)t * ldkv, hd);
                 }
