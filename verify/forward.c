@@ -12,10 +12,12 @@
  *               x += (silu(h Wgate^T) * h Wup^T) Wdown^T              (gpt2: gelu(h Wup^T + b) Wdown^T + b)
  *   logits = norm(x) * output_norm (+ b) Wout^T
  *
- * Buffers are row-major [token][feature]; matrix products are cblas_sgemm over all tokens.
- * With ggml rounding on (the default) the inputs of each product are rounded as ggml does
- * before its dot products (see eval.h), which brings the logits within float noise of
- * llama.cpp's.
+ * Buffers are row-major [token][feature]; matrix products run over all tokens at once
+ * (verify/gemm.c in f32, qgemm.c / kgemm.c in integers). With ggml rounding on (the default)
+ * the inputs of each product are rounded as ggml does before its dot products (see eval.h),
+ * which brings the logits within float noise of llama.cpp's; for weights that round
+ * activations to 8 bits, the float steps also follow ggml-cpu's order for the instruction set
+ * of the build (AVX-512, or AVX2 with FMA and F16C), which gives llama.cpp's logits exactly.
  */
 #include "verify/llm_impl.h"
 
@@ -25,6 +27,11 @@
 #include <math.h>
 #if defined(__AVX512F__) || defined(__F16C__)
 #include <immintrin.h>
+#endif
+/* The AVX2 twins of the AVX-512 paths below follow what ggml-cpu does on a machine with AVX2,
+ * FMA and F16C but no AVX-512 (8 lanes where it has 16, its other expf). */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FWD_AVX2 1
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +148,16 @@ static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const f
         acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_mul_ps(v, v)));
     }
     sum = _mm512_reduce_add_pd(acc);
+#elif defined(FWD_AVX2)
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i), v2 = _mm256_mul_ps(v, v);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(v2)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(v2, 1)));
+    }
+    a0 = _mm256_add_pd(a0, a1);
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a0), _mm256_extractf128_pd(a0, 1));
+    sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 #endif
     for (; i < n; i++) sum += (double)(x[i] * x[i]);
     const float mean = (float)(sum / (double)n), scale = 1.0f / sqrtf(mean + eps);
@@ -149,6 +166,10 @@ static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const f
     const __m512 vs = _mm512_set1_ps(scale);
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
+#elif defined(FWD_AVX2)
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
 #endif
     for (; i < n; i++) y[i] = (x[i] * scale) * w[i];
 }
@@ -158,6 +179,8 @@ static void add_row(float *d, const float *s, int64_t n) {
     int64_t i = 0;
 #if defined(__AVX512F__)
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(d + i), _mm512_loadu_ps(s + i)));
+#elif defined(FWD_AVX2)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(s + i)));
 #endif
     for (; i < n; i++) d[i] += s[i];
 }
@@ -199,6 +222,15 @@ static void swiglu_row(float *d, const float *s, int64_t n) {
         const __m512 sx = _mm512_div_ps(x, _mm512_add_ps(one, llm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
         _mm512_storeu_ps(d + i, _mm512_mul_ps(sx, _mm512_loadu_ps(s + i)));
     }
+#elif defined(FWD_AVX2)
+    /* ggml_vec_silu_f32's AVX2 loop (ggml_v_silu: x / (1 + e^-x) with the __m256 expf), 8 at
+     * a time, then libm's expf for the last n % 8 */
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(d + i);
+        const __m256 sx = _mm256_div_ps(x, _mm256_add_ps(one, llm_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(sx, _mm256_loadu_ps(s + i)));
+    }
 #endif
     for (; i < n; i++) d[i] = silu(d[i]) * s[i];
 }
@@ -229,6 +261,14 @@ static void rope_row(const pare_llm *llm, float *x, int n_heads, const float *ca
             const __m512 sc = _mm512_permute_ps(cs, 0xB1); /* (sin, cos) */
             const __m512 t = _mm512_xor_ps(_mm512_mul_ps(_mm512_movehdup_ps(xv), sc), neg_even);
             _mm512_storeu_ps(v + i0, _mm512_fmadd_ps(_mm512_moveldup_ps(xv), cs, t));
+        }
+#elif defined(FWD_AVX2)
+        const __m256 neg_even = _mm256_castsi256_ps(_mm256_set1_epi64x((int64_t)0x80000000));
+        for (; !llm->rope_neox && i0 + 8 <= nr; i0 += 8) {
+            const __m256 xv = _mm256_loadu_ps(v + i0), cs = _mm256_loadu_ps(cache + i0);
+            const __m256 sc = _mm256_permute_ps(cs, 0xB1); /* (sin, cos) */
+            const __m256 t = _mm256_xor_ps(_mm256_mul_ps(_mm256_movehdup_ps(xv), sc), neg_even);
+            _mm256_storeu_ps(v + i0, _mm256_fmadd_ps(_mm256_moveldup_ps(xv), cs, t));
         }
 #endif
         for (; i0 < nr; i0 += 2) {
@@ -397,6 +437,36 @@ static void softmax_row(float *s, int pos, int n_cols, float scale, bool f16) {
         const __mmask16 m = llm_lanes16(pos + 1 - i);
         _mm512_mask_storeu_ps(s + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + i), vinv));
     }
+#elif defined(FWD_AVX2)
+    /* ggml_vec_soft_max_f32's AVX2 loop: 8 keys at a time, each group's sum (llm_hsum8v) added
+     * in double; llama.cpp's row of keys is a multiple of 32 long, so no key takes its scalar
+     * tail. Lanes past pos are masked (they are e^-inf = 0 in ggml's row). */
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), vscale = _mm256_set1_ps(scale);
+    __m256 vm = ninf;
+    for (int i = 0; i <= pos; i += 8) {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(pos + 1 - i), iota);
+        const __m256 x = _mm256_mul_ps(_mm256_maskload_ps(s + i, m), vscale);
+        _mm256_maskstore_ps(s + i, m, x);
+        vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(m)));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    const __m256 vmax = _mm256_set1_ps(max);
+    for (int i = 0; i <= pos; i += 8) {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(pos + 1 - i), iota);
+        const __m256 e = _mm256_and_ps(llm_exp8(_mm256_sub_ps(_mm256_maskload_ps(s + i, m), vmax)),
+                                       _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(s + i, m, e);
+        sum += (double)llm_hsum8v(e);
+    }
+    const float inv = (float)(1.0 / sum);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (int i = 0; i <= pos; i += 8) {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(pos + 1 - i), iota);
+        _mm256_maskstore_ps(s + i, m, _mm256_mul_ps(_mm256_maskload_ps(s + i, m), vinv));
+    }
 #else
     for (int i = 0; i <= pos; i++) {
         s[i] *= scale;
@@ -467,6 +537,53 @@ static inline void pv16(const float *p, const float *vt, int64_t ldv, int n, flo
     }
     _mm512_storeu_ps(out, sum16x16(acc));
 }
+#define ATT_LANES 16
+#define ATT_KQ_MAX_HD 64 /* kq16 keeps q in four registers */
+#define att_dot dot16
+#define att_kq kq16
+#define att_pv pv16
+#elif defined(FWD_AVX2)
+/* The attention products as tinyBLAS computes them for f16 operands on AVX2 (KN = 8): each
+ * output is 8 lanes, lane l accumulating with fma the products of elements l, l + 8, ...,
+ * then llm_hsum8v. As in dot16, the products of f16 values are exact and n, the strides and
+ * the zero padding are multiples of 8. */
+static inline float dot8(const float *a, const float *b, int n) {
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
+    for (int l = 8; l < n; l += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + l), _mm256_loadu_ps(b + l), acc);
+    return llm_hsum8v(acc);
+}
+
+/* llm_hsum8v of 8 registers at once, into one register in order: the same pairs at each
+ * level (lane i + i+4, then + i+2, then + i+1), gathered across registers by shuffles. */
+static inline __m256 sum8x8(const __m256 a[8]) {
+    __m256 c[4], d[2];
+    for (int p = 0; p < 4; p++) /* halves: [lo(a2p) + hi(a2p), lo(a2p+1) + hi(a2p+1)] */
+        c[p] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * p], a[2 * p + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * p], a[2 * p + 1], 0x31));
+    for (int q = 0; q < 2; q++)
+        d[q] = _mm256_add_ps(_mm256_shuffle_ps(c[2 * q], c[2 * q + 1], 0x44), _mm256_shuffle_ps(c[2 * q], c[2 * q + 1], 0xEE));
+    /* sums of a0, a2, a4, a6 in the low half, a1, a3, a5, a7 in the high half */
+    const __m256 e = _mm256_add_ps(_mm256_shuffle_ps(d[0], d[1], 0x88), _mm256_shuffle_ps(d[0], d[1], 0xDD));
+    return _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* out[t] = dot8(x, r_t, n) for 8 rows r_t (ld apart): q against 8 keys, or p against 8 rows
+ * of v^T. One register of x at a time, the 8 rows' accumulators in registers. */
+static inline void dot8x8(const float *x, const float *r, int64_t ld, int n, float *out) {
+    __m256 acc[8];
+    const __m256 x0 = _mm256_loadu_ps(x);
+    for (int t = 0; t < 8; t++) acc[t] = _mm256_mul_ps(x0, _mm256_loadu_ps(r + (int64_t)t * ld));
+    for (int l = 8; l < n; l += 8) {
+        const __m256 xl = _mm256_loadu_ps(x + l);
+        for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(xl, _mm256_loadu_ps(r + (int64_t)t * ld + l), acc[t]);
+    }
+    _mm256_storeu_ps(out, sum8x8(acc));
+}
+#define ATT_LANES 8
+#define ATT_KQ_MAX_HD (1 << 30) /* dot8x8 reads q one register at a time */
+#define att_dot dot8
+#define att_kq dot8x8
+#define att_pv dot8x8
 #endif
 
 /* One head of one sequence (item = sequence * n_head + head; sequence s's rows start at row
@@ -487,13 +604,14 @@ static void att_head(void *ctx, int64_t item, int thread) {
         for (int t = 0; t < T; t++) vt[(size_t)d * Tp + t] = vg[t * ldkv + d];
         for (int t = T; t < Tp; t++) vt[(size_t)d * Tp + t] = 0;
     }
-#if defined(__AVX512F__)
-    if (llm->ggml_round && llm->att_exact && hd % 16 == 0) { /* llama.cpp's order, output by output */
+#if defined(ATT_LANES)
+    if (llm->ggml_round && llm->att_exact && hd % ATT_LANES == 0) { /* llama.cpp's order, output by output */
+        enum { L = ATT_LANES };
         /* Blocks of ATT_BLOCK queries; keys 64 at a time (16 KiB for a head of 64, kept in
          * L1 while every query of the block uses them), then v^T 16 rows at a time (all
          * queries again), so that neither is streamed from L2 once per query. */
         for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
-            const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr, ncp = (nc + 15) / 16 * 16;
+            const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr, ncp = (nc + L - 1) / L * L;
             for (int t0 = 0; t0 < nc; t0 += 64) {
                 const int t1 = t0 + 64 < nc ? t0 + 64 : nc;
                 for (int i = t0 > r0 ? t0 - r0 : 0; i < nr; i++) {
@@ -501,15 +619,15 @@ static void att_head(void *ctx, int64_t item, int thread) {
                     const float *qp = qh + (int64_t)p * j->ldq;
                     float *Si = S + (size_t)i * ncp;
                     int t = t0;
-                    if (hd <= 64)
-                        for (; t + 16 <= te; t += 16) kq16(qp, kg + (int64_t)t * ldkv, ldkv, hd, Si + t);
-                    for (; t < te; t++) Si[t] = dot16(qp, kg + (int64_t)t * ldkv, hd);
+                    if (hd <= ATT_KQ_MAX_HD)
+                        for (; t + L <= te; t += L) att_kq(qp, kg + (int64_t)t * ldkv, ldkv, hd, Si + t);
+                    for (; t < te; t++) Si[t] = att_dot(qp, kg + (int64_t)t * ldkv, hd);
                 }
             }
-            for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * ncp, r0 + i, (r0 + i + 16) / 16 * 16, llm->kq_scale, true);
-            for (int d = 0; d < hd; d += 16)
+            for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * ncp, r0 + i, (r0 + i + L) / L * L, llm->kq_scale, true);
+            for (int d = 0; d < hd; d += L)
                 for (int i = 0; i < nr; i++)
-                    pv16(S + (size_t)i * ncp, vt + (size_t)d * Tp, Tp, (r0 + i + 16) / 16 * 16, out + (int64_t)(r0 + i) * ldo + d);
+                    att_pv(S + (size_t)i * ncp, vt + (size_t)d * Tp, Tp, (r0 + i + L) / L * L, out + (int64_t)(r0 + i) * ldo + d);
         }
         return;
     }

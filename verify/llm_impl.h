@@ -105,12 +105,13 @@ pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int 
 pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err);
 /* How many chunks of n_ctx tokens go through the layers together: llama-perplexity's default
  * batch of 2048 tokens (n_seq = n_batch / n_ctx), at most n_chunks, at least 1. Only where
- * pare's own f32 kernel does the products (AVX-512): OpenBLAS's sgemm, used elsewhere, can
- * round a row differently depending on how many rows come with it, and a chunk's perplexity
- * must not depend on its neighbours (--chunk-range parts must merge to the whole run). */
+ * pare's own f32 kernel does the products (AVX-512, AVX2 + FMA + F16C; verify/gemm.c):
+ * OpenBLAS's sgemm, used elsewhere, can round a row differently depending on how many rows
+ * come with it, and a chunk's perplexity must not depend on its neighbours (--chunk-range
+ * parts must merge to the whole run). */
 #define LLM_BATCH_TOKENS 2048
 static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
     int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
     if (n > n_chunks) n = n_chunks;
     return n < 1 ? 1 : n;
@@ -191,6 +192,46 @@ static inline __m512 llm_exp16(__m512 x) {
     return _mm512_mask_blend_ps(big, res, alt);
 }
 
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+/* e^x for 8 floats as ggml-cpu computes it for softmax and SiLU on AVX2 machines (ggml_v_expf's
+ * __m256 form): the same reduction and polynomial as llm_exp16 above but a different last
+ * step, so other bits: the polynomial leaves out the 1 (j = e^b - 1), 2^n is built in the
+ * exponent field (k) and the result is k + k j by one fma. Where |n| > 126, 2^n is split in
+ * two factors s1 s2 so that the product can reach the subnormals; |n| > 192 gives 0 or
+ * infinity (s1 squared). */
+static inline __m256 llm_exp8(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n); /* |n| */
+    const __m256 c = _mm256_cmp_ps(an, _mm256_set1_ps(126), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(c)) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 d = _mm256_cmp_ps(an, _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_blendv_ps(_mm256_fmadd_ps(k, j, k), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), c);
+    return _mm256_blendv_ps(scaled, _mm256_mul_ps(s1, s1), d);
+}
+
+/* The sum of 8 lanes in ggml's and tinyBLAS's order (llm_hsum8), on a register: the upper
+ * half added to the lower, then lanes 2-3 to 0-1, then lane 1 to lane 0. */
+static inline float llm_hsum8v(__m256 a) {
+    __m128 x = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
 #endif
 
 #endif

@@ -62,6 +62,25 @@ static void nll_row(void *ctx, int64_t i, int thread) {
     }
     sum = _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
     for (; v < n; v++) sum += expf(l[v] - max);
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    /* the same with ggml's 8-lane e^x, in eight double lanes */
+    __m256 vmax = _mm256_set1_ps(l[0]);
+    for (v = 0; v + 8 <= n; v += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(l + v));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    for (; v < n; v++) max = l[v] > max ? l[v] : max;
+    __m256d lo = _mm256_setzero_pd(), hi = lo;
+    const __m256 m = _mm256_set1_ps(max);
+    for (v = 0; v + 8 <= n; v += 8) {
+        const __m256 e = llm_exp8(_mm256_sub_ps(_mm256_loadu_ps(l + v), m));
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    lo = _mm256_add_pd(lo, hi);
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(lo), _mm256_extractf128_pd(lo, 1));
+    sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; v < n; v++) sum += expf(l[v] - max);
 #else
     for (; v < n; v++) max = l[v] > max ? l[v] : max; /* fmaxf is a call here */
     for (v = 0; v < n; v++) sum += expf(l[v] - max);
