@@ -90,6 +90,9 @@ static uint32_t le32(const uint8_t *p) {
 }
 /* An activation code as stored (q + QBIAS, modulo 256) back to q. */
 static inline int xcode(uint8_t u) { return (int8_t)(uint8_t)(u - QBIAS); }
+/* Where the scalars of activation row r, block l are (d, s, sums): rows in groups of MR, the
+ * MR rows' values of a block side by side, so that a tile loads them at once. */
+static inline size_t sidx(int nb, int r, int l) { return ((size_t)(r / MR) * nb + l) * MR + r % MR; }
 
 /* ------------------------------------------------------------------------ weight blocks */
 
@@ -162,9 +165,10 @@ static const qg_traits *traits_of(pare_type t) {
 typedef struct {
     const float *x;
     int ldx, K, nb;
-    uint8_t *xq; /* [Mp][K]: q + QBIAS */
-    float *xd;   /* [Mp][nb]: d as f32 */
-    float *xs;   /* [Mp][nb]: Q8_1's s as f32 */
+    uint8_t *xq;   /* [Mp][K]: q + QBIAS */
+    float *xd;     /* [Mp * nb] at sidx: d as f32 */
+    float *xs;     /* [Mp * nb] at sidx: Q8_1's s as f32, or NULL */
+    int32_t *xsum; /* [Mp * nb] at sidx: the sum of the codes, or NULL */
 } quant_job;
 
 #if defined(QG_VNNI)
@@ -173,7 +177,7 @@ static inline __m512i codes16(__m512 x, __m512 id) {
     return _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-static void quant_block(const float *x, uint8_t *u, float *d, float *s) {
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
     const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
     const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
@@ -182,11 +186,15 @@ static void quant_block(const float *x, uint8_t *u, float *d, float *s) {
     _mm_storeu_si128((__m128i *)u, _mm512_cvtepi32_epi8(_mm512_add_epi32(c0, k128)));
     _mm_storeu_si128((__m128i *)(u + 16), _mm512_cvtepi32_epi8(_mm512_add_epi32(c1, k128)));
     *d = f16_round(dd);
-    if (s) *s = f16_round(dd * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1)));
+    if (s || sum) {
+        const int t = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
+        if (s) *s = f16_round(dd * (float)t);
+        if (sum) *sum = t;
+    }
 }
 #elif defined(QG_AVX2)
 /* ggml's AVX2 quantize_row_q8_0 / q8_1 step for step: round, convert, pack to bytes. */
-static void quant_block(const float *x, uint8_t *u, float *d, float *s) {
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
            v3 = _mm256_loadu_ps(x + 24);
@@ -207,30 +215,32 @@ static void quant_block(const float *x, uint8_t *u, float *d, float *s) {
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     _mm256_storeu_si256((__m256i *)u, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
     *d = f16_round(dd);
-    if (s) {
+    if (s || sum) {
         const __m256i t = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
         const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
         const __m128i h2 = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-        const int sum = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 1)));
-        *s = f16_round(dd * (float)sum);
+        const int tot = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 1)));
+        if (s) *s = f16_round(dd * (float)tot);
+        if (sum) *sum = tot;
     }
 }
 #else
-static void quant_block(const float *x, uint8_t *u, float *d, float *s) {
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
     float amax = 0;
     for (int i = 0; i < QK; i++) {
         const float a = fabsf(x[i]);
         amax = a > amax ? a : amax;
     }
     const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
-    int sum = 0;
+    int tot = 0;
     for (int i = 0; i < QK; i++) {
         const int q = (int)nearbyintf(x[i] * id);
-        sum += q;
+        tot += q;
         u[i] = (uint8_t)(q + QBIAS);
     }
     *d = f16_round(dd);
-    if (s) *s = f16_round(dd * (float)sum);
+    if (s) *s = f16_round(dd * (float)tot);
+    if (sum) *sum = tot;
 }
 #endif
 
@@ -239,8 +249,11 @@ static void quant_row(void *ctx, int64_t r, int thread) {
     const quant_job *j = ctx;
     const float *x = j->x + (size_t)r * j->ldx;
     uint8_t *u = j->xq + (size_t)r * j->K;
-    float *d = j->xd + (size_t)r * j->nb, *s = j->xs ? j->xs + (size_t)r * j->nb : NULL;
-    for (int b = 0; b < j->nb; b++) quant_block(x + (size_t)b * QK, u + (size_t)b * QK, d + b, s ? s + b : NULL);
+    for (int b = 0; b < j->nb; b++) {
+        const size_t k = sidx(j->nb, (int)r, b);
+        quant_block(x + (size_t)b * QK, u + (size_t)b * QK, j->xd + k, j->xs ? j->xs + k : NULL,
+                    j->xsum ? j->xsum + k : NULL);
+    }
 }
 
 /* ------------------------------------------------------------------------ products */
@@ -251,6 +264,7 @@ typedef struct {
     int M, N, K, nb;
     const uint8_t *xq;
     const float *xd, *xs;
+    const int32_t *xsum;
     const uint8_t *W;
     size_t ldw;
     float *y;
@@ -262,12 +276,12 @@ typedef struct {
 static float dot_ref(const prod_job *g, int i, int n) {
     float acc[8] = {0}, one = 0, summs = 0;
     const uint8_t *u = g->xq + (size_t)i * g->K, *w = g->W + (size_t)n * g->ldw;
-    const float *xd = g->xd + (size_t)i * g->nb, *xs = g->xs ? g->xs + (size_t)i * g->nb : NULL;
+    const float *xs = g->xs;
     for (int l = 0; l < g->nb; l++, w += g->tt->bytes, u += QK) {
         int8_t q[QK];
         float dw, mw;
         g->tt->decode(w, q, &dw, &mw);
-        const float d = dw * xd[l];
+        const float d = dw * g->xd[sidx(g->nb, i, l)];
         int32_t s[8] = {0};
         for (int b = 0; b < QK; b++) s[b / 4] += xcode(u[b]) * q[b];
         if (g->single) {
@@ -275,7 +289,7 @@ static float dot_ref(const prod_job *g, int i, int n) {
         } else {
             for (int j = 0; j < 8; j++) acc[j] = fmaf(d, (float)s[j], acc[j]);
         }
-        if (xs) summs = fmaf(mw, xs[l], summs);
+        if (xs) summs = fmaf(mw, xs[sidx(g->nb, i, l)], summs);
     }
     if (g->single) return one;
     return xs ? llm_hsum8(acc) + summs : llm_hsum8(acc);
@@ -295,15 +309,16 @@ static void item_ref(const prod_job *g, int n0, int n1) {
 /* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
 static const uint8_t *wrow(const prod_job *g, int n) { return g->W + (size_t)(n < g->N ? n : g->N - 1) * g->ldw; }
 
-/* The mins' term of activation row i and the rows of a lanes tile, ggml's scalar sum block
- * after block. */
-#define TILE_SUMMS(g, t0, i, summs)                                                                \
+/* The mins' terms of activation rows [m0, m0 + MR) and the rows of a lanes tile: ggml's
+ * scalar sum block after block, the MR * LROWS chains side by side (one alone waits on
+ * every fma). */
+#define TILE_SUMMS(g, t0, m0, summs)                                                               \
     do {                                                                                           \
-        const float *xs_ = (g)->xs + (size_t)(i) * (g)->nb;                                        \
-        for (int r_ = 0; r_ < LROWS; r_++) {                                                       \
-            float s_ = 0;                                                                          \
-            for (int l_ = 0; l_ < (g)->nb; l_++) s_ = fmaf((t0)[l_].m[r_], xs_[l_], s_);           \
-            (summs)[r_] = s_;                                                                      \
+        for (int l_ = 0; l_ < (g)->nb; l_++) {                                                     \
+            const float *xs_ = (g)->xs + sidx((g)->nb, (m0), l_);                                  \
+            for (int i_ = 0; i_ < MR; i_++)                                                        \
+                for (int r_ = 0; r_ < LROWS; r_++)                                                 \
+                    (summs)[i_][r_] = fmaf((t0)[l_].m[r_], xs_[i_], (summs)[i_][r_]);              \
         }                                                                                          \
     } while (0)
 #endif
@@ -347,13 +362,13 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
     for (int i = 0; i < MR; i++)
         for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_ps();
     const uint8_t *u = g->xq + (size_t)m0 * g->K;
-    const float *xd = g->xd + (size_t)m0 * g->nb;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
     const ltile *t = t0;
     for (int l = 0; l < g->nb; l++, t++) {
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
             const __m512i ui = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK)));
-            const __m512 dx = _mm512_set1_ps(xd[(size_t)i * g->nb + l]);
+            const __m512 dx = _mm512_set1_ps(xd[(size_t)l * MR + i]);
 #pragma GCC unroll 3
             for (int p = 0; p < NP; p++) {
                 const __m512i s = _mm512_dpbusd_epi32(t->negc[p], ui, t->w[p]);
@@ -361,15 +376,16 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
             }
         }
     }
+    float summs[MR][LROWS] = {{0}};
+    if (g->xs) TILE_SUMMS(g, t0, m0, summs);
     for (int i = 0; i < MR && m0 + i < g->M; i++) {
-        float *y = g->y + (size_t)(m0 + i) * g->ldy, summs[LROWS] = {0};
-        if (g->xs) TILE_SUMMS(g, t0, m0 + i, summs);
+        float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < NP; p++) {
             float a[16];
             _mm512_storeu_ps(a, acc[i][p]);
             for (int h = 0; h < 2; h++) {
                 const int n = n0 + 2 * p + h;
-                if (n < g->N) y[n] = g->xs ? llm_hsum8(a + 8 * h) + summs[2 * p + h] : llm_hsum8(a + 8 * h);
+                if (n < g->N) y[n] = g->xs ? llm_hsum8(a + 8 * h) + summs[i][2 * p + h] : llm_hsum8(a + 8 * h);
             }
         }
     }
@@ -406,7 +422,7 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
     __m512 acc[MR];
     for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
     const uint8_t *u = g->xq + (size_t)m0 * g->K;
-    const float *xd = g->xd + (size_t)m0 * g->nb;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
     for (int l = 0; l < g->nb; l++, t++) {
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
@@ -420,7 +436,7 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
                 s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(a), t->w[k]);
                 s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(b), t->w[k + 1]);
             }
-            const __m512 sc = _mm512_mul_ps(t->dw, _mm512_set1_ps(xd[(size_t)i * g->nb + l]));
+            const __m512 sc = _mm512_mul_ps(t->dw, _mm512_set1_ps(xd[(size_t)l * MR + i]));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), sc, acc[i]);
         }
     }
@@ -432,61 +448,70 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
 
 /* ---------------------------------------------------------------- AVX2 */
 
-/* Lanes: LROWS weight rows for every block: |codes|, codes, scales, mins. */
+/* Lanes: LROWS weight rows for every block: |codes|, codes, mins, and the scales laid out
+ * for the tile's products: lane p * MR + i holds row p's (i = 0..MR-1). */
 typedef struct {
     __m256i aw[LROWS], sw[LROWS];
-    float dw[LROWS], m[LROWS];
-    float pad[8 - 2 * LROWS];
+    __m256 dw;
+    float m[8];
 } ltile;
+_Static_assert(LROWS * MR == 8, "one scale product per lane");
 
 static void prep_ltile(const prod_job *g, int n0, ltile *t) {
-    for (int p = 0; p < LROWS; p++) {
-        const uint8_t *a = wrow(g, n0 + p);
-        for (int l = 0; l < g->nb; l++, a += g->tt->bytes) {
+    for (int l = 0; l < g->nb; l++) {
+        float d[8];
+        for (int p = 0; p < LROWS; p++) {
             int8_t q[QK];
-            g->tt->decode(a, q, &t[l].dw[p], &t[l].m[p]);
+            g->tt->decode(wrow(g, n0 + p) + (size_t)l * g->tt->bytes, q, &d[p * MR], &t[l].m[p]);
+            for (int i = 1; i < MR; i++) d[p * MR + i] = d[p * MR];
             const __m256i w = _mm256_loadu_si256((const void *)q);
             t[l].sw[p] = w;
             t[l].aw[p] = _mm256_sign_epi8(w, w); /* -128 becomes 0x80, read unsigned: 128 */
         }
+        t[l].dw = _mm256_loadu_ps(d);
     }
 }
 
+/* The scale products of a block, d_w * d_x for the tile's MR x LROWS outputs, come from one
+ * multiplication; each product then broadcasts its lane, which the shuffle port does, not
+ * the two arithmetic ports the dots keep busy. */
 static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
     __m256 acc[MR][LROWS];
     for (int i = 0; i < MR; i++)
         for (int p = 0; p < LROWS; p++) acc[i][p] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *u = g->xq + (size_t)m0 * g->K;
-    const float *xd = g->xd + (size_t)m0 * g->nb;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
     const ltile *t = t0;
     for (int l = 0; l < g->nb; l++, t++) {
+        const __m256 sc = _mm256_mul_ps(t->dw, _mm256_broadcast_ps((const __m128 *)(xd + (size_t)l * MR)));
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
             const __m256i x = _mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK));
-            const float dx = xd[(size_t)i * g->nb + l];
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
                 const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(t->aw[p], _mm256_sign_epi8(x, t->sw[p])), ones);
-                acc[i][p] = _mm256_fmadd_ps(_mm256_set1_ps(t->dw[p] * dx), _mm256_cvtepi32_ps(dot), acc[i][p]);
+                const __m256 d = _mm256_permutevar8x32_ps(sc, _mm256_set1_epi32(p * MR + i));
+                acc[i][p] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[i][p]);
             }
         }
     }
+    float summs[MR][LROWS] = {{0}};
+    if (g->xs) TILE_SUMMS(g, t0, m0, summs);
     for (int i = 0; i < MR && m0 + i < g->M; i++) {
-        float *y = g->y + (size_t)(m0 + i) * g->ldy, summs[LROWS] = {0};
-        if (g->xs) TILE_SUMMS(g, t0, m0 + i, summs);
+        float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
             float a[8];
             _mm256_storeu_ps(a, acc[i][p]);
-            y[n0 + p] = g->xs ? llm_hsum8(a) + summs[p] : llm_hsum8(a);
+            y[n0 + p] = g->xs ? llm_hsum8(a) + summs[i][p] : llm_hsum8(a);
         }
     }
 }
 
-/* Single: SROWS rows, lane r = row r; sw[k] bytes 4k..4k+3 of each row's codes, aw their
- * magnitudes, dw the rows' scales. */
+/* Single (Q4_0 only): SROWS rows, lane r = row r; uw[k] bytes 4k..4k+3 of each row's codes
+ * plus 8 (the nibbles, 0..15, unsigned for maddubs without a sign step), dw the scales. */
 typedef struct {
-    __m256i aw[8], sw[8];
+    __m256i uw[8];
     __m256 dw;
 } stile;
 
@@ -496,24 +521,24 @@ static void prep_stile(const prod_job *g, int n0, stile *t) {
         float d[SROWS], m;
         for (int r = 0; r < SROWS; r++) g->tt->decode(wrow(g, n0 + r) + (size_t)l * g->tt->bytes, q[r], &d[r], &m);
         for (int k = 0; k < 8; k++) {
-            int8_t buf[SROWS * 4];
-            for (int r = 0; r < SROWS; r++) memcpy(buf + 4 * r, q[r] + 4 * k, 4);
-            const __m256i w = _mm256_loadu_si256((const void *)buf);
-            t[l].sw[k] = w;
-            t[l].aw[k] = _mm256_sign_epi8(w, w);
+            uint8_t buf[SROWS * 4];
+            for (int r = 0; r < SROWS; r++)
+                for (int b = 0; b < 4; b++) buf[4 * r + b] = (uint8_t)(q[r][4 * k + b] + 8);
+            t[l].uw[k] = _mm256_loadu_si256((const void *)buf);
         }
         t[l].dw = _mm256_loadu_ps(d);
     }
 }
 
-/* The 16-bit sums of a block stay below 8 groups x 2 x 8 x 127 = 16256 for Q4_0's codes
- * (|q| <= 8), the only type this path takes. */
+/* The block dot of row r is sum (u - 8) x = sum u x - 8 sum x; the 16-bit sums of u x stay
+ * within 8 groups x 2 x 15 x 127 = 30480 < 2^15. */
 static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
     __m256 acc[MR];
     for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *u = g->xq + (size_t)m0 * g->K;
-    const float *xd = g->xd + (size_t)m0 * g->nb;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    const int32_t *xsum = g->xsum + sidx(g->nb, m0, 0);
     for (int l = 0; l < g->nb; l++, t++) {
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
@@ -523,11 +548,11 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
             for (int k = 0; k < 8; k++) {
                 int32_t a;
                 memcpy(&a, ub + 4 * k, 4);
-                const __m256i x = _mm256_set1_epi32(a);
-                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t->aw[k], _mm256_sign_epi8(x, t->sw[k])));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t->uw[k], _mm256_set1_epi32(a)));
             }
-            const __m256 sc = _mm256_mul_ps(t->dw, _mm256_set1_ps(xd[(size_t)i * g->nb + l]));
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), sc, acc[i]);
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * xsum[(size_t)l * MR + i]));
+            const __m256 sc = _mm256_mul_ps(t->dw, _mm256_set1_ps(xd[(size_t)l * MR + i]));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sc, acc[i]);
         }
     }
     /* n0 + SROWS <= N: N % 8 == 0 on this path */
@@ -571,7 +596,7 @@ static void prod_item(void *ctx, int64_t item, int thread) {
 
 size_t llm_qgemm_ws(int M, int K) {
     const size_t Mp = (size_t)(M + MR - 1) / MR * MR;
-    return Mp * (size_t)K + 2 * Mp * (size_t)(K / QK) * sizeof(float) + 64;
+    return Mp * (size_t)K + 3 * Mp * (size_t)(K / QK) * sizeof(float) + 64;
 }
 
 bool llm_qgemm_handles(pare_type wtype) { return traits_of(wtype) != NULL; }
@@ -583,21 +608,21 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     const int nb = K / QK, Mp = (M + MR - 1) / MR * MR;
     uint8_t *xq = ws;
     float *xd = (float *)(((uintptr_t)(xq + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
-    float *xs = tt->has_min ? xd + (size_t)Mp * nb : NULL;
-    quant_job qj = {x, ldx, K, nb, xq, xd, xs};
-    pare_pool_for(pool, M, quant_row, &qj);
-    /* padding rows of the last tile: zero codes and scales, never stored */
-    memset(xq + (size_t)M * K, QBIAS, (size_t)(Mp - M) * K);
-    memset(xd + (size_t)M * nb, 0, (size_t)(Mp - M) * nb * sizeof *xd);
-    if (xs) memset(xs + (size_t)M * nb, 0, (size_t)(Mp - M) * nb * sizeof *xs);
     const bool single = wtype == PARE_TYPE_Q4_0 && N % 8 == 0;
+    float *xs = tt->has_min ? xd + (size_t)Mp * nb : NULL;
+    int32_t *xsum = single ? (int32_t *)(xd + 2 * (size_t)Mp * nb) : NULL;
+    /* padding rows of the last tile: zero codes and scalars, never stored */
+    memset(xq + (size_t)M * K, QBIAS, (size_t)(Mp - M) * K);
+    memset(xd, 0, 3 * (size_t)Mp * nb * sizeof *xd);
+    quant_job qj = {x, ldx, K, nb, xq, xd, xs, xsum};
+    pare_pool_for(pool, M, quant_row, &qj);
     const int threads = pare_pool_threads(pool), tile = single ? SROWS : LROWS;
     /* a few items per thread: uneven finishing evens out, tiles stay whole */
     int items = threads > 1 ? 4 * threads : 1;
     int per = (N + items - 1) / items;
     per = (per + tile - 1) / tile * tile;
     items = (N + per - 1) / per;
-    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, W, ldw, y, ldy, per};
+    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per};
     pare_pool_for(pool, items, prod_item, &g);
     return true;
 }
