@@ -309,18 +309,6 @@ static void item_ref(const prod_job *g, int n0, int n1) {
 /* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
 static const uint8_t *wrow(const prod_job *g, int n) { return g->W + (size_t)(n < g->N ? n : g->N - 1) * g->ldw; }
 
-/* The mins' terms of activation rows [m0, m0 + MR) and the rows of a lanes tile: ggml's
- * scalar sum block after block, the MR * LROWS chains side by side (one alone waits on
- * every fma). */
-#define TILE_SUMMS(g, t0, m0, summs)                                                               \
-    do {                                                                                           \
-        for (int l_ = 0; l_ < (g)->nb; l_++) {                                                     \
-            const float *xs_ = (g)->xs + sidx((g)->nb, (m0), l_);                                  \
-            for (int i_ = 0; i_ < MR; i_++)                                                        \
-                for (int r_ = 0; r_ < LROWS; r_++)                                                 \
-                    (summs)[i_][r_] = fmaf((t0)[l_].m[r_], xs_[i_], (summs)[i_][r_]);              \
-        }                                                                                          \
-    } while (0)
 #endif
 
 #if defined(QG_VNNI)
@@ -376,13 +364,32 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
             }
         }
     }
-    float summs[MR][LROWS] = {{0}};
-    if (g->xs) TILE_SUMMS(g, t0, m0, summs);
+    /* stored with constant indices: an accumulator read at a variable index would make the
+     * compiler keep the array in memory and store it on every block */
+    float out[MR][NP][16], summs[MR][LROWS] = {{0}};
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++) _mm512_storeu_ps(out[i][p], acc[i][p]);
+    if (g->xs) { /* the mins' terms: ggml's scalar sum block after block, a lane per row */
+        const float *xs = g->xs + sidx(g->nb, m0, 0);
+        __m512 sm[MR];
+        for (int i = 0; i < MR; i++) sm[i] = _mm512_setzero_ps();
+        for (int l = 0; l < g->nb; l++) {
+            const __m512 m = _mm512_loadu_ps(t0[l].m);
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; i++) sm[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[(size_t)l * MR + i]), sm[i]);
+        }
+        for (int i = 0; i < MR; i++) {
+            float tmp[16];
+            _mm512_storeu_ps(tmp, sm[i]);
+            memcpy(summs[i], tmp, sizeof summs[i]);
+        }
+    }
     for (int i = 0; i < MR && m0 + i < g->M; i++) {
         float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < NP; p++) {
-            float a[16];
-            _mm512_storeu_ps(a, acc[i][p]);
+            const float *a = out[i][p];
             for (int h = 0; h < 2; h++) {
                 const int n = n0 + 2 * p + h;
                 if (n < g->N) y[n] = g->xs ? llm_hsum8(a + 8 * h) + summs[i][2 * p + h] : llm_hsum8(a + 8 * h);
@@ -441,40 +448,42 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
         }
     }
     const __mmask16 keep = llm_lanes16(g->N - n0);
-    for (int i = 0; i < MR && m0 + i < g->M; i++) _mm512_mask_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, keep, acc[i]);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++) /* constant indices: see run_ltile */
+        if (m0 + i < g->M) _mm512_mask_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, keep, acc[i]);
 }
 
 #elif defined(QG_AVX2)
 
 /* ---------------------------------------------------------------- AVX2 */
 
-/* Lanes: LROWS weight rows for every block: |codes|, codes, mins, and the scales laid out
+/* Lanes: LROWS weight rows for every block: |codes|, codes, and the scales and mins laid out
  * for the tile's products: lane p * MR + i holds row p's (i = 0..MR-1). */
 typedef struct {
     __m256i aw[LROWS], sw[LROWS];
-    __m256 dw;
-    float m[8];
+    __m256 dw, m; /* m laid out as dw */
 } ltile;
 _Static_assert(LROWS * MR == 8, "one scale product per lane");
 
 static void prep_ltile(const prod_job *g, int n0, ltile *t) {
     for (int l = 0; l < g->nb; l++) {
-        float d[8];
+        float d[8], m[8];
         for (int p = 0; p < LROWS; p++) {
             int8_t q[QK];
-            g->tt->decode(wrow(g, n0 + p) + (size_t)l * g->tt->bytes, q, &d[p * MR], &t[l].m[p]);
-            for (int i = 1; i < MR; i++) d[p * MR + i] = d[p * MR];
+            g->tt->decode(wrow(g, n0 + p) + (size_t)l * g->tt->bytes, q, &d[p * MR], &m[p * MR]);
+            for (int i = 1; i < MR; i++) d[p * MR + i] = d[p * MR], m[p * MR + i] = m[p * MR];
             const __m256i w = _mm256_loadu_si256((const void *)q);
             t[l].sw[p] = w;
             t[l].aw[p] = _mm256_sign_epi8(w, w); /* -128 becomes 0x80, read unsigned: 128 */
         }
         t[l].dw = _mm256_loadu_ps(d);
+        t[l].m = _mm256_loadu_ps(m);
     }
 }
 
 /* The scale products of a block, d_w * d_x for the tile's MR x LROWS outputs, come from one
- * multiplication; each product then broadcasts its lane, which the shuffle port does, not
- * the two arithmetic ports the dots keep busy. */
+ * multiplication; each product then loads its own with a broadcast, which the load ports do,
+ * not the two arithmetic ports the dots keep busy. */
 static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
     __m256 acc[MR][LROWS];
     for (int i = 0; i < MR; i++)
@@ -484,25 +493,39 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
     const float *xd = g->xd + sidx(g->nb, m0, 0);
     const ltile *t = t0;
     for (int l = 0; l < g->nb; l++, t++) {
-        const __m256 sc = _mm256_mul_ps(t->dw, _mm256_broadcast_ps((const __m128 *)(xd + (size_t)l * MR)));
+        _Alignas(32) float sc[8];
+        _mm256_store_ps(sc, _mm256_mul_ps(t->dw, _mm256_broadcast_ps((const __m128 *)(xd + (size_t)l * MR))));
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
             const __m256i x = _mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK));
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
                 const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(t->aw[p], _mm256_sign_epi8(x, t->sw[p])), ones);
-                const __m256 d = _mm256_permutevar8x32_ps(sc, _mm256_set1_epi32(p * MR + i));
+                const __m256 d = _mm256_broadcast_ss(sc + p * MR + i);
                 acc[i][p] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[i][p]);
             }
         }
     }
-    float summs[MR][LROWS] = {{0}};
-    if (g->xs) TILE_SUMMS(g, t0, m0, summs);
+    /* constant indices: see the VNNI run_ltile */
+    float out[MR][LROWS][8], summs[MR][LROWS] = {{0}};
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+        for (int p = 0; p < LROWS; p++) _mm256_storeu_ps(out[i][p], acc[i][p]);
+    if (g->xs) { /* the mins' terms: ggml's scalar sum block after block, lane p * MR + i */
+        const float *xs = g->xs + sidx(g->nb, m0, 0);
+        __m256 sm = _mm256_setzero_ps();
+        for (int l = 0; l < g->nb; l++)
+            sm = _mm256_fmadd_ps(t0[l].m, _mm256_broadcast_ps((const __m128 *)(xs + (size_t)l * MR)), sm);
+        float tmp[8];
+        _mm256_storeu_ps(tmp, sm);
+        for (int i = 0; i < MR; i++)
+            for (int p = 0; p < LROWS; p++) summs[i][p] = tmp[p * MR + i];
+    }
     for (int i = 0; i < MR && m0 + i < g->M; i++) {
         float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
-            float a[8];
-            _mm256_storeu_ps(a, acc[i][p]);
+            const float *a = out[i][p];
             y[n0 + p] = g->xs ? llm_hsum8(a) + summs[i][p] : llm_hsum8(a);
         }
     }
@@ -556,7 +579,9 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
         }
     }
     /* n0 + SROWS <= N: N % 8 == 0 on this path */
-    for (int i = 0; i < MR && m0 + i < g->M; i++) _mm256_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, acc[i]);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++) /* constant indices: see the VNNI run_ltile */
+        if (m0 + i < g->M) _mm256_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, acc[i]);
 }
 
 #endif
