@@ -54,6 +54,7 @@
  */
 #include "verify/llm_impl.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -309,6 +310,36 @@ static void item_ref(const prod_job *g, int n0, int n1) {
 /* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
 static const uint8_t *wrow(const prod_job *g, int n) { return g->W + (size_t)(n < g->N ? n : g->N - 1) * g->ldw; }
 
+/* 16 bytes of nibbles as 32 values: low nibbles first, then high ones. */
+static inline __m256i nibbles32(const uint8_t *p) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)p), m4 = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+/* 32 bits as 32 bytes: 0x10 where the bit is set (the 5th bit of Q5 codes). */
+static inline __m256i bits32(const uint8_t *p) {
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)le32(p)), shuf);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+                                          _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+/* The decoders above in one register: the codes of the block at b, its scale and min. */
+static inline __m256i decode_v(pare_type t, const uint8_t *b, float *d, float *m) {
+    *d = f16(b), *m = 0;
+    switch (t) {
+    case PARE_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case PARE_TYPE_Q4_0: return _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
+    case PARE_TYPE_Q4_1: *m = f16(b + 2); return nibbles32(b + 4);
+    case PARE_TYPE_Q5_0: return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), bits32(b + 2)), _mm256_set1_epi8(16));
+    case PARE_TYPE_Q5_1: *m = f16(b + 2); return _mm256_or_si256(nibbles32(b + 8), bits32(b + 4));
+    case PARE_TYPE_IQ4_NL: {
+        const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+        return _mm256_shuffle_epi8(kv, nibbles32(b + 2));
+    }
+    default: assert(0 && "a type without traits"); return _mm256_setzero_si256();
+    }
+}
+
 #endif
 
 #if defined(QG_VNNI)
@@ -329,12 +360,9 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
         const uint8_t *a = wrow(g, n0 + 2 * p), *b = wrow(g, n0 + 2 * p + 1);
         for (int l = 0; l < g->nb; l++, a += g->tt->bytes, b += g->tt->bytes) {
             ltile *tl = t + l;
-            int8_t qa[QK], qb[QK];
             float da, db, ma, mb;
-            g->tt->decode(a, qa, &da, &ma);
-            g->tt->decode(b, qb, &db, &mb);
-            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const void *)qa)),
-                                                 _mm256_loadu_si256((const void *)qb), 1);
+            const __m256i qa = decode_v(g->tt->type, a, &da, &ma), qb = decode_v(g->tt->type, b, &db, &mb);
+            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
             tl->w[p] = w;
             tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
             tl->dw[p] = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
@@ -406,21 +434,18 @@ typedef struct {
 } stile;
 
 static void prep_stile(const prod_job *g, int n0, stile *t) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80), idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(QK));
     for (int l = 0; l < g->nb; l++) {
-        int8_t q[SROWS][QK];
+        _Alignas(64) int8_t q[SROWS][QK];
         float d[SROWS], m;
-        int32_t sum[SROWS];
-        for (int r = 0; r < SROWS; r++) {
-            g->tt->decode(wrow(g, n0 + r) + (size_t)l * g->tt->bytes, q[r], &d[r], &m);
-            sum[r] = 0;
-            for (int b = 0; b < QK; b++) sum[r] += q[r][b];
+        for (int r = 0; r < SROWS; r++)
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, wrow(g, n0 + r) + (size_t)l * g->tt->bytes, &d[r], &m));
+        __m512i c = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) { /* lane r: bytes 4k..4k+3 of row r */
+            t[l].w[k] = _mm512_i32gather_epi32(idx, (const void *)(q[0] + 4 * k), 1);
+            c = _mm512_dpbusd_epi32(c, k128, t[l].w[k]);
         }
-        for (int k = 0; k < 8; k++) {
-            int8_t buf[SROWS * 4];
-            for (int r = 0; r < SROWS; r++) memcpy(buf + 4 * r, q[r] + 4 * k, 4);
-            t[l].w[k] = _mm512_loadu_si512((const void *)buf);
-        }
-        t[l].negc = _mm512_mullo_epi32(_mm512_loadu_si512((const void *)sum), _mm512_set1_epi32(-128));
+        t[l].negc = _mm512_sub_epi32(_mm512_setzero_si512(), c);
         t[l].dw = _mm512_loadu_ps(d);
     }
 }
@@ -469,10 +494,8 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
     for (int l = 0; l < g->nb; l++) {
         float d[8], m[8];
         for (int p = 0; p < LROWS; p++) {
-            int8_t q[QK];
-            g->tt->decode(wrow(g, n0 + p) + (size_t)l * g->tt->bytes, q, &d[p * MR], &m[p * MR]);
+            const __m256i w = decode_v(g->tt->type, wrow(g, n0 + p) + (size_t)l * g->tt->bytes, &d[p * MR], &m[p * MR]);
             for (int i = 1; i < MR; i++) d[p * MR + i] = d[p * MR], m[p * MR + i] = m[p * MR];
-            const __m256i w = _mm256_loadu_si256((const void *)q);
             t[l].sw[p] = w;
             t[l].aw[p] = _mm256_sign_epi8(w, w); /* -128 becomes 0x80, read unsigned: 128 */
         }
@@ -539,16 +562,14 @@ typedef struct {
 } stile;
 
 static void prep_stile(const prod_job *g, int n0, stile *t) {
+    const __m256i idx = _mm256_setr_epi32(0, QK, 2 * QK, 3 * QK, 4 * QK, 5 * QK, 6 * QK, 7 * QK);
     for (int l = 0; l < g->nb; l++) {
-        int8_t q[SROWS][QK];
+        _Alignas(32) int8_t q[SROWS][QK];
         float d[SROWS], m;
-        for (int r = 0; r < SROWS; r++) g->tt->decode(wrow(g, n0 + r) + (size_t)l * g->tt->bytes, q[r], &d[r], &m);
-        for (int k = 0; k < 8; k++) {
-            uint8_t buf[SROWS * 4];
-            for (int r = 0; r < SROWS; r++)
-                for (int b = 0; b < 4; b++) buf[4 * r + b] = (uint8_t)(q[r][4 * k + b] + 8);
-            t[l].uw[k] = _mm256_loadu_si256((const void *)buf);
-        }
+        for (int r = 0; r < SROWS; r++)
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, wrow(g, n0 + r) + (size_t)l * g->tt->bytes, &d[r], &m));
+        for (int k = 0; k < 8; k++) /* lane r: bytes 4k..4k+3 of row r, plus 8 */
+            t[l].uw[k] = _mm256_add_epi8(_mm256_i32gather_epi32((const int *)(q[0] + 4 * k), idx, 1), _mm256_set1_epi8(8));
         t[l].dw = _mm256_loadu_ps(d);
     }
 }
