@@ -35,22 +35,24 @@
  *   through tinyBLAS (lanes).
  *
  * The scale products d_w * d_x (and m_w * s_x) are products of two f16 values, exact in f32,
- * so these steps give llama.cpp's bits for every output. (Not reproduced: the one-token
- * products ggml_vec_dot_iq4_nl_q8_0 does when a batch has a single row, which llama-perplexity
- * never evaluates; and tinyBLAS's wrong sign for a weight code of -128, which ggml never
- * writes: here -128 multiplies exactly.)
+ * so these steps give llama.cpp's bits for every output. (Not reproduced: a batch of one
+ * row, which llama.cpp may hand to ggml_vec_dot_* rather than tinyBLAS; for IQ4_NL that
+ * function keeps two accumulators. llama-perplexity never evaluates such batches.)
  *
- * Paths, chosen at compile time, all giving the same bits:
+ * Paths, chosen at compile time, all giving the same bits (tests/test_qgemm.c):
  *   AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so activations are stored as
  *     q + 128 and each accumulation starts at -128 * (sum of the weight codes it covers).
  *     Lanes: two weight rows share a register (lanes 0-7, 8-15); a thread prepares a tile of
  *     6 weight rows and runs it against every group of 4 activation rows. Single: a tile of
  *     16 weight rows, lane r = row r, one broadcast 4-byte group of activations per step.
- *   AVX2 (+FMA, F16C): signed activations; w . x = maddubs(|w|, sign(x, w)), exact for codes
- *     in [-128, 127] against activations in [-127, 127]. Lanes: tiles of 2 weight rows x 4
- *     activation rows; single: tiles of 8 weight rows, one row per lane, 16-bit sums within
- *     the block (Q4_0 codes keep them under 2^15).
- *   Plain C (any CPU): the same sums one output at a time.
+ *   AVX2 (+FMA, F16C): signed activations. Lanes: w . x = maddubs(|w|, sign(x, w)) (as
+ *     tinyBLAS, exact for codes in [-128, 127] against activations in [-127, 127]), tiles of
+ *     2 weight rows x 4 activation rows, the 8 scale products of a block from one
+ *     multiplication. Single: tiles of 8 weight rows, lane r = row r, the nibbles (0..15)
+ *     times the activations in 16-bit sums, minus 8 * (sum of the block's activation codes).
+ *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
+ * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
+ * activation row, so that unpacking costs little next to the products.
  */
 #include "verify/llm_impl.h"
 
@@ -175,7 +177,8 @@ typedef struct {
 #if defined(QG_VNNI)
 /* Sixteen codes x * id rounded to nearest even (nearbyintf in the default mode). */
 static inline __m512i codes16(__m512 x, __m512 id) {
-    return _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    return _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x, id), rnd));
 }
 
 static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
@@ -364,7 +367,8 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
             const __m256i qa = decode_v(g->tt->type, a, &da, &ma), qb = decode_v(g->tt->type, b, &db, &mb);
             const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
             tl->w[p] = w;
-            tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
+            const __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w);
+            tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
             tl->dw[p] = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
             tl->m[2 * p] = ma, tl->m[2 * p + 1] = mb;
         }
@@ -383,7 +387,8 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
     for (int l = 0; l < g->nb; l++, t++) {
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
-            const __m512i ui = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK)));
+            const uint8_t *ub = u + (size_t)i * g->K + l * QK;
+            const __m512i ui = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)ub));
             const __m512 dx = _mm512_set1_ps(xd[(size_t)l * MR + i]);
 #pragma GCC unroll 3
             for (int p = 0; p < NP; p++) {
@@ -434,12 +439,16 @@ typedef struct {
 } stile;
 
 static void prep_stile(const prod_job *g, int n0, stile *t) {
-    const __m512i k128 = _mm512_set1_epi8((char)0x80), idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(QK));
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(QK)); /* row r's block: r * QK bytes on */
     for (int l = 0; l < g->nb; l++) {
         _Alignas(64) int8_t q[SROWS][QK];
         float d[SROWS], m;
-        for (int r = 0; r < SROWS; r++)
-            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, wrow(g, n0 + r) + (size_t)l * g->tt->bytes, &d[r], &m));
+        for (int r = 0; r < SROWS; r++) {
+            const uint8_t *b = wrow(g, n0 + r) + (size_t)l * g->tt->bytes;
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, b, &d[r], &m));
+        }
         __m512i c = _mm512_setzero_si512();
         for (int k = 0; k < 8; k++) { /* lane r: bytes 4k..4k+3 of row r */
             t[l].w[k] = _mm512_i32gather_epi32(idx, (const void *)(q[0] + 4 * k), 1);
@@ -523,7 +532,8 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
             const __m256i x = _mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK));
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
-                const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(t->aw[p], _mm256_sign_epi8(x, t->sw[p])), ones);
+                const __m256i pr = _mm256_maddubs_epi16(t->aw[p], _mm256_sign_epi8(x, t->sw[p]));
+                const __m256i dot = _mm256_madd_epi16(pr, ones);
                 const __m256 d = _mm256_broadcast_ss(sc + p * MR + i);
                 acc[i][p] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[i][p]);
             }
@@ -566,10 +576,14 @@ static void prep_stile(const prod_job *g, int n0, stile *t) {
     for (int l = 0; l < g->nb; l++) {
         _Alignas(32) int8_t q[SROWS][QK];
         float d[SROWS], m;
-        for (int r = 0; r < SROWS; r++)
-            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, wrow(g, n0 + r) + (size_t)l * g->tt->bytes, &d[r], &m));
-        for (int k = 0; k < 8; k++) /* lane r: bytes 4k..4k+3 of row r, plus 8 */
-            t[l].uw[k] = _mm256_add_epi8(_mm256_i32gather_epi32((const int *)(q[0] + 4 * k), idx, 1), _mm256_set1_epi8(8));
+        for (int r = 0; r < SROWS; r++) {
+            const uint8_t *b = wrow(g, n0 + r) + (size_t)l * g->tt->bytes;
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, b, &d[r], &m));
+        }
+        for (int k = 0; k < 8; k++) { /* lane r: bytes 4k..4k+3 of row r, plus 8 */
+            const __m256i w = _mm256_i32gather_epi32((const int *)(q[0] + 4 * k), idx, 1);
+            t[l].uw[k] = _mm256_add_epi8(w, _mm256_set1_epi8(8));
+        }
         t[l].dw = _mm256_loadu_ps(d);
     }
 }
@@ -594,7 +608,8 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
                 memcpy(&a, ub + 4 * k, 4);
                 s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t->uw[k], _mm256_set1_epi32(a)));
             }
-            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * xsum[(size_t)l * MR + i]));
+            const __m256i corr = _mm256_set1_epi32(8 * xsum[(size_t)l * MR + i]);
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), corr);
             const __m256 sc = _mm256_mul_ps(t->dw, _mm256_set1_ps(xd[(size_t)l * MR + i]));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sc, acc[i]);
         }
