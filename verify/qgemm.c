@@ -674,7 +674,13 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     int32_t *xsum = single ? (int32_t *)(xd + 2 * (size_t)Mp * nb) : NULL;
     /* padding rows of the last tile: zero codes and scalars, never stored */
     memset(xq + (size_t)M * K, QBIAS, (size_t)(Mp - M) * K);
-    memset(xd, 0, 3 * (size_t)Mp * nb * sizeof *xd);
+    for (int r = M; r < Mp; r++)
+        for (int l = 0; l < nb; l++) {
+            const size_t k = sidx(nb, r, l);
+            xd[k] = 0;
+            if (xs) xs[k] = 0;
+            if (xsum) xsum[k] = 0;
+        }
     quant_job qj = {x, ldx, K, nb, xq, xd, xs, xsum};
     pare_pool_for(pool, M, quant_row, &qj);
     const int threads = pare_pool_threads(pool), tile = single ? SROWS : LROWS;
