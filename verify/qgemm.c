@@ -25,9 +25,11 @@
  *   single (Q4_0 repacked): llama.cpp of that time repacks Q4_0 weights whose row count
  *   ne[1] is a multiple of 8 into Q4_0x8 blocks at load time whenever ggml_cpu_has_avx2()
  *   (a compile-time test, so AVX-512 builds too): ggml_aarch64_get_optimal_repack_type in
- *   ggml-cpu-aarch64.cpp; the CPU_AARCH64 extra buffer type is on by default
- *   (GGML_USE_CPU_AARCH64, ggml_backend_cpu_get_extra_buffers_type) and llama's model
- *   loader puts every weight whose MUL_MAT it supports there, so llama-perplexity runs
+ *   ggml-cpu-aarch64.cpp, AVX2 enabled there by PR #10446 (December 2024); the CPU_AARCH64
+ *   extra buffer type is on by default (GGML_USE_CPU_AARCH64,
+ *   ggml_backend_cpu_get_extra_buffers_type) and llama's model loader puts every weight whose
+ *   MUL_MAT it supports there (an x86 log of b4777 in issue #11204 shows "CPU_AARCH64 model
+ *   buffer size" with no option given), so llama-perplexity runs
  *   ggml_gemm_q4_0_8x8_q8_0 (4 activation rows at once) and ggml_gemv_q4_0_8x8_q8_0 (the
  *   M % 4 rows left). Both, in their AVX2 and AVX-512 forms, keep one float per output:
  *   acc = fma((float) dot of the whole block, d_w * d_x, acc), block after block, and store
@@ -36,8 +38,9 @@
  *
  * The scale products d_w * d_x (and m_w * s_x) are products of two f16 values, exact in f32,
  * so these steps give llama.cpp's bits for every output. (Not reproduced: a batch of one
- * row, which llama.cpp may hand to ggml_vec_dot_* rather than tinyBLAS; for IQ4_NL that
- * function keeps two accumulators. llama-perplexity never evaluates such batches.)
+ * row, which llamafile_sgemm refuses (n < 2) and ggml_vec_dot_* takes; those keep
+ * tinyBLAS's order except ggml_vec_dot_iq4_nl_q8_0, which adds odd and even blocks in two
+ * accumulators. llama-perplexity never evaluates such batches.)
  *
  * Paths, chosen at compile time, all giving the same bits (tests/test_qgemm.c):
  *   AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so activations are stored as
