@@ -279,37 +279,52 @@ typedef struct {
     int rows_per_item; /* a multiple of the tile's rows */
 } prod_job;
 
-/* Plain C: output (i, n), the same integers and float steps. */
-static float dot_ref(const prod_job *g, int i, int n) {
-    float acc[8] = {0}, one = 0, summs = 0;
-    const uint8_t *u = g->xq + (size_t)i * g->K, *w = g->W + (size_t)n * g->ldw;
-    const float *xs = g->xs;
-    for (int l = 0; l < g->nb; l++, w += g->tt->bytes, u += QK) {
-        int8_t q[QK];
-        float dw, mw;
-        g->tt->decode(w, q, &dw, &mw);
-        const float d = dw * g->xd[sidx(g->nb, i, l)];
-        int32_t s[8] = {0};
-        for (int b = 0; b < QK; b++) s[b / 4] += xcode(u[b]) * q[b];
-        if (g->single) {
-            one = fmaf((float)(s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]), d, one);
-        } else {
-            for (int j = 0; j < 8; j++) acc[j] = fmaf(d, (float)s[j], acc[j]);
-        }
-        if (xs) summs = fmaf(mw, xs[sidx(g->nb, i, l)], summs);
-    }
-    if (g->single) return one;
-    return xs ? llm_hsum8(acc) + summs : llm_hsum8(acc);
-}
-
 static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
     *n0 = (int)item * g->rows_per_item;
     *n1 = *n0 + g->rows_per_item < g->N ? *n0 + g->rows_per_item : g->N;
 }
 
+/* Plain C, one output at a time with the same integers and float steps, for weight rows
+ * [n0, n1): each row unpacked once, then taken against every activation row (without memory
+ * for that, unpacked again block by block). */
 static void item_ref(const prod_job *g, int n0, int n1) {
-    for (int i = 0; i < g->M; i++)
-        for (int n = n0; n < n1; n++) g->y[(size_t)i * g->ldy + n] = dot_ref(g, i, n);
+    int8_t *q = malloc((size_t)g->nb * QK);
+    float *dm = malloc(2 * (size_t)g->nb * sizeof *dm);
+    const bool whole = q && dm;
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *w = g->W + (size_t)n * g->ldw;
+        for (int l = 0; whole && l < g->nb; l++)
+            g->tt->decode(w + (size_t)l * g->tt->bytes, q + (size_t)l * QK, &dm[2 * l], &dm[2 * l + 1]);
+        for (int i = 0; i < g->M; i++) {
+            const uint8_t *u = g->xq + (size_t)i * g->K;
+            float acc[8] = {0}, one = 0, summs = 0;
+            for (int l = 0; l < g->nb; l++, u += QK) {
+                int8_t own[QK];
+                const int8_t *qb = whole ? q + (size_t)l * QK : own;
+                float dw, mw;
+                if (whole) {
+                    dw = dm[2 * l], mw = dm[2 * l + 1];
+                } else {
+                    g->tt->decode(w + (size_t)l * g->tt->bytes, own, &dw, &mw);
+                }
+                const float d = dw * g->xd[sidx(g->nb, i, l)];
+                int32_t s[8];
+                for (int j = 0; j < 8; j++) {
+                    int32_t t = 0;
+                    for (int b = 4 * j; b < 4 * j + 4; b++) t += xcode(u[b]) * qb[b];
+                    s[j] = t;
+                }
+                if (g->single) {
+                    one = fmaf((float)(s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]), d, one);
+                } else {
+                    for (int j = 0; j < 8; j++) acc[j] = fmaf(d, (float)s[j], acc[j]);
+                }
+                if (g->xs) summs = fmaf(mw, g->xs[sidx(g->nb, i, l)], summs);
+            }
+            g->y[(size_t)i * g->ldy + n] = g->single ? one : g->xs ? llm_hsum8(acc) + summs : llm_hsum8(acc);
+        }
+    }
+    free(q), free(dm);
 }
 
 #if defined(QG_VNNI) || defined(QG_AVX2)
