@@ -49,9 +49,9 @@
  *     6 weight rows and runs it against every group of 4 activation rows. Single: a tile of
  *     16 weight rows, lane r = row r, one broadcast 4-byte group of activations per step.
  *   AVX2 (+FMA, F16C): signed activations. Lanes: w . x = maddubs(|w|, sign(x, w)) (as
- *     tinyBLAS, exact for codes in [-128, 127] against activations in [-127, 127]), tiles of
- *     2 weight rows x 4 activation rows, the 8 scale products of a block from one
- *     multiplication. Single: tiles of 8 weight rows, lane r = row r, the nibbles (0..15)
+ *     tinyBLAS, exact for codes in [-128, 127] against activations in [-127, 127]; Q4_1 and
+ *     Q5_1 codes, 0..31, need no sign step), tiles of 2 weight rows x 4 activation rows, the
+ *     8 scale products of a block from one multiplication. Single: tiles of 8 weight rows, lane r = row r, the nibbles (0..15)
  *     times the activations in 16-bit sums, minus 8 * (sum of the block's activation codes).
  *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
  * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
@@ -531,17 +531,15 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
     }
 }
 
-/* The scale products of a block, d_w * d_x for the tile's MR x LROWS outputs, come from one
- * multiplication; each product then loads its own with a broadcast, which the load ports do,
- * not the two arithmetic ports the dots keep busy. */
-static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
-    __m256 acc[MR][LROWS];
-    for (int i = 0; i < MR; i++)
-        for (int p = 0; p < LROWS; p++) acc[i][p] = _mm256_setzero_ps();
+/* The accumulators of a tile. The scale products of a block, d_w * d_x for the tile's MR x
+ * LROWS outputs, come from one multiplication; each product then loads its own with a
+ * broadcast, which the load ports do, not the two arithmetic ports the dots keep busy.
+ * unsigned_w: codes in [0, 31] (Q4_1, Q5_1): maddubs takes them as they are, no sign step. */
+static inline __attribute__((always_inline)) void ltile_sums(const prod_job *g, const ltile *t, int m0, bool unsigned_w,
+                                                             __m256 acc[MR][LROWS]) {
     const __m256i ones = _mm256_set1_epi16(1);
     const uint8_t *u = g->xq + (size_t)m0 * g->K;
     const float *xd = g->xd + sidx(g->nb, m0, 0);
-    const ltile *t = t0;
     for (int l = 0; l < g->nb; l++, t++) {
         _Alignas(32) float sc[8];
         _mm256_store_ps(sc, _mm256_mul_ps(t->dw, _mm256_broadcast_ps((const __m128 *)(xd + (size_t)l * MR))));
@@ -550,12 +548,23 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
             const __m256i x = _mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK));
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
-                const __m256i pr = _mm256_maddubs_epi16(t->aw[p], _mm256_sign_epi8(x, t->sw[p]));
-                const __m256i dot = _mm256_madd_epi16(pr, ones);
+                const __m256i sx = unsigned_w ? x : _mm256_sign_epi8(x, t->sw[p]);
+                const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(t->aw[p], sx), ones);
                 const __m256 d = _mm256_broadcast_ss(sc + p * MR + i);
                 acc[i][p] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[i][p]);
             }
         }
+    }
+}
+
+static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
+    __m256 acc[MR][LROWS];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < LROWS; p++) acc[i][p] = _mm256_setzero_ps();
+    if (g->tt->has_min) {
+        ltile_sums(g, t0, m0, true, acc);
+    } else {
+        ltile_sums(g, t0, m0, false, acc);
     }
     /* constant indices: see the VNNI run_ltile */
     float out[MR][LROWS][8], summs[MR][LROWS] = {{0}};
