@@ -1,9 +1,20 @@
-/* tests/test_qgemm.c - the integer products with Q8_0-activation weights (verify/qgemm.c)
- * against plain transcriptions of what llama.cpp does on x86: quantize_row_q8_0 for the
- * activations, then per output eight lanes of 4-byte integer dots, fma(d_w * d_x, dot, lane)
- * block after block, and tinyBLAS's final sum of a 256-bit register. Bit-exact equality is
- * required, for shapes that leave partial tiles (M % 4, N % 6, odd N), on one thread and on a
- * pool. */
+/* tests/test_qgemm.c - the integer products with 8-bit-activation weights (verify/qgemm.c)
+ * against plain transcriptions of what llama.cpp (February 2025) computes on x86 with AVX2 or
+ * AVX-512, for each weight type:
+ *   - the activations by quantize_row_q8_0 / quantize_row_q8_1 (AVX2 forms: round to nearest
+ *     even; Q8_1's s = f16(f32 d * sum of codes));
+ *   - Q8_0, Q5_0, IQ4_NL, and Q4_0 with N % 8 != 0: tinyBLAS_Q0_AVX, eight lanes of 4-byte
+ *     dots, fma(d_w * d_x, dot, lane) block after block, hsum of a 256-bit register;
+ *   - Q4_0 with N % 8 == 0: the weights repacked into Q4_0x8 blocks as
+ *     make_block_q4_0x8 does (8-byte chunks of 8 rows interleaved, nibbles xor 8), then per
+ *     output one float, fma((float) block dot, d_w * d_x, acc), as ggml_gemm_q4_0_8x8_q8_0 /
+ *     ggml_gemv_q4_0_8x8_q8_0 do in their AVX2 forms;
+ *   - Q4_1, Q5_1: ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 (AVX2): the lanes as above, then
+ *     hsum + summs, summs += m_w * s_x block after block.
+ * The weight codes are read here the way ggml's reference dequantizers read them, not with
+ * qgemm.c's decoders. Bit-exact equality is required for shapes that leave partial tiles of
+ * every path, on one thread and on a pool. Which path runs is chosen at compile time by the
+ * same macros as in qgemm.c; the test prints it. */
 #include "core/core.h"
 #include "verify/llm_impl.h"
 #include "th.h"
@@ -12,81 +23,241 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define PATH_NAME "AVX-512 VNNI"
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define PATH_NAME "AVX2"
+#else
+#define PATH_NAME "plain C"
+#endif
+
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t next_u32(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return (uint32_t)(rng >> 32);
 }
 static float frand(void) { return (float)next_u32() / 4294967296.0f * 2 - 1; }
+static float h2f(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
+static float f16r(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }
+static void put_f16(uint8_t *p, float v) {
+    const uint16_t h = pare_fp32_to_fp16(v);
+    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+}
+static float hsum8(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
 
+typedef struct {
+    pare_type type;
+    const char *name;
+    int bytes;
+} wtype;
 
-/* Q8_0 weights with random codes in [-127, 127] and f16 scales of varied size. */
-static uint8_t *make_weights(int N, int K) {
+static const wtype TYPES[] = {
+    {PARE_TYPE_Q8_0, "Q8_0", 34}, {PARE_TYPE_Q4_0, "Q4_0", 18},     {PARE_TYPE_Q5_0, "Q5_0", 22},
+    {PARE_TYPE_IQ4_NL, "IQ4_NL", 18}, {PARE_TYPE_Q4_1, "Q4_1", 20}, {PARE_TYPE_Q5_1, "Q5_1", 24},
+};
+
+/* Random blocks: f16 scales (and mins) of varied size, random codes (Q8_0: in [-127, 127],
+ * as ggml writes them; the nibble types: every bit pattern). */
+static uint8_t *make_weights(const wtype *t, int N, int K) {
     const int nb = K / 32;
-    uint8_t *w = malloc((size_t)N * nb * 34);
-    for (int n = 0; n < N; n++)
-        for (int l = 0; l < nb; l++) {
-            uint8_t *b = w + ((size_t)n * nb + l) * 34;
-            const uint16_t d = pare_fp32_to_fp16(ldexpf(1.0f + frand() * 0.5f, -8 + (int)(next_u32() % 6)));
-            b[0] = (uint8_t)d, b[1] = (uint8_t)(d >> 8);
-            for (int i = 0; i < 32; i++) b[2 + i] = (uint8_t)(int8_t)((int)(next_u32() % 255) - 127);
-        }
+    uint8_t *w = malloc((size_t)N * nb * t->bytes);
+    for (size_t b = 0; b < (size_t)N * nb; b++) {
+        uint8_t *p = w + b * t->bytes;
+        for (int i = 0; i < t->bytes; i++) p[i] = (uint8_t)next_u32();
+        put_f16(p, ldexpf(1.0f + frand() * 0.5f, -8 + (int)(next_u32() % 6)));
+        if (t->type == PARE_TYPE_Q4_1 || t->type == PARE_TYPE_Q5_1) put_f16(p + 2, frand() * 0.1f);
+        if (t->type == PARE_TYPE_Q8_0)
+            for (int i = 0; i < 32; i++) p[2 + i] = (uint8_t)(int8_t)((int)(next_u32() % 255) - 127);
+    }
     return w;
 }
 
-static float ref_dot(const float *x, const uint8_t *w, int K) {
-    float lane[8] = {0};
-    for (int l = 0; l < K / 32; l++, x += 32, w += 34) {
-        float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
-        const float dx = pare_fp16_to_fp32(pare_fp32_to_fp16(amax / 127.f)), id = amax != 0 ? 127.f / amax : 0.f;
-        const float dw = pare_fp16_to_fp32((uint16_t)(w[0] | w[1] << 8));
-        for (int j = 0; j < 8; j++) {
-            int s = 0;
-            for (int i = 4 * j; i < 4 * j + 4; i++) s += (int)nearbyintf(x[i] * id) * (int8_t)w[2 + i];
-            lane[j] = fmaf(dw * dx, (float)s, lane[j]);
-        }
-    }
-    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+/* ------------------------------------------------------------------------ llama.cpp */
+
+typedef struct {
+    int8_t qs[32];
+    float d, s; /* d as stored (f16), s of Q8_1 */
+} act_block;
+
+/* quantize_row_q8_0 / q8_1 on x86 (AVX2). */
+static void quantize_act(const float *x, act_block *a) {
+    float amax = 0;
+    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+    int sum = 0;
+    for (int i = 0; i < 32; i++) a->qs[i] = (int8_t)nearbyintf(x[i] * id), sum += a->qs[i];
+    a->d = f16r(d);
+    a->s = f16r(d * (float)sum);
 }
 
-static void check_shape(pare_pool *pool, int M, int N, int K) {
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Value j of a weight block as ggml's dequantize_row_* reads it (without the scale), and
+ * the block's scale and min. */
+static int wcode(pare_type t, const uint8_t *b, int j) {
+    const int lo = j < 16, jj = j % 16;
+    uint32_t qh;
+    switch (t) {
+    case PARE_TYPE_Q8_0: return (int8_t)b[2 + j];
+    case PARE_TYPE_Q4_0: return (lo ? (b[2 + jj] & 0x0F) : (b[2 + jj] >> 4)) - 8;
+    case PARE_TYPE_Q4_1: return lo ? (b[4 + jj] & 0x0F) : (b[4 + jj] >> 4);
+    case PARE_TYPE_IQ4_NL: return kvalues_iq4nl[lo ? (b[2 + jj] & 0x0F) : (b[2 + jj] >> 4)];
+    case PARE_TYPE_Q5_0:
+        memcpy(&qh, b + 2, 4);
+        return lo ? ((b[6 + jj] & 0x0F) | (((qh >> jj) << 4) & 0x10)) - 16
+                  : ((b[6 + jj] >> 4) | ((qh >> (jj + 12)) & 0x10)) - 16;
+    case PARE_TYPE_Q5_1:
+        memcpy(&qh, b + 4, 4);
+        return lo ? ((b[8 + jj] & 0x0F) | (((qh >> jj) << 4) & 0x10)) : ((b[8 + jj] >> 4) | ((qh >> (jj + 12)) & 0x10));
+    default: return 0;
+    }
+}
+
+/* tinyBLAS_Q0_AVX, and the AVX2 ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 (has_min). */
+static float ref_lanes(pare_type t, int bytes, const act_block *a, const uint8_t *w, int nb, bool has_min) {
+    float lane[8] = {0}, summs = 0;
+    for (int l = 0; l < nb; l++, w += bytes) {
+        const float dw = h2f(w);
+        for (int j = 0; j < 8; j++) {
+            int s = 0;
+            for (int i = 4 * j; i < 4 * j + 4; i++) s += wcode(t, w, i) * a[l].qs[i];
+            lane[j] = fmaf(dw * a[l].d, (float)s, lane[j]);
+        }
+        if (has_min) summs += h2f(w + 2) * a[l].s;
+    }
+    return has_min ? hsum8(lane) + summs : hsum8(lane);
+}
+
+/* Q4_0 rows [n0, n0 + 8) repacked as make_block_q4_0x8 lays them out: per block l, d[8]
+ * then 128 bytes, chunk c (8 bytes) = bytes 8 (c / 8).. of row c % 8's qs, xor 0x88. */
+static void repack_q4_0x8(const uint8_t *W, size_t ldw, int n0, int nb, uint8_t *out /* nb * 144 */) {
+    for (int l = 0; l < nb; l++) {
+        uint8_t *o = out + (size_t)l * 144;
+        for (int r = 0; r < 8; r++) memcpy(o + 2 * r, W + (size_t)(n0 + r) * ldw + (size_t)l * 18, 2);
+        for (int c = 0; c < 16; c++) {
+            const uint8_t *src = W + (size_t)(n0 + c % 8) * ldw + (size_t)l * 18 + 2 + (c / 8) * 8;
+            for (int k = 0; k < 8; k++) o[16 + 8 * c + k] = src[k] ^ 0x88;
+        }
+    }
+}
+
+/* ggml_gemv_q4_0_8x8_q8_0 / ggml_gemm_q4_0_8x8_q8_0 (AVX2) for output column r of a
+ * repacked group: low nibbles are values 0-15, high nibbles 16-31, each a signed 4-bit
+ * number (the xor made them so). */
+static float ref_repacked(const uint8_t *packed, int r, const act_block *a, int nb) {
+    float acc = 0;
+    for (int l = 0; l < nb; l++) {
+        const uint8_t *o = packed + (size_t)l * 144;
+        int sum = 0;
+        for (int c = r; c < 16; c += 8)
+            for (int k = 0; k < 8; k++) {
+                const int byte = o[16 + 8 * c + k], b = (c / 8) * 8 + k;
+                const int lo = (byte & 15) < 8 ? (byte & 15) : (byte & 15) - 16;
+                const int hi = (byte >> 4) < 8 ? (byte >> 4) : (byte >> 4) - 16;
+                sum += lo * a[l].qs[b] + hi * a[l].qs[16 + b];
+            }
+        acc = fmaf((float)sum, h2f(o + 2 * r) * a[l].d, acc);
+    }
+    return acc;
+}
+
+/* ------------------------------------------------------------------------ checks */
+
+/* Outputs where the repacked Q4_0 order and tinyBLAS's give different floats, over all
+ * checks: the test can tell the two orders apart only if some do. */
+static int64_t order_matters;
+
+/* extreme: activations of equal magnitude (every code +-127) and weight rows of the smallest
+ * or the largest codes (Q8_0: -128, which ggml never writes, and 127; the nibble types: all
+ * bits clear or set), the largest integer sums each path can meet. */
+static void check_shape_x(pare_pool *pool, const wtype *t, int M, int N, int K, bool extreme) {
+    const int nb = K / 32;
+    const size_t ldw = (size_t)nb * t->bytes;
+    const bool has_min = t->type == PARE_TYPE_Q4_1 || t->type == PARE_TYPE_Q5_1;
+    const bool repacked = t->type == PARE_TYPE_Q4_0 && N % 8 == 0;
     float *x = malloc((size_t)M * K * sizeof *x), *y = malloc((size_t)M * N * sizeof *y);
     for (int i = 0; i < M * K; i++) x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f);
     for (int i = 0; i < 32 && i < K; i++) x[i] = 0; /* a block of zeros: d = 0 */
-    uint8_t *w = make_weights(N, K);
+    uint8_t *w = make_weights(t, N, K);
+    if (extreme) {
+        for (int i = 0; i < M * K; i++) x[i] = (i / 32 + i / K) % 2 ? 3.0f : -3.0f;
+        for (size_t b = 0; b < (size_t)N * nb; b++) {
+            const int off = t->type == PARE_TYPE_Q4_1 || t->type == PARE_TYPE_Q5_1 ? 4 : 2;
+            const int hi = t->type == PARE_TYPE_Q8_0 ? 0x7F : 0xFF, lo = t->type == PARE_TYPE_Q8_0 ? 0x80 : 0x00;
+            memset(w + b * t->bytes + off, (b / nb) % 2 ? hi : lo, (size_t)t->bytes - off);
+        }
+    }
     void *ws = malloc(llm_qgemm_ws(M, K));
-    CHECK(llm_qgemm(pool, PARE_TYPE_Q8_0, M, N, K, x, K, w, (size_t)K / 32 * 34, y, N, ws));
+    CHECK(llm_qgemm(pool, t->type, M, N, K, x, K, w, ldw, y, N, ws));
+    act_block *a = malloc((size_t)M * nb * sizeof *a);
+    for (int i = 0; i < M; i++)
+        for (int l = 0; l < nb; l++) quantize_act(x + (size_t)i * K + (size_t)l * 32, &a[(size_t)i * nb + l]);
+    uint8_t *packed = malloc((size_t)nb * 144);
     int64_t bad = 0;
     double worst = 0;
-    for (int i = 0; i < M; i++)
-        for (int n = 0; n < N; n++) {
-            const float r = ref_dot(x + (size_t)i * K, w + (size_t)n * (K / 32) * 34, K);
-            const float v = y[(size_t)i * N + n];
-            if (memcmp(&r, &v, sizeof r)) bad++, worst = fmax(worst, fabs((double)r - v));
-        }
-    CHECK_MSG(bad == 0, "M %d N %d K %d, %d threads: %lld of %lld outputs differ (largest %g)", M, N, K,
-              pare_pool_threads(pool), (long long)bad, (long long)M * N, worst);
-    free(x), free(y), free(w), free(ws);
+    for (int n0 = 0; n0 < N; n0 += 8) {
+        if (repacked) repack_q4_0x8(w, ldw, n0, nb, packed);
+        for (int n = n0; n < n0 + 8 && n < N; n++)
+            for (int i = 0; i < M; i++) {
+                const act_block *ai = a + (size_t)i * nb;
+                const float lanes = ref_lanes(t->type, t->bytes, ai, w + (size_t)n * ldw, nb, has_min);
+                const float r = repacked ? ref_repacked(packed, n - n0, ai, nb) : lanes;
+                if (repacked && memcmp(&r, &lanes, sizeof r)) order_matters++;
+                const float v = y[(size_t)i * N + n];
+                if (memcmp(&r, &v, sizeof r)) bad++, worst = fmax(worst, fabs((double)r - v));
+            }
+    }
+    CHECK_MSG(bad == 0, "%s%s M %d N %d K %d, %d threads: %lld of %lld outputs differ (largest %g)", t->name,
+              repacked ? " (repacked)" : "", M, N, K, pare_pool_threads(pool), (long long)bad, (long long)M * N, worst);
+    free(x), free(y), free(w), free(ws), free(a), free(packed);
+}
+
+static void check_shape(pare_pool *pool, const wtype *t, int M, int N, int K) {
+    check_shape_x(pool, t, M, N, K, false);
 }
 
 static void test_qgemm_bit_exact(void) {
+    printf("  path: %s\n", PATH_NAME);
     pare_pool *pool = pare_pool_new(2);
     CHECK(pool);
-    const int shapes[][3] = {{1, 1, 32}, {5, 7, 64}, {4, 6, 96}, {13, 25, 256}, {37, 131, 768}, {64, 256, 2048}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        check_shape(NULL, shapes[s][0], shapes[s][1], shapes[s][2]);
-        check_shape(pool, shapes[s][0], shapes[s][1], shapes[s][2]);
+    /* partial tiles of every path: M % 4; N odd, N % 6, N % 16 == 8 with N % 8 == 0 (Q4_0
+     * repacked: a half tile on AVX-512), N % 8 != 0 (Q4_0 through tinyBLAS) */
+    const int shapes[][3] = {{1, 1, 32},    {5, 7, 64},     {4, 6, 96},      {3, 8, 64},    {6, 24, 128},
+                             {13, 25, 256}, {9, 40, 320},   {37, 131, 768},  {17, 96, 512}, {64, 256, 2048}};
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        CHECK_MSG(llm_qgemm_handles(TYPES[ti].type), "%s not handled", TYPES[ti].name);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            check_shape(NULL, &TYPES[ti], shapes[s][0], shapes[s][1], shapes[s][2]);
+            check_shape(pool, &TYPES[ti], shapes[s][0], shapes[s][1], shapes[s][2]);
+        }
+        check_shape_x(pool, &TYPES[ti], 9, 40, 512, true);
+        check_shape_x(NULL, &TYPES[ti], 5, 13, 256, true);
     }
-    /* K not a multiple of the block: refused, the caller takes the f32 path */
-    float x[48] = {0}, y[1];
-    uint8_t w[68] = {0};
-    char ws[4096];
-    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q8_0, 1, 1, 48, x, 48, w, 68, y, 1, ws));
+    CHECK_MSG(order_matters > 0, "the repacked Q4_0 order never differed from tinyBLAS's: the test cannot tell");
+    printf("  repacked Q4_0: %lld outputs differ between llama.cpp's two float orders\n", (long long)order_matters);
     pare_pool_free(pool);
+}
+
+static void test_qgemm_refuses(void) {
+    float x[256] = {0}, y[2] = {0};
+    uint8_t w[256] = {0};
+    char ws[4096];
+    /* K not a multiple of the block: refused, the caller takes the f32 path */
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q8_0, 1, 1, 48, x, 48, w, 68, y, 1, ws));
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q4_1, 1, 1, 48, x, 48, w, 40, y, 1, ws));
+    /* types without such a product (K-quants have their own, verify/kgemm.c) */
+    CHECK(!llm_qgemm_handles(PARE_TYPE_F32) && !llm_qgemm_handles(PARE_TYPE_Q4_K));
+    CHECK(!llm_qgemm_handles(PARE_TYPE_Q6_K) && !llm_qgemm_handles(PARE_TYPE_IQ4_XS));
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q6_K, 1, 1, 256, x, 256, w, 210, y, 1, ws));
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_F32, 1, 1, 32, x, 32, w, 128, y, 1, ws));
+    /* empty shapes */
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q8_0, 0, 1, 32, x, 32, w, 34, y, 1, ws));
+    CHECK(!llm_qgemm(NULL, PARE_TYPE_Q8_0, 1, 0, 32, x, 32, w, 34, y, 1, ws));
+    CHECK(y[0] == 0 && y[1] == 0);
 }
 
 int main(void) {
     TH_RUN(test_qgemm_bit_exact);
+    TH_RUN(test_qgemm_refuses);
     return th_done();
 }

@@ -1,25 +1,65 @@
 /*
- * verify/qgemm.c - the product of the forward pass for Q8_0 weights, done the way llama.cpp
- * does it on x86, in integers: y[M][N] = x[M][K] W[N][K]^T.
+ * verify/qgemm.c - the products of the forward pass for weights whose products take 8-bit
+ * activations (Q8_0, Q4_0, Q5_0, IQ4_NL with Q8_0 activations; Q4_1, Q5_1 with Q8_1), done
+ * the way llama.cpp (February 2025, b4700-b4800) does them on an x86 CPU with AVX2 or
+ * AVX-512, in integers: y[M][N] = x[M][K] W[N][K]^T.
  *
- * ggml-cpu quantizes the activations x to Q8_0 (per block of 32: d = amax / 127 kept as f16,
- * q = x * 127 / amax rounded to nearest even), and llamafile's tinyBLAS multiplies the two
- * Q8_0 matrices: for each output, eight float lanes, lane j holding the integer dot product
- * of bytes 4j..4j+3 of each block pair, accumulated over the blocks l in order with
- * fma(d_w[l] * d_x[l], dot_j[l], acc_j), then summed as ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
- * Doing exactly that gives the same floats as llama.cpp for every product (the scale product
- * of two f16 values is exact in f32, the integer dots are exact), so a Q8_0 model's
- * activations round to the same Q8_0 codes in both programs.
+ * Activations. ggml-cpu's x86 quantize_row_q8_0 / q8_1: per block of 32, amax = max |x|,
+ * d = amax / 127 (kept as f16), codes q = x * (127 / amax) rounded to nearest even; Q8_1 also
+ * keeps s = f16(d * sum(q)) with the f32 d (not the f16 one). The 4-row quantizer of the
+ * repacked path (ggml_quantize_mat_q8_0_4x8) gives the same codes and scales.
  *
- * With AVX-512 VNNI the dots come from vpdpbusd, which multiplies unsigned by signed bytes:
- * the activations are stored as q + 128 (1..255) and the excess 128 * sum(w) of each lane
- * is subtracted by starting the accumulation at -128 * sum(w) (computed once per weight
- * block with the same instruction). Two weight rows share one register (lanes 0-7 and 8-15).
- * A thread prepares a tile of 6 weight rows (codes, corrections, scales; in L1) and runs it
- * against every group of 4 activation rows. Without VNNI, plain C computes the same sums.
+ * Weights are unpacked to 32 codes per block (Q4_0: nibble - 8; Q5_0: 5 bits - 16; IQ4_NL:
+ * kvalues_iq4nl[nibble]; Q4_1, Q5_1: 0..15 / 0..31; Q8_0 as stored) and a scale (and a min).
+ * Integer dot products are exact whichever instructions add them, so only the float steps
+ * need llama.cpp's order, and that order depends on which code runs:
+ *
+ *   lanes (tinyBLAS_Q0_AVX in llamafile's sgemm.cpp for Q8_0, Q5_0, IQ4_NL and Q4_0 weights
+ *   not repacked; ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 AVX2 for Q4_1, Q5_1): per output eight
+ *   float lanes, lane j holding the dot of bytes 4j..4j+3 of each block pair, accumulated
+ *   block after block with fma(d_w * d_x, dot_j, acc_j), then summed as ggml's hsum_float_8,
+ *   ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). Q4_1/Q5_1 add, after the sum, summs accumulated
+ *   in block order as summs += m_w * s_x (one rounding: the product of two f16 is exact, so
+ *   it does not matter whether the compiler fused it).
+ *
+ *   single (Q4_0 repacked): llama.cpp of that time repacks Q4_0 weights whose row count
+ *   ne[1] is a multiple of 8 into Q4_0x8 blocks at load time whenever ggml_cpu_has_avx2()
+ *   (a compile-time test, so AVX-512 builds too): ggml_aarch64_get_optimal_repack_type in
+ *   ggml-cpu-aarch64.cpp, AVX2 enabled there by PR #10446 (December 2024); the CPU_AARCH64
+ *   extra buffer type is on by default (GGML_USE_CPU_AARCH64,
+ *   ggml_backend_cpu_get_extra_buffers_type) and llama's model loader puts every weight whose
+ *   MUL_MAT it supports there (an x86 log of b4777 in issue #11204 shows "CPU_AARCH64 model
+ *   buffer size" with no option given), so llama-perplexity runs
+ *   ggml_gemm_q4_0_8x8_q8_0 (4 activation rows at once) and ggml_gemv_q4_0_8x8_q8_0 (the
+ *   M % 4 rows left). Both, in their AVX2 and AVX-512 forms, keep one float per output:
+ *   acc = fma((float) dot of the whole block, d_w * d_x, acc), block after block, and store
+ *   acc with no final sum. Q4_0 weights with N % 8 != 0 stay in plain buffers and go
+ *   through tinyBLAS (lanes).
+ *
+ * The scale products d_w * d_x (and m_w * s_x) are products of two f16 values, exact in f32,
+ * so these steps give llama.cpp's bits for every output. (Not reproduced: a batch of one
+ * row, which llamafile_sgemm refuses (n < 2) and ggml_vec_dot_* takes; those keep
+ * tinyBLAS's order except ggml_vec_dot_iq4_nl_q8_0, which adds odd and even blocks in two
+ * accumulators. llama-perplexity never evaluates such batches.)
+ *
+ * Paths, chosen at compile time, all giving the same bits (tests/test_qgemm.c):
+ *   AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so activations are stored as
+ *     q + 128 and each accumulation starts at -128 * (sum of the weight codes it covers).
+ *     Lanes: two weight rows share a register (lanes 0-7, 8-15); a thread prepares a tile of
+ *     6 weight rows and runs it against every group of 4 activation rows. Single: a tile of
+ *     16 weight rows, lane r = row r, one broadcast 4-byte group of activations per step.
+ *   AVX2 (+FMA, F16C): signed activations. Lanes: w . x = maddubs(|w|, sign(x, w)) (as
+ *     tinyBLAS, exact for codes in [-128, 127] against activations in [-127, 127]; Q4_1 and
+ *     Q5_1 codes, 0..31, need no sign step), tiles of 2 weight rows x 4 activation rows, the
+ *     8 scale products of a block from one multiplication. Single: tiles of 8 weight rows, lane r = row r, the nibbles (0..15)
+ *     times the activations in 16-bit sums, minus 8 * (sum of the block's activation codes).
+ *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
+ * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
+ * activation row, so that unpacking costs little next to the products.
  */
 #include "verify/llm_impl.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,31 +67,187 @@
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #include <immintrin.h>
 #define QG_VNNI 1
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define QG_AVX2 1
 #endif
 
-#define QK 32       /* values per Q8_0 block */
-#define QB 34       /* bytes per Q8_0 block: f16 d, 32 int8 */
-#define MRQ 4       /* activation rows per tile */
-#define NPQ 3       /* pairs of weight rows per tile */
+#define QK 32 /* values per block, weights and activations */
+#define MR 4  /* activation rows per tile (all paths pad M to a multiple) */
+
+#if defined(QG_VNNI)
+#define QBIAS 128 /* activation codes stored as q + 128: vpdpbusd's unsigned operand */
+#define LROWS 6   /* weight rows per lanes tile: 3 pairs */
+#define SROWS 16  /* weight rows per single tile: one per lane of a 512-bit register */
+#elif defined(QG_AVX2)
+#define QBIAS 0
+#define LROWS 2
+#define SROWS 8
+#else
+#define QBIAS 0
+#define LROWS 1
+#define SROWS 8
+#endif
 
 static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
+static float f16_round(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+/* An activation code as stored (q + QBIAS, modulo 256) back to q. */
+static inline int xcode(uint8_t u) { return (int8_t)(uint8_t)(u - QBIAS); }
+/* Where the scalars of activation row r, block l are (d, s, sums): rows in groups of MR, the
+ * MR rows' values of a block side by side, so that a tile loads them at once. */
+static inline size_t sidx(int nb, int r, int l) { return ((size_t)(r / MR) * nb + l) * MR + r % MR; }
+
+/* ------------------------------------------------------------------------ weight blocks */
+
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Each decoder gives the 32 codes of a block in value order, its scale d and its min m
+ * (value = d * q + m; m = 0 for the types without one). */
+typedef void (*decode_fn)(const uint8_t *b, int8_t q[QK], float *d, float *m);
+
+/* Q8_0 {f16 d; int8 qs[32]} */
+static void dec_q8_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    *d = f16(b), *m = 0;
+    memcpy(q, b + 2, QK);
+}
+/* Q4_0 {f16 d; u8 qs[16]}: value j = (qs[j] & 15) - 8, value j + 16 = (qs[j] >> 4) - 8 */
+static void dec_q4_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    *d = f16(b), *m = 0;
+    for (int j = 0; j < 16; j++) q[j] = (int8_t)((b[2 + j] & 15) - 8), q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
+}
+/* Q4_1 {f16 d, m; u8 qs[16]} */
+static void dec_q4_1(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    *d = f16(b), *m = f16(b + 2);
+    for (int j = 0; j < 16; j++) q[j] = (int8_t)(b[4 + j] & 15), q[j + 16] = (int8_t)(b[4 + j] >> 4);
+}
+/* Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: bit j of qh is the 5th bit of value j; minus 16 */
+static void dec_q5_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    const uint32_t qh = le32(b + 2);
+    *d = f16(b), *m = 0;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((b[6 + j] & 15) | ((qh >> j) & 1) << 4) - 16);
+        q[j + 16] = (int8_t)(((b[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+    }
+}
+/* Q5_1 {f16 d, m; u8 qh[4]; u8 qs[16]} */
+static void dec_q5_1(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    const uint32_t qh = le32(b + 4);
+    *d = f16(b), *m = f16(b + 2);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((b[8 + j] & 15) | ((qh >> j) & 1) << 4);
+        q[j + 16] = (int8_t)((b[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+    }
+}
+/* IQ4_NL {f16 d; u8 qs[16]}: nibbles index kvalues_iq4nl */
+static void dec_iq4_nl(const uint8_t *b, int8_t q[QK], float *d, float *m) {
+    *d = f16(b), *m = 0;
+    for (int j = 0; j < 16; j++) q[j] = kvalues_iq4nl[b[2 + j] & 15], q[j + 16] = kvalues_iq4nl[b[2 + j] >> 4];
+}
+
+typedef struct {
+    pare_type type;
+    int bytes;    /* per block of 32 */
+    bool has_min; /* activations Q8_1: the m_w * s_x term */
+    decode_fn decode;
+} qg_traits;
+
+static const qg_traits TRAITS[] = {
+    {PARE_TYPE_Q8_0, 34, false, dec_q8_0}, {PARE_TYPE_Q4_0, 18, false, dec_q4_0},
+    {PARE_TYPE_Q5_0, 22, false, dec_q5_0}, {PARE_TYPE_IQ4_NL, 18, false, dec_iq4_nl},
+    {PARE_TYPE_Q4_1, 20, true, dec_q4_1},  {PARE_TYPE_Q5_1, 24, true, dec_q5_1},
+};
+
+static const qg_traits *traits_of(pare_type t) {
+    for (size_t i = 0; i < sizeof TRAITS / sizeof TRAITS[0]; i++)
+        if (TRAITS[i].type == t) return &TRAITS[i];
+    return NULL;
+}
 
 /* ------------------------------------------------------------------------ activations */
 
 typedef struct {
     const float *x;
     int ldx, K, nb;
-    uint8_t *xu; /* [Mp][K]: q + 128 */
-    float *xd;   /* [Mp][nb]: d as f32 */
+    uint8_t *xq;   /* [Mp][K]: q + QBIAS */
+    float *xd;     /* [Mp * nb] at sidx: d as f32 */
+    float *xs;     /* [Mp * nb] at sidx: Q8_1's s as f32, or NULL */
+    int32_t *xsum; /* [Mp * nb] at sidx: the sum of the codes, or NULL */
 } quant_job;
 
-/* One row as ggml-cpu's x86 quantize_row_q8_0. */
 #if defined(QG_VNNI)
-/* Sixteen codes x * id + 128, rounded to nearest even as nearbyintf in the default mode
- * (codes 1..255 fit a byte). */
-static inline __m128i codes16(__m512 x, __m512 id) {
-    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(x, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(128)));
+/* Sixteen codes x * id rounded to nearest even (nearbyintf in the default mode). */
+static inline __m512i codes16(__m512 x, __m512 id) {
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    return _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(x, id), rnd));
+}
+
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i c0 = codes16(x0, vid), c1 = codes16(x1, vid), k128 = _mm512_set1_epi32(128);
+    _mm_storeu_si128((__m128i *)u, _mm512_cvtepi32_epi8(_mm512_add_epi32(c0, k128)));
+    _mm_storeu_si128((__m128i *)(u + 16), _mm512_cvtepi32_epi8(_mm512_add_epi32(c1, k128)));
+    *d = f16_round(dd);
+    if (s || sum) {
+        const int t = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
+        if (s) *s = f16_round(dd * (float)t);
+        if (sum) *sum = t;
+    }
+}
+#elif defined(QG_AVX2)
+/* ggml's AVX2 quantize_row_q8_0 / q8_1 step for step: round, convert, pack to bytes. */
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+           v3 = _mm256_loadu_ps(x + 24);
+    __m256 ma = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1));
+    ma = _mm256_max_ps(ma, _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(ma, 1), _mm256_castps256_ps128(ma));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+    const __m256 mul = _mm256_set1_ps(id);
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), rnd));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), rnd));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), rnd));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), rnd));
+    /* the packs work within 128-bit halves; the permutation puts the bytes back in order */
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256((__m256i *)u, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    *d = f16_round(dd);
+    if (s || sum) {
+        const __m256i t = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        const __m128i h2 = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        const int tot = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 1)));
+        if (s) *s = f16_round(dd * (float)tot);
+        if (sum) *sum = tot;
+    }
+}
+#else
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
+    float amax = 0;
+    for (int i = 0; i < QK; i++) {
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+    int tot = 0;
+    for (int i = 0; i < QK; i++) {
+        const int q = (int)nearbyintf(x[i] * id);
+        tot += q;
+        u[i] = (uint8_t)(q + QBIAS);
+    }
+    *d = f16_round(dd);
+    if (s) *s = f16_round(dd * (float)tot);
+    if (sum) *sum = tot;
 }
 #endif
 
@@ -59,175 +255,468 @@ static void quant_row(void *ctx, int64_t r, int thread) {
     (void)thread;
     const quant_job *j = ctx;
     const float *x = j->x + (size_t)r * j->ldx;
-    uint8_t *u = j->xu + (size_t)r * j->K;
-    float *d = j->xd + (size_t)r * j->nb;
-    for (int b = 0; b < j->nb; b++, x += QK, u += QK) {
-#if defined(QG_VNNI)
-        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-#else
-        float amax = 0;
-        for (int i = 0; i < QK; i++) {
-            const float a = fabsf(x[i]);
-            amax = a > amax ? a : amax;
-        }
-#endif
-        d[b] = pare_fp16_to_fp32(pare_fp32_to_fp16(amax / 127.f));
-        const float id = amax != 0 ? 127.f / amax : 0.f;
-#if defined(QG_VNNI)
-        const __m512 vid = _mm512_set1_ps(id);
-        _mm_storeu_si128((__m128i *)u, codes16(x0, vid));
-        _mm_storeu_si128((__m128i *)(u + 16), codes16(x1, vid));
-#else
-        for (int i = 0; i < QK; i++) u[i] = (uint8_t)((int)nearbyintf(x[i] * id) + 128);
-#endif
+    uint8_t *u = j->xq + (size_t)r * j->K;
+    for (int b = 0; b < j->nb; b++) {
+        const size_t k = sidx(j->nb, (int)r, b);
+        quant_block(x + (size_t)b * QK, u + (size_t)b * QK, j->xd + k, j->xs ? j->xs + k : NULL,
+                    j->xsum ? j->xsum + k : NULL);
     }
 }
 
 /* ------------------------------------------------------------------------ products */
 
 typedef struct {
-    int M, Mp, N, K, nb;
-    const uint8_t *xu;
-    const float *xd;
+    const qg_traits *tt;
+    bool single; /* Q4_0 repacked: one float per output (see the top) */
+    int M, N, K, nb;
+    const uint8_t *xq;
+    const float *xd, *xs;
+    const int32_t *xsum;
     const uint8_t *W;
     size_t ldw;
     float *y;
     int ldy;
-    int rows_per_item; /* a multiple of 2 * NPQ */
+    int rows_per_item; /* a multiple of the tile's rows */
 } prod_job;
 
-/* Plain C: output (i, n) with the same lanes and order. */
-static float dot_ref(const prod_job *g, int i, int n) {
-    float acc[8] = {0};
-    const uint8_t *u = g->xu + (size_t)i * g->K;
-    const uint8_t *w = g->W + (size_t)n * g->ldw;
-    for (int l = 0; l < g->nb; l++, w += QB, u += QK) {
-        const float d = f16(w) * g->xd[(size_t)i * g->nb + l];
-        const int8_t *q = (const int8_t *)(w + 2);
-        for (int j = 0; j < 8; j++) {
-            int32_t s = 0;
-            for (int b = 4 * j; b < 4 * j + 4; b++) s += ((int32_t)u[b] - 128) * q[b];
-            acc[j] = fmaf(d, (float)s, acc[j]);
+static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
+    *n0 = (int)item * g->rows_per_item;
+    *n1 = *n0 + g->rows_per_item < g->N ? *n0 + g->rows_per_item : g->N;
+}
+
+/* Plain C, one output at a time with the same integers and float steps, for weight rows
+ * [n0, n1): each row unpacked once, then taken against every activation row (without memory
+ * for that, unpacked again block by block). */
+static void item_ref(const prod_job *g, int n0, int n1) {
+    int8_t *q = malloc((size_t)g->nb * QK);
+    float *dm = malloc(2 * (size_t)g->nb * sizeof *dm);
+    const bool whole = q && dm;
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *w = g->W + (size_t)n * g->ldw;
+        for (int l = 0; whole && l < g->nb; l++)
+            g->tt->decode(w + (size_t)l * g->tt->bytes, q + (size_t)l * QK, &dm[2 * l], &dm[2 * l + 1]);
+        for (int i = 0; i < g->M; i++) {
+            const uint8_t *u = g->xq + (size_t)i * g->K;
+            float acc[8] = {0}, one = 0, summs = 0;
+            for (int l = 0; l < g->nb; l++, u += QK) {
+                int8_t own[QK];
+                const int8_t *qb = whole ? q + (size_t)l * QK : own;
+                float dw, mw;
+                if (whole) {
+                    dw = dm[2 * l], mw = dm[2 * l + 1];
+                } else {
+                    g->tt->decode(w + (size_t)l * g->tt->bytes, own, &dw, &mw);
+                }
+                const float d = dw * g->xd[sidx(g->nb, i, l)];
+                int32_t s[8];
+                for (int j = 0; j < 8; j++) {
+                    int32_t t = 0;
+                    for (int b = 4 * j; b < 4 * j + 4; b++) t += xcode(u[b]) * qb[b];
+                    s[j] = t;
+                }
+                if (g->single) {
+                    one = fmaf((float)(s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]), d, one);
+                } else {
+                    for (int j = 0; j < 8; j++) acc[j] = fmaf(d, (float)s[j], acc[j]);
+                }
+                if (g->xs) summs = fmaf(mw, g->xs[sidx(g->nb, i, l)], summs);
+            }
+            g->y[(size_t)i * g->ldy + n] = g->single ? one : g->xs ? llm_hsum8(acc) + summs : llm_hsum8(acc);
         }
     }
-    return llm_hsum8(acc);
+    free(q), free(dm);
 }
+
+#if defined(QG_VNNI) || defined(QG_AVX2)
+/* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
+static const uint8_t *wrow(const prod_job *g, int n) { return g->W + (size_t)(n < g->N ? n : g->N - 1) * g->ldw; }
+
+/* 16 bytes of nibbles as 32 values: low nibbles first, then high ones. */
+static inline __m256i nibbles32(const uint8_t *p) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)p), m4 = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+/* 32 bits as 32 bytes: 0x10 where the bit is set (the 5th bit of Q5 codes). */
+static inline __m256i bits32(const uint8_t *p) {
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)le32(p)), shuf);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+                                          _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+/* The decoders above in one register: the codes of the block at b, its scale and min. */
+static inline __m256i decode_v(pare_type t, const uint8_t *b, float *d, float *m) {
+    *d = f16(b), *m = 0;
+    switch (t) {
+    case PARE_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case PARE_TYPE_Q4_0: return _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
+    case PARE_TYPE_Q4_1: *m = f16(b + 2); return nibbles32(b + 4);
+    case PARE_TYPE_Q5_0: return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), bits32(b + 2)), _mm256_set1_epi8(16));
+    case PARE_TYPE_Q5_1: *m = f16(b + 2); return _mm256_or_si256(nibbles32(b + 8), bits32(b + 4));
+    case PARE_TYPE_IQ4_NL: {
+        const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
+        return _mm256_shuffle_epi8(kv, nibbles32(b + 2));
+    }
+    default: assert(0 && "a type without traits"); return _mm256_setzero_si256();
+    }
+}
+
+#endif
 
 #if defined(QG_VNNI)
 
-/* A tile of 2 * NPQ weight rows, prepared for every block: codes of two rows per register,
- * -128 * (sum of each lane's 4 codes), the two rows' scales. */
-typedef struct {
-    __m512i w[NPQ], negc[NPQ];
-    __m512 dw[NPQ];
-} wtile;
+/* ---------------------------------------------------------------- AVX-512 VNNI */
 
-static void prep_tile(const prod_job *g, int n0, wtile *t) {
+/* Lanes: a tile of LROWS weight rows for every block, two rows per register: codes, -128 *
+ * (sum of each lane's 4 codes), the two rows' scales; the rows' mins. */
+typedef struct {
+    __m512i w[LROWS / 2], negc[LROWS / 2];
+    __m512 dw[LROWS / 2];
+    float m[16];
+} ltile;
+
+static void prep_ltile(const prod_job *g, int n0, ltile *t) {
     const __m512i k128 = _mm512_set1_epi8((char)0x80);
-    for (int p = 0; p < NPQ; p++) {
-        int na = n0 + 2 * p, nb2 = na + 1;
-        if (na >= g->N) na = g->N - 1; /* rows past N repeat the last one; not stored */
-        if (nb2 >= g->N) nb2 = g->N - 1;
-        const uint8_t *a = g->W + (size_t)na * g->ldw, *b = g->W + (size_t)nb2 * g->ldw;
-        for (int l = 0; l < g->nb; l++, a += QB, b += QB) {
-            wtile *tl = t + l;
-            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const void *)(a + 2))),
-                                                 _mm256_loadu_si256((const void *)(b + 2)), 1);
+    for (int p = 0; p < LROWS / 2; p++) {
+        const uint8_t *a = wrow(g, n0 + 2 * p), *b = wrow(g, n0 + 2 * p + 1);
+        for (int l = 0; l < g->nb; l++, a += g->tt->bytes, b += g->tt->bytes) {
+            ltile *tl = t + l;
+            float da, db, ma, mb;
+            const __m256i qa = decode_v(g->tt->type, a, &da, &ma), qb = decode_v(g->tt->type, b, &db, &mb);
+            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
             tl->w[p] = w;
-            tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w));
-            tl->dw[p] = _mm512_insertf32x8(_mm512_set1_ps(f16(a)), _mm256_set1_ps(f16(b)), 1);
+            const __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w);
+            tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+            tl->dw[p] = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
+            tl->m[2 * p] = ma, tl->m[2 * p + 1] = mb;
         }
     }
 }
 
-/* Outputs of activation rows [m0, m0 + MRQ) x the tile's rows starting at n0. */
-static void run_tile(const prod_job *g, const wtile *t, int m0, int n0) {
-    __m512 acc[MRQ][NPQ];
-    for (int i = 0; i < MRQ; i++)
-        for (int p = 0; p < NPQ; p++) acc[i][p] = _mm512_setzero_ps();
-    const uint8_t *u = g->xu + (size_t)m0 * g->K;
-    const float *xd = g->xd + (size_t)m0 * g->nb;
+/* Outputs of activation rows [m0, m0 + MR) x the tile's rows starting at n0. */
+static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
+    enum { NP = LROWS / 2 };
+    __m512 acc[MR][NP];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < NP; p++) acc[i][p] = _mm512_setzero_ps();
+    const uint8_t *u = g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    const ltile *t = t0;
     for (int l = 0; l < g->nb; l++, t++) {
 #pragma GCC unroll 4
-        for (int i = 0; i < MRQ; i++) {
-            const __m512i ui = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK)));
-            const __m512 dx = _mm512_set1_ps(xd[(size_t)i * g->nb + l]);
+        for (int i = 0; i < MR; i++) {
+            const uint8_t *ub = u + (size_t)i * g->K + l * QK;
+            const __m512i ui = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)ub));
+            const __m512 dx = _mm512_set1_ps(xd[(size_t)l * MR + i]);
 #pragma GCC unroll 3
-            for (int p = 0; p < NPQ; p++) {
+            for (int p = 0; p < NP; p++) {
                 const __m512i s = _mm512_dpbusd_epi32(t->negc[p], ui, t->w[p]);
                 acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(t->dw[p], dx), _mm512_cvtepi32_ps(s), acc[i][p]);
             }
         }
     }
-    for (int i = 0; i < MRQ && m0 + i < g->M; i++) {
+    /* stored with constant indices: an accumulator read at a variable index would make the
+     * compiler keep the array in memory and store it on every block */
+    float out[MR][NP][16], summs[MR][LROWS] = {{0}};
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int p = 0; p < NP; p++) _mm512_storeu_ps(out[i][p], acc[i][p]);
+    if (g->xs) { /* the mins' terms: ggml's scalar sum block after block, a lane per row */
+        const float *xs = g->xs + sidx(g->nb, m0, 0);
+        __m512 sm[MR];
+        for (int i = 0; i < MR; i++) sm[i] = _mm512_setzero_ps();
+        for (int l = 0; l < g->nb; l++) {
+            const __m512 m = _mm512_loadu_ps(t0[l].m);
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; i++) sm[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[(size_t)l * MR + i]), sm[i]);
+        }
+        for (int i = 0; i < MR; i++) {
+            float tmp[16];
+            _mm512_storeu_ps(tmp, sm[i]);
+            memcpy(summs[i], tmp, sizeof summs[i]);
+        }
+    }
+    for (int i = 0; i < MR && m0 + i < g->M; i++) {
         float *y = g->y + (size_t)(m0 + i) * g->ldy;
-        for (int p = 0; p < NPQ; p++) {
-            float a[16];
-            _mm512_storeu_ps(a, acc[i][p]);
-            const int n = n0 + 2 * p;
-            if (n < g->N) y[n] = llm_hsum8(a);
-            if (n + 1 < g->N) y[n + 1] = llm_hsum8(a + 8);
+        for (int p = 0; p < NP; p++) {
+            const float *a = out[i][p];
+            for (int h = 0; h < 2; h++) {
+                const int n = n0 + 2 * p + h;
+                if (n < g->N) y[n] = g->xs ? llm_hsum8(a + 8 * h) + summs[i][2 * p + h] : llm_hsum8(a + 8 * h);
+            }
         }
     }
 }
 
-static void prod_item(void *ctx, int64_t item, int thread) {
-    (void)thread;
-    const prod_job *g = ctx;
-    const int n0 = (int)item * g->rows_per_item;
-    const int n1 = n0 + g->rows_per_item < g->N ? n0 + g->rows_per_item : g->N;
-    wtile *t = aligned_alloc(64, (size_t)g->nb * sizeof *t);
-    if (!t) { /* out of memory: the plain way */
-        for (int i = 0; i < g->M; i++)
-            for (int n = n0; n < n1; n++) g->y[(size_t)i * g->ldy + n] = dot_ref(g, i, n);
-        return;
+/* Single: SROWS weight rows, lane r = row r; w[k] holds bytes 4k..4k+3 of each row's codes,
+ * negc -128 * (sum of each row's 32 codes), dw the rows' scales. */
+typedef struct {
+    __m512i w[8], negc;
+    __m512 dw;
+} stile;
+
+static void prep_stile(const prod_job *g, int n0, stile *t) {
+    const __m512i k128 = _mm512_set1_epi8((char)0x80);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(QK)); /* row r's block: r * QK bytes on */
+    for (int l = 0; l < g->nb; l++) {
+        _Alignas(64) int8_t q[SROWS][QK];
+        float d[SROWS], m;
+        for (int r = 0; r < SROWS; r++) {
+            const uint8_t *b = wrow(g, n0 + r) + (size_t)l * g->tt->bytes;
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, b, &d[r], &m));
+        }
+        __m512i c = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) { /* lane r: bytes 4k..4k+3 of row r */
+            t[l].w[k] = _mm512_i32gather_epi32(idx, (const void *)(q[0] + 4 * k), 1);
+            c = _mm512_dpbusd_epi32(c, k128, t[l].w[k]);
+        }
+        t[l].negc = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+        t[l].dw = _mm512_loadu_ps(d);
     }
-    for (int n = n0; n < n1; n += 2 * NPQ) {
-        prep_tile(g, n, t);
-        for (int m = 0; m < g->M; m += MRQ) run_tile(g, t, m, n);
-    }
-    free(t);
 }
 
-#else
+static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
+    __m512 acc[MR];
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    const uint8_t *u = g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    for (int l = 0; l < g->nb; l++, t++) {
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const uint8_t *ub = u + (size_t)i * g->K + l * QK;
+            /* two chains: the integer sum is exact in any order */
+            __m512i s0 = t->negc, s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 8; k += 2) {
+                int32_t a, b;
+                memcpy(&a, ub + 4 * k, 4), memcpy(&b, ub + 4 * k + 4, 4);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(a), t->w[k]);
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(b), t->w[k + 1]);
+            }
+            const __m512 sc = _mm512_mul_ps(t->dw, _mm512_set1_ps(xd[(size_t)l * MR + i]));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), sc, acc[i]);
+        }
+    }
+    const __mmask16 keep = llm_lanes16(g->N - n0);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++) /* constant indices: see run_ltile */
+        if (m0 + i < g->M) _mm512_mask_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, keep, acc[i]);
+}
 
-static void prod_item(void *ctx, int64_t item, int thread) {
-    (void)thread;
-    const prod_job *g = ctx;
-    const int n0 = (int)item * g->rows_per_item;
-    const int n1 = n0 + g->rows_per_item < g->N ? n0 + g->rows_per_item : g->N;
-    for (int i = 0; i < g->M; i++)
-        for (int n = n0; n < n1; n++) g->y[(size_t)i * g->ldy + n] = dot_ref(g, i, n);
+#elif defined(QG_AVX2)
+
+/* ---------------------------------------------------------------- AVX2 */
+
+/* Lanes: LROWS weight rows for every block: |codes|, codes, and the scales and mins laid out
+ * for the tile's products: lane p * MR + i holds row p's (i = 0..MR-1). */
+typedef struct {
+    __m256i aw[LROWS], sw[LROWS];
+    __m256 dw, m; /* m laid out as dw */
+} ltile;
+_Static_assert(LROWS * MR == 8, "one scale product per lane");
+
+static void prep_ltile(const prod_job *g, int n0, ltile *t) {
+    for (int l = 0; l < g->nb; l++) {
+        float d[8], m[8];
+        for (int p = 0; p < LROWS; p++) {
+            const __m256i w = decode_v(g->tt->type, wrow(g, n0 + p) + (size_t)l * g->tt->bytes, &d[p * MR], &m[p * MR]);
+            for (int i = 1; i < MR; i++) d[p * MR + i] = d[p * MR], m[p * MR + i] = m[p * MR];
+            t[l].sw[p] = w;
+            t[l].aw[p] = _mm256_sign_epi8(w, w); /* -128 becomes 0x80, read unsigned: 128 */
+        }
+        t[l].dw = _mm256_loadu_ps(d);
+        t[l].m = _mm256_loadu_ps(m);
+    }
+}
+
+/* The accumulators of a tile. The scale products of a block, d_w * d_x for the tile's MR x
+ * LROWS outputs, come from one multiplication; each product then loads its own with a
+ * broadcast, which the load ports do, not the two arithmetic ports the dots keep busy.
+ * unsigned_w: codes in [0, 31] (Q4_1, Q5_1): maddubs takes them as they are, no sign step. */
+static inline __attribute__((always_inline)) void ltile_sums(const prod_job *g, const ltile *t, int m0, bool unsigned_w,
+                                                             __m256 acc[MR][LROWS]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *u = g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    for (int l = 0; l < g->nb; l++, t++) {
+        _Alignas(32) float sc[8];
+        _mm256_store_ps(sc, _mm256_mul_ps(t->dw, _mm256_broadcast_ps((const __m128 *)(xd + (size_t)l * MR))));
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const __m256i x = _mm256_loadu_si256((const void *)(u + (size_t)i * g->K + l * QK));
+#pragma GCC unroll 2
+            for (int p = 0; p < LROWS; p++) {
+                const __m256i sx = unsigned_w ? x : _mm256_sign_epi8(x, t->sw[p]);
+                const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(t->aw[p], sx), ones);
+                const __m256 d = _mm256_broadcast_ss(sc + p * MR + i);
+                acc[i][p] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[i][p]);
+            }
+        }
+    }
+}
+
+static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
+    __m256 acc[MR][LROWS];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < LROWS; p++) acc[i][p] = _mm256_setzero_ps();
+    if (g->tt->has_min) {
+        ltile_sums(g, t0, m0, true, acc);
+    } else {
+        ltile_sums(g, t0, m0, false, acc);
+    }
+    /* constant indices: see the VNNI run_ltile */
+    float out[MR][LROWS][8], summs[MR][LROWS] = {{0}};
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+        for (int p = 0; p < LROWS; p++) _mm256_storeu_ps(out[i][p], acc[i][p]);
+    if (g->xs) { /* the mins' terms: ggml's scalar sum block after block, lane p * MR + i */
+        const float *xs = g->xs + sidx(g->nb, m0, 0);
+        __m256 sm = _mm256_setzero_ps();
+        for (int l = 0; l < g->nb; l++)
+            sm = _mm256_fmadd_ps(t0[l].m, _mm256_broadcast_ps((const __m128 *)(xs + (size_t)l * MR)), sm);
+        float tmp[8];
+        _mm256_storeu_ps(tmp, sm);
+        for (int i = 0; i < MR; i++)
+            for (int p = 0; p < LROWS; p++) summs[i][p] = tmp[p * MR + i];
+    }
+    for (int i = 0; i < MR && m0 + i < g->M; i++) {
+        float *y = g->y + (size_t)(m0 + i) * g->ldy;
+        for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
+            const float *a = out[i][p];
+            y[n0 + p] = g->xs ? llm_hsum8(a) + summs[i][p] : llm_hsum8(a);
+        }
+    }
+}
+
+/* Single (Q4_0 only): SROWS rows, lane r = row r; uw[k] bytes 4k..4k+3 of each row's codes
+ * plus 8 (the nibbles, 0..15, unsigned for maddubs without a sign step), dw the scales. */
+typedef struct {
+    __m256i uw[8];
+    __m256 dw;
+} stile;
+
+static void prep_stile(const prod_job *g, int n0, stile *t) {
+    const __m256i idx = _mm256_setr_epi32(0, QK, 2 * QK, 3 * QK, 4 * QK, 5 * QK, 6 * QK, 7 * QK);
+    for (int l = 0; l < g->nb; l++) {
+        _Alignas(32) int8_t q[SROWS][QK];
+        float d[SROWS], m;
+        for (int r = 0; r < SROWS; r++) {
+            const uint8_t *b = wrow(g, n0 + r) + (size_t)l * g->tt->bytes;
+            _mm256_store_si256((__m256i *)q[r], decode_v(g->tt->type, b, &d[r], &m));
+        }
+        for (int k = 0; k < 8; k++) { /* lane r: bytes 4k..4k+3 of row r, plus 8 */
+            const __m256i w = _mm256_i32gather_epi32((const int *)(q[0] + 4 * k), idx, 1);
+            t[l].uw[k] = _mm256_add_epi8(w, _mm256_set1_epi8(8));
+        }
+        t[l].dw = _mm256_loadu_ps(d);
+    }
+}
+
+/* The block dot of row r is sum (u - 8) x = sum u x - 8 sum x; the 16-bit sums of u x stay
+ * within 8 groups x 2 x 15 x 127 = 30480 < 2^15. */
+static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
+    __m256 acc[MR];
+    for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *u = g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    const int32_t *xsum = g->xsum + sidx(g->nb, m0, 0);
+    for (int l = 0; l < g->nb; l++, t++) {
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const uint8_t *ub = u + (size_t)i * g->K + l * QK;
+            __m256i s16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                int32_t a;
+                memcpy(&a, ub + 4 * k, 4);
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(t->uw[k], _mm256_set1_epi32(a)));
+            }
+            const __m256i corr = _mm256_set1_epi32(8 * xsum[(size_t)l * MR + i]);
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), corr);
+            const __m256 sc = _mm256_mul_ps(t->dw, _mm256_set1_ps(xd[(size_t)l * MR + i]));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sc, acc[i]);
+        }
+    }
+    /* n0 + SROWS <= N: N % 8 == 0 on this path */
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++) /* constant indices: see the VNNI run_ltile */
+        if (m0 + i < g->M) _mm256_storeu_ps(g->y + (size_t)(m0 + i) * g->ldy + n0, acc[i]);
 }
 
 #endif
 
+#if defined(QG_VNNI) || defined(QG_AVX2)
+static void prod_item(void *ctx, int64_t item, int thread) {
+    (void)thread;
+    const prod_job *g = ctx;
+    int n0, n1;
+    item_range(g, item, &n0, &n1);
+    const size_t tsize = g->single ? sizeof(stile) : sizeof(ltile);
+    void *t = aligned_alloc(64, ((size_t)g->nb * tsize + 63) / 64 * 64);
+    if (!t) { /* out of memory: the plain way, same numbers */
+        item_ref(g, n0, n1);
+        return;
+    }
+    for (int n = n0; n < n1; n += g->single ? SROWS : LROWS) {
+        if (g->single) {
+            prep_stile(g, n, t);
+            for (int m = 0; m < g->M; m += MR) run_stile(g, t, m, n);
+        } else {
+            prep_ltile(g, n, t);
+            for (int m = 0; m < g->M; m += MR) run_ltile(g, t, m, n);
+        }
+    }
+    free(t);
+}
+#else
+static void prod_item(void *ctx, int64_t item, int thread) {
+    (void)thread;
+    const prod_job *g = ctx;
+    int n0, n1;
+    item_range(g, item, &n0, &n1);
+    item_ref(g, n0, n1);
+}
+#endif
+
 size_t llm_qgemm_ws(int M, int K) {
-    const size_t Mp = (size_t)(M + MRQ - 1) / MRQ * MRQ;
-    return Mp * (size_t)K + Mp * (size_t)(K / QK) * sizeof(float) + 64;
+    const size_t Mp = (size_t)(M + MR - 1) / MR * MR;
+    return Mp * (size_t)K + 3 * Mp * (size_t)(K / QK) * sizeof(float) + 64;
 }
 
-bool llm_qgemm_handles(pare_type wtype) { return wtype == PARE_TYPE_Q8_0; }
+bool llm_qgemm_handles(pare_type wtype) { return traits_of(wtype) != NULL; }
 
 bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                size_t ldw, float *y, int ldy, void *ws) {
-    if (!llm_qgemm_handles(wtype) || K % QK || M <= 0 || N <= 0) return false;
-    const int nb = K / QK, Mp = (M + MRQ - 1) / MRQ * MRQ;
-    uint8_t *xu = ws;
-    float *xd = (float *)(((uintptr_t)(xu + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
-    quant_job qj = {x, ldx, K, nb, xu, xd};
+    const qg_traits *tt = traits_of(wtype);
+    if (!tt || K % QK || M <= 0 || N <= 0) return false;
+    const int nb = K / QK, Mp = (M + MR - 1) / MR * MR;
+    uint8_t *xq = ws;
+    float *xd = (float *)(((uintptr_t)(xq + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
+    const bool single = wtype == PARE_TYPE_Q4_0 && N % 8 == 0;
+    float *xs = tt->has_min ? xd + (size_t)Mp * nb : NULL;
+    int32_t *xsum = single ? (int32_t *)(xd + 2 * (size_t)Mp * nb) : NULL;
+    /* padding rows of the last tile: zero codes and scalars, never stored */
+    memset(xq + (size_t)M * K, QBIAS, (size_t)(Mp - M) * K);
+    for (int r = M; r < Mp; r++)
+        for (int l = 0; l < nb; l++) {
+            const size_t k = sidx(nb, r, l);
+            xd[k] = 0;
+            if (xs) xs[k] = 0;
+            if (xsum) xsum[k] = 0;
+        }
+    quant_job qj = {x, ldx, K, nb, xq, xd, xs, xsum};
     pare_pool_for(pool, M, quant_row, &qj);
-    /* padding rows of the last tile: zero codes (128) and scales, never stored */
-    memset(xu + (size_t)M * K, 128, (size_t)(Mp - M) * K);
-    memset(xd + (size_t)M * nb, 0, (size_t)(Mp - M) * nb * sizeof *xd);
-    const int threads = pare_pool_threads(pool), tile = 2 * NPQ;
+    const int threads = pare_pool_threads(pool), tile = single ? SROWS : LROWS;
     /* a few items per thread: uneven finishing evens out, tiles stay whole */
     int items = threads > 1 ? 4 * threads : 1;
     int per = (N + items - 1) / items;
     per = (per + tile - 1) / tile * tile;
     items = (N + per - 1) / per;
-    prod_job g = {M, Mp, N, K, nb, xu, xd, W, ldw, y, ldy, per};
+    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per};
     pare_pool_for(pool, items, prod_item, &g);
     return true;
 }
