@@ -47,8 +47,10 @@
 
 #define QK 256
 #if defined(KG_AVX2)
-#define MRK 4 /* activation rows per tile */
-#define NRK 3 /* weight rows per tile: 12 integer accumulators of the 16 registers */
+#ifndef MRK
+#define MRK 3 /* activation rows per tile */
+#define NRK 3 /* weight rows per tile */
+#endif
 #else
 #define MRK 4
 #define NRK 2
@@ -459,19 +461,30 @@ static inline void fin_step(kg_fin fin, const act_sb *x, const w_sb *ws, __m256i
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * ws->d), _mm256_cvtepi32_ps(lanes), *acc);
 }
 
+/* ggml's hsum_float_8 (the order of llm_hsum8) and its sum of four lanes
+ * (m0+m2)+(m1+m3), in registers. */
+static inline float hsum8_ps(__m256 a) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+static inline float hsum4_ps(__m128 m) {
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
+
 /* Stores the outputs of a tile that exist (rows < M, weight rows < nr). */
 static void store_tile(const prod_job *g, int m0, int n0, int nr, __m256 acc[MRK][NRK], __m128 accm[MRK][NRK],
                        float summs[MRK][NRK]) {
-    for (int i = 0; i < MRK && m0 + i < g->M; i++)
+    const kg_fin fin = g->t->fin;
+    for (int i = 0; i < MRK && m0 + i < g->M; i++) {
+        float *y = g->y + (size_t)(m0 + i) * g->ldy + n0;
         for (int r = 0; r < nr; r++) {
-            float a[8], m[4];
-            _mm256_storeu_ps(a, acc[i][r]);
-            _mm_storeu_ps(m, accm[i][r]);
-            float v = llm_hsum8(a);
-            if (g->t->fin == FIN_Q4K) v += (m[0] + m[2]) + (m[1] + m[3]);
-            else if (g->t->fin == FIN_Q5K) v += summs[i][r];
-            g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = v;
+            const float v = hsum8_ps(acc[i][r]);
+            y[r] = fin == FIN_Q4K ? v + hsum4_ps(accm[i][r]) : fin == FIN_Q5K ? v + summs[i][r] : v;
         }
+    }
 }
 
 #endif
@@ -541,19 +554,22 @@ static inline __attribute__((always_inline)) void tile_avx2(const prod_job *g, c
         for (int i = 0; i < MRK; i++)
             for (int r = 0; r < NRK; r++) lanes[i][r] = _mm256_setzero_si256();
         for (int c = 0; c < 8; c++) {
+            __m256i wv[NRK], wa[NRK], sv[NRK];
 #pragma GCC unroll 4
             for (int r = 0; r < NRK; r++) {
-                const __m256i wv = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->v + 32 * c));
-                const __m256i sv = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->sc16 + 16 * c));
-                const __m256i wa = mul == MUL_SGN ? _mm256_sign_epi8(wv, wv) : wv;
+                wv[r] = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->v + 32 * c));
+                sv[r] = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->sc16 + 16 * c));
+                wa[r] = mul == MUL_SGN ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < MRK; i++) {
+                const __m256i xv = _mm256_load_si256((const __m256i *)(const void *)(x[i]->q + 32 * c));
 #pragma GCC unroll 4
-                for (int i = 0; i < MRK; i++) {
-                    __m256i xv = _mm256_load_si256((const __m256i *)(const void *)(x[i]->q + 32 * c));
-                    if (mul == MUL_SGN) xv = _mm256_sign_epi8(xv, wv);
-                    __m256i p = _mm256_maddubs_epi16(wa, xv);
+                for (int r = 0; r < NRK; r++) {
+                    __m256i p = _mm256_maddubs_epi16(wa[r], mul == MUL_SGN ? _mm256_sign_epi8(xv, wv[r]) : xv);
                     if (mul == MUL_OFF)
                         p = _mm256_sub_epi16(p, _mm256_load_si256((const __m256i *)(const void *)(x[i]->off2 + 16 * c)));
-                    lanes[i][r] = _mm256_add_epi32(lanes[i][r], _mm256_madd_epi16(p, sv));
+                    lanes[i][r] = _mm256_add_epi32(lanes[i][r], _mm256_madd_epi16(p, sv[r]));
                 }
             }
         }
