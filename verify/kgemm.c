@@ -55,7 +55,7 @@
 #define MRK 4
 #define NRK 2
 #endif
-#define MBK (512 / MRK * MRK) /* activation rows per block (a multiple of MRK) */
+#define MBK ((512 + MRK - 1) / MRK * MRK) /* activation rows per block: a multiple of MRK, 512 or just above */
 
 /* IQ4_XS levels are signed (-127..113). vpdpbusd wants unsigned weights: VNNI stores level
  * + 128 and takes 128 x the activation sums off. vpmaddubsw's pair sums would overflow int16
