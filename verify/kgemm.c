@@ -17,19 +17,22 @@
  *   Q4_K: the same, and four lanes accm_k = fma(dmin, mins . 32-sums of groups 2k, 2k+1,
  *     accm_k); the result is hsum8(acc) + ((m0+m2)+(m1+m3)).
  *   Q5_K: the same acc, and one float summs = fma(dmin, mins . 32-sums, summs) (GCC
- *     contracts ggml's `summs += dmin * int` into an fma); the result is hsum8(acc) + summs.
+ *     contracts ggml's `summs += dmin * int` into an fma: with a multiply and an add the
+ *     Q5_K_M fortune-llama's perplexity is 46.4754, llama.cpp's 46.4769); the result is
+ *     hsum8(acc) + summs.
  *   Q2_K: first acc_k = fma(dmin, mins . 16-sums of groups 2k, 2k+1, acc_k), then
  *     acc_L = fma(d, lane_L, acc_L), into the same eight lanes; the result is hsum8(acc).
  *
  * Weights are unpacked once per pass over a block of activation rows into value codes
- * (value + an offset that makes them unsigned, or the signed value where the instruction
- * set multiplies signed bytes) and scales spread over the lanes. Three paths give the same
- * numbers: AVX-512 VNNI takes the lanes with vpdpbusd on the codes against the signed
- * activations (a register holds two 32-value groups, lanes 0-7 and 8-15, added at the end
- * of the super-block), subtracts offset x the sum of each 4 activations and multiplies by
- * the scales; AVX2 (with FMA and F16C) takes them as ggml does, vpmaddubsw (codes up to 63
- * x activations: pair sums within int16) then vpmaddwd with the scales, on tiles of 4
- * activation rows x 3 weight rows; plain C elsewhere.
+ * (value + an offset that makes them unsigned, or IQ4_XS's signed levels) and scales spread
+ * over the pairs of codes they apply to. Three paths give the same numbers. AVX2 (with FMA
+ * and F16C) takes the lanes as ggml does: vpmaddubsw of codes and activations (pair sums
+ * within int16: codes up to 63 x 127 x 2), offset x the pair sums taken off in 16 bits,
+ * then vpmaddwd with the scales, on tiles of 3 activation rows x 3 weight rows. AVX-512
+ * VNNI does the same on 64 bytes at a time (two 32-value groups, lanes 0-7 and 8-15, added
+ * at the end of the super-block), with vpdpwssd for the scales and the sum, on tiles of
+ * 4 x 4. Plain C elsewhere. The activations' quantization is vectorized on both (the same
+ * codes and d as quantize_row_q8_K_ref).
  */
 #include "verify/llm_impl.h"
 
@@ -46,26 +49,21 @@
 #endif
 
 #define QK 256
-#if defined(KG_AVX2)
-#ifndef MRK
-#define MRK 3 /* activation rows per tile */
-#define NRK 3 /* weight rows per tile */
-#endif
+#if defined(KG_VNNI)
+#define MRK 4 /* activation rows per tile */
+#define NRK 4 /* weight rows per tile: 16 accumulators of the 32 registers */
+#elif defined(KG_AVX2)
+#define MRK 3
+#define NRK 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
 #else
 #define MRK 4
 #define NRK 2
 #endif
+/* Weight rows unpacked together (a multiple of NRK): each pass over a tile of activation
+ * rows then writes about a cache line of every output row, where one tile alone would
+ * write a quarter of one, to be read for ownership again by the next. */
+#define NWK (NRK == 3 ? 18 : 8 * NRK / 2)
 #define MBK ((512 + MRK - 1) / MRK * MRK) /* activation rows per block: a multiple of MRK, 512 or just above */
-
-/* IQ4_XS levels are signed (-127..113). vpdpbusd wants unsigned weights: VNNI stores level
- * + 128 and takes 128 x the activation sums off. vpmaddubsw's pair sums would overflow int16
- * with codes up to 241, so AVX2 and plain C keep the signed level and multiply |level| by
- * the activation with the level's sign, as ggml does. */
-#if defined(KG_VNNI)
-#define IQ4_OFF 128
-#else
-#define IQ4_OFF 0
-#endif
 
 static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
 
@@ -74,9 +72,7 @@ static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | 
  * scale. */
 typedef struct {
     int8_t q[QK];
-#if defined(KG_VNNI)
-    int32_t off4[QK / 4]; /* offset x the sum of codes 4l..4l+3 */
-#elif defined(KG_AVX2)
+#if defined(KG_VNNI) || defined(KG_AVX2)
     int16_t off2[QK / 2]; /* offset x the sum of codes 2k, 2k+1 */
 #endif
     int16_t g16[16];
@@ -91,9 +87,6 @@ typedef struct {
 typedef struct {
     uint8_t v[QK];
     int16_t sc16[QK / 2]; /* scale of codes 2k, 2k+1 */
-#if defined(KG_VNNI)
-    int32_t sc32[QK / 4]; /* scale of codes 4l..4l+3 */
-#endif
     int16_t mins[16];
     float d, dmin;
     float pad[6];
@@ -118,9 +111,6 @@ typedef struct {
 /* sc: one scale per group of `group` (16 or 32) values. */
 static void spread_scales(w_sb *w, const int *sc, int group) {
     for (int k = 0; k < QK / 2; k++) w->sc16[k] = (int16_t)sc[2 * k / group];
-#if defined(KG_VNNI)
-    for (int l = 0; l < QK / 4; l++) w->sc32[l] = sc[4 * l / group];
-#endif
 }
 
 /* Q4_K / Q5_K: 8 scales and 8 mins of 6 bits in 12 bytes (ggml's get_scale_min_k4). */
@@ -228,8 +218,8 @@ static void unpack_iq4_xs(const uint8_t *b, w_sb *w) {
     for (int ib = 0; ib < 8; ib++) {
         s[ib] = (((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (int)((sh >> (2 * ib)) & 3) << 4) - 32;
         for (int j = 0; j < 16; j++) {
-            w->v[32 * ib + j] = (uint8_t)(levels[qs[16 * ib + j] & 0xF] + IQ4_OFF);
-            w->v[32 * ib + 16 + j] = (uint8_t)(levels[qs[16 * ib + j] >> 4] + IQ4_OFF);
+            w->v[32 * ib + j] = (uint8_t)levels[qs[16 * ib + j] & 0xF];
+            w->v[32 * ib + 16 + j] = (uint8_t)levels[qs[16 * ib + j] >> 4];
         }
     }
     spread_scales(w, s, 32);
@@ -244,11 +234,7 @@ static const kg_type kg_types[] = {
     {PARE_TYPE_Q4_K, 144, -1, false, FIN_Q4K, unpack_q4_K},
     {PARE_TYPE_Q5_K, 176, -1, false, FIN_Q5K, unpack_q5_K},
     {PARE_TYPE_Q6_K, 210, 5, false, FIN_D, unpack_q6_K},
-#if IQ4_OFF
-    {PARE_TYPE_IQ4_XS, 136, 7, false, FIN_D, unpack_iq4_xs},
-#else
     {PARE_TYPE_IQ4_XS, 136, -1, true, FIN_D, unpack_iq4_xs},
-#endif
 };
 
 static const kg_type *find_type(pare_type t) {
@@ -317,12 +303,8 @@ static void act_sums(act_sb *s, int off_shift) {
         s->g16[2 * c] = (int16_t)(t[0] + t[1] + t[2] + t[3]);
         s->g16[2 * c + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
         s->g32[c] = (int16_t)(s->g16[2 * c] + s->g16[2 * c + 1]);
-        if (off_shift < 0) continue;
-#if defined(KG_VNNI)
-        _mm256_storeu_si256((__m256i *)(void *)(s->off4 + 8 * c), _mm256_slli_epi32(s4, off_shift));
-#else
-        _mm256_storeu_si256((__m256i *)(void *)(s->off2 + 16 * c), _mm256_slli_epi16(pairs, off_shift));
-#endif
+        if (off_shift >= 0)
+            _mm256_storeu_si256((__m256i *)(void *)(s->off2 + 16 * c), _mm256_slli_epi16(pairs, off_shift));
     }
 }
 
@@ -381,7 +363,7 @@ typedef struct {
     float *y;
     int ldy;
     int rows_per_item;
-    w_sb *wbuf; /* per thread: NRK rows of unpacked super-blocks */
+    w_sb *wbuf; /* per thread: NWK rows of unpacked super-blocks */
 } prod_job;
 
 #if !defined(KG_VNNI) && !defined(KG_AVX2)
@@ -426,14 +408,15 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
 
 #endif
 
-/* Unpacks weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the NRK
- * rows of a tile, which then add nothing and are never stored. */
+/* Unpacks weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the last
+ * tile's NRK rows, which then add nothing and are never stored. */
 static void unpack_rows(const prod_job *g, int n0, int nr, w_sb *w) {
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = g->W + (size_t)(n0 + r) * g->ldw;
         for (int b = 0; b < g->nb; b++) g->t->unpack(row + (size_t)b * g->t->bytes, &w[(size_t)r * g->nb + b]);
     }
-    if (nr < NRK) memset(w + (size_t)nr * g->nb, 0, (size_t)(NRK - nr) * g->nb * sizeof *w);
+    const int pad = (NRK - nr % NRK) % NRK;
+    if (pad) memset(w + (size_t)nr * g->nb, 0, (size_t)pad * g->nb * sizeof *w);
 }
 
 #if defined(KG_VNNI) || defined(KG_AVX2)
@@ -474,71 +457,87 @@ static inline float hsum4_ps(__m128 m) {
     return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
 }
 
+/* The last two steps of hsum_float_8 for eight outputs at once: s[k] holds, in its two
+ * 128-bit halves, the partial sums p0..p3 of outputs 2k and 2k+1; returns
+ * (p0+p2)+(p1+p3) of each, outputs 0..7 in order. The same additions as hsum8_ps and
+ * hsum4_ps, in the same order, so the same bits, with a quarter of the instructions. */
+static inline __m256 hsum_tail8(const __m256 s[4]) {
+    const __m256 g0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], 0x44), _mm256_shuffle_ps(s[0], s[1], 0xEE));
+    const __m256 g1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], 0x44), _mm256_shuffle_ps(s[2], s[3], 0xEE));
+    const __m256 o = _mm256_add_ps(_mm256_shuffle_ps(g0, g1, 0x88), _mm256_shuffle_ps(g0, g1, 0xDD));
+    return _mm256_permutevar8x32_ps(o, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* hsum8_ps (+ hsum4_ps of accm for Q4_K, + summs for Q5_K) of eight outputs. */
+static inline void final8(kg_fin fin, const __m256 *acc, const __m128 *accm, const float *summs, float *out) {
+    __m256 s[4];
+    for (int k = 0; k < 4; k++)
+        s[k] = _mm256_add_ps(_mm256_permute2f128_ps(acc[2 * k], acc[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(acc[2 * k], acc[2 * k + 1], 0x31));
+    __m256 v = hsum_tail8(s);
+    if (fin == FIN_Q4K) {
+        for (int k = 0; k < 4; k++) s[k] = _mm256_set_m128(accm[2 * k + 1], accm[2 * k]);
+        v = _mm256_add_ps(v, hsum_tail8(s));
+    } else if (fin == FIN_Q5K) {
+        v = _mm256_add_ps(v, _mm256_loadu_ps(summs));
+    }
+    _mm256_storeu_ps(out, v);
+}
+
 /* Stores the outputs of a tile that exist (rows < M, weight rows < nr). */
 static void store_tile(const prod_job *g, int m0, int n0, int nr, __m256 acc[MRK][NRK], __m128 accm[MRK][NRK],
                        float summs[MRK][NRK]) {
     const kg_fin fin = g->t->fin;
-    for (int i = 0; i < MRK && m0 + i < g->M; i++) {
-        float *y = g->y + (size_t)(m0 + i) * g->ldy + n0;
-        for (int r = 0; r < nr; r++) {
-            const float v = hsum8_ps(acc[i][r]);
-            y[r] = fin == FIN_Q4K ? v + hsum4_ps(accm[i][r]) : fin == FIN_Q5K ? v + summs[i][r] : v;
-        }
+    float out[MRK * NRK];
+    int k = 0;
+    for (; k + 8 <= MRK * NRK; k += 8) final8(fin, &acc[0][0] + k, &accm[0][0] + k, &summs[0][0] + k, out + k);
+    for (; k < MRK * NRK; k++) {
+        const float v = hsum8_ps((&acc[0][0])[k]);
+        out[k] = fin == FIN_Q4K ? v + hsum4_ps((&accm[0][0])[k]) : fin == FIN_Q5K ? v + (&summs[0][0])[k] : v;
     }
+    for (int i = 0; i < MRK && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = out[i * NRK + r];
 }
 
+/* The two instruction sets differ only in register width and in how a pair product meets
+ * its scale: one register holds KC codes (one 32-value group on AVX2, two on AVX-512, in
+ * lanes 0-7 and 8-15, added at the end of the super-block). */
+#if defined(KG_VNNI)
+#define KC 64
+typedef __m512i kv;
+static inline kv kv_load(const void *p) { return _mm512_load_si512(p); }
+static inline kv kv_zero(void) { return _mm512_setzero_si512(); }
+static inline kv kv_abs8(kv w) { return _mm512_abs_epi8(w); }
+/* x with the sign of w (AVX-512 has no vpsignb) */
+static inline kv kv_sign8(kv x, kv w) { return _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x); }
+static inline kv kv_maddubs(kv w, kv x) { return _mm512_maddubs_epi16(w, x); }
+static inline kv kv_sub16(kv a, kv b) { return _mm512_sub_epi16(a, b); }
+/* acc + the pair products times their scales, summed by pairs (vpdpwssd) */
+static inline kv kv_dot16(kv acc, kv p, kv s) { return _mm512_dpwssd_epi32(acc, p, s); }
+static inline __m256i kv_lanes(kv a) { return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1)); }
+#else
+#define KC 32
+typedef __m256i kv;
+static inline kv kv_load(const void *p) { return _mm256_load_si256(p); }
+static inline kv kv_zero(void) { return _mm256_setzero_si256(); }
+static inline kv kv_abs8(kv w) { return _mm256_abs_epi8(w); }
+static inline kv kv_sign8(kv x, kv w) { return _mm256_sign_epi8(x, w); }
+static inline kv kv_maddubs(kv w, kv x) { return _mm256_maddubs_epi16(w, x); }
+static inline kv kv_sub16(kv a, kv b) { return _mm256_sub_epi16(a, b); }
+static inline kv kv_dot16(kv acc, kv p, kv s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s)); }
+static inline __m256i kv_lanes(kv a) { return a; }
 #endif
 
-#if defined(KG_VNNI)
-
-/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr) (w: their unpacked
- * super-blocks, row after row). */
-static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
-    __m256 acc[MRK][NRK];
-    __m128 accm[MRK][NRK];
-    float summs[MRK][NRK];
-    const bool off = g->t->off_shift >= 0;
-    for (int i = 0; i < MRK; i++)
-        for (int r = 0; r < NRK; r++) acc[i][r] = _mm256_setzero_ps(), accm[i][r] = _mm_setzero_ps(), summs[i][r] = 0;
-    for (int b = 0; b < g->nb; b++) {
-        for (int i = 0; i < MRK; i++) {
-            const act_sb *x = &g->a[(size_t)(m0 + i) * g->nb + b];
-            const __m512i x0 = _mm512_load_si512(x->q), x1 = _mm512_load_si512(x->q + 64),
-                          x2 = _mm512_load_si512(x->q + 128), x3 = _mm512_load_si512(x->q + 192);
-            for (int r = 0; r < NRK; r++) {
-                const w_sb *ws = &w[(size_t)r * g->nb + b];
-                __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ws->v), x0);
-                __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ws->v + 64), x1);
-                __m512i t2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ws->v + 128), x2);
-                __m512i t3 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_load_si512(ws->v + 192), x3);
-                if (off) {
-                    t0 = _mm512_sub_epi32(t0, _mm512_load_si512(x->off4));
-                    t1 = _mm512_sub_epi32(t1, _mm512_load_si512(x->off4 + 16));
-                    t2 = _mm512_sub_epi32(t2, _mm512_load_si512(x->off4 + 32));
-                    t3 = _mm512_sub_epi32(t3, _mm512_load_si512(x->off4 + 48));
-                }
-                __m512i s = _mm512_mullo_epi32(t0, _mm512_load_si512(ws->sc32));
-                s = _mm512_add_epi32(s, _mm512_mullo_epi32(t1, _mm512_load_si512(ws->sc32 + 16)));
-                s = _mm512_add_epi32(s, _mm512_mullo_epi32(t2, _mm512_load_si512(ws->sc32 + 32)));
-                s = _mm512_add_epi32(s, _mm512_mullo_epi32(t3, _mm512_load_si512(ws->sc32 + 48)));
-                const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-                fin_step(g->t->fin, x, ws, lanes, &acc[i][r], &accm[i][r], &summs[i][r]);
-            }
-        }
-    }
-    store_tile(g, m0, n0, nr, acc, accm, summs);
-}
-
-#elif defined(KG_AVX2)
-
-/* How the codes meet the activations: unsigned codes as they are, unsigned codes with an
- * offset to take off (offset x the pair sums, in 16 bits as ggml's Q6_K/Q3_K do), or signed
- * values (|value| times the activation with the value's sign, ggml's IQ4_XS way). */
+/* How the codes meet the activations: unsigned codes as they are (vpmaddubsw: codes up to
+ * 63 x activations, pair sums within int16); unsigned codes with an offset taken off as
+ * offset x the pair sums, in 16 bits, as ggml's Q6_K/Q3_K do; or signed values, |value|
+ * times the activation with the value's sign, ggml's IQ4_XS way. */
 enum { MUL_PLAIN, MUL_OFF, MUL_SGN };
 
-/* The tile for one way of multiplying; `mul` is a constant in each caller, so each gets its
- * own inner loop with the 12 accumulators in registers. */
-static inline __attribute__((always_inline)) void tile_avx2(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
+/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr) (w: their unpacked
+ * super-blocks, row after row). `mul` is a constant in each caller, so each gets its own
+ * inner loop with the accumulators in registers. */
+static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
                                                             const int mul) {
     __m256 acc[MRK][NRK];
     __m128 accm[MRK][NRK];
@@ -550,38 +549,38 @@ static inline __attribute__((always_inline)) void tile_avx2(const prod_job *g, c
         const w_sb *ws[NRK];
         for (int i = 0; i < MRK; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
         for (int r = 0; r < NRK; r++) ws[r] = &w[(size_t)r * g->nb + b];
-        __m256i lanes[MRK][NRK];
+        kv lanes[MRK][NRK];
         for (int i = 0; i < MRK; i++)
-            for (int r = 0; r < NRK; r++) lanes[i][r] = _mm256_setzero_si256();
-        for (int c = 0; c < 8; c++) {
-            __m256i wv[NRK], wa[NRK], sv[NRK];
+            for (int r = 0; r < NRK; r++) lanes[i][r] = kv_zero();
+        for (int c = 0; c < QK / KC; c++) {
+            kv wv[NRK], wa[NRK], sv[NRK];
 #pragma GCC unroll 4
             for (int r = 0; r < NRK; r++) {
-                wv[r] = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->v + 32 * c));
-                sv[r] = _mm256_load_si256((const __m256i *)(const void *)(ws[r]->sc16 + 16 * c));
-                wa[r] = mul == MUL_SGN ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+                wv[r] = kv_load(ws[r]->v + KC * c);
+                sv[r] = kv_load(ws[r]->sc16 + KC / 2 * c);
+                wa[r] = mul == MUL_SGN ? kv_abs8(wv[r]) : wv[r];
             }
-#pragma GCC unroll 8
+#pragma GCC unroll 4
             for (int i = 0; i < MRK; i++) {
-                const __m256i xv = _mm256_load_si256((const __m256i *)(const void *)(x[i]->q + 32 * c));
+                const kv xv = kv_load(x[i]->q + KC * c);
 #pragma GCC unroll 4
                 for (int r = 0; r < NRK; r++) {
-                    __m256i p = _mm256_maddubs_epi16(wa[r], mul == MUL_SGN ? _mm256_sign_epi8(xv, wv[r]) : xv);
-                    if (mul == MUL_OFF)
-                        p = _mm256_sub_epi16(p, _mm256_load_si256((const __m256i *)(const void *)(x[i]->off2 + 16 * c)));
-                    lanes[i][r] = _mm256_add_epi32(lanes[i][r], _mm256_madd_epi16(p, sv[r]));
+                    kv p = kv_maddubs(wa[r], mul == MUL_SGN ? kv_sign8(xv, wv[r]) : xv);
+                    if (mul == MUL_OFF) p = kv_sub16(p, kv_load(x[i]->off2 + KC / 2 * c));
+                    lanes[i][r] = kv_dot16(lanes[i][r], p, sv[r]);
                 }
             }
         }
         for (int i = 0; i < MRK; i++)
-            for (int r = 0; r < NRK; r++) fin_step(g->t->fin, x[i], ws[r], lanes[i][r], &acc[i][r], &accm[i][r], &summs[i][r]);
+            for (int r = 0; r < NRK; r++)
+                fin_step(g->t->fin, x[i], ws[r], kv_lanes(lanes[i][r]), &acc[i][r], &accm[i][r], &summs[i][r]);
     }
     store_tile(g, m0, n0, nr, acc, accm, summs);
 }
 
-static void tile_plain(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_avx2(g, w, m0, n0, nr, MUL_PLAIN); }
-static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_avx2(g, w, m0, n0, nr, MUL_OFF); }
-static void tile_sgn(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_avx2(g, w, m0, n0, nr, MUL_SGN); }
+static void tile_plain(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_PLAIN); }
+static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_OFF); }
+static void tile_sgn(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_SGN); }
 
 static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
     if (g->t->sgn) tile_sgn(g, w, m0, n0, nr);
@@ -595,18 +594,20 @@ static void prod_item(void *ctx, int64_t item, int thread) {
     const prod_job *g = ctx;
     const int n0 = (int)item * g->rows_per_item;
     const int n1 = n0 + g->rows_per_item < g->N ? n0 + g->rows_per_item : g->N;
-    w_sb *w = g->wbuf + (size_t)thread * NRK * g->nb;
+    w_sb *w = g->wbuf + (size_t)thread * NWK * g->nb;
     /* Activations in blocks of MBK rows, each block kept in L2 while a whole item of weight
      * rows runs against it (2048 rows of quantized activations would be streamed from L3 for
      * every group of weight rows); weight rows are unpacked again per block, which is cheap
      * next to MBK rows of products. */
     for (int m0 = 0; m0 < g->M; m0 += MBK) {
         const int m1 = m0 + MBK < g->M ? m0 + MBK : g->M;
-        for (int n = n0; n < n1; n += NRK) {
-            const int nr = n1 - n < NRK ? n1 - n : NRK;
+        for (int n = n0; n < n1; n += NWK) {
+            const int nr = n1 - n < NWK ? n1 - n : NWK;
             unpack_rows(g, n, nr, w);
 #if defined(KG_VNNI) || defined(KG_AVX2)
-            for (int m = m0; m < m1; m += MRK) run_tile(g, w, m, n, nr);
+            for (int m = m0; m < m1; m += MRK)
+                for (int j = 0; j < nr; j += NRK)
+                    run_tile(g, w + (size_t)j * g->nb, m, n + j, nr - j < NRK ? nr - j : NRK);
 #else
             for (int r = 0; r < nr; r++)
                 for (int m = m0; m < m1; m++) g->y[(size_t)m * g->ldy + n + r] = dot_ref(g, w + (size_t)r * g->nb, m);
@@ -629,7 +630,7 @@ bool llm_kgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     const int nb = K / QK, Mp = (M + MRK - 1) / MRK * MRK;
     act_sb *a = (act_sb *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     const int threads = pare_pool_threads(pool);
-    w_sb *wbuf = aligned_alloc(64, (size_t)threads * NRK * nb * sizeof(w_sb));
+    w_sb *wbuf = aligned_alloc(64, (size_t)threads * NWK * nb * sizeof(w_sb));
     if (!wbuf) return false;
     act_job aj = {x, ldx, nb, t->off_shift, a};
     pare_pool_for(pool, M, act_row, &aj);
