@@ -59,10 +59,10 @@
 #define MRK 4
 #define NRK 2
 #endif
-/* Weight rows unpacked together (a multiple of NRK): each pass over a tile of activation
- * rows then writes about a cache line of every output row, where one tile alone would
- * write a quarter of one, to be read for ownership again by the next. */
-#define NWK (NRK == 3 ? 18 : 8 * NRK / 2)
+/* Weight rows unpacked together (a multiple of NRK, about 16): each pass over a tile of
+ * activation rows then writes about a cache line of every output row, where one tile alone
+ * would write a quarter of one, to be read for ownership again by the next. */
+#define NWK (NRK == 3 ? 18 : 4 * NRK)
 #define MBK ((512 + MRK - 1) / MRK * MRK) /* activation rows per block: a multiple of MRK, 512 or just above */
 
 static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
@@ -82,7 +82,7 @@ typedef struct {
 } act_sb;
 
 /* One weight super-block unpacked: codes in value order, sub-block scales spread over the
- * pairs (and, for VNNI, the 4-byte lanes) they apply to, the mins of Q2_K (16), Q4_K and
+ * pairs of codes they apply to, the mins of Q2_K (16), Q4_K and
  * Q5_K (8), and the f16 scales as floats. */
 typedef struct {
     uint8_t v[QK];
@@ -281,8 +281,9 @@ static bool quant_sb(const float *x, act_sb *s) {
     for (int i = 0; i < QK; i += 32) {
         __m256i v[4];
         for (int k = 0; k < 4; k++) {
-            const __m256 t = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + i + 8 * k)),
-                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m256 t = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + i + 8 * k)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            t = _mm256_and_ps(t, _mm256_cmp_ps(t, t, _CMP_ORD_Q)); /* NaN: 0, as ggml's nearest_int */
             v[k] = _mm256_cvtps_epi32(_mm256_min_ps(t, cap));
         }
         /* packs interleave the 128-bit halves; the permutation puts the codes back in order */
@@ -311,7 +312,8 @@ static void act_sums(act_sb *s, int off_shift) {
 #else
 
 /* quantize_row_q8_K_ref: iscale = -127 / (the value of largest magnitude), codes rounded to
- * nearest even and capped at 127, d = 1 / iscale. False for an all-zero block. */
+ * nearest even (NaN to 0, as ggml's nearest_int) and capped at 127, d = 1 / iscale. False
+ * for an all-zero block. */
 static bool quant_sb(const float *x, act_sb *s) {
     float amax = 0, max = 0;
     for (int i = 0; i < QK; i++)
@@ -319,7 +321,8 @@ static bool quant_sb(const float *x, act_sb *s) {
     if (amax == 0) return false;
     const float iscale = -127.f / max;
     for (int i = 0; i < QK; i++) {
-        const int q = (int)nearbyintf(iscale * x[i]);
+        const float v = iscale * x[i];
+        const int q = v == v ? (int)nearbyintf(v) : 0;
         s->q[i] = (int8_t)(q < 127 ? q : 127);
     }
     s->d = 1 / iscale;
