@@ -436,8 +436,8 @@ void cmd_opts_help(const cmd_def *cmd, FILE *f) {
 
 static bool md_row(const cmd_opt *r, const cmd_use *u, void *ctx) {
     FILE *f = ctx;
-    fprintf(f, "| `%s--%s%s%s` | %s |", r->short_name ? (char[]){'-', r->short_name, ' ', 0} : "", r->key,
-            r->arg ? " " : "", r->arg ? r->arg : "", u->group->title);
+    fprintf(f, "| `%s%s--%s%s%s` | %s |", r->short_name ? (char[]){'-', r->short_name, 0} : "", r->short_name ? ", " : "",
+            r->key, r->arg ? " " : "", r->arg ? r->arg : "", u->group->title);
     if (r->kind == CMD_OPT_INT || r->kind == CMD_OPT_DOUBLE) {
         char range[96];
         range_text(r, range, sizeof range);
@@ -454,7 +454,7 @@ static bool md_row(const cmd_opt *r, const cmd_use *u, void *ctx) {
         fprintf(f, " %s |", kinds[r->kind].what);
     }
     fprintf(f, " %s | ", r->def ? r->def : "");
-    for (const char *p = r->help; *p; p++) fputc(*p == '\n' ? ' ' : *p == '|' ? '/' : *p, f);
+    for (const char *p = r->help; *p; p++) fputs(*p == '\n' ? " " : *p == '|' ? "\\|" : (char[]){*p, 0}, f);
     fprintf(f, " |\n");
     return false;
 }
