@@ -288,6 +288,8 @@ bool cmd_opts_given(const cmd_opts *o, const char *key) {
 static bool set_default(const cmd_opt *r, const cmd_use *u, void *ctx) {
     (void)u;
     cmd_opts *o = ctx;
+    /* a command takes each key and short name once (common's --type or quantization's) */
+    assert(cmd_opts_find(o->cmd, r->key) == r && (!r->short_name || each_row(o->cmd, short_is, (void *)&r->short_name) == r));
     void *dst = (char *)o + r->at;
     if (r->def) {
         pare_err err = {0};
@@ -369,7 +371,8 @@ static pare_status parse_option(cmd_opts *o, int argc, char **argv, int *i, pare
                 "option '--%s' needs a value", key);
         value = argv[++*i];
     }
-    return set_row(o, r, value, err);
+    /* the recipe path: what a JSON recipe's "key": value will go through */
+    return cmd_opts_set(o, key, value, err);
 }
 
 int cmd_opts_parse(const cmd_def *cmd, int argc, char **argv, cmd_opts *o) {
