@@ -289,7 +289,8 @@ static bool set_default(const cmd_opt *r, const cmd_use *u, void *ctx) {
     (void)u;
     cmd_opts *o = ctx;
     /* a command takes each key and short name once (common's --type or quantization's) */
-    assert(cmd_opts_find(o->cmd, r->key) == r && (!r->short_name || each_row(o->cmd, short_is, (void *)&r->short_name) == r));
+    assert(cmd_opts_find(o->cmd, r->key) == r);
+    assert(!r->short_name || each_row(o->cmd, short_is, (void *)&r->short_name) == r);
     void *dst = (char *)o + r->at;
     if (r->def) {
         pare_err err = {0};

@@ -167,8 +167,9 @@ void cmd_opts_init(cmd_opts *o, const cmd_def *cmd);
 void cmd_opts_free(cmd_opts *o);
 /* The row of `key` among the command's groups, or NULL. */
 const cmd_opt *cmd_opts_find(const cmd_def *cmd, const char *key);
-/* Applies one key = value (NULL: a flag given bare) to o: the recipe path, and the argv
- * parser's for every long option. A repeated non-repeatable key is an error. PARE_EUSAGE
+/* Applies one key = value (NULL: a flag given bare) to o, initialized by cmd_opts_init or
+ * cmd_opts_parse: the recipe path, and the argv parser's for every long option. Strings
+ * are not copied (value must outlive o). A repeated non-repeatable key is an error. PARE_EUSAGE
  * with err naming the option ("option '--ctx' must be between 4 and 1048576 (got 2)"),
  * PARE_ENOMEM, or PARE_OK. */
 pare_status cmd_opts_set(cmd_opts *o, const char *key, const char *value, pare_err *err);
