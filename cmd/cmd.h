@@ -1,19 +1,16 @@
 /* cmd/cmd.h - the subcommands of the pare CLI. cmd/ parses arguments, calls the library,
  * prints and picks exit codes (0 ok, 1 usage, 2 bad input or failure, 3 quality gate refused); logic lives in the
- * modules. Each subcommand is one file cmd/NAME.c with int cmd_NAME(int argc, char **argv),
- * where argv[0] is the subcommand's name. */
+ * modules. Each subcommand is one file cmd/NAME.c defining a cmd_def (cmd/opts.h): its help
+ * prose, its positional arguments, the option groups it takes and its run function, which
+ * gets the parsed options. main.c parses argv against the cmd_def before calling run. */
 #ifndef PARE_CMD_H
 #define PARE_CMD_H
 
 #include "core/core.h"
+#include "cmd/opts.h"
+#include "pipeline/pipeline.h"
 
 #include <stdbool.h>
-
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary; /* one line for pare --help */
-} cmd_entry;
 
 /* Prints "pare: MESSAGE" to stderr and returns the exit code for the error's status. */
 int cmd_fail(const pare_err *err);
@@ -21,27 +18,28 @@ int cmd_fail(const pare_err *err);
 int cmd_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Exit code for a status: 0 ok, 1 usage, 3 quality gate refused, 2 otherwise. */
 int cmd_exit_code(pare_status st);
-/* Parses a positive integer option value; false on garbage. */
-bool cmd_parse_int(const char *s, long min, long max, long *out);
-bool cmd_parse_double(const char *s, double *out);
 /* A progress callback that draws a bar on stderr when it is a terminal. */
 void cmd_progress(void *user, const char *what, uint64_t done, uint64_t total);
 bool cmd_stderr_is_tty(void);
-/* PATH[:SCALE] (the part after the last ':' when it is a number): a malloc'ed PATH, *scale
- * (1 without one). NULL when out of memory. */
-char *cmd_split_scale(const char *arg, double *scale);
 
-int cmd_inspect(int argc, char **argv);
-int cmd_convert(int argc, char **argv);
-int cmd_hash(int argc, char **argv);
-int cmd_diff(int argc, char **argv);
-int cmd_merge_lora(int argc, char **argv);
-int cmd_prune(int argc, char **argv);
-int cmd_quantize(int argc, char **argv);
-int cmd_tokenize(int argc, char **argv);
-int cmd_eval(int argc, char **argv);
-int cmd_imatrix(int argc, char **argv);
-int cmd_extract_lora(int argc, char **argv);
-int cmd_shrink(int argc, char **argv);
+/* The library options of the common ones: --type, --threads, --force, -v, and a progress
+ * bar on a terminal. */
+pare_convert_opts cmd_convert_opts(const cmd_opts *o);
+
+/* The library's pruning job for the options of cmd_group_prune (cmd/prune.c; shrink's too). */
+pare_prune_job cmd_prune_job(const cmd_opts *o);
+
+/* Adapters from ADAPTER[:SCALE] arguments (the part after the last ':' when it is a number
+ * scales the adapter's own scale; 1 without one). */
+typedef struct {
+    pare_adapter_spec *v;
+    char **paths; /* owned: v[i].path */
+    size_t n;
+} cmd_adapters;
+pare_status cmd_adapters_parse(const char *const *args, size_t n, cmd_adapters *out, pare_err *err);
+void cmd_adapters_free(cmd_adapters *a);
+
+extern const cmd_def cmd_inspect, cmd_convert, cmd_hash, cmd_quantize, cmd_eval, cmd_merge_lora, cmd_extract_lora,
+    cmd_prune, cmd_imatrix, cmd_diff, cmd_tokenize, cmd_shrink;
 
 #endif

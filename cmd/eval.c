@@ -7,30 +7,15 @@
 #include "verify/tokenizer.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TEXT_MAX_BYTES (1u << 30)
 #define PART_MAX_BYTES (1u << 30)
 #define PART_FORMAT "pare-eval"
 #define PART_VERSION 1
-
-static const char *help =
-    "usage: pare eval MODEL --text FILE [--ctx N] [--chunks K] [--chunk-range A:B]\n"
-    "                 [--kld-base BASE] [--json] [--threads N]\n"
-    "       pare eval --merge PART.json... [--json]\n"
-    "  Perplexity as llama-perplexity computes it: the text is tokenized (BOS first), cut into\n"
-    "  chunks of --ctx tokens (default 512), the first token of each chunk becomes BOS, the\n"
-    "  second half of each chunk is scored. Prints [i]ppl after each chunk and\n"
-    "  'Final estimate: PPL = X +/- E'.\n"
-    "  --chunks K         evaluate the first K chunks only\n"
-    "  --chunk-range A:B  evaluate chunks A..B-1 only (0-based); with --json the output is a\n"
-    "                     part that 'pare eval --merge' combines with the others\n"
-    "  --kld-base BASE    also run BASE on the same tokens: KL divergence (BASE || MODEL), same\n"
-    "                     top token %, RMS of the change in the correct token's probability, PPL ratio\n"
-    "  --json             every figure as JSON on stdout\n";
 
 /* ---- JSON parts --------------------------------------------------------------------------- */
 
@@ -226,7 +211,7 @@ static void print_result(const pare_ppl_result *r, bool json, const char *model,
     }
 }
 
-static int merge_parts(int n, char **paths, bool json) {
+static int merge_parts(int n, const char *const *paths, bool json) {
     pare_ppl_result *parts = calloc((size_t)n, sizeof *parts), out;
     pare_err err = {0};
     pare_status st = parts ? PARE_OK : pare_err_set(&err, PARE_ENOMEM, "out of memory");
@@ -292,7 +277,7 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
     memset(&r, 0, sizeof r);
     pare_status st = load_llm(model, n_threads, &l, &err);
     if (!st) st = pare_tokenizer_new(&l.m->meta, &tk, &err);
-    if (!st) st = pare_read_file(text_path, TEXT_MAX_BYTES, &text, &len, &err);
+    if (!st) st = pare_read_file(text_path, CMD_TEXT_MAX_BYTES, &text, &len, &err);
     if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, &err);
     if (!st && base_path) st = load_llm(base_path, n_threads, &b, &err);
     if (!st && base_path) st = same_vocab(l.m, b.m, &err);
@@ -304,8 +289,8 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
             fprintf(stderr, "pare eval: %s, %zu tokens, ctx %d, %d threads, %s kernels\n", model, n_ids, po->n_ctx,
                     n_threads > 0 ? n_threads : pare_default_threads(), pare_isa_name(pare_isa_active()));
         const int n_pass = pare_ppl_n_chunks(n_ids, po);
-        st = pare_llm_prepare(l.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);
-        if (!st && b.llm) st = pare_llm_prepare(b.llm, po->n_ctx > 0 ? po->n_ctx : 512, n_pass, &err);
+        st = pare_llm_prepare(l.llm, po->n_ctx, n_pass, &err);
+        if (!st && b.llm) st = pare_llm_prepare(b.llm, po->n_ctx, n_pass, &err);
     }
     if (!st) {
         double t0 = pare_now();
@@ -324,62 +309,48 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
     return st ? cmd_fail(&err) : 0;
 }
 
-int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *base = NULL;
-    bool json = false, merge = false;
-    int n_threads = 0, first_merge = 0;
-    pare_ppl_opts po = {.n_ctx = 512, .first_chunk = 0, .n_chunks = -1};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        long v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help, stdout);
-            return 0;
-        } else if (!strcmp(a, "--merge")) {
-            merge = true;
-            first_merge = i + 1;
-        } else if (merge && a[0] != '-') {
-            continue;
-        } else if (!strcmp(a, "--text") && more) {
-            text = argv[++i];
-        } else if (!strcmp(a, "--ctx") && more) {
-            if (!cmd_parse_int(argv[++i], 4, 1 << 20, &v)) return cmd_usage_error("eval", "bad --ctx '%s'", argv[i]);
-            po.n_ctx = (int)v;
-        } else if (!strcmp(a, "--chunks") && more) {
-            if (!cmd_parse_int(argv[++i], 1, 1 << 26, &v)) return cmd_usage_error("eval", "bad --chunks '%s'", argv[i]);
-            po.n_chunks = (int)v;
-        } else if (!strcmp(a, "--chunk-range") && more) {
-            int x, y;
-            char tail;
-            if (sscanf(argv[++i], "%d:%d%c", &x, &y, &tail) != 2 || x < 0 || y <= x)
-                return cmd_usage_error("eval", "--chunk-range takes A:B with 0 <= A < B");
-            po.first_chunk = x;
-            po.n_chunks = y - x;
-        } else if (!strcmp(a, "--kld-base") && more) {
-            base = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--threads") && more) {
-            if (!cmd_parse_int(argv[++i], 1, 256, &v)) return cmd_usage_error("eval", "bad --threads '%s'", argv[i]);
-            n_threads = (int)v;
-        } else if (a[0] == '-' && a[1]) {
-            return cmd_usage_error("eval", "unknown option '%s'", a);
-        } else if (!model) {
-            model = a;
-        } else {
-            return cmd_usage_error("eval", "one MODEL at a time");
-        }
+static int run(const cmd_opts *o) {
+    if (o->merge) {
+        if (!o->n_pos) return cmd_usage_error("eval", "--merge needs the JSON parts");
+        return merge_parts((int)o->n_pos, o->pos, o->json);
     }
-    if (merge) {
-        char *paths[4096];
-        int n = 0;
-        for (int i = first_merge; i < argc; i++)
-            if (argv[i][0] != '-' && n < 4096) paths[n++] = argv[i];
-        if (!n) return cmd_usage_error("eval", "--merge needs the JSON parts");
-        return merge_parts(n, paths, json);
+    if (o->n_pos != 1) return cmd_usage_error("eval", o->n_pos ? "one MODEL at a time" : "need MODEL and --text FILE");
+    if (!o->text) return cmd_usage_error("eval", "need MODEL and --text FILE");
+    if (cmd_opts_given(o, "chunks") && cmd_opts_given(o, "chunk-range"))
+        return cmd_usage_error("eval", "give --chunks or --chunk-range, not both");
+    pare_ppl_opts po = {.n_ctx = o->ctx, .first_chunk = 0, .n_chunks = o->chunks > 0 ? o->chunks : -1,
+                        .n_threads = o->threads};
+    if (cmd_opts_given(o, "chunk-range")) {
+        po.first_chunk = o->chunk_range[0];
+        po.n_chunks = o->chunk_range[1] - o->chunk_range[0];
     }
-    if (!model || !text) return cmd_usage_error("eval", "need MODEL and --text FILE");
-    po.n_threads = n_threads;
-    return run_eval(model, text, base, &po, n_threads, json);
+    return run_eval(o->pos[0], o->text, o->kld_base, &po, o->threads, o->json);
 }
+
+static const cmd_opt rows[] = {
+    {.key = "chunk-range", .kind = CMD_OPT_PAIR, .at = CMD_AT(chunk_range), .min = 0, .max = INT_MAX, .arg = "A:B",
+     .help = "evaluate chunks A..B-1 only (0-based); with --json the output is a\n"
+             "part that 'pare eval --merge' combines with the others"},
+    {.key = "kld-base", .kind = CMD_OPT_STRING, .at = CMD_AT(kld_base), .arg = "BASE",
+     .help = "also run BASE on the same tokens: KL divergence (BASE || MODEL), same\n"
+             "top token %, RMS of the change in the correct token's probability, PPL ratio"},
+    {.key = "merge", .kind = CMD_OPT_FLAG, .at = CMD_AT(merge),
+     .help = "combine the parts (--chunk-range runs with --json) given as arguments"},
+};
+static const cmd_opt_group group = CMD_GROUP("options", rows);
+static const cmd_use uses[] = {
+    {&cmd_group_eval, NULL}, {&group, NULL}, {&cmd_group_common, "json threads"}, {NULL, NULL}};
+
+const cmd_def cmd_eval = {
+    .name = "eval",
+    .summary = "perplexity and KL divergence as llama-perplexity computes them",
+    .usage = "usage: pare eval MODEL --text FILE [--ctx N] [--chunks K] [--chunk-range A:B]\n"
+             "                 [--kld-base BASE] [--json] [--threads N]\n"
+             "       pare eval --merge PART.json... [--json]\n",
+    .args = "  Perplexity as llama-perplexity computes it: the text is tokenized (BOS first), cut into\n"
+            "  chunks of --ctx tokens, the first token of each chunk becomes BOS, the second half of\n"
+            "  each chunk is scored. Prints [i]ppl after each chunk and 'Final estimate: PPL = X +/- E'.\n",
+    .min_pos = 0, .max_pos = -1, .need = "MODEL and --text FILE",
+    .uses = uses,
+    .run = run,
+};

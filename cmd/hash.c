@@ -7,48 +7,17 @@
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-static const char *help =
-    "usage: pare hash MODEL [--values] [--json] [--threads N]\n"
-    "  XXH3-128 of every tensor's bytes and one digest for the model that does not depend\n"
-    "  on the order of the tensors in the file.\n"
-    "  --values  hash the f32 values (dequantized) in GGUF layout instead of the bytes, so the\n"
-    "            same weights stored in two formats hash the same\n";
-
-int cmd_hash(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false, values = false;
-    int n_threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help, stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--values")) {
-            values = true;
-        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            long n;
-            if (!cmd_parse_int(argv[++i], 1, 256, &n)) return cmd_usage_error("hash", "bad --threads '%s'", argv[i]);
-            n_threads = (int)n;
-        } else if (a[0] == '-' && a[1]) {
-            return cmd_usage_error("hash", "unknown option '%s'", a);
-        } else if (!path) {
-            path = a;
-        } else {
-            return cmd_usage_error("hash", "one MODEL at a time");
-        }
-    }
-    if (!path) return cmd_usage_error("hash", "no MODEL given");
+static int run(const cmd_opts *o) {
+    const char *path = o->pos[0];
+    const bool json = o->json, values = o->values;
     pare_err err = {0};
     pare_model *m = NULL;
     pare_status st = values ? pare_model_load_gguf(path, &m, &err) : pare_model_load(path, &m, &err);
     if (st == PARE_EUNSUPPORTED && values) st = pare_model_load(path, &m, &err); /* no names to map: hash as is */
     if (st) return cmd_fail(&err);
     pare_model_digest d;
-    if (pare_hash_model(m, values, n_threads, &d, &err)) {
+    if (pare_hash_model(m, values, o->threads, &d, &err)) {
         pare_model_free(m);
         return cmd_fail(&err);
     }
@@ -80,3 +49,22 @@ int cmd_hash(int argc, char **argv) {
     pare_model_free(m);
     return 0;
 }
+
+static const cmd_opt rows[] = {
+    {.key = "values", .kind = CMD_OPT_FLAG, .at = CMD_AT(values),
+     .help = "hash the f32 values (dequantized) in GGUF layout instead of the bytes, so the\n"
+             "same weights stored in two formats hash the same"},
+};
+static const cmd_opt_group group = CMD_GROUP("options", rows);
+static const cmd_use uses[] = {{&group, NULL}, {&cmd_group_common, "json threads"}, {NULL, NULL}};
+
+const cmd_def cmd_hash = {
+    .name = "hash",
+    .summary = "XXH3-128 digests of every tensor and of the whole model",
+    .usage = "usage: pare hash MODEL [--values] [--json] [--threads N]\n",
+    .args = "  XXH3-128 of every tensor's bytes and one digest for the model that does not depend\n"
+            "  on the order of the tensors in the file.\n",
+    .min_pos = 1, .max_pos = 1, .need = "one MODEL",
+    .uses = uses,
+    .run = run,
+};

@@ -12,12 +12,6 @@
 #define PREVIEW 8      /* array elements shown in the text listing */
 #define JSON_ARRAY_MAX 64 /* array elements written in JSON before "truncated" */
 
-static const char *help =
-    "usage: pare inspect MODEL [--json] [--full]\n"
-    "  MODEL   a GGUF file, safetensors file or index, PyTorch checkpoint or HF folder\n"
-    "  --json  machine-readable output\n"
-    "  --full  print whole metadata arrays (tokens, scores, ...)\n";
-
 static void print_scalar(const pare_kv *kv, pare_meta_type t, const void *p, FILE *f) {
     int64_t i;
     double d;
@@ -171,26 +165,9 @@ static void print_text(const pare_model *m, bool full) {
     }
 }
 
-int cmd_inspect(int argc, char **argv) {
-    const char *path = NULL;
-    bool json = false, full = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(help, stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (!strcmp(argv[i], "--full")) {
-            full = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cmd_usage_error("inspect", "unknown option '%s'", argv[i]);
-        } else if (!path) {
-            path = argv[i];
-        } else {
-            return cmd_usage_error("inspect", "one MODEL at a time");
-        }
-    }
-    if (!path) return cmd_usage_error("inspect", "no MODEL given");
+static int run(const cmd_opts *o) {
+    const char *path = o->pos[0];
+    const bool json = o->json, full = o->full;
     pare_err err = {0};
     pare_model *m = NULL;
     if (pare_model_load(path, &m, &err)) return cmd_fail(&err);
@@ -201,3 +178,19 @@ int cmd_inspect(int argc, char **argv) {
     pare_model_free(m);
     return 0;
 }
+
+static const cmd_opt rows[] = {
+    {.key = "full", .kind = CMD_OPT_FLAG, .at = CMD_AT(full), .help = "print whole metadata arrays (tokens, scores, ...)"},
+};
+static const cmd_opt_group group = CMD_GROUP("options", rows);
+static const cmd_use uses[] = {{&cmd_group_common, "json"}, {&group, NULL}, {NULL, NULL}};
+
+const cmd_def cmd_inspect = {
+    .name = "inspect",
+    .summary = "show a model's format, metadata and tensors",
+    .usage = "usage: pare inspect MODEL [--json] [--full]\n",
+    .args = "  MODEL   a GGUF file, safetensors file or index, PyTorch checkpoint or HF folder\n",
+    .min_pos = 1, .max_pos = 1, .need = "one MODEL",
+    .uses = uses,
+    .run = run,
+};

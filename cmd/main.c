@@ -1,4 +1,4 @@
-/* cmd/main.c - dispatch to the subcommands. */
+/* cmd/main.c - dispatch to the subcommands: parse their options, run them. */
 #include "core/isa.h"
 #include "cmd.h"
 
@@ -11,20 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static const cmd_entry commands[] = {
-    {"inspect", cmd_inspect, "show a model's format, metadata and tensors"},
-    {"convert", cmd_convert, "convert between HF folders, safetensors, PyTorch and GGUF"},
-    {"hash", cmd_hash, "XXH3-128 digests of every tensor and of the whole model"},
-    {"quantize", cmd_quantize, "quantize to GGUF block types with llama-quantize's mixes"},
-    {"eval", cmd_eval, "perplexity and KL divergence as llama-perplexity computes them"},
-    {"merge-lora", cmd_merge_lora, "merge PEFT or GGUF LoRA adapters into a model"},
-    {"extract-lora", cmd_extract_lora, "a LoRA adapter from the difference of two models (SVD)"},
-    {"prune", cmd_prune, "zero the least important weights (magnitude, N:M, Wanda)"},
-    {"imatrix", cmd_imatrix, "importance matrix (llama.cpp .dat) from calibration text"},
-    {"diff", cmd_diff, "list the metadata and tensors that differ between two models"},
-    {"tokenize", cmd_tokenize, "tokenize text with a model's vocabulary, as llama.cpp"},
-    {"shrink", cmd_shrink, "merge, prune and quantize, then publish only if a quality gate passes"},
+/* in the order of pare --help */
+static const cmd_def *const commands[] = {
+    &cmd_inspect, &cmd_convert, &cmd_hash, &cmd_quantize, &cmd_eval, &cmd_merge_lora,
+    &cmd_extract_lora, &cmd_prune, &cmd_imatrix, &cmd_diff, &cmd_tokenize, &cmd_shrink,
 };
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 int cmd_exit_code(pare_status st) {
     if (st == PARE_OK) return 0;
@@ -48,38 +40,46 @@ int cmd_usage_error(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
-bool cmd_parse_int(const char *s, long min, long max, long *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < min || v > max) return false;
-    *out = v;
-    return true;
+pare_convert_opts cmd_convert_opts(const cmd_opts *o) {
+    return (pare_convert_opts){.type = o->type, .n_threads = o->threads, .force = o->force,
+                               .log = o->verbose ? stderr : NULL, .progress = cmd_progress};
 }
 
-bool cmd_parse_double(const char *s, double *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
-char *cmd_split_scale(const char *arg, double *scale) {
+/* PATH:SCALE, where the part after the last ':' is a number: a malloc'ed PATH, *scale. */
+static char *split_scale(const char *arg, double *scale) {
     char *path = strdup(arg);
     *scale = 1.0;
     if (!path) return NULL;
-    /* PATH:SCALE, where the part after the last ':' is a number */
-    char *colon = strrchr(path, ':');
-    double s;
-    if (colon && cmd_parse_double(colon + 1, &s)) {
-        *colon = 0;
-        *scale = s;
+    char *colon = strrchr(path, ':'), *end;
+    if (colon && colon[1]) {
+        errno = 0;
+        double s = strtod(colon + 1, &end);
+        if (!*end && !errno && isfinite(s)) {
+            *colon = 0;
+            *scale = s;
+        }
     }
     return path;
+}
+
+pare_status cmd_adapters_parse(const char *const *args, size_t n, cmd_adapters *out, pare_err *err) {
+    memset(out, 0, sizeof *out);
+    out->v = calloc(n ? n : 1, sizeof *out->v);
+    out->paths = calloc(n ? n : 1, sizeof *out->paths);
+    FAIL_IF(!out->v || !out->paths, PARE_ENOMEM, "out of memory");
+    for (; out->n < n; out->n++) {
+        out->paths[out->n] = split_scale(args[out->n], &out->v[out->n].scale);
+        FAIL_IF(!out->paths[out->n], PARE_ENOMEM, "out of memory");
+        out->v[out->n].path = out->paths[out->n];
+    }
+    return PARE_OK;
+}
+
+void cmd_adapters_free(cmd_adapters *a) {
+    for (size_t i = 0; a->paths && i < a->n; i++) free(a->paths[i]);
+    free(a->paths);
+    free(a->v);
+    memset(a, 0, sizeof *a);
 }
 
 bool cmd_stderr_is_tty(void) { return isatty(2) == 1; }
@@ -97,10 +97,10 @@ void cmd_progress(void *user, const char *what, uint64_t done, uint64_t total) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: pare COMMAND [ARGS...]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(f, "\n'pare COMMAND --help' describes a command. Exit status: 0 success, 1 usage error,\n"
-               "2 bad input or failure, 3 a quality gate refused the result (nothing written).\n");
+               "2 bad input or failure, 3 a quality gate refused the result (nothing written).\n"
+               "'pare help-options' prints every command's options as Markdown (docs/options.md).\n");
 }
 
 int main(int argc, char **argv) {
@@ -120,8 +120,18 @@ int main(int argc, char **argv) {
         printf("pare 0.1.0\nkernels: %s\n", pare_isa_describe());
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "help-options")) {
+        cmd_opts_markdown(commands, N_COMMANDS, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i]->name)) continue;
+        cmd_opts o;
+        int rc = cmd_opts_parse(commands[i], argc - 1, argv + 1, &o);
+        if (rc == CMD_CONTINUE) rc = commands[i]->run(&o);
+        cmd_opts_free(&o);
+        return rc;
+    }
     fprintf(stderr, "pare: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

@@ -9,18 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *help =
-    "usage: pare tokenize MODEL (--text FILE | --string S) [--no-bos] [--ids | --json]\n"
-    "  Tokenizes text with the model's vocabulary as llama.cpp does (llama_tokenize with\n"
-    "  add_special, without parsing special tokens). MODEL is a GGUF file or a Hugging Face\n"
-    "  folder.\n"
-    "  --text FILE    the whole file, bytes as they are\n"
-    "  --string S     the argument itself\n"
-    "  --no-bos       add neither BOS nor EOS (by default they are added as the vocabulary says)\n"
-    "  --ids          print the ids only, as [1, 2, 3] (llama-tokenize --ids)\n"
-    "  --json         print {\"model\", \"tokenizer\", \"pre\", \"n_tokens\", \"tokens\"}\n"
-    "  By default one token per line: its id and its text, with C escapes.\n";
-
 /* Prints a piece with C-style escapes for quotes, backslashes and bytes outside
  * printable ASCII that are not part of UTF-8 sequences (bytes >= 0x80 pass through). */
 static void print_piece(const char *s, size_t n) {
@@ -72,40 +60,16 @@ static void print_tokens(const pare_tokenizer *tk, const int32_t *ids, size_t n,
     }
 }
 
-int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL, *file = NULL, *str = NULL;
-    bool json = false, ids_only = false, special = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help, stdout);
-            return 0;
-        } else if (!strcmp(a, "--text") && i + 1 < argc) {
-            file = argv[++i];
-        } else if (!strcmp(a, "--string") && i + 1 < argc) {
-            str = argv[++i];
-        } else if (!strcmp(a, "--no-bos")) {
-            special = false;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--ids")) {
-            ids_only = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cmd_usage_error("tokenize", "unknown option '%s'", a);
-        } else if (!path) {
-            path = a;
-        } else {
-            return cmd_usage_error("tokenize", "one MODEL at a time");
-        }
-    }
-    if (!path) return cmd_usage_error("tokenize", "no MODEL given");
+static int run(const cmd_opts *o) {
+    const char *path = o->pos[0], *file = o->text, *str = o->string;
+    const bool json = o->json, ids_only = o->ids, special = !o->no_bos;
     if (!file == !str) return cmd_usage_error("tokenize", "give exactly one of --text FILE and --string S");
     if (json && ids_only) return cmd_usage_error("tokenize", "--ids and --json do not go together");
 
     pare_err err = {0};
     char *text = NULL;
     size_t len = str ? strlen(str) : 0;
-    if (file && pare_read_file(file, (size_t)1 << 31, &text, &len, &err)) return cmd_fail(&err);
+    if (file && pare_read_file(file, CMD_TEXT_MAX_BYTES, &text, &len, &err)) return cmd_fail(&err);
     pare_model *m = NULL;
     pare_tokenizer *tk = NULL;
     int32_t *ids = NULL;
@@ -128,3 +92,27 @@ int cmd_tokenize(int argc, char **argv) {
     free(text);
     return rc;
 }
+
+static const cmd_opt rows[] = {
+    {.key = "text", .kind = CMD_OPT_STRING, .at = CMD_AT(text), .arg = "FILE", .help = "the whole file, bytes as they are"},
+    {.key = "string", .kind = CMD_OPT_STRING, .at = CMD_AT(string), .arg = "S", .help = "the argument itself"},
+    {.key = "no-bos", .kind = CMD_OPT_FLAG, .at = CMD_AT(no_bos),
+     .help = "add neither BOS nor EOS (by default they are added as the vocabulary says)"},
+    {.key = "ids", .kind = CMD_OPT_FLAG, .at = CMD_AT(ids), .help = "print the ids only, as [1, 2, 3] (llama-tokenize --ids)"},
+};
+static const cmd_opt_group group = CMD_GROUP("options", rows);
+static const cmd_use uses[] = {{&group, NULL}, {&cmd_group_common, "json"}, {NULL, NULL}};
+
+const cmd_def cmd_tokenize = {
+    .name = "tokenize",
+    .summary = "tokenize text with a model's vocabulary, as llama.cpp",
+    .usage = "usage: pare tokenize MODEL (--text FILE | --string S) [--no-bos] [--ids | --json]\n",
+    .args = "  Tokenizes text with the model's vocabulary as llama.cpp does (llama_tokenize with\n"
+            "  add_special, without parsing special tokens). MODEL is a GGUF file or a Hugging Face\n"
+            "  folder.\n",
+    .notes = "By default one token per line: its id and its text, with C escapes. --json prints\n"
+             "{\"model\", \"tokenizer\", \"pre\", \"n_tokens\", \"tokens\"}.\n",
+    .min_pos = 1, .max_pos = 1, .need = "one MODEL",
+    .uses = uses,
+    .run = run,
+};
