@@ -45,18 +45,9 @@
 /* The type ggml converts activations to before multiplying with a weight of type w
  * (ggml-cpu's type_traits_cpu[w].vec_dot_type). */
 static pare_type act_type(pare_type w) {
-    switch (w) {
-    case PARE_TYPE_F32: return PARE_TYPE_F32;
-    case PARE_TYPE_F16: return PARE_TYPE_F16;
-    case PARE_TYPE_BF16: return PARE_TYPE_BF16;
-    case PARE_TYPE_Q4_0:
-    case PARE_TYPE_Q4_1:
-    case PARE_TYPE_Q5_0:
-    case PARE_TYPE_Q5_1:
-    case PARE_TYPE_Q8_0:
-    case PARE_TYPE_IQ4_NL: return PARE_TYPE_Q8_0; /* Q4_1/Q5_1 use Q8_1: the same rounding */
-    default: return PARE_TYPE_Q8_K;
-    }
+    const pare_quant_traits *q = pare_quant_get(w);
+    const pare_type t = q ? q->vec_dot_type : PARE_TYPE_F32;
+    return t == PARE_TYPE_Q8_1 ? PARE_TYPE_Q8_0 : t; /* Q8_1 rounds as Q8_0 (it adds a sum) */
 }
 
 static float round_f16(float x) { return pare_fp16_to_fp32(pare_fp32_to_fp16(x)); }

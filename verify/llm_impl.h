@@ -110,16 +110,7 @@ pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pa
  * come with it, and a chunk's perplexity must not depend on its neighbours (--chunk-range
  * parts must merge to the whole run). */
 #define LLM_BATCH_TOKENS 2048
-static inline int llm_batch_seqs(int n_ctx, int n_chunks) {
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
-    int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
-    if (n > n_chunks) n = n_chunks;
-    return n < 1 ? 1 : n;
-#else
-    (void)n_ctx, (void)n_chunks;
-    return 1;
-#endif
-}
+int llm_batch_seqs(int n_ctx, int n_chunks); /* verify/perplexity.c, per kernel level */
 /* Returns the f32 values of rows [r0, r1) of a weight matrix: the tensor's own bytes when
  * they are aligned F32 in memory, else dequantized into llm->wbuf (valid until the next call). */
 pare_status llm_weight_f32(pare_llm *llm, const llm_mat *w, int64_t r0, int64_t r1, const float **out,

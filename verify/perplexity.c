@@ -18,6 +18,20 @@
  */
 #include "verify/llm_impl.h"
 
+/* A function, not an inline: its answer depends on the kernels' level (this file is compiled
+ * once per level), and pare_llm_prepare (model_llm.c, compiled once) must reserve for what
+ * the level in use will batch. */
+int llm_batch_seqs(int n_ctx, int n_chunks) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__) && defined(__F16C__))
+    int n = n_ctx > 0 ? LLM_BATCH_TOKENS / n_ctx : 1;
+    if (n > n_chunks) n = n_chunks;
+    return n < 1 ? 1 : n;
+#else
+    (void)n_ctx, (void)n_chunks;
+    return 1;
+#endif
+}
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
