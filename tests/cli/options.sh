@@ -61,6 +61,12 @@ cp $T/stdout $T/t1
 expect_exit 0 $PARE tokenize $M --string hello --ids
 cmp -s $T/stdout $T/t1 || fail "--string=hello and --string hello differ"
 
+# a flag's value as a recipe gives it (through the same cmd_opts_set): true / false
+expect_exit 0 $PARE convert $M $T/f.gguf
+expect_exit 1 $PARE convert $M $T/f.gguf --force=false
+grep -q "already exists" $T/stderr || fail "--force=false replaced the output: $(cat $T/stderr)"
+expect_exit 0 $PARE convert $M $T/f.gguf --force=true
+
 # issue #13: eval --merge takes options anywhere among the parts
 expect_exit 0 $PARE eval $M --text $TXT --ctx 64 --chunk-range 0:2 --json
 cp $T/stdout $T/p1.json
