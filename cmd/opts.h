@@ -22,21 +22,17 @@
 #define PARE_CMD_OPTS_H
 
 #include "core/core.h"
+#include "verify/eval.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
-/* Tokens per evaluation chunk when --ctx is not given, as llama-perplexity's -c. (The
- * library falls back to the same 512 for a ctx of 0: verify/eval.h would be its home.) */
-#define CMD_DEFAULT_CTX 512
-/* The smallest --ctx: the evaluator scores tokens n_ctx/2 .. n_ctx-2 of each chunk and
- * refuses fewer than 4 (verify/perplexity.c). */
-#define CMD_MIN_CTX 4
+/* --ctx: the evaluator's default and smallest (verify/eval.h) */
+#define CMD_DEFAULT_CTX PARE_PPL_DEFAULT_CTX
+#define CMD_MIN_CTX PARE_PPL_MIN_CTX
 #define CMD_MAX_CTX (1 << 20)
-/* Bytes of text a command reads whole (evaluation and calibration text). The library's
- * readers (pipeline/calib.c, pipeline/shrink.c) use the same 1 GiB under their own names. */
-#define CMD_TEXT_MAX_BYTES ((size_t)1 << 30)
+#define CMD_TEXT_MAX_BYTES PARE_TEXT_MAX_BYTES
 /* Rows one command may take (its given[] bookkeeping). */
 #define CMD_MAX_ROWS 64
 

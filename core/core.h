@@ -301,6 +301,8 @@ pare_status pare_map_pread(const pare_map *m, void *dst, uint64_t off, size_t n,
 void pare_map_release(const pare_map *m, uint64_t off, uint64_t len);
 /* Reads a whole (small) file into a NUL-terminated buffer, refusing files over max_bytes. */
 pare_status pare_read_file(const char *path, size_t max_bytes, char **out, size_t *len, pare_err *err);
+/* The max_bytes of every text read whole (evaluation, calibration and tokenizer input). */
+#define PARE_TEXT_MAX_BYTES ((size_t)1 << 30)
 
 /* An output file written under a temporary name in the destination folder and renamed
  * into place by pare_outfile_commit. pare_outfile_free without commit removes it. */

@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CALIB_TEXT_MAX (1u << 30)
-
 typedef struct {
     pare_act_stats *s;
     bool oom;
@@ -83,7 +81,7 @@ pare_status pare_act_stats_collect(const char *model, const char *text_path, int
     pare_status st = pare_model_load_gguf(model, &m, err);
     if (!st) st = pare_llm_new(m, n_threads, &llm, err);
     if (!st) st = pare_tokenizer_new(&m->meta, &tk, err);
-    if (!st) st = pare_read_file(text_path, CALIB_TEXT_MAX, &text, &len, err);
+    if (!st) st = pare_read_file(text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
     if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, err);
     if (!st && max_tokens > 0 && (size_t)max_tokens < n_ids) n_ids = (size_t)max_tokens;
     if (!st && n_ids < (size_t)ctx)

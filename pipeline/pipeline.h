@@ -125,7 +125,7 @@ typedef struct {
     size_t n_exclude;
     const char *calib_path;   /* wanda: calibration text */
     int64_t calib_tokens;     /* wanda: tokens of it to use (0: 4096) */
-    int calib_ctx;            /* wanda: context per forward pass (0: 512) */
+    int calib_ctx;            /* wanda: context per forward pass (0: PARE_PPL_DEFAULT_CTX) */
     const pare_quantize_job *quantize; /* or NULL: quantize as pare quantize does, in the same
                                           pass (the output is then a .gguf; o->type unused) */
 } pare_prune_job;
@@ -202,7 +202,7 @@ typedef struct {
     int ftype;                         /* then quantized with this pare_ftype's plan (< 0: not) */
     const char *imatrix_path;          /* importance matrix for the quantization, or NULL */
     const char *text_path;             /* evaluation text for the gate */
-    int ctx;                           /* tokens per chunk (0: 512) */
+    int ctx;                           /* tokens per chunk (0: PARE_PPL_DEFAULT_CTX) */
     int n_chunks;                      /* chunks of the text to evaluate (<= 0: all) */
     double max_ppl_increase;           /* bound on PPL(result) / PPL(reference) - 1 */
     double max_kld;                    /* bound on the mean KL divergence (< 0: none) */

@@ -5,6 +5,7 @@
 #include "formats/hf.h"
 #include "prune/prune.h"
 #include "quant/quant.h"
+#include "verify/eval.h"
 
 #include <fnmatch.h>
 #include <pthread.h>
@@ -159,7 +160,7 @@ static pare_status global_threshold(prune_ctx *c, int n_threads, pare_err *err) 
 static pare_status wanda_norms(const char *in, const pare_prune_job *job, const pare_model *m, int n_threads,
                                float ***out, pare_err *err) {
     pare_act_stats s;
-    int ctx = job->calib_ctx > 0 ? job->calib_ctx : 512;
+    int ctx = job->calib_ctx > 0 ? job->calib_ctx : PARE_PPL_DEFAULT_CTX;
     int64_t max_tokens = job->calib_tokens > 0 ? job->calib_tokens : 4096;
     TRY(pare_act_stats_collect(in, job->calib_path, ctx, max_tokens, n_threads, &s, err));
     float **norms = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *norms);

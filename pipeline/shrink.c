@@ -23,8 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SHRINK_TEXT_MAX (1u << 30)
-
 /* Evaluates cand against ref on the text; fills res (KLD included). */
 static pare_status gate_eval(const char *ref_path, const char *cand_path, const pare_shrink_job *job,
                              const pare_convert_opts *o, pare_ppl_result *res, pare_err *err) {
@@ -34,13 +32,13 @@ static pare_status gate_eval(const char *ref_path, const char *cand_path, const 
     char *text = NULL;
     size_t len = 0, n_ids = 0;
     int32_t *ids = NULL;
-    const int ctx = job->ctx > 0 ? job->ctx : 512;
+    const int ctx = job->ctx > 0 ? job->ctx : PARE_PPL_DEFAULT_CTX;
     pare_status st = pare_model_load_gguf(ref_path, &rm, err);
     if (!st) st = pare_model_load_gguf(cand_path, &cm, err);
     if (!st) st = pare_llm_new(rm, o->n_threads, &rl, err);
     if (!st) st = pare_llm_new(cm, o->n_threads, &cl, err);
     if (!st) st = pare_tokenizer_new(&rm->meta, &tk, err);
-    if (!st) st = pare_read_file(job->text_path, SHRINK_TEXT_MAX, &text, &len, err);
+    if (!st) st = pare_read_file(job->text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
     if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, err);
     if (!st && n_ids < (size_t)2 * (size_t)ctx)
         st = pare_err_set(err, PARE_EINPUT, "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)",

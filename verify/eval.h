@@ -74,8 +74,13 @@ void pare_llm_set_ggml_rounding(pare_llm *llm, bool on);
 
 /* ------------------------------------------------------------------------ perplexity */
 
+/* Tokens per chunk when none is given (llama-perplexity's -c default), and the fewest that
+ * can be scored: tokens n_ctx/2 .. n_ctx-2 of each chunk are. */
+#define PARE_PPL_DEFAULT_CTX 512
+#define PARE_PPL_MIN_CTX 4
+
 typedef struct {
-    int n_ctx;                /* tokens per chunk (llama-perplexity -c); 0 -> 512 */
+    int n_ctx;                /* tokens per chunk (llama-perplexity -c); 0 -> PARE_PPL_DEFAULT_CTX */
     int first_chunk;          /* first chunk to evaluate (0-based) */
     int n_chunks;             /* how many; -1 = all up to tokens / n_ctx */
     int n_threads;            /* > 0: becomes the thread count of llm (and base); 0 keeps theirs */

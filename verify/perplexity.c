@@ -287,7 +287,7 @@ static pare_status result_alloc(pare_ppl_result *r, int n_chunks, int n_score, b
 }
 
 int pare_ppl_n_chunks(size_t n_tokens, const pare_ppl_opts *o) {
-    const size_t n_ctx = o->n_ctx > 0 ? (size_t)o->n_ctx : 512, n_max = n_tokens / n_ctx;
+    const size_t n_ctx = o->n_ctx > 0 ? (size_t)o->n_ctx : PARE_PPL_DEFAULT_CTX, n_max = n_tokens / n_ctx;
     if (n_max > INT32_MAX || o->first_chunk < 0 || (size_t)o->first_chunk >= n_max) return 0;
     const int n = (int)n_max - o->first_chunk;
     return o->n_chunks >= 0 && o->n_chunks < n ? o->n_chunks : n;
@@ -297,8 +297,9 @@ pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens
                             const pare_ppl_opts *o, pare_progress_fn progress, void *user, pare_ppl_result *res,
                             pare_err *err) {
     memset(res, 0, sizeof *res);
-    const int n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
-    FAIL_IF(n_ctx < 4, PARE_EUSAGE, "context of %d tokens is too small to score (at least 4)", n_ctx);
+    const int n_ctx = o->n_ctx > 0 ? o->n_ctx : PARE_PPL_DEFAULT_CTX;
+    FAIL_IF(n_ctx < PARE_PPL_MIN_CTX, PARE_EUSAGE, "context of %d tokens is too small to score (at least %d)", n_ctx,
+            PARE_PPL_MIN_CTX);
     FAIL_IF(n_tokens < 2 * (size_t)n_ctx, PARE_EUSAGE,
             "perplexity with a context of %d needs at least %d tokens; the text has %zu", n_ctx, 2 * n_ctx, n_tokens);
     FAIL_IF(n_tokens / (size_t)n_ctx > INT32_MAX, PARE_EUSAGE, "text of %zu tokens is too long", n_tokens);
