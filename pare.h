@@ -22,7 +22,9 @@
 #include "formats/pytorch.h"
 #include "formats/hf.h"         /* Hugging Face folders <-> GGUF names */
 #include "quant/quant.h"        /* block types: quantize, dequantize */
-#include "quant/plan.h"         /* llama-quantize's per-tensor choices; imatrix files */
+#include "quant/plan.h"         /* llama-quantize's per-tensor choices */
+#include "quant/imatrix.h"      /* importance matrices (llama.cpp's .dat files) */
+#include "quant/blocks.h"       /* the block structs of the quantized types */
 #include "lora/lora.h"          /* LoRA adapters: load, merge, extract */
 #include "prune/prune.h"        /* magnitude, N:M and Wanda pruning */
 #include "verify/eval.h"        /* the evaluator: logits, perplexity, KL divergence */

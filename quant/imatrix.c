@@ -2,7 +2,7 @@
  * quant/imatrix.c - llama.cpp's legacy importance-matrix (.dat) files: reading, writing and
  * matching entries to tensors. The format is described in quant/plan.h.
  */
-#include "quant/plan.h"
+#include "quant/imatrix.h"
 
 #include <inttypes.h>
 #include <math.h>
