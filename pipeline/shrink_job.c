@@ -1,5 +1,5 @@
 /*
- * pipeline/shrink.c - pare shrink: merge LoRA adapters, prune, quantize, then measure the
+ * pipeline/shrink_job.c - pare shrink: merge LoRA adapters, prune, quantize, then measure the
  * result against the uncompressed model and publish it only when the quality gate passes.
  *
  * Files go to a temporary folder made beside the destination (so that the final rename is

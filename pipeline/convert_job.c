@@ -1,4 +1,4 @@
-/* pipeline/convert.c - pare convert: any model format to GGUF, safetensors or an HF folder,
+/* pipeline/convert_job.c - pare convert: any model format to GGUF, safetensors or an HF folder,
  * with the type choices llama.cpp's convert_hf_to_gguf.py makes. */
 #include "pipeline/pipeline.h"
 

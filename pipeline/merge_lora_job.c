@@ -1,4 +1,4 @@
-/* pipeline/merge_lora.c - pare merge-lora: base + adapters -> merged model, one tensor at a time. */
+/* pipeline/merge_lora_job.c - pare merge-lora: base + adapters -> merged model, one tensor at a time. */
 #include "pipeline/pipeline.h"
 
 #include "formats/formats.h"

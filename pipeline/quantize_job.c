@@ -1,4 +1,4 @@
-/* pipeline/quantize.c - pare quantize: llama-quantize's plan, then one tensor at a time. */
+/* pipeline/quantize_job.c - pare quantize: llama-quantize's plan, then one tensor at a time. */
 #include "pipeline/pipeline.h"
 
 #include "formats/formats.h"

@@ -1,4 +1,4 @@
-/* pipeline/extract.c - pare extract-lora: (tuned - base) -> a PEFT adapter folder. */
+/* pipeline/extract_job.c - pare extract-lora: (tuned - base) -> a PEFT adapter folder. */
 #include "pipeline/pipeline.h"
 
 #include "formats/formats.h"
