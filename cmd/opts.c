@@ -189,8 +189,10 @@ const cmd_opt_group cmd_group_eval = CMD_GROUP("evaluation", eval_rows);
 /* in the order of pare_prune_method */
 static const char *const prune_methods[] = {"magnitude", "wanda", NULL};
 _Static_assert(PARE_PRUNE_MAGNITUDE == 0 && PARE_PRUNE_WANDA == 1, "prune_methods follows pare_prune_method");
-/* in the order of pare_prune_job.scope */
+/* in the order of pare_prune_scope */
 static const char *const prune_scopes[] = {"row", "tensor", "global", NULL};
+_Static_assert(PARE_PRUNE_ROW == 0 && PARE_PRUNE_TENSOR == 1 && PARE_PRUNE_GLOBAL == 2,
+               "prune_scopes follows pare_prune_scope");
 
 static const cmd_opt prune_rows[] = {
     {.key = "sparsity", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(sparsity), .min = 0, .max = 1, .arg = "S",

@@ -113,7 +113,7 @@ typedef struct cmd_opts {
     /* pruning */
     double sparsity;
     int pattern[2];
-    int method, scope; /* pare_prune_method; 0 row, 1 tensor, 2 global */
+    int method, scope; /* pare_prune_method, pare_prune_scope (choices: their indices) */
     const char *calib;
     int calib_tokens, calib_ctx;
     cmd_list include, exclude;

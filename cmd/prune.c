@@ -6,7 +6,7 @@
 
 /* The library's job for the pruning options: prune's own, and shrink's first stage. */
 pare_prune_job cmd_prune_job(const cmd_opts *o) {
-    return (pare_prune_job){.method = (pare_prune_method)o->method, .sparsity = o->sparsity, .scope = o->scope,
+    return (pare_prune_job){.method = (pare_prune_method)o->method, .sparsity = o->sparsity, .scope = (pare_prune_scope)o->scope,
                             .n = o->pattern[0], .m = o->pattern[1], .include = o->include.v,
                             .n_include = o->include.n, .exclude = o->exclude.v, .n_exclude = o->exclude.n,
                             .calib_path = o->calib, .calib_tokens = o->calib_tokens, .calib_ctx = o->calib_ctx};

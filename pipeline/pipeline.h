@@ -7,6 +7,8 @@
 #define PARE_PIPELINE_H
 
 #include "core/core.h"
+#include "prune/prune.h"
+#include "quant/plan.h"
 #include "verify/eval.h"
 
 #include <stdio.h>
@@ -100,7 +102,7 @@ pare_status pare_merge_lora(const char *base, const pare_adapter_spec *ad, size_
                             const pare_convert_opts *o, FILE *report, pare_err *err);
 
 typedef struct {
-    int ftype;                 /* a pare_ftype (quant/plan.h): a single type or a mix */
+    pare_ftype ftype;          /* a single type or a mix (quant/plan.h) */
     bool pure;
     pare_type output_type, token_embd_type; /* PARE_TYPE_INVALID: the mix's choice */
     bool leave_output;
@@ -117,7 +119,7 @@ typedef enum { PARE_PRUNE_MAGNITUDE, PARE_PRUNE_WANDA } pare_prune_method;
 typedef struct {
     pare_prune_method method;
     double sparsity;          /* 0..1, unstructured */
-    int scope;                /* 0 row, 1 tensor, 2 global */
+    pare_prune_scope scope;
     int n, m;                 /* N:M pattern (m == 0: none) */
     const char *const *include; /* globs of extra tensors to prune (matched on the output's names) */
     size_t n_include;

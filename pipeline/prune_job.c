@@ -87,10 +87,10 @@ static pare_status prune_some(prune_ctx *c, const pare_tensor *t, float *v, int6
         FAIL_IF(!sc, PARE_EINPUT, "tensor '%s': no calibration activations reached it", t->name);
     }
     int64_t ne0 = t->ne[0], z = 0;
-    if (job->scope == 2 && !job->m) {
+    if (job->scope == PARE_PRUNE_GLOBAL && !job->m) {
         pare_prune_below(v, ne0, rows, sc, c->threshold, &c->ties_left, &z);
     } else {
-        pare_prune_opts po = {.sparsity = job->sparsity, .scope = job->scope == 1 ? PARE_PRUNE_TENSOR : PARE_PRUNE_ROW,
+        pare_prune_opts po = {.sparsity = job->sparsity, .scope = job->scope == PARE_PRUNE_TENSOR ? PARE_PRUNE_TENSOR : PARE_PRUNE_ROW,
                               .n = job->n, .m = job->m};
         pare_status st = pare_prune_matrix(v, ne0, rows, sc, &po, n_threads, NULL, err);
         if (st) {
@@ -229,7 +229,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     for (size_t i = 0; i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
     if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
     if (!st && job->method == PARE_PRUNE_WANDA) st = wanda_norms(in, job, m, o->n_threads, &c.col_norm, err);
-    if (!st && job->scope == 2 && !job->m) st = global_threshold(&c, o->n_threads, err);
+    if (!st && job->scope == PARE_PRUNE_GLOBAL && !job->m) st = global_threshold(&c, o->n_threads, err);
     pare_type *types = qs.types;
     if (!st && !types && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
@@ -238,7 +238,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     pare_meta meta = {0};
     if (!st && kind == PARE_OUT_GGUF && !job->quantize)
         st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
-    const bool row_local = job->m || job->scope == 0;
+    const bool row_local = job->m || job->scope == PARE_PRUNE_ROW;
     pare_pass pass = {.name = "prune", .wants = prune_wants, .apply = prune_apply, .ctx = &c,
                       .apply_rows = row_local ? prune_apply_rows : NULL};
     pare_write_extra x = {.passes = &pass, .n_passes = 1,

@@ -17,7 +17,9 @@
 
 #include "core/core.h"
 
-typedef enum { PARE_PRUNE_ROW, PARE_PRUNE_TENSOR } pare_prune_scope;
+/* Where the sparsity is counted: each row, each tensor, or (pipeline only: one threshold over
+ * every pruned tensor of the model) the whole model. */
+typedef enum { PARE_PRUNE_ROW, PARE_PRUNE_TENSOR, PARE_PRUNE_GLOBAL } pare_prune_scope;
 
 typedef struct {
     double sparsity;        /* share of weights to zero, 0..1 (ignored with N:M) */
