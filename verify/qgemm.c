@@ -369,7 +369,7 @@ static inline __m256i decode_v(pare_type t, const uint8_t *b, float *d, float *m
 /* ---------------------------------------------------------------- AVX-512 VNNI */
 
 /* Lanes: a tile of LROWS weight rows for every block, two rows per register: codes, -128 *
- * (sum of each lane's 4 codes), the two rows' scales; the rows' mins. */
+ * (sum of each lane's 4 codes), the two rows' scales. */
 typedef struct {
     __m512i w[LROWS / 2], negc[LROWS / 2];
     __m512 dw[LROWS / 2];
