@@ -51,8 +51,9 @@
  *   AVX2 (+FMA, F16C): signed activations. Lanes: w . x = maddubs(|w|, sign(x, w)) (as
  *     tinyBLAS, exact for codes in [-128, 127] against activations in [-127, 127]; Q4_1 and
  *     Q5_1 codes, 0..31, need no sign step), tiles of 2 weight rows x 4 activation rows, the
- *     8 scale products of a block from one multiplication. Single: tiles of 8 weight rows, lane r = row r, the nibbles (0..15)
- *     times the activations in 16-bit sums, minus 8 * (sum of the block's activation codes).
+ *     8 scale products of a block from one multiplication. Single: tiles of 8 weight rows,
+ *     lane r = row r, the nibbles (0..15) times the activations in 16-bit sums, minus
+ *     8 * (sum of the block's activation codes).
  *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
  * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
  * activation row, so that unpacking costs little next to the products.
@@ -368,14 +369,15 @@ static inline __m256i decode_v(pare_type t, const uint8_t *b, float *d, float *m
 /* ---------------------------------------------------------------- AVX-512 VNNI */
 
 /* Lanes: a tile of LROWS weight rows for every block, two rows per register: codes, -128 *
- * (sum of each lane's 4 codes), the two rows' scales; the rows' mins. */
+ * (sum of each lane's 4 codes), the two rows' scales. */
 typedef struct {
     __m512i w[LROWS / 2], negc[LROWS / 2];
     __m512 dw[LROWS / 2];
-    float m[16];
 } ltile;
 
-static void prep_ltile(const prod_job *g, int n0, ltile *t) {
+/* mins: NULL, or per block 16 floats, lane r = row r's min (kept out of the tile: it takes
+ * L1 room the other types need) */
+static void prep_ltile(const prod_job *g, int n0, ltile *t, float *mins) {
     const __m512i k128 = _mm512_set1_epi8((char)0x80);
     for (int p = 0; p < LROWS / 2; p++) {
         const uint8_t *a = wrow(g, n0 + 2 * p), *b = wrow(g, n0 + 2 * p + 1);
@@ -388,13 +390,13 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
             const __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), k128, w);
             tl->negc[p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
             tl->dw[p] = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
-            tl->m[2 * p] = ma, tl->m[2 * p + 1] = mb;
+            if (mins) mins[16 * l + 2 * p] = ma, mins[16 * l + 2 * p + 1] = mb;
         }
     }
 }
 
 /* Outputs of activation rows [m0, m0 + MR) x the tile's rows starting at n0. */
-static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
+static void run_ltile(const prod_job *g, const ltile *t0, const float *mins, int m0, int n0) {
     enum { NP = LROWS / 2 };
     __m512 acc[MR][NP];
     for (int i = 0; i < MR; i++)
@@ -427,7 +429,7 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
         __m512 sm[MR];
         for (int i = 0; i < MR; i++) sm[i] = _mm512_setzero_ps();
         for (int l = 0; l < g->nb; l++) {
-            const __m512 m = _mm512_loadu_ps(t0[l].m);
+            const __m512 m = _mm512_loadu_ps(mins + 16 * l);
 #pragma GCC unroll 4
             for (int i = 0; i < MR; i++) sm[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(xs[(size_t)l * MR + i]), sm[i]);
         }
@@ -513,11 +515,13 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
  * for the tile's products: lane p * MR + i holds row p's (i = 0..MR-1). */
 typedef struct {
     __m256i aw[LROWS], sw[LROWS];
-    __m256 dw, m; /* m laid out as dw */
+    __m256 dw;
 } ltile;
 _Static_assert(LROWS * MR == 8, "one scale product per lane");
 
-static void prep_ltile(const prod_job *g, int n0, ltile *t) {
+/* mins: NULL, or per block 8 floats laid out as dw (kept out of the tile: it takes L1 room
+ * the other types need) */
+static void prep_ltile(const prod_job *g, int n0, ltile *t, float *mins) {
     for (int l = 0; l < g->nb; l++) {
         float d[8], m[8];
         for (int p = 0; p < LROWS; p++) {
@@ -527,7 +531,7 @@ static void prep_ltile(const prod_job *g, int n0, ltile *t) {
             t[l].aw[p] = _mm256_sign_epi8(w, w); /* -128 becomes 0x80, read unsigned: 128 */
         }
         t[l].dw = _mm256_loadu_ps(d);
-        t[l].m = _mm256_loadu_ps(m);
+        if (mins) memcpy(mins + 8 * l, m, sizeof m);
     }
 }
 
@@ -557,7 +561,7 @@ static inline __attribute__((always_inline)) void ltile_sums(const prod_job *g, 
     }
 }
 
-static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
+static void run_ltile(const prod_job *g, const ltile *t0, const float *mins, int m0, int n0) {
     __m256 acc[MR][LROWS];
     for (int i = 0; i < MR; i++)
         for (int p = 0; p < LROWS; p++) acc[i][p] = _mm256_setzero_ps();
@@ -576,7 +580,7 @@ static void run_ltile(const prod_job *g, const ltile *t0, int m0, int n0) {
         const float *xs = g->xs + sidx(g->nb, m0, 0);
         __m256 sm = _mm256_setzero_ps();
         for (int l = 0; l < g->nb; l++)
-            sm = _mm256_fmadd_ps(t0[l].m, _mm256_broadcast_ps((const __m128 *)(xs + (size_t)l * MR)), sm);
+            sm = _mm256_fmadd_ps(_mm256_loadu_ps(mins + 8 * l), _mm256_broadcast_ps((const __m128 *)(xs + l * MR)), sm);
         float tmp[8];
         _mm256_storeu_ps(tmp, sm);
         for (int i = 0; i < MR; i++)
@@ -655,19 +659,21 @@ static void prod_item(void *ctx, int64_t item, int thread) {
     const prod_job *g = ctx;
     int n0, n1;
     item_range(g, item, &n0, &n1);
-    const size_t tsize = g->single ? sizeof(stile) : sizeof(ltile);
-    void *t = aligned_alloc(64, ((size_t)g->nb * tsize + 63) / 64 * 64);
+    const size_t tsize = g->single ? sizeof(stile) : sizeof(ltile), tbytes = ((size_t)g->nb * tsize + 63) / 64 * 64;
+    const size_t mbytes = g->xs ? (size_t)g->nb * 16 * sizeof(float) : 0;
+    void *t = aligned_alloc(64, tbytes + mbytes);
     if (!t) { /* out of memory: the plain way, same numbers */
         item_ref(g, n0, n1);
         return;
     }
+    float *mins = g->xs ? (float *)((char *)t + tbytes) : NULL;
     for (int n = n0; n < n1; n += g->single ? SROWS : LROWS) {
         if (g->single) {
             prep_stile(g, n, t);
             for (int m = 0; m < g->M; m += MR) run_stile(g, t, m, n);
         } else {
-            prep_ltile(g, n, t);
-            for (int m = 0; m < g->M; m += MR) run_ltile(g, t, m, n);
+            prep_ltile(g, n, t, mins);
+            for (int m = 0; m < g->M; m += MR) run_ltile(g, t, mins, m, n);
         }
     }
     free(t);
