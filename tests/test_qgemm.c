@@ -13,9 +13,10 @@
  *     hsum + summs, summs += m_w * s_x block after block.
  * The weight codes are read here the way ggml's reference dequantizers read them, not with
  * qgemm.c's decoders. Bit-exact equality is required for shapes that leave partial tiles of
- * every path, on one thread and on a pool. Which path runs is chosen at compile time by the
- * same macros as in qgemm.c; the test prints it. */
+ * every path, on one thread and on a pool. Which path runs is the kernels' level of the process
+ * (core/isa.h); the test prints it. */
 #include "core/core.h"
+#include "core/isa.h"
 #include "verify/llm_impl.h"
 #include "th.h"
 
@@ -23,13 +24,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-#define PATH_NAME "AVX-512 VNNI"
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#define PATH_NAME "AVX2"
-#else
-#define PATH_NAME "plain C"
-#endif
+/* The path that runs: the kernels' level of this process (core/isa.h; tests/run.sh runs the
+ * test at every level the CPU has). */
+#define PATH_NAME pare_isa_name(pare_isa_active())
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t next_u32(void) {

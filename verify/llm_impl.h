@@ -131,11 +131,12 @@ size_t llm_gemm_packed_len(int N, int K);
 void llm_gemm_pack(pare_pool *pool, int N, int K, const float *B, int ldb, float *dst);
 void llm_gemm_nt_packed(pare_pool *pool, int M, int N, int K, const float *A, int lda, const float *Bp, float *C,
                         int ldc, float *ws);
-/* y[M][N] = x[M][K] W^T for weights whose products take Q8_0 activations (Q8_0 today; see
- * llm_qgemm_handles), N rows of ldw bytes, as llama.cpp computes it on the CPU it runs on: x
- * quantized to Q8_0, integer block dots, ggml's float order for that instruction set
- * (verify/qgemm.c). ws: llm_qgemm_ws(M, K) bytes. False (nothing done) for a type it does not
- * do or K not a multiple of 32. */
+/* y[M][N] = x[M][K] W^T for weights whose products take 8-bit activations (Q8_0, Q4_0, Q5_0,
+ * IQ4_NL with Q8_0; Q4_1, Q5_1 with Q8_1; see llm_qgemm_handles), N rows of ldw bytes, as
+ * llama.cpp computes it on x86 (AVX2 or AVX-512): integer block dots in ggml's float order for
+ * that type (tinyBLAS's lanes; Q4_0 with N % 8 == 0: the repacked Q4_0x8 kernels' one float
+ * per output) (verify/qgemm.c). ws: llm_qgemm_ws(M, K) bytes. False (nothing done) for a type
+ * it does not do or K not a multiple of 32. */
 bool llm_qgemm_handles(pare_type wtype);
 bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                size_t ldw, float *y, int ldy, void *ws);
