@@ -110,7 +110,8 @@ typedef struct {
 
 /* sc: one scale per group of `group` (16 or 32) values. */
 static void spread_scales(w_sb *w, const int *sc, int group) {
-    for (int k = 0; k < QK / 2; k++) w->sc16[k] = (int16_t)sc[2 * k / group];
+    for (int g = 0; g < QK / group; g++)
+        for (int k = 0; k < group / 2; k++) w->sc16[g * group / 2 + k] = (int16_t)sc[g];
 }
 
 /* Q4_K / Q5_K: 8 scales and 8 mins of 6 bits in 12 bytes (ggml's get_scale_min_k4). */
