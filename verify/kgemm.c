@@ -381,10 +381,10 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
         const act_sb *x = &g->a[(size_t)m * g->nb + b];
         const w_sb *ws = &w[b];
         int32_t lane[8] = {0};
-        for (int i = 0; i < QK; i++) {
-            const int val = t->sgn ? (int8_t)ws->v[i] : ws->v[i] - off;
-            lane[(i % 32) / 4] += ws->sc16[i / 2] * val * x->q[i];
-        }
+        if (t->sgn)
+            for (int i = 0; i < QK; i++) lane[(i % 32) / 4] += ws->sc16[i / 2] * (int8_t)ws->v[i] * x->q[i];
+        else
+            for (int i = 0; i < QK; i++) lane[(i % 32) / 4] += ws->sc16[i / 2] * (ws->v[i] - off) * x->q[i];
         const float d = x->d * ws->d, dmin = -x->d * ws->dmin;
         switch (t->fin) {
         case FIN_D: break;
@@ -544,8 +544,8 @@ static inline __m256i kv_lanes(kv a) { return a; }
 enum { MUL_PLAIN, MUL_OFF, MUL_SGN };
 
 /* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr) (w: their unpacked
- * super-blocks, row after row). `mul` is a constant in each caller, so each gets its own
- * inner loop with the accumulators in registers. */
+ * super-blocks, row after row). `mul` and `fin` are constants in each caller (one per
+ * weight type), so each gets its own loops, the integer accumulators in registers. */
 static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
                                                             const int mul, const kg_fin fin) {
     __m256 acc[MRK][NRK];
