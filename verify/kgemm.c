@@ -110,7 +110,8 @@ typedef struct {
 
 /* sc: one scale per group of `group` (16 or 32) values. */
 static void spread_scales(w_sb *w, const int *sc, int group) {
-    for (int k = 0; k < QK / 2; k++) w->sc16[k] = (int16_t)sc[2 * k / group];
+    for (int g = 0; g < QK / group; g++)
+        for (int k = 0; k < group / 2; k++) w->sc16[g * group / 2 + k] = (int16_t)sc[g];
 }
 
 /* Q4_K / Q5_K: 8 scales and 8 mins of 6 bits in 12 bytes (ggml's get_scale_min_k4). */
@@ -380,10 +381,10 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
         const act_sb *x = &g->a[(size_t)m * g->nb + b];
         const w_sb *ws = &w[b];
         int32_t lane[8] = {0};
-        for (int i = 0; i < QK; i++) {
-            const int val = t->sgn ? (int8_t)ws->v[i] : ws->v[i] - off;
-            lane[(i % 32) / 4] += ws->sc16[i / 2] * val * x->q[i];
-        }
+        if (t->sgn)
+            for (int i = 0; i < QK; i++) lane[(i % 32) / 4] += ws->sc16[i / 2] * (int8_t)ws->v[i] * x->q[i];
+        else
+            for (int i = 0; i < QK; i++) lane[(i % 32) / 4] += ws->sc16[i / 2] * (ws->v[i] - off) * x->q[i];
         const float d = x->d * ws->d, dmin = -x->d * ws->dmin;
         switch (t->fin) {
         case FIN_D: break;
@@ -424,27 +425,32 @@ static void unpack_rows(const prod_job *g, int n0, int nr, w_sb *w) {
 
 #if defined(KG_VNNI) || defined(KG_AVX2)
 
-/* The float steps of one super-block for one output (the lanes already summed), in the
- * type's order; acc, accm and summs are the output's accumulators. */
-static inline void fin_step(kg_fin fin, const act_sb *x, const w_sb *ws, __m256i lanes, __m256 *acc, __m128 *accm,
-                            float *summs) {
-    const float dmin = -x->d * ws->dmin;
+/* The float steps of one super-block for one output (lanes: its summed integer lanes), in
+ * the type's order; `fin` is a constant where it is inlined. The scalar products
+ * d_x * d_w and -d_x * dmin_w are taken lane-wise on broadcast values, which rounds them
+ * the same way. */
+static inline __attribute__((always_inline)) void fin_step(const kg_fin fin, const act_sb *x, const w_sb *ws,
+                                                           __m256i lanes, __m256 *acc, __m128 *accm, float *summs) {
     if (fin == FIN_Q2K) {
-        const __m256i prod = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)ws->mins),
-                                               _mm256_loadu_si256((const __m256i *)(const void *)x->g16));
-        *acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), *acc);
-    } else if (fin == FIN_Q4K || fin == FIN_Q5K) {
-        const __m128i prod = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)ws->mins),
-                                            _mm_loadu_si128((const __m128i *)(const void *)x->g32));
-        if (fin == FIN_Q4K) {
-            *accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *accm);
-        } else {
-            int32_t p[4];
-            _mm_storeu_si128((__m128i *)(void *)p, prod);
-            *summs = fmaf(dmin, (float)(p[0] + p[1] + p[2] + p[3]), *summs);
-        }
+        const __m256 dmin = _mm256_mul_ps(_mm256_xor_ps(_mm256_broadcast_ss(&x->d), _mm256_set1_ps(-0.0f)),
+                                          _mm256_broadcast_ss(&ws->dmin));
+        const __m256i prod = _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)ws->mins),
+                                               _mm256_load_si256((const __m256i *)(const void *)x->g16));
+        *acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), *acc);
+    } else if (fin == FIN_Q4K) {
+        const __m128 dmin = _mm_mul_ps(_mm_xor_ps(_mm_broadcast_ss(&x->d), _mm_set1_ps(-0.0f)), _mm_broadcast_ss(&ws->dmin));
+        const __m128i prod = _mm_madd_epi16(_mm_load_si128((const __m128i *)(const void *)ws->mins),
+                                            _mm_load_si128((const __m128i *)(const void *)x->g32));
+        *accm = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), *accm);
+    } else if (fin == FIN_Q5K) {
+        __m128i t = _mm_madd_epi16(_mm_load_si128((const __m128i *)(const void *)ws->mins),
+                                   _mm_load_si128((const __m128i *)(const void *)x->g32));
+        t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 1));
+        *summs = fmaf(-x->d * ws->dmin, (float)_mm_cvtsi128_si32(t), *summs);
     }
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(x->d * ws->d), _mm256_cvtepi32_ps(lanes), *acc);
+    const __m256 d = _mm256_mul_ps(_mm256_broadcast_ss(&x->d), _mm256_broadcast_ss(&ws->d));
+    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), *acc);
 }
 
 /* ggml's hsum_float_8 (the order of llm_hsum8) and its sum of four lanes
@@ -538,10 +544,10 @@ static inline __m256i kv_lanes(kv a) { return a; }
 enum { MUL_PLAIN, MUL_OFF, MUL_SGN };
 
 /* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr) (w: their unpacked
- * super-blocks, row after row). `mul` is a constant in each caller, so each gets its own
- * inner loop with the accumulators in registers. */
+ * super-blocks, row after row). `mul` and `fin` are constants in each caller (one per
+ * weight type), so each gets its own loops, the integer accumulators in registers. */
 static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
-                                                            const int mul) {
+                                                            const int mul, const kg_fin fin) {
     __m256 acc[MRK][NRK];
     __m128 accm[MRK][NRK];
     float summs[MRK][NRK];
@@ -574,21 +580,42 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
                 }
             }
         }
+#pragma GCC unroll 4
         for (int i = 0; i < MRK; i++)
+#pragma GCC unroll 4
             for (int r = 0; r < NRK; r++)
-                fin_step(g->t->fin, x[i], ws[r], kv_lanes(lanes[i][r]), &acc[i][r], &accm[i][r], &summs[i][r]);
+                fin_step(fin, x[i], ws[r], kv_lanes(lanes[i][r]), &acc[i][r], &accm[i][r], &summs[i][r]);
     }
     store_tile(g, m0, n0, nr, acc, accm, summs);
 }
 
-static void tile_plain(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_PLAIN); }
-static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_OFF); }
-static void tile_sgn(const prod_job *g, const w_sb *w, int m0, int n0, int nr) { tile_body(g, w, m0, n0, nr, MUL_SGN); }
+/* One instance per weight type (Q3_K and Q6_K share theirs). */
+static void tile_q2_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, MUL_PLAIN, FIN_Q2K);
+}
+static void tile_q4_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, MUL_PLAIN, FIN_Q4K);
+}
+static void tile_q5_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, MUL_PLAIN, FIN_Q5K);
+}
+static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, MUL_OFF, FIN_D);
+}
+static void tile_iq4_xs(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, MUL_SGN, FIN_D);
+}
 
 static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
-    if (g->t->sgn) tile_sgn(g, w, m0, n0, nr);
-    else if (g->t->off_shift >= 0) tile_off(g, w, m0, n0, nr);
-    else tile_plain(g, w, m0, n0, nr);
+    switch (g->t->fin) {
+    case FIN_Q2K: tile_q2_K(g, w, m0, n0, nr); break;
+    case FIN_Q4K: tile_q4_K(g, w, m0, n0, nr); break;
+    case FIN_Q5K: tile_q5_K(g, w, m0, n0, nr); break;
+    case FIN_D:
+        if (g->t->sgn) tile_iq4_xs(g, w, m0, n0, nr);
+        else tile_off(g, w, m0, n0, nr);
+        break;
+    }
 }
 
 #endif
