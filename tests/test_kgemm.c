@@ -8,6 +8,7 @@
  * decides which path of kgemm.c runs (AVX-512 VNNI, AVX2 or plain C: the same macros as
  * kgemm.c), and the test names it. */
 #include "core/core.h"
+#include "core/isa.h"
 #include "verify/llm_impl.h"
 #include "th.h"
 
@@ -22,15 +23,9 @@ static uint32_t next_u32(void) {
 }
 static float frand(void) { return (float)next_u32() / 4294967296.0f * 2 - 1; }
 
-static const char *build_path(void) {
-#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-    return "AVX-512 VNNI";
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-    return "AVX2";
-#else
-    return "plain C";
-#endif
-}
+/* The path that runs: the kernels' level of this process (core/isa.h; tests/run.sh runs the
+ * test at every level the CPU has). */
+static const char *build_path(void) { return pare_isa_name(pare_isa_active()); }
 
 /* ---------------------------------------------------------------- references */
 

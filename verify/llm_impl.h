@@ -141,7 +141,7 @@ bool llm_qgemm_handles(pare_type wtype);
 bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                size_t ldw, float *y, int ldy, void *ws);
 size_t llm_qgemm_ws(int M, int K);
-/* The same for K-quant weights (Q4_K, Q6_K today; see llm_kgemm_handles; rows of K / 256
+/* The same for K-quant weights (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS; see llm_kgemm_handles; rows of K / 256
  * super-blocks), x quantized to Q8_K, in ggml_vec_dot_*_q8_K's float order (verify/kgemm.c).
  * ws: llm_kgemm_ws(M, K) bytes. False (nothing done) for other types, K not a multiple of
  * 256, or no memory. */
