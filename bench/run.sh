@@ -66,9 +66,14 @@ make_synthetic() { # DIR PRESET DTYPE
         touch "$1/.complete"
     fi
 }
-make_synthetic "$M1B" 1b bf16
+# The 1b checkpoint (2.2 GB) only when a benchmark that reads it is selected.
+NEED_1B=
+for n in cp-1 cp+sync convert-f16 convert-q8_0 quantize-Q8_0 merge-lora prune-2:4; do
+    echo "$n" | grep -Eq "$ONLY" && NEED_1B=1
+done
+[ -n "$NEED_1B" ] && make_synthetic "$M1B" 1b bf16
 make_synthetic "$MSMALL" small f32
-if [ ! -f "$OUT/lora-1b/.complete" ]; then
+if [ -n "$NEED_1B" ] && [ ! -f "$OUT/lora-1b/.complete" ]; then
     "$PY" bench/make_random_lora.py "$M1B" "$OUT/lora-1b" --rank 16 || die "make_random_lora.py failed"
     touch "$OUT/lora-1b/.complete"
 fi
@@ -236,6 +241,7 @@ if have eval && [ -f "$OUT/small-Q4_K_M.gguf" ] && echo "eval-native" | grep -Eq
     fi
 fi
 
+if [ -z "$NEED_1B" ]; then echo "results in $RESULTS"; exit 0; fi
 ST1B=$M1B/model.safetensors
 B1B=$(stat -c %s "$ST1B")
 F16=$OUT/1b-f16.gguf
