@@ -149,7 +149,17 @@ size_t pare_type_row_size(pare_type t, int64_t ne0);
 /* ------------------------------------------------------------------------ fp */
 
 uint16_t pare_fp32_to_fp16(float f);
-float pare_fp16_to_fp32(uint16_t h);
+float pare_fp16_to_fp32_soft(uint16_t h);
+/* Inline, so that code compiled with F16C (the avx2 and avx512 kernel levels, whose inner
+ * loops convert block scales) gets the one instruction, and the rest the portable bit
+ * arithmetic: the same value either way (f16 -> f32 is exact; a signalling NaN comes out
+ * quiet from the instruction, as in ggml's x86 builds). */
+#if defined(__F16C__)
+#include <immintrin.h>
+static inline float pare_fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
+#else
+static inline float pare_fp16_to_fp32(uint16_t h) { return pare_fp16_to_fp32_soft(h); }
+#endif
 uint16_t pare_fp32_to_bf16(float f);
 float pare_bf16_to_fp32(uint16_t h);
 float pare_f8e4m3_to_fp32(uint8_t v);

@@ -104,7 +104,7 @@ uint16_t pare_fp32_to_fp16(float f) {
     return sign | (uint16_t)(ax >> 13);
 }
 
-float pare_fp16_to_fp32(uint16_t h) {
+float pare_fp16_to_fp32_soft(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
     if (e == 0) {
