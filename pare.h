@@ -27,7 +27,7 @@
 #include "quant/blocks.h"       /* the block structs of the quantized types */
 #include "lora/lora.h"          /* LoRA adapters: load, merge, extract */
 #include "prune/prune.h"        /* magnitude, N:M and Wanda pruning */
-#include "verify/eval.h"        /* the evaluator: logits, perplexity, KL divergence */
+#include "verify/llm.h"        /* the evaluator: logits, perplexity, KL divergence */
 #include "verify/tokenizer.h"
 #include "verify/hash.h"
 #include "verify/diff.h"

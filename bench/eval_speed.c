@@ -16,7 +16,7 @@
  */
 #include "core/core.h"
 #include "quant/quant.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
  */
 #include "formats/gguf.h"
 #include "quant/quant.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 #include "cmd.h"
 
 #include "formats/formats.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 #include "verify/tokenizer.h"
 
 #include <cJSON.h>

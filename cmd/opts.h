@@ -22,13 +22,13 @@
 #define PARE_CMD_OPTS_H
 
 #include "core/core.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
-/* --ctx: the evaluator's default and smallest (verify/eval.h) */
+/* --ctx: the evaluator's default and smallest (verify/llm.h) */
 #define CMD_DEFAULT_CTX PARE_PPL_DEFAULT_CTX
 #define CMD_MIN_CTX PARE_PPL_MIN_CTX
 #define CMD_MAX_CTX (1 << 20)

@@ -3,7 +3,7 @@
 
 #include "formats/formats.h"
 #include "quant/plan.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 #include "verify/tokenizer.h"
 
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include "core/core.h"
 #include "prune/prune.h"
 #include "quant/plan.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 #include <stdio.h>
 

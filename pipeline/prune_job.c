@@ -5,7 +5,7 @@
 #include "formats/hf.h"
 #include "prune/prune.h"
 #include "quant/quant.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 #include <fnmatch.h>
 #include <pthread.h>

@@ -13,7 +13,7 @@
 #include "pipeline/pipeline.h"
 
 #include "formats/formats.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 #include "verify/tokenizer.h"
 
 #include <libgen.h>

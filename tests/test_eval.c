@@ -5,7 +5,7 @@
 #include "formats/formats.h"
 #include "formats/gguf.h"
 #include "quant/quant.h"
-#include "verify/eval.h"
+#include "verify/llm.h"
 #include "verify/llm_impl.h"
 #include "th.h"
 

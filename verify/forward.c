@@ -14,7 +14,7 @@
  *
  * Buffers are row-major [token][feature]; matrix products run over all tokens at once
  * (verify/gemm.c in f32, qgemm.c / kgemm.c in integers). With ggml rounding on (the default)
- * the inputs of each product are rounded as ggml does before its dot products (see eval.h),
+ * the inputs of each product are rounded as ggml does before its dot products (see llm.h),
  * which brings the logits within float noise of llama.cpp's; for weights that round
  * activations to 8 bits, the float steps also follow ggml-cpu's order for the instruction set
  * of the build (AVX-512, or AVX2 with FMA and F16C), which gives llama.cpp's logits exactly.

@@ -5,7 +5,7 @@
 #ifndef PARE_VERIFY_LLM_IMPL_H
 #define PARE_VERIFY_LLM_IMPL_H
 
-#include "verify/eval.h"
+#include "verify/llm.h"
 
 typedef enum { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_GPT2 } llm_arch;
 

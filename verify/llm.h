@@ -1,5 +1,6 @@
 /*
- * verify/eval.h - the reference evaluator: a forward pass for llama-family, qwen2 and gpt2
+ * verify/llm.h - the reference evaluator (pare_llm: forward.c, model_llm.c, perplexity.c and
+ * the products of gemm.c, qgemm.c, kgemm.c): a forward pass for llama-family, qwen2 and gpt2
  * models with GGUF names and metadata, and perplexity / KL divergence exactly as
  * llama.cpp's llama-perplexity computes them (February 2025).
  *
@@ -24,8 +25,8 @@
  * A pare_llm is not safe for concurrent use; it borrows the pare_model, which must outlive it.
  * It keeps OpenBLAS single-threaded (openblas_set_num_threads(1)) and runs its own threads.
  */
-#ifndef PARE_VERIFY_EVAL_H
-#define PARE_VERIFY_EVAL_H
+#ifndef PARE_VERIFY_LLM_H
+#define PARE_VERIFY_LLM_H
 
 #include "core/core.h"
 
