@@ -7,8 +7,9 @@
 #
 # ARCH=portable (the default) builds a binary for any CPU of its architecture: on x86-64 the
 # files with SIMD kernels (ISA_SRC) are compiled three times, for x86-64-v2 (generic),
-# x86-64-v3 (avx2) and x86-64-v4 + VNNI (avx512), and the kernels are chosen when pare runs
-# (core/isa.h); the rest is compiled for x86-64-v2. ARCH=native, ARCH=x86-64-v3, ... build
+# x86-64-v3 (avx2) and x86-64-v4 + VNNI (avx512), on aarch64 twice, for armv8-a (generic)
+# and armv8.2-a + dotprod, and the kernels are chosen when pare runs (core/isa.h); the rest
+# is compiled for the lowest level. ARCH=native, ARCH=x86-64-v3, ... build
 # for that one instruction set only.
 
 PREFIX   ?= /usr/local
@@ -31,6 +32,7 @@ ifeq ($(ARCH),portable)
     DISPATCH := 1
   else ifneq ($(filter aarch64-%,$(MACHINE)),)
     MARCH    := -march=armv8-a
+    DISPATCH := 1
   endif
 else
   MARCH    := -march=$(ARCH)
@@ -49,10 +51,18 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # Files with SIMD kernels: compiled once per level in a portable x86-64 build.
 ISA_SRC  := verify/forward.c verify/gemm.c verify/kgemm.c verify/qgemm.c verify/perplexity.c \
             quant/q_simd.c lora/merge.c prune/prune.c
+ifneq ($(filter aarch64-%,$(MACHINE)),)
+LEVELS   := generic dotprod
+LEVEL_FLAGS_generic := -march=armv8-a
+LEVEL_FLAGS_dotprod := -march=armv8.2-a+dotprod
+else
 LEVELS   := generic avx2 avx512
 LEVEL_FLAGS_generic := -march=x86-64-v2
 LEVEL_FLAGS_avx2    := -march=x86-64-v3
 LEVEL_FLAGS_avx512  := -march=x86-64-v4 -mavx512vnni
+endif
+# binutils of the target (a cross compiler's: aarch64-linux-gnu-ld, ...)
+TOOLS    := $(if $(filter $(shell uname -m)-%,$(MACHINE)),,$(MACHINE)-)
 
 ifeq ($(DISPATCH),1)
 PLAIN_SRC := $(filter-out $(ISA_SRC),$(LIB_SRC))
@@ -96,9 +106,9 @@ $(B)/$(1)/lvl-$(2)/%.o: %.c
 
 $(B)/$(1)/isa-$(2).o: $$(ISA_SRC:%.c=$(B)/$(1)/lvl-$(2)/%.o)
 	@echo "LD -r $$@"
-	@ld -r -o $$@.tmp $$^
-	@nm -g --defined-only $$@.tmp | awk 'NF == 3 { print $$$$3, $$$$3 "__$(2)" }' >$$@.syms
-	@objcopy --redefine-syms=$$@.syms $$@.tmp $$@
+	@$(TOOLS)ld -r -o $$@.tmp $$^
+	@$(TOOLS)nm -g --defined-only $$@.tmp | awk 'NF == 3 { print $$$$3, $$$$3 "__$(2)" }' >$$@.syms
+	@$(TOOLS)objcopy --redefine-syms=$$@.syms $$@.tmp $$@
 	@rm -f $$@.tmp
 endef
 $(foreach l,$(LEVELS),$(eval $(call LEVEL_RULES,obj,$(l),$$(CFLAGS))))
@@ -155,7 +165,8 @@ $(B)/examples/quickstart: examples/quickstart.c $(B)/libpare.a $(B)/pare pare.h
 	$(CC) -std=c11 $(WARN) -O2 -o $@ $< $$(PKG_CONFIG_PATH=$(abspath $(STAGE))/lib/pkgconfig $(PKG_CONFIG) --cflags --libs pare)
 
 # The module tests built for aarch64 (gcc-aarch64-linux-gnu, Debian's :arm64 libraries) and
-# run under qemu-user: the portable C paths as an Arm machine runs them. Without the
+# run under qemu-user (whose default CPU has the dot-product instructions): the dotprod
+# level, and the tests of kernel code again at the generic level (PARE_ISA). Without the
 # sanitizers (ASan's shadow memory does not map under qemu-user); not part of `make test`.
 AARCH64_ENV := CC=aarch64-linux-gnu-gcc B=build-aarch64 \
                PKG_CONFIG="env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config"
@@ -168,7 +179,7 @@ deps-aarch64:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 test-aarch64: deps-aarch64
 	@$(MAKE) --no-print-directory $(AARCH64_ENV) $(AARCH64_TESTS)
-	@QEMU_LD_PREFIX=/usr/aarch64-linux-gnu RUN="qemu-aarch64 -L /" sh tests/run.sh $(AARCH64_TESTS)
+	@RUN="qemu-aarch64 -L /" RUN_LOWER=generic sh tests/run.sh $(AARCH64_TESTS)
 
 # (-O1: Debian's gcc 12 for aarch64 stops with an internal error vectorizing test_hf.c at -O2)
 $(B)/obj/tests/%.o: CFLAGS = -O1

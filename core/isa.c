@@ -3,23 +3,30 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
 /* PARE_DISPATCH (set by the Makefile for a portable x86-64 build): the files with kernels
  * are compiled once per level and every level is in the binary. Otherwise the one level the
  * compiler targets. */
-#if defined(PARE_DISPATCH)
-static const bool built[PARE_ISA_COUNT] = {true, true, true};
+#if defined(PARE_DISPATCH) && defined(__aarch64__)
+static const bool built[PARE_ISA_COUNT] = {true, false, false, true};
+#elif defined(PARE_DISPATCH)
+static const bool built[PARE_ISA_COUNT] = {true, true, true, false};
 #elif defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
-static const bool built[PARE_ISA_COUNT] = {false, false, true};
+static const bool built[PARE_ISA_COUNT] = {false, false, true, false};
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-static const bool built[PARE_ISA_COUNT] = {false, true, false};
+static const bool built[PARE_ISA_COUNT] = {false, true, false, false};
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+static const bool built[PARE_ISA_COUNT] = {false, false, false, true};
 #else
-static const bool built[PARE_ISA_COUNT] = {true, false, false};
+static const bool built[PARE_ISA_COUNT] = {true, false, false, false};
 #endif
 
-static const char *const names[PARE_ISA_COUNT] = {"generic", "avx2", "avx512"};
+static const char *const names[PARE_ISA_COUNT] = {"generic", "avx2", "avx512", "dotprod"};
 
 const char *pare_isa_name(pare_isa isa) {
     return (int)isa >= 0 && isa < PARE_ISA_COUNT ? names[isa] : "?";
@@ -41,6 +48,9 @@ pare_isa pare_isa_cpu(void) {
                     __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
                     __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512vnni");
     return v4 ? PARE_ISA_AVX512 : v3 ? PARE_ISA_AVX2 : PARE_ISA_GENERIC;
+#elif defined(__aarch64__)
+    /* the kernel says what the CPU has; HWCAP_ASIMDDP is bit 20 */
+    return getauxval(AT_HWCAP) & (1ul << 20) ? PARE_ISA_DOTPROD : PARE_ISA_GENERIC;
 #else
     return PARE_ISA_GENERIC;
 #endif

@@ -23,7 +23,8 @@ case $cpu in
     avx512) lower="avx2 generic";;
     avx2) lower="generic";;
 esac
-[ -n "${RUN:-}" ] && lower= # cross-built tests under an emulator: the one level they have
+# cross-built tests under an emulator (make test-aarch64): the lower levels named by RUN_LOWER
+[ -n "${RUN:-}" ] && lower=${RUN_LOWER:-} && built=$lower
 runs=
 for t in "$@"; do runs="$runs $t"; done
 for l in $lower; do
