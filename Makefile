@@ -76,6 +76,12 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/obj/%.o)
 SCMD_OBJ := $(CMD_SRC:%.c=$(B)/san/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(B)/san/tests/%)
 
+# Objects depend on the flags they were built with: a changed ARCH, CC or CFLAGS rebuilds them
+# (the stamp file is rewritten only when its text changes).
+FLAGS_STAMP := $(B)/.flags
+FLAGS_TEXT  := $(CC) $(CFLAGS_COMMON) $(MARCH) $(CFLAGS) $(SAN) $(LEVELS)
+$(shell mkdir -p $(B) && echo '$(FLAGS_TEXT)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_TEXT)' >$(FLAGS_STAMP))
+
 .PHONY: all deps test bench install clean check-headers fixtures fuzz test-aarch64 deps-aarch64
 all: $(B)/pare $(B)/libpare.a
 
@@ -85,12 +91,12 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "all build dependencies present"; fi
 
-$(B)/obj/%.o: %.c
+$(B)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS_COMMON) $(MARCH) $(CFLAGS) -c $< -o $@
 
-$(B)/san/%.o: %.c
+$(B)/san/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "CC (asan) $<"
 	@$(CC) $(CFLAGS_COMMON) $(MARCH) $(SAN) -c $< -o $@
@@ -99,7 +105,7 @@ $(B)/san/%.o: %.c
 # global symbols are renamed NAME -> NAME__LEVEL (calls between its files stay in the level;
 # the modules' isa_dispatch.c forward the rest of pare to the chosen level).
 define LEVEL_RULES
-$(B)/$(1)/lvl-$(2)/%.o: %.c
+$(B)/$(1)/lvl-$(2)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $$(dir $$@)
 	@echo "CC ($(2)$(if $(filter san,$(1)), asan)) $$<"
 	@$$(CC) $$(CFLAGS_COMMON) $$(LEVEL_FLAGS_$(2)) $(3) -c $$< -o $$@
