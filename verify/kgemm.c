@@ -46,6 +46,9 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define KG_AVX2 1
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define KG_NEON 1
 #endif
 
 #define QK 256
@@ -55,6 +58,9 @@
 #elif defined(KG_AVX2)
 #define MRK 3
 #define NRK 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
+#elif defined(KG_NEON)
+#define MRK 4 /* 16 integer accumulators of the 32 registers, the float ones mostly in memory */
+#define NRK 2
 #else
 #define MRK 4
 #define NRK 2
@@ -370,7 +376,7 @@ typedef struct {
     w_sb *wbuf; /* per thread: NWK rows of unpacked super-blocks */
 } prod_job;
 
-#if !defined(KG_VNNI) && !defined(KG_AVX2)
+#if !defined(KG_VNNI) && !defined(KG_AVX2) && !defined(KG_NEON)
 
 /* Plain C: output (m, n) in ggml's float order. */
 static float dot_ref(const prod_job *g, const w_sb *w, int m) {
@@ -620,6 +626,126 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
 
 #endif
 
+#if defined(KG_NEON)
+
+/* ---------------------------------------------------------------- Arm NEON */
+
+/* acc + the dots of bytes 4j..4j+3 of a and b in lane j: one sdot with the dot-product
+ * extension; without, byte products in 16 bits (|w x| <= 127 x 127 for every type here, a
+ * pair's sum within int16), pairs added, pairs of pairs into the 32-bit lanes. */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    const int16x8_t p = vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b));
+    return vpadalq_s16(acc, p);
+#endif
+}
+
+/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr), in dot_ref's
+ * float order: the eight integer lanes of a super-block are two registers, lo (bytes
+ * 0..15 of each 32-value group: lanes 0-3) and hi (bytes 16..31: lanes 4-7); a lane's four
+ * bytes share one sub-block scale (sub-blocks are 16 or 32 values), so the scale multiplies
+ * their dot. Codes with an offset (Q3_K, Q6_K) have it taken off as they are loaded, which
+ * leaves every code a signed byte. `off` and `fin` are constants in each caller. */
+static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
+                                                            const bool off, const kg_fin fin) {
+    float32x4_t acc0[MRK][NRK], acc1[MRK][NRK], accm[MRK][NRK];
+    float summs[MRK][NRK];
+    for (int i = 0; i < MRK; i++)
+        for (int r = 0; r < NRK; r++)
+            acc0[i][r] = acc1[i][r] = accm[i][r] = vdupq_n_f32(0), summs[i][r] = 0;
+    const int8x16_t voff = vdupq_n_s8((int8_t)(off ? 1 << g->t->off_shift : 0));
+    for (int b = 0; b < g->nb; b++) {
+        const act_sb *x[MRK];
+        const w_sb *ws[NRK];
+        for (int i = 0; i < MRK; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
+        for (int r = 0; r < NRK; r++) ws[r] = &w[(size_t)r * g->nb + b];
+        int32x4_t lo[MRK][NRK], hi[MRK][NRK];
+        for (int i = 0; i < MRK; i++)
+            for (int r = 0; r < NRK; r++) lo[i][r] = hi[i][r] = vdupq_n_s32(0);
+        for (int c = 0; c < QK / 32; c++) {
+            int8x16_t w0[NRK], w1[NRK];
+            int32_t s0[NRK], s1[NRK];
+#pragma GCC unroll 2
+            for (int r = 0; r < NRK; r++) {
+                w0[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 32 * c)), voff);
+                w1[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 32 * c + 16)), voff);
+                s0[r] = ws[r]->sc16[16 * c], s1[r] = ws[r]->sc16[16 * c + 8];
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < MRK; i++) {
+                const int8x16_t x0 = vld1q_s8(x[i]->q + 32 * c), x1 = vld1q_s8(x[i]->q + 32 * c + 16);
+#pragma GCC unroll 2
+                for (int r = 0; r < NRK; r++) {
+                    lo[i][r] = vmlaq_n_s32(lo[i][r], dot4(vdupq_n_s32(0), w0[r], x0), s0[r]);
+                    hi[i][r] = vmlaq_n_s32(hi[i][r], dot4(vdupq_n_s32(0), w1[r], x1), s1[r]);
+                }
+            }
+        }
+        for (int i = 0; i < MRK; i++)
+            for (int r = 0; r < NRK; r++) {
+                const float d = x[i]->d * ws[r]->d, dmin = -x[i]->d * ws[r]->dmin;
+                const int16_t *mn = ws[r]->mins;
+                if (fin == FIN_Q2K) {
+                    int32_t mk[8];
+                    for (int k = 0; k < 8; k++) mk[k] = mn[2 * k] * x[i]->g16[2 * k] + mn[2 * k + 1] * x[i]->g16[2 * k + 1];
+                    acc0[i][r] = vfmaq_n_f32(acc0[i][r], vcvtq_f32_s32(vld1q_s32(mk)), dmin);
+                    acc1[i][r] = vfmaq_n_f32(acc1[i][r], vcvtq_f32_s32(vld1q_s32(mk + 4)), dmin);
+                } else if (fin == FIN_Q4K) {
+                    int32_t mk[4];
+                    for (int k = 0; k < 4; k++) mk[k] = mn[2 * k] * x[i]->g32[2 * k] + mn[2 * k + 1] * x[i]->g32[2 * k + 1];
+                    accm[i][r] = vfmaq_n_f32(accm[i][r], vcvtq_f32_s32(vld1q_s32(mk)), dmin);
+                } else if (fin == FIN_Q5K) {
+                    int32_t s = 0;
+                    for (int k = 0; k < 8; k++) s += mn[k] * x[i]->g32[k];
+                    summs[i][r] = fmaf(dmin, (float)s, summs[i][r]);
+                }
+                acc0[i][r] = vfmaq_n_f32(acc0[i][r], vcvtq_f32_s32(lo[i][r]), d);
+                acc1[i][r] = vfmaq_n_f32(acc1[i][r], vcvtq_f32_s32(hi[i][r]), d);
+            }
+    }
+    for (int i = 0; i < MRK && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) {
+            float a[8], m[4];
+            vst1q_f32(a, acc0[i][r]), vst1q_f32(a + 4, acc1[i][r]), vst1q_f32(m, accm[i][r]);
+            const float v = llm_hsum8(a);
+            g->y[(size_t)(m0 + i) * g->ldy + n0 + r] =
+                fin == FIN_Q4K ? v + ((m[0] + m[2]) + (m[1] + m[3])) : fin == FIN_Q5K ? v + summs[i][r] : v;
+        }
+}
+
+/* One instance per weight type (Q3_K and Q6_K share theirs). */
+static void tile_q2_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q2K);
+}
+static void tile_q4_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q4K);
+}
+static void tile_q5_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q5K);
+}
+static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, true, FIN_D);
+}
+static void tile_sgn(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_D);
+}
+
+static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    switch (g->t->fin) {
+    case FIN_Q2K: tile_q2_K(g, w, m0, n0, nr); break;
+    case FIN_Q4K: tile_q4_K(g, w, m0, n0, nr); break;
+    case FIN_Q5K: tile_q5_K(g, w, m0, n0, nr); break;
+    case FIN_D:
+        if (g->t->sgn) tile_sgn(g, w, m0, n0, nr);
+        else tile_off(g, w, m0, n0, nr);
+        break;
+    }
+}
+
+#endif
+
 static void prod_item(void *ctx, int64_t item, int thread) {
     const prod_job *g = ctx;
     const int n0 = (int)item * g->rows_per_item;
@@ -634,7 +760,7 @@ static void prod_item(void *ctx, int64_t item, int thread) {
         for (int n = n0; n < n1; n += NWK) {
             const int nr = n1 - n < NWK ? n1 - n : NWK;
             unpack_rows(g, n, nr, w);
-#if defined(KG_VNNI) || defined(KG_AVX2)
+#if defined(KG_VNNI) || defined(KG_AVX2) || defined(KG_NEON)
             for (int m = m0; m < m1; m += MRK)
                 for (int j = 0; j < nr; j += NRK)
                     run_tile(g, w + (size_t)j * g->nb, m, n + j, nr - j < NRK ? nr - j : NRK);

@@ -71,6 +71,9 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define QG_AVX2 1
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define QG_NEON 1
 #endif
 
 #define QK 32 /* values per block, weights and activations */
@@ -84,6 +87,10 @@
 #define QBIAS 0
 #define LROWS 2
 #define SROWS 8
+#elif defined(QG_NEON)
+#define QBIAS 0
+#define LROWS 2 /* MR x LROWS outputs x 8 float lanes: 16 of the 32 registers */
+#define SROWS 8 /* only sizes the work items: NEON runs single on LROWS tiles too */
 #else
 #define QBIAS 0
 #define LROWS 1
@@ -231,6 +238,26 @@ static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t 
         if (s) *s = f16_round(dd * (float)tot);
         if (sum) *sum = tot;
     }
+}
+#elif defined(QG_NEON)
+/* The x86 codes (id = 127 / amax, not ggml NEON's 1 / d: see the top), four lanes at a
+ * time; vcvtnq rounds to nearest even as nearbyintf does, vmaxnm skips NaN as the scalar
+ * `>` does. */
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
+    float32x4_t v[8], m = vdupq_n_f32(0);
+    for (int k = 0; k < 8; k++) v[k] = vld1q_f32(x + 4 * k), m = vmaxnmq_f32(m, vabsq_f32(v[k]));
+    const float amax = vmaxnmvq_f32(m);
+    const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+    int32x4_t c[8], t = vdupq_n_s32(0);
+    for (int k = 0; k < 8; k++) c[k] = vcvtnq_s32_f32(vmulq_n_f32(v[k], id)), t = vaddq_s32(t, c[k]);
+    for (int k = 0; k < 8; k += 2) {
+        const int16x8_t h = vcombine_s16(vmovn_s32(c[k]), vmovn_s32(c[k + 1]));
+        vst1_s8((int8_t *)(u + 4 * k), vmovn_s16(h));
+    }
+    *d = f16_round(dd);
+    const int tot = vaddvq_s32(t);
+    if (s) *s = f16_round(dd * (float)tot);
+    if (sum) *sum = tot;
 }
 #else
 static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
@@ -653,7 +680,105 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
 
 #endif
 
-#if defined(QG_VNNI) || defined(QG_AVX2)
+#if defined(QG_NEON)
+
+/* ---------------------------------------------------------------- Arm NEON */
+
+/* acc + the dots of bytes 4j..4j+3 of a and b in lane j. With the dot-product extension
+ * one sdot; without, the byte products in 16 bits (|w x| <= 128 x 127, a pair's sum within
+ * int16), pairs added, then pairs of pairs into the 32-bit lanes. Exact either way. */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    const int16x8_t p = vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b));
+    return vpadalq_s16(acc, p);
+#endif
+}
+
+/* LROWS weight rows of one block: codes, scales, mins (rows past N repeat the last). */
+typedef struct {
+    int8_t w[LROWS][QK];
+    float dw[LROWS], mw[LROWS];
+} ntile;
+
+static void prep_ntile(const prod_job *g, int n0, ntile *t) {
+    for (int p = 0; p < LROWS; p++) {
+        const int n = n0 + p < g->N ? n0 + p : g->N - 1;
+        const uint8_t *b = g->W + (size_t)n * g->ldw;
+        for (int l = 0; l < g->nb; l++, b += g->tt->bytes) g->tt->decode(b, t[l].w[p], &t[l].dw[p], &t[l].mw[p]);
+    }
+}
+
+/* Outputs of activation rows [m0, m0 + MR) x weight rows [n0, n0 + LROWS), in the plain C
+ * path's float order: lanes 0-3 of an output are the dots of its bytes 0..15 (lo), lanes
+ * 4-7 of bytes 16..31 (hi), so the eight lanes of item_ref are two registers. `single` and
+ * `has_min` are constants where this is inlined. */
+static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, const ntile *t, int m0, int n0,
+                                                             const bool single, const bool has_min) {
+    float32x4_t lo[MR][LROWS], hi[MR][LROWS];
+    float one[MR][LROWS], summs[MR][LROWS];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < LROWS; p++) lo[i][p] = hi[i][p] = vdupq_n_f32(0), one[i][p] = summs[i][p] = 0;
+    const int8_t *u = (const int8_t *)g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    const float *xs = has_min ? g->xs + sidx(g->nb, m0, 0) : NULL;
+    for (int l = 0; l < g->nb; l++, t++) {
+        int8x16_t w0[LROWS], w1[LROWS];
+        for (int p = 0; p < LROWS; p++) w0[p] = vld1q_s8(t->w[p]), w1[p] = vld1q_s8(t->w[p] + 16);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const int8_t *ub = u + (size_t)i * g->K + l * QK;
+            const int8x16_t x0 = vld1q_s8(ub), x1 = vld1q_s8(ub + 16);
+            const float dx = xd[(size_t)l * MR + i];
+#pragma GCC unroll 2
+            for (int p = 0; p < LROWS; p++) {
+                const int32x4_t a = dot4(vdupq_n_s32(0), w0[p], x0), b = dot4(vdupq_n_s32(0), w1[p], x1);
+                const float d = t->dw[p] * dx;
+                if (single) {
+                    one[i][p] = fmaf((float)vaddvq_s32(vaddq_s32(a, b)), d, one[i][p]);
+                } else {
+                    lo[i][p] = vfmaq_n_f32(lo[i][p], vcvtq_f32_s32(a), d);
+                    hi[i][p] = vfmaq_n_f32(hi[i][p], vcvtq_f32_s32(b), d);
+                }
+                if (has_min) summs[i][p] = fmaf(t->mw[p], xs[(size_t)l * MR + i], summs[i][p]);
+            }
+        }
+    }
+    for (int i = 0; i < MR && m0 + i < g->M; i++) {
+        float *y = g->y + (size_t)(m0 + i) * g->ldy;
+        for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
+            float a[8];
+            vst1q_f32(a, lo[i][p]), vst1q_f32(a + 4, hi[i][p]);
+            y[n0 + p] = single ? one[i][p] : has_min ? llm_hsum8(a) + summs[i][p] : llm_hsum8(a);
+        }
+    }
+}
+
+static void run_ntile(const prod_job *g, const ntile *t, int m0, int n0) {
+    if (g->single) ntile_body(g, t, m0, n0, true, false);
+    else if (g->xs) ntile_body(g, t, m0, n0, false, true);
+    else ntile_body(g, t, m0, n0, false, false);
+}
+
+static void prod_item(void *ctx, int64_t item, int thread) {
+    (void)thread;
+    const prod_job *g = ctx;
+    int n0, n1;
+    item_range(g, item, &n0, &n1);
+    ntile *t = malloc((size_t)g->nb * sizeof *t);
+    if (!t) { /* out of memory: the plain way, same numbers */
+        item_ref(g, n0, n1);
+        return;
+    }
+    for (int n = n0; n < n1; n += LROWS) {
+        prep_ntile(g, n, t);
+        for (int m = 0; m < g->M; m += MR) run_ntile(g, t, m, n);
+    }
+    free(t);
+}
+
+#elif defined(QG_VNNI) || defined(QG_AVX2)
 static void prod_item(void *ctx, int64_t item, int thread) {
     (void)thread;
     const prod_job *g = ctx;
