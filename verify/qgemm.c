@@ -240,14 +240,14 @@ static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t 
     }
 }
 #elif defined(QG_NEON)
-/* The x86 codes (id = 127 / amax, not ggml NEON's 1 / d: see the top), four lanes at a
- * time; vcvtnq rounds to nearest even as nearbyintf does, vmaxnm skips NaN as the scalar
- * `>` does. */
+/* ggml's NEON quantize_row_q8_0 / q8_1: d = amax / 127, codes x * (1 / d) rounded to
+ * nearest even (vcvtnq). 1 / d is not x86's 127 / amax: the two can differ in the last bit
+ * and so, rarely, in a code. */
 static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
     float32x4_t v[8], m = vdupq_n_f32(0);
-    for (int k = 0; k < 8; k++) v[k] = vld1q_f32(x + 4 * k), m = vmaxnmq_f32(m, vabsq_f32(v[k]));
-    const float amax = vmaxnmvq_f32(m);
-    const float dd = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+    for (int k = 0; k < 8; k++) v[k] = vld1q_f32(x + 4 * k), m = vmaxq_f32(m, vabsq_f32(v[k]));
+    const float amax = vmaxvq_f32(m);
+    const float dd = amax / 127.f, id = dd != 0 ? 1.0f / dd : 0.f;
     int32x4_t c[8], t = vdupq_n_s32(0);
     for (int k = 0; k < 8; k++) c[k] = vcvtnq_s32_f32(vmulq_n_f32(v[k], id)), t = vaddq_s32(t, c[k]);
     for (int k = 0; k < 8; k += 2) {
@@ -305,6 +305,7 @@ typedef struct {
     float *y;
     int ldy;
     int rows_per_item; /* a multiple of the tile's rows */
+    void *tiles;       /* NEON: per thread, nb unpacked blocks of a tile */
 } prod_job;
 
 static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
@@ -312,6 +313,7 @@ static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
     *n1 = *n0 + g->rows_per_item < g->N ? *n0 + g->rows_per_item : g->N;
 }
 
+#if !defined(QG_NEON)
 /* Plain C, one output at a time with the same integers and float steps, for weight rows
  * [n0, n1): each row unpacked once, then taken against every activation row (without memory
  * for that, unpacked again block by block). */
@@ -354,6 +356,7 @@ static void item_ref(const prod_job *g, int n0, int n1) {
     }
     free(q), free(dm);
 }
+#endif
 
 #if defined(QG_VNNI) || defined(QG_AVX2)
 /* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
@@ -684,15 +687,26 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
 
 /* ---------------------------------------------------------------- Arm NEON */
 
-/* acc + the dots of bytes 4j..4j+3 of a and b in lane j. With the dot-product extension
- * one sdot; without, the byte products in 16 bits (|w x| <= 128 x 127, a pair's sum within
- * int16), pairs added, then pairs of pairs into the 32-bit lanes. Exact either way. */
+/* ggml_vdotq_s32: acc + in lane j, with the dot-product extension the dot of bytes
+ * 4j..4j+3 (sdot), without it bytes 2j, 2j+1, 8+2j, 9+2j (ggml's fallback: the byte
+ * products of each half in 16 bits, pairs added). Which bytes share a lane matters where
+ * the lanes are floats. */
+static inline int32x4_t gdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    const int16x8_t p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b)), p1 = vmull_high_s8(a, b);
+    return vaddq_s32(acc, vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+#endif
+}
+
+/* acc + the dots of bytes 4j..4j+3 in lane j, with or without sdot (without: byte products
+ * in 16 bits, |w x| <= 128 x 127 so a pair's sum fits, pairs, then pairs of pairs). */
 static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if defined(__ARM_FEATURE_DOTPROD)
     return vdotq_s32(acc, a, b);
 #else
-    const int16x8_t p = vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b));
-    return vpadalq_s16(acc, p);
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
 #endif
 }
 
@@ -710,20 +724,31 @@ static void prep_ntile(const prod_job *g, int n0, ntile *t) {
     }
 }
 
-/* Outputs of activation rows [m0, m0 + MR) x weight rows [n0, n0 + LROWS), in the plain C
- * path's float order: lanes 0-3 of an output are the dots of its bytes 0..15 (lo), lanes
- * 4-7 of bytes 16..31 (hi), so the eight lanes of item_ref are two registers. `single` and
- * `has_min` are constants where this is inlined. */
-static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, const ntile *t, int m0, int n0,
-                                                             const bool single, const bool has_min) {
-    float32x4_t lo[MR][LROWS], hi[MR][LROWS];
-    float one[MR][LROWS], summs[MR][LROWS];
+/* The float orders of the NEON path (see the top): the x86 lanes (ORD_X86), one float per
+ * output (ORD_SINGLE), tinyBLAS_Q0_ARM (ORD_TB), ggml_vec_dot_*'s pair of accumulators
+ * (ORD_PAIR). The pair forms differ per type in their odd last block and their mins. */
+enum { ORD_X86, ORD_SINGLE, ORD_TB, ORD_PAIR };
+enum { TAIL_DD, TAIL_Q4_0, TAIL_MIN1, TAIL_MIN2 };
+
+/* Outputs of activation rows [m0, m0 + MR) x weight rows [n0, n0 + LROWS). `ord`, `kind`
+ * and `has_min` are constants where this is inlined. Per output, acc[0] and acc[1] are
+ * the x86 order's lanes 0-3 and 4-7, or the pair form's even and odd blocks; acc[0] alone
+ * is tinyBLAS's register. vmlaq_n_f32 is a multiply and an add (GCC's arm_neon.h keeps them
+ * apart), written so here. */
+static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, const ntile *t0, int m0, int n0,
+                                                             const int ord, const int kind, const bool has_min) {
+    float32x4_t acc[MR][LROWS][2];
+    float one[MR][LROWS], sm[MR][LROWS][2], pend[MR][LROWS];
     for (int i = 0; i < MR; i++)
-        for (int p = 0; p < LROWS; p++) lo[i][p] = hi[i][p] = vdupq_n_f32(0), one[i][p] = summs[i][p] = 0;
+        for (int p = 0; p < LROWS; p++)
+            acc[i][p][0] = acc[i][p][1] = vdupq_n_f32(0), one[i][p] = sm[i][p][0] = sm[i][p][1] = pend[i][p] = 0;
     const int8_t *u = (const int8_t *)g->xq + (size_t)m0 * g->K;
     const float *xd = g->xd + sidx(g->nb, m0, 0);
     const float *xs = has_min ? g->xs + sidx(g->nb, m0, 0) : NULL;
-    for (int l = 0; l < g->nb; l++, t++) {
+    /* the pair form takes blocks two at a time; an odd last block is added in scalar */
+    const int nv = ord == ORD_PAIR ? g->nb & ~1 : g->nb;
+    const ntile *t = t0;
+    for (int l = 0; l < nv; l++, t++) {
         int8x16_t w0[LROWS], w1[LROWS];
         for (int p = 0; p < LROWS; p++) w0[p] = vld1q_s8(t->w[p]), w1[p] = vld1q_s8(t->w[p] + 16);
 #pragma GCC unroll 4
@@ -733,49 +758,118 @@ static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, 
             const float dx = xd[(size_t)l * MR + i];
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
-                const int32x4_t a = dot4(vdupq_n_s32(0), w0[p], x0), b = dot4(vdupq_n_s32(0), w1[p], x1);
                 const float d = t->dw[p] * dx;
-                if (single) {
-                    one[i][p] = fmaf((float)vaddvq_s32(vaddq_s32(a, b)), d, one[i][p]);
+                if (ord == ORD_X86) {
+                    const int32x4_t a = dot4(vdupq_n_s32(0), w0[p], x0), b = dot4(vdupq_n_s32(0), w1[p], x1);
+                    acc[i][p][0] = vfmaq_n_f32(acc[i][p][0], vcvtq_f32_s32(a), d);
+                    acc[i][p][1] = vfmaq_n_f32(acc[i][p][1], vcvtq_f32_s32(b), d);
+                    if (has_min) sm[i][p][0] = fmaf(t->mw[p], xs[(size_t)l * MR + i], sm[i][p][0]);
+                } else if (ord == ORD_SINGLE) {
+                    const int32x4_t a = dot4(dot4(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    one[i][p] = fmaf((float)vaddvq_s32(a), d, one[i][p]);
                 } else {
-                    lo[i][p] = vfmaq_n_f32(lo[i][p], vcvtq_f32_s32(a), d);
-                    hi[i][p] = vfmaq_n_f32(hi[i][p], vcvtq_f32_s32(b), d);
+                    const int32x4_t a = gdot(gdot(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    float32x4_t *c = &acc[i][p][ord == ORD_PAIR ? l & 1 : 0];
+                    *c = vaddq_f32(*c, vmulq_n_f32(vcvtq_f32_s32(a), d));
+                    if (has_min) { /* m_w * s_x: a product of two f16, exact */
+                        const float ms = t->mw[p] * xs[(size_t)l * MR + i];
+                        if (kind == TAIL_MIN1) { /* summs += m0 * s0 + m1 * s1 */
+                            if (l & 1) sm[i][p][0] += pend[i][p] + ms;
+                            else pend[i][p] = ms;
+                        } else { /* summs0 += m0 * s0, summs1 += m1 * s1 */
+                            sm[i][p][l & 1] += ms;
+                        }
+                    }
                 }
-                if (has_min) summs[i][p] = fmaf(t->mw[p], xs[(size_t)l * MR + i], summs[i][p]);
+            }
+        }
+    }
+    float tail[MR][LROWS] = {{0}};
+    if (ord == ORD_PAIR && nv < g->nb) { /* the odd last block, as ggml's scalar loop adds it */
+        const int l = nv;
+        for (int i = 0; i < MR; i++) {
+            const int8_t *ub = u + (size_t)i * g->K + l * QK;
+            for (int p = 0; p < LROWS; p++) {
+                int32_t s = 0;
+                for (int k = 0; k < QK; k++) s += t->w[p][k] * ub[k];
+                tail[i][p] = (float)s;
             }
         }
     }
     for (int i = 0; i < MR && m0 + i < g->M; i++) {
         float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
-            float a[8];
-            vst1q_f32(a, lo[i][p]), vst1q_f32(a + 4, hi[i][p]);
-            y[n0 + p] = single ? one[i][p] : has_min ? llm_hsum8(a) + summs[i][p] : llm_hsum8(a);
+            float r;
+            if (ord == ORD_X86) {
+                float a[8];
+                vst1q_f32(a, acc[i][p][0]), vst1q_f32(a + 4, acc[i][p][1]);
+                r = has_min ? llm_hsum8(a) + sm[i][p][0] : llm_hsum8(a);
+            } else if (ord == ORD_SINGLE) {
+                r = one[i][p];
+            } else if (ord == ORD_TB) {
+                r = vaddvq_f32(acc[i][p][0]);
+            } else {
+                r = vaddvq_f32(acc[i][p][0]) + vaddvq_f32(acc[i][p][1]);
+                if (kind == TAIL_MIN1) r = r + sm[i][p][0];
+                if (kind == TAIL_MIN2) r = r + sm[i][p][0] + sm[i][p][1];
+                if (nv < g->nb) {
+                    const float dw = t->dw[p], dx = xd[(size_t)nv * MR + i], s = tail[i][p];
+                    if (kind == TAIL_DD) r = fmaf(s, dw * dx, r);           /* sumf += sumi * (dw * dx) */
+                    else if (kind == TAIL_Q4_0) r = fmaf(s * dw, dx, r);    /* sumf += sumi * dw * dx */
+                    else r = r + fmaf(dw * dx, s, t->mw[p] * xs[(size_t)nv * MR + i]); /* += d * sumi + m * s */
+                }
+            }
+            y[n0 + p] = r;
         }
     }
 }
 
-static void run_ntile(const prod_job *g, const ntile *t, int m0, int n0) {
-    if (g->single) ntile_body(g, t, m0, n0, true, false);
-    else if (g->xs) ntile_body(g, t, m0, n0, false, true);
-    else ntile_body(g, t, m0, n0, false, false);
+/* The order of a product on NEON (the top lists the sources). */
+static int neon_order(const prod_job *g) {
+    switch (g->tt->type) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    case PARE_TYPE_Q8_0: return ORD_TB;
+    case PARE_TYPE_Q4_0: return g->single ? ORD_SINGLE : ORD_TB;
+#else
+    case PARE_TYPE_Q8_0:
+    case PARE_TYPE_Q4_0: return ORD_PAIR;
+#endif
+    case PARE_TYPE_Q5_0:
+    case PARE_TYPE_Q4_1:
+    case PARE_TYPE_Q5_1: return ORD_PAIR;
+    default: return ORD_X86;
+    }
+}
+
+static void run_ntile(const prod_job *g, int ord, const ntile *t, int m0, int n0) {
+    switch (ord) {
+    case ORD_TB: ntile_body(g, t, m0, n0, ORD_TB, TAIL_DD, false); break;
+    case ORD_SINGLE: ntile_body(g, t, m0, n0, ORD_SINGLE, TAIL_DD, false); break;
+    case ORD_PAIR:
+        switch (g->tt->type) {
+        case PARE_TYPE_Q4_0: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_Q4_0, false); break;
+        case PARE_TYPE_Q4_1: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_MIN1, true); break;
+        case PARE_TYPE_Q5_1: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_MIN2, true); break;
+        default: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_DD, false); break;
+        }
+        break;
+    default:
+        if (g->xs) ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, true);
+        else ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, false);
+        break;
+    }
 }
 
 static void prod_item(void *ctx, int64_t item, int thread) {
-    (void)thread;
     const prod_job *g = ctx;
     int n0, n1;
     item_range(g, item, &n0, &n1);
-    ntile *t = malloc((size_t)g->nb * sizeof *t);
-    if (!t) { /* out of memory: the plain way, same numbers */
-        item_ref(g, n0, n1);
-        return;
-    }
+    ntile *t = (ntile *)g->tiles + (size_t)thread * g->nb;
+    const int ord = neon_order(g);
     for (int n = n0; n < n1; n += LROWS) {
         prep_ntile(g, n, t);
-        for (int m = 0; m < g->M; m += MR) run_ntile(g, t, m, n);
+        for (int m = 0; m < g->M; m += MR) run_ntile(g, ord, t, m, n);
     }
-    free(t);
 }
 
 #elif defined(QG_VNNI) || defined(QG_AVX2)
@@ -827,7 +921,14 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     const int nb = K / QK, Mp = (M + MR - 1) / MR * MR;
     uint8_t *xq = ws;
     float *xd = (float *)(((uintptr_t)(xq + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
+#if defined(QG_NEON) && defined(__ARM_FEATURE_DOTPROD)
+    /* ggml's repack for Q4_0 on Arm with sdot: Q4_0x4 blocks (q4_0_4x4) for N % 4 == 0 */
+    const bool single = wtype == PARE_TYPE_Q4_0 && N % 4 == 0;
+#elif defined(QG_NEON)
+    const bool single = false; /* no repack without sdot: ggml_vec_dot_q4_0_q8_0 */
+#else
     const bool single = wtype == PARE_TYPE_Q4_0 && N % 8 == 0;
+#endif
     float *xs = tt->has_min ? xd + (size_t)Mp * nb : NULL;
     int32_t *xsum = single ? (int32_t *)(xd + 2 * (size_t)Mp * nb) : NULL;
     /* padding rows of the last tile: zero codes and scalars, never stored */
@@ -847,7 +948,14 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     int per = (N + items - 1) / items;
     per = (per + tile - 1) / tile * tile;
     items = (N + per - 1) / per;
-    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per};
+    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per, NULL};
+#if defined(QG_NEON)
+    g.tiles = malloc((size_t)threads * nb * sizeof(ntile));
+    if (!g.tiles) return false; /* the caller takes the f32 path */
+#endif
     pare_pool_for(pool, items, prod_item, &g);
+#if defined(QG_NEON)
+    free(g.tiles);
+#endif
     return true;
 }
