@@ -59,8 +59,8 @@
 #define MRK 3
 #define NRK 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
 #elif defined(KG_NEON)
-#define MRK 4 /* 16 integer accumulators of the 32 registers, the float ones mostly in memory */
-#define NRK 2
+#define MRK 4
+#define NRK 4 /* 16 integer accumulators of the 32 registers */
 #else
 #define MRK 4
 #define NRK 2
@@ -632,87 +632,78 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
 
 /* acc + the dots of bytes 4j..4j+3 of a and b in lane j: one sdot with the dot-product
  * extension; without, byte products in 16 bits (|w x| <= 127 x 127 for every type here, a
- * pair's sum within int16), pairs added, pairs of pairs into the 32-bit lanes. */
+ * pair's sum within int16), pairs added, pairs of pairs into the 32-bit lanes. Only the
+ * lanes' total is used here, so the grouping does not matter. */
 static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if defined(__ARM_FEATURE_DOTPROD)
     return vdotq_s32(acc, a, b);
 #else
-    const int16x8_t p = vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b));
-    return vpadalq_s16(acc, p);
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
 #endif
 }
 
-/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr), in dot_ref's
- * float order: the eight integer lanes of a super-block are two registers, lo (bytes
- * 0..15 of each 32-value group: lanes 0-3) and hi (bytes 16..31: lanes 4-7); a lane's four
- * bytes share one sub-block scale (sub-blocks are 16 or 32 values), so the scale multiplies
- * their dot. Codes with an offset (Q3_K, Q6_K) have it taken off as they are loaded, which
- * leaves every code a signed byte. `off` and `fin` are constants in each caller. */
+/* sum a[k] * b[k], k < n (8 or 16), 16-bit inputs, 32-bit products: exact. */
+static inline int32_t dot16(const int16_t *a, const int16_t *b, int n) {
+    int32x4_t s = vmull_s16(vld1_s16(a), vld1_s16(b));
+    s = vmlal_s16(s, vld1_s16(a + 4), vld1_s16(b + 4));
+    if (n == 16) s = vmlal_s16(vmlal_s16(s, vld1_s16(a + 8), vld1_s16(b + 8)), vld1_s16(a + 12), vld1_s16(b + 12));
+    return vaddvq_s32(s);
+}
+
+/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr), in ggml's NEON
+ * order (see the top): per output and super-block one exact integer, the whole dot of the
+ * signed values times their sub-block scales, and one float. Codes with an offset (Q3_K,
+ * Q6_K) have it taken off as they are loaded, which leaves every code a signed byte; a
+ * 16-byte chunk lies in one sub-block, so its dot meets one scale. `off` and `fin` are
+ * constants in each caller. */
 static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
                                                             const bool off, const kg_fin fin) {
-    float32x4_t acc0[MRK][NRK], acc1[MRK][NRK], accm[MRK][NRK];
-    float summs[MRK][NRK];
+    float acc[MRK][NRK];
     for (int i = 0; i < MRK; i++)
-        for (int r = 0; r < NRK; r++)
-            acc0[i][r] = acc1[i][r] = accm[i][r] = vdupq_n_f32(0), summs[i][r] = 0;
+        for (int r = 0; r < NRK; r++) acc[i][r] = 0;
     const int8x16_t voff = vdupq_n_s8((int8_t)(off ? 1 << g->t->off_shift : 0));
     for (int b = 0; b < g->nb; b++) {
         const act_sb *x[MRK];
         const w_sb *ws[NRK];
         for (int i = 0; i < MRK; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
         for (int r = 0; r < NRK; r++) ws[r] = &w[(size_t)r * g->nb + b];
-        int32x4_t lo[MRK][NRK], hi[MRK][NRK];
+        int32x4_t s[MRK][NRK];
         for (int i = 0; i < MRK; i++)
-            for (int r = 0; r < NRK; r++) lo[i][r] = hi[i][r] = vdupq_n_s32(0);
-        for (int c = 0; c < QK / 32; c++) {
-            int8x16_t w0[NRK], w1[NRK];
-            int32_t s0[NRK], s1[NRK];
-#pragma GCC unroll 2
+            for (int r = 0; r < NRK; r++) s[i][r] = vdupq_n_s32(0);
+        for (int c = 0; c < QK / 16; c++) {
+            int8x16_t wv[NRK];
+            int32_t sc[NRK];
+#pragma GCC unroll 4
             for (int r = 0; r < NRK; r++) {
-                w0[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 32 * c)), voff);
-                w1[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 32 * c + 16)), voff);
-                s0[r] = ws[r]->sc16[16 * c], s1[r] = ws[r]->sc16[16 * c + 8];
+                wv[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 16 * c)), voff);
+                sc[r] = ws[r]->sc16[8 * c];
             }
 #pragma GCC unroll 4
             for (int i = 0; i < MRK; i++) {
-                const int8x16_t x0 = vld1q_s8(x[i]->q + 32 * c), x1 = vld1q_s8(x[i]->q + 32 * c + 16);
-#pragma GCC unroll 2
-                for (int r = 0; r < NRK; r++) {
-                    lo[i][r] = vmlaq_n_s32(lo[i][r], dot4(vdupq_n_s32(0), w0[r], x0), s0[r]);
-                    hi[i][r] = vmlaq_n_s32(hi[i][r], dot4(vdupq_n_s32(0), w1[r], x1), s1[r]);
-                }
+                const int8x16_t xv = vld1q_s8(x[i]->q + 16 * c);
+#pragma GCC unroll 4
+                for (int r = 0; r < NRK; r++) s[i][r] = vmlaq_n_s32(s[i][r], dot4(vdupq_n_s32(0), wv[r], xv), sc[r]);
             }
         }
         for (int i = 0; i < MRK; i++)
             for (int r = 0; r < NRK; r++) {
-                const float d = x[i]->d * ws[r]->d, dmin = -x[i]->d * ws[r]->dmin;
-                const int16_t *mn = ws[r]->mins;
-                if (fin == FIN_Q2K) {
-                    int32_t mk[8];
-                    for (int k = 0; k < 8; k++) mk[k] = mn[2 * k] * x[i]->g16[2 * k] + mn[2 * k + 1] * x[i]->g16[2 * k + 1];
-                    acc0[i][r] = vfmaq_n_f32(acc0[i][r], vcvtq_f32_s32(vld1q_s32(mk)), dmin);
-                    acc1[i][r] = vfmaq_n_f32(acc1[i][r], vcvtq_f32_s32(vld1q_s32(mk + 4)), dmin);
-                } else if (fin == FIN_Q4K) {
-                    int32_t mk[4];
-                    for (int k = 0; k < 4; k++) mk[k] = mn[2 * k] * x[i]->g32[2 * k] + mn[2 * k + 1] * x[i]->g32[2 * k + 1];
-                    accm[i][r] = vfmaq_n_f32(accm[i][r], vcvtq_f32_s32(vld1q_s32(mk)), dmin);
-                } else if (fin == FIN_Q5K) {
-                    int32_t s = 0;
-                    for (int k = 0; k < 8; k++) s += mn[k] * x[i]->g32[k];
-                    summs[i][r] = fmaf(dmin, (float)s, summs[i][r]);
+                const float d = x[i]->d * ws[r]->d, dmin = x[i]->d * ws[r]->dmin;
+                const float sumi = (float)vaddvq_s32(s[i][r]);
+                if (fin == FIN_Q2K) { /* sum += -dmin * mins.bsums; sum += d * isum */
+                    acc[i][r] = fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g16, 16), acc[i][r]);
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
+                } else if (fin == FIN_Q4K) { /* sumf -= dmin * mins.sums; sumf += d * sumi */
+                    acc[i][r] = fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g32, 8), acc[i][r]);
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
+                } else if (fin == FIN_Q5K) { /* sumf += d * sumi - dmin * sumi_mins */
+                    acc[i][r] = acc[i][r] + fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g32, 8), d * sumi);
+                } else { /* sum += d * isum */
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
                 }
-                acc0[i][r] = vfmaq_n_f32(acc0[i][r], vcvtq_f32_s32(lo[i][r]), d);
-                acc1[i][r] = vfmaq_n_f32(acc1[i][r], vcvtq_f32_s32(hi[i][r]), d);
             }
     }
     for (int i = 0; i < MRK && m0 + i < g->M; i++)
-        for (int r = 0; r < nr; r++) {
-            float a[8], m[4];
-            vst1q_f32(a, acc0[i][r]), vst1q_f32(a + 4, acc1[i][r]), vst1q_f32(m, accm[i][r]);
-            const float v = llm_hsum8(a);
-            g->y[(size_t)(m0 + i) * g->ldy + n0 + r] =
-                fin == FIN_Q4K ? v + ((m[0] + m[2]) + (m[1] + m[3])) : fin == FIN_Q5K ? v + summs[i][r] : v;
-        }
+        for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = acc[i][r];
 }
 
 /* One instance per weight type (Q3_K and Q6_K share theirs). */
