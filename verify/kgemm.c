@@ -1,6 +1,7 @@
 /*
  * verify/kgemm.c - products with K-quant weights (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) as
- * llama.cpp computes them on x86: y[M][N] = x[M][K] W[N][K]^T.
+ * llama.cpp computes them on x86, and on Arm (the end of this comment):
+ * y[M][N] = x[M][K] W[N][K]^T.
  *
  * ggml-cpu quantizes the activations to Q8_K (blocks of 256: the value of largest magnitude
  * maps to -127, d = 1/iscale kept in f32, sums of every 16 codes) and takes each product
@@ -33,6 +34,20 @@
  * at the end of the super-block), with vpdpwssd for the scales and the sum, on tiles of
  * 4 x 4. Plain C elsewhere. The activations' quantization is vectorized on both (the same
  * codes and d as quantize_row_q8_K_ref).
+ *
+ * Arm (aarch64, __ARM_NEON, with or without sdot) follows ggml's NEON forms instead, which
+ * reduce each super-block to one exact integer, sumi = the dot of the signed values times
+ * their sub-block scales, and keep one float per output; GCC contracts their lines in its
+ * default GNU C mode (checked on GCC 12), so with d = d_x * d_w, dmin = d_x * dmin_w:
+ *   Q3_K, Q6_K, IQ4_XS: sumf = fma(d, sumi, sumf).
+ *   Q4_K: sumf = fma(-dmin, mins . 32-sums, sumf), then fma(d, sumi, sumf).
+ *   Q2_K: the same with the 16 mins against the 16-sums.
+ *   Q5_K: sumf = sumf + fma(-dmin, mins . 32-sums, d * sumi) (`sumf += d * sumi - dmin *
+ *     sumi_mins`: fmul, fnmsub, fadd).
+ * Activations: quantize_row_q8_K_ref, as on x86 (ggml has no NEON form of it). Tiles of
+ * 4 x 4, codes with an offset (Q3_K, Q6_K) made signed as they are loaded, 16-byte chunks
+ * (one sub-block scale each) with sdot or, without it, smull/addp/sadalp. tests/test_kgemm.c
+ * transcribes these forms for the aarch64 builds.
  */
 #include "verify/llm_impl.h"
 

@@ -57,6 +57,32 @@
  *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
  * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
  * activation row, so that unpacking costs little next to the products.
+ *
+ * Arm (aarch64, __ARM_NEON; with or without the dot-product extension, __ARM_FEATURE_DOTPROD)
+ * follows what llama.cpp of that time computes on Arm, which is not the x86 order:
+ *   activations: ggml's NEON quantize_row_q8_0 / q8_1 take codes x * (1 / d), d = amax / 127,
+ *     where x86 takes x * (127 / amax); the two multipliers can differ in the last bit, and
+ *     then, rarely, a code.
+ *   tinyBLAS_Q0_ARM (sgemm.cpp; only with sdot, and only Q8_0 and Q4_0): per output one
+ *     4-lane register, lane j = sdot of bytes 4j..4j+3 of both 16-byte halves, c = c + lane *
+ *     (d_w * d_x) with vmlaq_n_f32, a multiply and an add (GCC's arm_neon.h keeps them apart),
+ *     then vaddvq_f32, (c0 + c1) + (c2 + c3).
+ *   Q4_0 repacked (with sdot, N % 4 == 0: ggml_aarch64_get_optimal_repack_type picks Q4_0x4,
+ *     ggml_gemm_q4_0_4x4_q8_0 / gemv): one float per output, fma(block dot, d_w * d_x, acc),
+ *     the "single" steps above.
+ *   the pair form (ggml_vec_dot_{q8_0_q8_0, q4_0_q8_0, q5_0_q8_0, q4_1_q8_1, q5_1_q8_1} NEON,
+ *     which take Q5_0, Q4_1, Q5_1 always and Q8_0, Q4_0 without sdot): blocks two at a time
+ *     into two 4-lane registers (even, odd blocks), lane j = ggml_vdotq_s32 over both halves
+ *     (with sdot bytes 4j..4j+3; ggml's fallback without it, bytes 2j, 2j+1, 8+2j, 9+2j), the
+ *     same multiply-then-add; sumf = vaddvq(even) + vaddvq(odd), then Q4_1's summs (+= m0 s0
+ *     + m1 s1 per pair) or Q5_1's summs0 + summs1; an odd last block in ggml's scalar loop,
+ *     whose `+=` lines GCC contracts (Q8_0, Q5_0: fma(sumi, d_w d_x, sumf); Q4_0:
+ *     fma(sumi d_w, d_x, sumf); Q4_1, Q5_1: sumf + fma(d_w d_x, sumi, m s)).
+ *   IQ4_NL keeps the x86 lanes (ggml_vec_dot_iq4_nl_q8_0's NEON form is not transcribed).
+ * Tiles of MR = 4 activation rows x LROWS = 2 weight rows, the weights unpacked by the plain
+ * decoders once per tile; the integer dots with sdot, or without it with smull/saddlp (the
+ * fallback's lanes) or smull/addp/sadalp (4-byte lanes). tests/test_qgemm.c transcribes these
+ * orders for the aarch64 builds.
  */
 #include "verify/llm_impl.h"
 
