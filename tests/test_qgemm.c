@@ -11,6 +11,11 @@
  *     ggml_gemv_q4_0_8x8_q8_0 do in their AVX2 forms;
  *   - Q4_1, Q5_1: ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 (AVX2): the lanes as above, then
  *     hsum + summs, summs += m_w * s_x block after block.
+ * Built for aarch64 (__ARM_NEON) the references are the Arm ones instead (verify/qgemm.c's top):
+ * NEON activation codes (id = 1 / d); with sdot tinyBLAS_Q0_ARM for Q8_0 and Q4_0, and the
+ * Q4_0x4 repack's one float per output for Q4_0 with N % 4 == 0; ggml_vec_dot_*'s NEON pair
+ * form for Q5_0, Q4_1, Q5_1 (and Q8_0, Q4_0 without sdot), with the fallback's lanes
+ * without sdot; IQ4_NL keeps the x86 lanes.
  * The weight codes are read here the way ggml's reference dequantizers read them, not with
  * qgemm.c's decoders. Bit-exact equality is required for shapes that leave partial tiles of
  * every path, on one thread and on a pool. Which path runs is the kernels' level of the process
