@@ -1,6 +1,7 @@
 /* tests/test_kgemm.c - the integer products with K-quant weights (verify/kgemm.c) against
  * plain transcriptions of ggml_vec_dot_*_q8_K's AVX2 forms (llama.cpp of February 2025,
- * ggml-cpu-quants.c), bit for bit, on one thread and on a pool, for every type it takes.
+ * ggml-cpu-quants.c), bit for bit, on one thread and on a pool, for every type it takes; on
+ * Arm (built for aarch64: __ARM_NEON) against their NEON forms instead.
  *
  * The references read the raw blocks the way ggml does (its scale decoding with kmask words
  * for Q3_K, nibble and bit extraction per 32-byte load) and keep ggml's float accumulators
@@ -64,7 +65,20 @@ static void ref_q8_K(const float *x, ref_q8K *y) {
 }
 
 static float h2f(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
+#if !defined(__ARM_NEON)
 static float hsum8(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+#endif
+
+/* The NEON forms (ggml-cpu-quants.c, __ARM_NEON branches) reduce a super-block to one
+ * integer, sumi = the whole dot of the signed values times their scales, and keep one
+ * float: sumf += d * sumi (Q2_K and Q4_K first add -dmin x the mins' integer; Q5_K adds
+ * d * sumi - dmin * mins at once). GCC contracts these lines in its default GNU C mode
+ * (checked on GCC 12: fmadd, fmsub; Q5_K: fmul, fnmsub, fadd). */
+static int lanes_total(const int lane[8]) {
+    int t = 0;
+    for (int l = 0; l < 8; l++) t += lane[l];
+    return t;
+}
 
 /* ggml's unpacking of the 12 bytes of Q4_K/Q5_K scales into utmp (scales in bytes 0-7,
  * mins in 8-15). */
@@ -83,15 +97,18 @@ static void ref_utmp_k4(const uint8_t *scales, uint8_t out[16]) {
 /* Q4_K: 144 bytes: f16 d, f16 dmin, scales[12], qs[128]. acc: 8 lanes; acc_m: 4 lanes of the
  * mins against the 32-sums (hadd of bsums). */
 static float ref_q4_K(const ref_q8K *y, const uint8_t *w, int nb) {
-    float acc[8] = {0}, accm[4] = {0};
+    float acc[8] = {0}, accm[4] = {0}, one = 0;
     for (int b = 0; b < nb; b++, w += 144) {
         const float d = y[b].d * h2f(w), dmin = -y[b].d * h2f(w + 2);
         uint8_t sm[16];
         ref_utmp_k4(w + 4, sm);
+        int mins = 0;
         for (int k = 0; k < 4; k++) {
             const int q8s0 = y[b].bsums[4 * k] + y[b].bsums[4 * k + 1], q8s1 = y[b].bsums[4 * k + 2] + y[b].bsums[4 * k + 3];
             accm[k] = fmaf(dmin, (float)(sm[8 + 2 * k] * q8s0 + sm[8 + 2 * k + 1] * q8s1), accm[k]);
+            mins += sm[8 + 2 * k] * q8s0 + sm[8 + 2 * k + 1] * q8s1;
         }
+        one = fmaf(dmin, (float)mins, one); /* sumf -= dmin * mins (dmin here is negative) */
         int lane[8] = {0};
         for (int j = 0; j < 4; j++) /* 32 bytes: low nibbles against q8[64j..], high against q8[64j+32..] */
             for (int i = 0; i < 32; i++) {
@@ -99,14 +116,19 @@ static float ref_q4_K(const ref_q8K *y, const uint8_t *w, int nb) {
                 lane[i / 4] += sm[2 * j] * (byte & 15) * y[b].qs[64 * j + i] + sm[2 * j + 1] * (byte >> 4) * y[b].qs[64 * j + 32 + i];
             }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        one = fmaf(d, (float)lanes_total(lane), one);
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]));
+#endif
 }
 
 /* Q5_K: 176 bytes: f16 d, f16 dmin, scales[12], qh[32], qs[128]. The mins go to one float,
  * summs += dmin * isum, which GCC contracts into an fma. */
 static float ref_q5_K(const ref_q8K *y, const uint8_t *w, int nb) {
-    float acc[8] = {0}, summs = 0;
+    float acc[8] = {0}, summs = 0, one = 0;
     for (int b = 0; b < nb; b++, w += 176) {
         const float d = y[b].d * h2f(w), dmin = -y[b].d * h2f(w + 2);
         uint8_t sm[16];
@@ -123,14 +145,19 @@ static float ref_q5_K(const ref_q8K *y, const uint8_t *w, int nb) {
                 lane[i / 4] += sm[2 * j] * v0 * y[b].qs[64 * j + i] + sm[2 * j + 1] * v1 * y[b].qs[64 * j + 32 + i];
             }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        one = one + fmaf(dmin, (float)mins, d * (float)lanes_total(lane)); /* sumf += d * sumi - dmin * mins */
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc) + summs;
+#endif
 }
 
 /* Q6_K: 210 bytes: ql[128], qh[64], int8 scales[16], f16 d; pair products of the 6-bit codes
  * minus 32 x the pair sums, in 16 bits, times the 16-value scales. */
 static float ref_q6_K(const ref_q8K *y, const uint8_t *w, int nb) {
-    float acc[8] = {0};
+    float acc[8] = {0}, one = 0;
     for (int b = 0; b < nb; b++, w += 210) {
         const float d = y[b].d * h2f(w + 208);
         const uint8_t *ql = w, *qh = w + 128;
@@ -148,8 +175,13 @@ static float ref_q6_K(const ref_q8K *y, const uint8_t *w, int nb) {
                 }
             }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        one = fmaf(d, (float)lanes_total(lane), one); /* sum += d * isum */
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc);
+#endif
 }
 
 /* Q3_K: 110 bytes: hmask[32], qs[64], scales[12], f16 d. Scales as ggml's AVX2 code builds
@@ -157,7 +189,7 @@ static float ref_q6_K(const ref_q8K *y, const uint8_t *w, int nb) {
  * bit is clear. */
 static float ref_q3_K(const ref_q8K *y, const uint8_t *w, int nb) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    float acc[8] = {0};
+    float acc[8] = {0}, one = 0;
     for (int b = 0; b < nb; b++, w += 110) {
         const float d = y[b].d * h2f(w + 108);
         uint32_t aux[3], t[4];
@@ -179,19 +211,28 @@ static float ref_q3_K(const ref_q8K *y, const uint8_t *w, int nb) {
                     lane[i / 4] += sc[idx / 16] * v * y[b].qs[idx];
                 }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        one = fmaf(d, (float)lanes_total(lane), one); /* sum += d * isum */
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc);
+#endif
 }
 
 /* Q2_K: 84 bytes: scales[16] (low nibble scale, high nibble min), qs[64], f16 d, f16 dmin.
  * The mins against the 16-sums go into the same eight lanes first, then the products. */
 static float ref_q2_K(const ref_q8K *y, const uint8_t *w, int nb) {
-    float acc[8] = {0};
+    float acc[8] = {0}, one = 0;
     for (int b = 0; b < nb; b++, w += 84) {
         const float d = y[b].d * h2f(w + 80), dmin = -y[b].d * h2f(w + 82);
-        for (int k = 0; k < 8; k++)
+        int mins = 0;
+        for (int k = 0; k < 8; k++) {
             acc[k] = fmaf(dmin, (float)((w[2 * k] >> 4) * y[b].bsums[2 * k] + (w[2 * k + 1] >> 4) * y[b].bsums[2 * k + 1]),
                           acc[k]);
+            mins += (w[2 * k] >> 4) * y[b].bsums[2 * k] + (w[2 * k + 1] >> 4) * y[b].bsums[2 * k + 1];
+        }
+        one = fmaf(dmin, (float)mins, one); /* sum += dmin * mins (dmin = -y.d * dmin_w) */
         const uint8_t *qs = w + 16;
         int lane[8] = {0};
         for (int j = 0; j < 2; j++)
@@ -201,15 +242,20 @@ static float ref_q2_K(const ref_q8K *y, const uint8_t *w, int nb) {
                     lane[i / 4] += (w[idx / 16] & 15) * ((qs[32 * j + i] >> (2 * k)) & 3) * y[b].qs[idx];
                 }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        one = fmaf(d, (float)lanes_total(lane), one); /* sum += d * isum */
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc);
+#endif
 }
 
 /* IQ4_XS: 136 bytes: f16 d, u16 scales_h, scales_l[4], qs[128]; each 16 bytes hold a
  * 32-value group, low nibbles first; d = fp16(d) * y.d. */
 static float ref_iq4_xs(const ref_q8K *y, const uint8_t *w, int nb) {
     static const int8_t kvalues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-    float acc[8] = {0};
+    float acc[8] = {0}, one = 0;
     for (int b = 0; b < nb; b++, w += 136) {
         uint16_t sh = (uint16_t)(w[2] | w[3] << 8);
         int lane[8] = {0};
@@ -227,8 +273,13 @@ static float ref_iq4_xs(const ref_q8K *y, const uint8_t *w, int nb) {
             }
         }
         for (int l = 0; l < 8; l++) acc[l] = fmaf(h2f(w) * y[b].d, (float)lane[l], acc[l]);
+        one = fmaf(h2f(w) * y[b].d, (float)lanes_total(lane), one); /* sumf += d * y.d * (sumi1 + sumi2) */
     }
+#if defined(__ARM_NEON)
+    return one;
+#else
     return hsum8(acc);
+#endif
 }
 
 typedef struct {

@@ -11,6 +11,11 @@
  *     ggml_gemv_q4_0_8x8_q8_0 do in their AVX2 forms;
  *   - Q4_1, Q5_1: ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 (AVX2): the lanes as above, then
  *     hsum + summs, summs += m_w * s_x block after block.
+ * Built for aarch64 (__ARM_NEON) the references are the Arm ones instead (verify/qgemm.c's top):
+ * NEON activation codes (id = 1 / d); with sdot tinyBLAS_Q0_ARM for Q8_0 and Q4_0, and the
+ * Q4_0x4 repack's one float per output for Q4_0 with N % 4 == 0; ggml_vec_dot_*'s NEON pair
+ * form for Q5_0, Q4_1, Q5_1 (and Q8_0, Q4_0 without sdot), with the fallback's lanes
+ * without sdot; IQ4_NL keeps the x86 lanes.
  * The weight codes are read here the way ggml's reference dequantizers read them, not with
  * qgemm.c's decoders. Bit-exact equality is required for shapes that leave partial tiles of
  * every path, on one thread and on a pool. Which path runs is the kernels' level of the process
@@ -76,11 +81,15 @@ typedef struct {
     float d, s; /* d as stored (f16), s of Q8_1 */
 } act_block;
 
-/* quantize_row_q8_0 / q8_1 on x86 (AVX2). */
+/* quantize_row_q8_0 / q8_1 on x86 (AVX2): id = 127 / amax; on Arm (NEON): id = 1 / d. */
 static void quantize_act(const float *x, act_block *a) {
     float amax = 0;
     for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+#if defined(__ARM_NEON)
+    const float d = amax / 127.f, id = d != 0.0f ? 1.0f / d : 0.0f;
+#else
     const float d = amax / 127.f, id = amax != 0.0f ? 127.f / amax : 0.0f;
+#endif
     int sum = 0;
     for (int i = 0; i < 32; i++) a->qs[i] = (int8_t)nearbyintf(x[i] * id), sum += a->qs[i];
     a->d = f16r(d);
@@ -125,6 +134,92 @@ static float ref_lanes(pare_type t, int bytes, const act_block *a, const uint8_t
     return has_min ? hsum8(lane) + summs : hsum8(lane);
 }
 
+#if defined(__ARM_NEON)
+/* The Arm orders (ggml of February 2025, NEON). vmlaq_n_f32 is a multiply then an add
+ * (GCC's arm_neon.h keeps them apart); vaddvq_f32 adds (a0 + a1) + (a2 + a3); ggml's scalar
+ * `sumf += x * y` lines are fused (GCC contracts them in its default GNU C mode). */
+static float hsum4(const float c[4]) { return (c[0] + c[1]) + (c[2] + c[3]); }
+
+/* Byte k of a 16-byte half falls in lane (k % 16) / 4 with sdot; in ggml's fallback for
+ * ggml_vdotq_s32 (no sdot) in lane (k % 8) / 2. */
+static int glane(int k) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return (k % 16) / 4;
+#else
+    return (k % 8) / 2;
+#endif
+}
+
+#if defined(__ARM_FEATURE_DOTPROD)
+/* tinyBLAS_Q0_ARM (sdot builds: Q8_0, and Q4_0 not repacked): one 4-lane register,
+ * lane j = dots of bytes 4j..4j+3 of both halves, c = c + lane * (d_w * d_x). */
+static float ref_tb(pare_type t, int bytes, const act_block *a, const uint8_t *w, int nb) {
+    float c[4] = {0};
+    for (int l = 0; l < nb; l++, w += bytes) {
+        int s[4] = {0};
+        for (int k = 0; k < 32; k++) s[(k % 16) / 4] += wcode(t, w, k) * a[l].qs[k];
+        const float d = h2f(w) * a[l].d;
+        for (int j = 0; j < 4; j++) {
+            const float pr = (float)s[j] * d;
+            c[j] = c[j] + pr;
+        }
+    }
+    return hsum4(c);
+}
+#endif
+
+/* ggml_vec_dot_{q8_0_q8_0, q4_0_q8_0, q5_0_q8_0, q4_1_q8_1, q5_1_q8_1} (NEON): blocks two at
+ * a time into two 4-lane registers (even, odd blocks), lanes of ggml_vdotq_s32 over both
+ * halves; sumf = hsum(even) + hsum(odd) (+ the mins: Q4_1 summs += m0 s0 + m1 s1; Q5_1
+ * summs0, summs1 apart, added in that order); an odd last block in scalar, each type its
+ * own way. */
+static float ref_pair(pare_type t, int bytes, const act_block *a, const uint8_t *w, int nb) {
+    float c[2][4] = {{0}}, summs = 0, summs2[2] = {0};
+    const int nv = nb & ~1;
+    const bool q41 = t == PARE_TYPE_Q4_1, q51 = t == PARE_TYPE_Q5_1;
+    for (int l = 0; l < nv; l += 2) {
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *b = w + (size_t)(l + h) * bytes;
+            int s[4] = {0};
+            for (int k = 0; k < 32; k++) s[glane(k)] += wcode(t, b, k) * a[l + h].qs[k];
+            const float d = h2f(b) * a[l + h].d;
+            for (int j = 0; j < 4; j++) {
+                const float pr = (float)s[j] * d;
+                c[h][j] = c[h][j] + pr;
+            }
+            if (q51) summs2[h] += h2f(b + 2) * a[l + h].s;
+        }
+        if (q41) summs += h2f(w + (size_t)l * bytes + 2) * a[l].s + h2f(w + (size_t)(l + 1) * bytes + 2) * a[l + 1].s;
+    }
+    float r = hsum4(c[0]) + hsum4(c[1]);
+    if (q41) r = r + summs;
+    if (q51) r = r + summs2[0] + summs2[1];
+    if (nv < nb) {
+        const uint8_t *b = w + (size_t)nv * bytes;
+        int s = 0;
+        for (int k = 0; k < 32; k++) s += wcode(t, b, k) * a[nv].qs[k];
+        const float dw = h2f(b), dx = a[nv].d;
+        if (q41 || q51) r = r + fmaf(dw * dx, (float)s, h2f(b + 2) * a[nv].s);
+        else if (t == PARE_TYPE_Q4_0) r = fmaf((float)s * dw, dx, r);
+        else r = fmaf((float)s, dw * dx, r);
+    }
+    return r;
+}
+
+/* ggml_gemm_q4_0_4x4_q8_0 / gemv (Q4_0 repacked into Q4_0x4 on sdot builds, N % 4 == 0):
+ * one float per output, fma(block dot, d_w * d_x, acc). */
+static float ref_single(const act_block *a, const uint8_t *w, int nb) {
+    float acc = 0;
+    for (int l = 0; l < nb; l++, w += 18) {
+        int s = 0;
+        for (int k = 0; k < 32; k++) s += wcode(PARE_TYPE_Q4_0, w, k) * a[l].qs[k];
+        acc = fmaf((float)s, h2f(w) * a[l].d, acc);
+    }
+    return acc;
+}
+#endif
+
+#if !defined(__ARM_NEON)
 /* Q4_0 rows [n0, n0 + 8) repacked as make_block_q4_0x8 lays them out: per block l, d[8]
  * then 128 bytes, chunk c (8 bytes) = bytes 8 (c / 8).. of row c % 8's qs, xor 0x88. */
 static void repack_q4_0x8(const uint8_t *W, size_t ldw, int n0, int nb, uint8_t *out /* nb * 144 */) {
@@ -158,6 +253,8 @@ static float ref_repacked(const uint8_t *packed, int r, const act_block *a, int 
     return acc;
 }
 
+#endif
+
 /* ------------------------------------------------------------------------ checks */
 
 /* Outputs where the repacked Q4_0 order and tinyBLAS's give different floats, over all
@@ -171,7 +268,13 @@ static void check_shape_x(pare_pool *pool, const wtype *t, int M, int N, int K, 
     const int nb = K / 32;
     const size_t ldw = (size_t)nb * t->bytes;
     const bool has_min = t->type == PARE_TYPE_Q4_1 || t->type == PARE_TYPE_Q5_1;
+#if defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
+    const bool repacked = t->type == PARE_TYPE_Q4_0 && N % 4 == 0;
+#elif defined(__ARM_NEON)
+    const bool repacked = false;
+#else
     const bool repacked = t->type == PARE_TYPE_Q4_0 && N % 8 == 0;
+#endif
     float *x = malloc((size_t)M * K * sizeof *x), *y = malloc((size_t)M * N * sizeof *y);
     for (int i = 0; i < M * K; i++) x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f);
     for (int i = 0; i < 32 && i < K; i++) x[i] = 0; /* a block of zeros: d = 0 */
@@ -193,12 +296,30 @@ static void check_shape_x(pare_pool *pool, const wtype *t, int M, int N, int K, 
     int64_t bad = 0;
     double worst = 0;
     for (int n0 = 0; n0 < N; n0 += 8) {
+#if !defined(__ARM_NEON)
         if (repacked) repack_q4_0x8(w, ldw, n0, nb, packed);
+#endif
         for (int n = n0; n < n0 + 8 && n < N; n++)
             for (int i = 0; i < M; i++) {
                 const act_block *ai = a + (size_t)i * nb;
-                const float lanes = ref_lanes(t->type, t->bytes, ai, w + (size_t)n * ldw, nb, has_min);
+                const uint8_t *wn = w + (size_t)n * ldw;
+#if defined(__ARM_NEON)
+                /* Q8_0, Q4_0: tinyBLAS with sdot, else the pair form; Q5_0, Q4_1, Q5_1: the
+                 * pair form; IQ4_NL: the x86 lanes */
+                const pare_type ty = t->type;
+                float lanes = ref_lanes(ty, t->bytes, ai, wn, nb, has_min);
+#if defined(__ARM_FEATURE_DOTPROD)
+                if (ty == PARE_TYPE_Q8_0 || ty == PARE_TYPE_Q4_0) lanes = ref_tb(ty, t->bytes, ai, wn, nb);
+                else if (ty != PARE_TYPE_IQ4_NL) lanes = ref_pair(ty, t->bytes, ai, wn, nb);
+#else
+                if (ty != PARE_TYPE_IQ4_NL) lanes = ref_pair(ty, t->bytes, ai, wn, nb);
+#endif
+                const float r = repacked ? ref_single(ai, wn, nb) : lanes;
+                (void)packed;
+#else
+                const float lanes = ref_lanes(t->type, t->bytes, ai, wn, nb, has_min);
                 const float r = repacked ? ref_repacked(packed, n - n0, ai, nb) : lanes;
+#endif
                 if (repacked && memcmp(&r, &lanes, sizeof r)) order_matters++;
                 const float v = y[(size_t)i * N + n];
                 if (memcmp(&r, &v, sizeof r)) bad++, worst = fmax(worst, fabs((double)r - v));
@@ -230,7 +351,9 @@ static void test_qgemm_bit_exact(void) {
         check_shape_x(pool, &TYPES[ti], 9, 40, 512, true);
         check_shape_x(NULL, &TYPES[ti], 5, 13, 256, true);
     }
+#if !defined(__ARM_NEON) || defined(__ARM_FEATURE_DOTPROD)
     CHECK_MSG(order_matters > 0, "the repacked Q4_0 order never differed from tinyBLAS's: the test cannot tell");
+#endif
     printf("  repacked Q4_0: %lld outputs differ between llama.cpp's two float orders\n", (long long)order_matters);
     pare_pool_free(pool);
 }

@@ -1,6 +1,7 @@
 /*
  * verify/kgemm.c - products with K-quant weights (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) as
- * llama.cpp computes them on x86: y[M][N] = x[M][K] W[N][K]^T.
+ * llama.cpp computes them on x86, and on Arm (the end of this comment):
+ * y[M][N] = x[M][K] W[N][K]^T.
  *
  * ggml-cpu quantizes the activations to Q8_K (blocks of 256: the value of largest magnitude
  * maps to -127, d = 1/iscale kept in f32, sums of every 16 codes) and takes each product
@@ -33,6 +34,20 @@
  * at the end of the super-block), with vpdpwssd for the scales and the sum, on tiles of
  * 4 x 4. Plain C elsewhere. The activations' quantization is vectorized on both (the same
  * codes and d as quantize_row_q8_K_ref).
+ *
+ * Arm (aarch64, __ARM_NEON, with or without sdot) follows ggml's NEON forms instead, which
+ * reduce each super-block to one exact integer, sumi = the dot of the signed values times
+ * their sub-block scales, and keep one float per output; GCC contracts their lines in its
+ * default GNU C mode (checked on GCC 12), so with d = d_x * d_w, dmin = d_x * dmin_w:
+ *   Q3_K, Q6_K, IQ4_XS: sumf = fma(d, sumi, sumf).
+ *   Q4_K: sumf = fma(-dmin, mins . 32-sums, sumf), then fma(d, sumi, sumf).
+ *   Q2_K: the same with the 16 mins against the 16-sums.
+ *   Q5_K: sumf = sumf + fma(-dmin, mins . 32-sums, d * sumi) (`sumf += d * sumi - dmin *
+ *     sumi_mins`: fmul, fnmsub, fadd).
+ * Activations: quantize_row_q8_K_ref, as on x86 (ggml has no NEON form of it). Tiles of
+ * 4 x 4, codes with an offset (Q3_K, Q6_K) made signed as they are loaded, 16-byte chunks
+ * (one sub-block scale each) with sdot or, without it, smull/addp/sadalp. tests/test_kgemm.c
+ * transcribes these forms for the aarch64 builds.
  */
 #include "verify/llm_impl.h"
 
@@ -46,6 +61,9 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define KG_AVX2 1
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define KG_NEON 1
 #endif
 
 #define QK 256
@@ -55,6 +73,9 @@
 #elif defined(KG_AVX2)
 #define MRK 3
 #define NRK 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
+#elif defined(KG_NEON)
+#define MRK 4
+#define NRK 4 /* 16 integer accumulators of the 32 registers */
 #else
 #define MRK 4
 #define NRK 2
@@ -370,7 +391,7 @@ typedef struct {
     w_sb *wbuf; /* per thread: NWK rows of unpacked super-blocks */
 } prod_job;
 
-#if !defined(KG_VNNI) && !defined(KG_AVX2)
+#if !defined(KG_VNNI) && !defined(KG_AVX2) && !defined(KG_NEON)
 
 /* Plain C: output (m, n) in ggml's float order. */
 static float dot_ref(const prod_job *g, const w_sb *w, int m) {
@@ -620,6 +641,117 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
 
 #endif
 
+#if defined(KG_NEON)
+
+/* ---------------------------------------------------------------- Arm NEON */
+
+/* acc + the dots of bytes 4j..4j+3 of a and b in lane j: one sdot with the dot-product
+ * extension; without, byte products in 16 bits (|w x| <= 127 x 127 for every type here, a
+ * pair's sum within int16), pairs added, pairs of pairs into the 32-bit lanes. Only the
+ * lanes' total is used here, so the grouping does not matter. */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
+#endif
+}
+
+/* sum a[k] * b[k], k < n (8 or 16), 16-bit inputs, 32-bit products: exact. */
+static inline int32_t dot16(const int16_t *a, const int16_t *b, int n) {
+    int32x4_t s = vmull_s16(vld1_s16(a), vld1_s16(b));
+    s = vmlal_s16(s, vld1_s16(a + 4), vld1_s16(b + 4));
+    if (n == 16) s = vmlal_s16(vmlal_s16(s, vld1_s16(a + 8), vld1_s16(b + 8)), vld1_s16(a + 12), vld1_s16(b + 12));
+    return vaddvq_s32(s);
+}
+
+/* Outputs of activation rows [m0, m0 + MRK) x weight rows [n0, n0 + nr), in ggml's NEON
+ * order (see the top): per output and super-block one exact integer, the whole dot of the
+ * signed values times their sub-block scales, and one float. Codes with an offset (Q3_K,
+ * Q6_K) have it taken off as they are loaded, which leaves every code a signed byte; a
+ * 16-byte chunk lies in one sub-block, so its dot meets one scale. `off` and `fin` are
+ * constants in each caller. */
+static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
+                                                            const bool off, const kg_fin fin) {
+    float acc[MRK][NRK];
+    for (int i = 0; i < MRK; i++)
+        for (int r = 0; r < NRK; r++) acc[i][r] = 0;
+    const int8x16_t voff = vdupq_n_s8((int8_t)(off ? 1 << g->t->off_shift : 0));
+    for (int b = 0; b < g->nb; b++) {
+        const act_sb *x[MRK];
+        const w_sb *ws[NRK];
+        for (int i = 0; i < MRK; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
+        for (int r = 0; r < NRK; r++) ws[r] = &w[(size_t)r * g->nb + b];
+        int32x4_t s[MRK][NRK];
+        for (int i = 0; i < MRK; i++)
+            for (int r = 0; r < NRK; r++) s[i][r] = vdupq_n_s32(0);
+        for (int c = 0; c < QK / 16; c++) {
+            int8x16_t wv[NRK];
+            int32_t sc[NRK];
+#pragma GCC unroll 4
+            for (int r = 0; r < NRK; r++) {
+                wv[r] = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(ws[r]->v + 16 * c)), voff);
+                sc[r] = ws[r]->sc16[8 * c];
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < MRK; i++) {
+                const int8x16_t xv = vld1q_s8(x[i]->q + 16 * c);
+#pragma GCC unroll 4
+                for (int r = 0; r < NRK; r++) s[i][r] = vmlaq_n_s32(s[i][r], dot4(vdupq_n_s32(0), wv[r], xv), sc[r]);
+            }
+        }
+        for (int i = 0; i < MRK; i++)
+            for (int r = 0; r < NRK; r++) {
+                const float d = x[i]->d * ws[r]->d, dmin = x[i]->d * ws[r]->dmin;
+                const float sumi = (float)vaddvq_s32(s[i][r]);
+                if (fin == FIN_Q2K) { /* sum += -dmin * mins.bsums; sum += d * isum */
+                    acc[i][r] = fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g16, 16), acc[i][r]);
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
+                } else if (fin == FIN_Q4K) { /* sumf -= dmin * mins.sums; sumf += d * sumi */
+                    acc[i][r] = fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g32, 8), acc[i][r]);
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
+                } else if (fin == FIN_Q5K) { /* sumf += d * sumi - dmin * sumi_mins */
+                    acc[i][r] = acc[i][r] + fmaf(-dmin, (float)dot16(ws[r]->mins, x[i]->g32, 8), d * sumi);
+                } else { /* sum += d * isum */
+                    acc[i][r] = fmaf(d, sumi, acc[i][r]);
+                }
+            }
+    }
+    for (int i = 0; i < MRK && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = acc[i][r];
+}
+
+/* One instance per weight type (Q3_K and Q6_K share theirs). */
+static void tile_q2_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q2K);
+}
+static void tile_q4_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q4K);
+}
+static void tile_q5_K(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_Q5K);
+}
+static void tile_off(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, true, FIN_D);
+}
+static void tile_sgn(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, false, FIN_D);
+}
+
+static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    switch (g->t->fin) {
+    case FIN_Q2K: tile_q2_K(g, w, m0, n0, nr); break;
+    case FIN_Q4K: tile_q4_K(g, w, m0, n0, nr); break;
+    case FIN_Q5K: tile_q5_K(g, w, m0, n0, nr); break;
+    case FIN_D:
+        if (g->t->sgn) tile_sgn(g, w, m0, n0, nr);
+        else tile_off(g, w, m0, n0, nr);
+        break;
+    }
+}
+
+#endif
+
 static void prod_item(void *ctx, int64_t item, int thread) {
     const prod_job *g = ctx;
     const int n0 = (int)item * g->rows_per_item;
@@ -634,7 +766,7 @@ static void prod_item(void *ctx, int64_t item, int thread) {
         for (int n = n0; n < n1; n += NWK) {
             const int nr = n1 - n < NWK ? n1 - n : NWK;
             unpack_rows(g, n, nr, w);
-#if defined(KG_VNNI) || defined(KG_AVX2)
+#if defined(KG_VNNI) || defined(KG_AVX2) || defined(KG_NEON)
             for (int m = m0; m < m1; m += MRK)
                 for (int j = 0; j < nr; j += NRK)
                     run_tile(g, w + (size_t)j * g->nb, m, n + j, nr - j < NRK ? nr - j : NRK);

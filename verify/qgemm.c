@@ -57,6 +57,32 @@
  *   Plain C (any CPU, no intrinsics): the same sums one output at a time.
  * The SIMD paths unpack a tile's weight blocks once (decode_v) and run it against every
  * activation row, so that unpacking costs little next to the products.
+ *
+ * Arm (aarch64, __ARM_NEON; with or without the dot-product extension, __ARM_FEATURE_DOTPROD)
+ * follows what llama.cpp of that time computes on Arm, which is not the x86 order:
+ *   activations: ggml's NEON quantize_row_q8_0 / q8_1 take codes x * (1 / d), d = amax / 127,
+ *     where x86 takes x * (127 / amax); the two multipliers can differ in the last bit, and
+ *     then, rarely, a code.
+ *   tinyBLAS_Q0_ARM (sgemm.cpp; only with sdot, and only Q8_0 and Q4_0): per output one
+ *     4-lane register, lane j = sdot of bytes 4j..4j+3 of both 16-byte halves, c = c + lane *
+ *     (d_w * d_x) with vmlaq_n_f32, a multiply and an add (GCC's arm_neon.h keeps them apart),
+ *     then vaddvq_f32, (c0 + c1) + (c2 + c3).
+ *   Q4_0 repacked (with sdot, N % 4 == 0: ggml_aarch64_get_optimal_repack_type picks Q4_0x4,
+ *     ggml_gemm_q4_0_4x4_q8_0 / gemv): one float per output, fma(block dot, d_w * d_x, acc),
+ *     the "single" steps above.
+ *   the pair form (ggml_vec_dot_{q8_0_q8_0, q4_0_q8_0, q5_0_q8_0, q4_1_q8_1, q5_1_q8_1} NEON,
+ *     which take Q5_0, Q4_1, Q5_1 always and Q8_0, Q4_0 without sdot): blocks two at a time
+ *     into two 4-lane registers (even, odd blocks), lane j = ggml_vdotq_s32 over both halves
+ *     (with sdot bytes 4j..4j+3; ggml's fallback without it, bytes 2j, 2j+1, 8+2j, 9+2j), the
+ *     same multiply-then-add; sumf = vaddvq(even) + vaddvq(odd), then Q4_1's summs (+= m0 s0
+ *     + m1 s1 per pair) or Q5_1's summs0 + summs1; an odd last block in ggml's scalar loop,
+ *     whose `+=` lines GCC contracts (Q8_0, Q5_0: fma(sumi, d_w d_x, sumf); Q4_0:
+ *     fma(sumi d_w, d_x, sumf); Q4_1, Q5_1: sumf + fma(d_w d_x, sumi, m s)).
+ *   IQ4_NL keeps the x86 lanes (ggml_vec_dot_iq4_nl_q8_0's NEON form is not transcribed).
+ * Tiles of MR = 4 activation rows x LROWS = 2 weight rows, the weights unpacked by the plain
+ * decoders once per tile; the integer dots with sdot, or without it with smull/saddlp (the
+ * fallback's lanes) or smull/addp/sadalp (4-byte lanes). tests/test_qgemm.c transcribes these
+ * orders for the aarch64 builds.
  */
 #include "verify/llm_impl.h"
 
@@ -71,6 +97,9 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define QG_AVX2 1
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define QG_NEON 1
 #endif
 
 #define QK 32 /* values per block, weights and activations */
@@ -84,6 +113,10 @@
 #define QBIAS 0
 #define LROWS 2
 #define SROWS 8
+#elif defined(QG_NEON)
+#define QBIAS 0
+#define LROWS 2 /* MR x LROWS outputs x 8 float lanes: 16 of the 32 registers */
+#define SROWS 8 /* only sizes the work items: NEON runs single on LROWS tiles too */
 #else
 #define QBIAS 0
 #define LROWS 1
@@ -232,6 +265,26 @@ static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t 
         if (sum) *sum = tot;
     }
 }
+#elif defined(QG_NEON)
+/* ggml's NEON quantize_row_q8_0 / q8_1: d = amax / 127, codes x * (1 / d) rounded to
+ * nearest even (vcvtnq). 1 / d is not x86's 127 / amax: the two can differ in the last bit
+ * and so, rarely, in a code. */
+static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
+    float32x4_t v[8], m = vdupq_n_f32(0);
+    for (int k = 0; k < 8; k++) v[k] = vld1q_f32(x + 4 * k), m = vmaxq_f32(m, vabsq_f32(v[k]));
+    const float amax = vmaxvq_f32(m);
+    const float dd = amax / 127.f, id = dd != 0 ? 1.0f / dd : 0.f;
+    int32x4_t c[8], t = vdupq_n_s32(0);
+    for (int k = 0; k < 8; k++) c[k] = vcvtnq_s32_f32(vmulq_n_f32(v[k], id)), t = vaddq_s32(t, c[k]);
+    for (int k = 0; k < 8; k += 2) {
+        const int16x8_t h = vcombine_s16(vmovn_s32(c[k]), vmovn_s32(c[k + 1]));
+        vst1_s8((int8_t *)(u + 4 * k), vmovn_s16(h));
+    }
+    *d = f16_round(dd);
+    const int tot = vaddvq_s32(t);
+    if (s) *s = f16_round(dd * (float)tot);
+    if (sum) *sum = tot;
+}
 #else
 static void quant_block(const float *x, uint8_t *u, float *d, float *s, int32_t *sum) {
     float amax = 0;
@@ -278,6 +331,7 @@ typedef struct {
     float *y;
     int ldy;
     int rows_per_item; /* a multiple of the tile's rows */
+    void *tiles;       /* NEON: per thread, nb unpacked blocks of a tile */
 } prod_job;
 
 static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
@@ -285,6 +339,7 @@ static void item_range(const prod_job *g, int64_t item, int *n0, int *n1) {
     *n1 = *n0 + g->rows_per_item < g->N ? *n0 + g->rows_per_item : g->N;
 }
 
+#if !defined(QG_NEON)
 /* Plain C, one output at a time with the same integers and float steps, for weight rows
  * [n0, n1): each row unpacked once, then taken against every activation row (without memory
  * for that, unpacked again block by block). */
@@ -327,6 +382,7 @@ static void item_ref(const prod_job *g, int n0, int n1) {
     }
     free(q), free(dm);
 }
+#endif
 
 #if defined(QG_VNNI) || defined(QG_AVX2)
 /* The weight rows of a tile past N repeat the last row (their outputs are not stored). */
@@ -653,7 +709,196 @@ static void run_stile(const prod_job *g, const stile *t, int m0, int n0) {
 
 #endif
 
-#if defined(QG_VNNI) || defined(QG_AVX2)
+#if defined(QG_NEON)
+
+/* ---------------------------------------------------------------- Arm NEON */
+
+/* ggml_vdotq_s32: acc + in lane j, with the dot-product extension the dot of bytes
+ * 4j..4j+3 (sdot), without it bytes 2j, 2j+1, 8+2j, 9+2j (ggml's fallback: the byte
+ * products of each half in 16 bits, pairs added). Which bytes share a lane matters where
+ * the lanes are floats. */
+static inline int32x4_t gdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    const int16x8_t p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b)), p1 = vmull_high_s8(a, b);
+    return vaddq_s32(acc, vaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+#endif
+}
+
+/* acc + the dots of bytes 4j..4j+3 in lane j, with or without sdot (without: byte products
+ * in 16 bits, |w x| <= 128 x 127 so a pair's sum fits, pairs, then pairs of pairs). */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
+#endif
+}
+
+/* LROWS weight rows of one block: codes, scales, mins (rows past N repeat the last). */
+typedef struct {
+    int8_t w[LROWS][QK];
+    float dw[LROWS], mw[LROWS];
+} ntile;
+
+static void prep_ntile(const prod_job *g, int n0, ntile *t) {
+    for (int p = 0; p < LROWS; p++) {
+        const int n = n0 + p < g->N ? n0 + p : g->N - 1;
+        const uint8_t *b = g->W + (size_t)n * g->ldw;
+        for (int l = 0; l < g->nb; l++, b += g->tt->bytes) g->tt->decode(b, t[l].w[p], &t[l].dw[p], &t[l].mw[p]);
+    }
+}
+
+/* The float orders of the NEON path (see the top): the x86 lanes (ORD_X86), one float per
+ * output (ORD_SINGLE), tinyBLAS_Q0_ARM (ORD_TB), ggml_vec_dot_*'s pair of accumulators
+ * (ORD_PAIR). The pair forms differ per type in their odd last block and their mins. */
+enum { ORD_X86, ORD_SINGLE, ORD_TB, ORD_PAIR };
+enum { TAIL_DD, TAIL_Q4_0, TAIL_MIN1, TAIL_MIN2 };
+
+/* Outputs of activation rows [m0, m0 + MR) x weight rows [n0, n0 + LROWS). `ord`, `kind`
+ * and `has_min` are constants where this is inlined. Per output, acc[0] and acc[1] are
+ * the x86 order's lanes 0-3 and 4-7, or the pair form's even and odd blocks; acc[0] alone
+ * is tinyBLAS's register. vmlaq_n_f32 is a multiply and an add (GCC's arm_neon.h keeps them
+ * apart), written so here. */
+static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, const ntile *t0, int m0, int n0,
+                                                             const int ord, const int kind, const bool has_min) {
+    float32x4_t acc[MR][LROWS][2];
+    float one[MR][LROWS], sm[MR][LROWS][2], pend[MR][LROWS];
+    for (int i = 0; i < MR; i++)
+        for (int p = 0; p < LROWS; p++)
+            acc[i][p][0] = acc[i][p][1] = vdupq_n_f32(0), one[i][p] = sm[i][p][0] = sm[i][p][1] = pend[i][p] = 0;
+    const int8_t *u = (const int8_t *)g->xq + (size_t)m0 * g->K;
+    const float *xd = g->xd + sidx(g->nb, m0, 0);
+    const float *xs = has_min ? g->xs + sidx(g->nb, m0, 0) : NULL;
+    /* the pair form takes blocks two at a time; an odd last block is added in scalar */
+    const int nv = ord == ORD_PAIR ? g->nb & ~1 : g->nb;
+    const ntile *t = t0;
+    for (int l = 0; l < nv; l++, t++) {
+        int8x16_t w0[LROWS], w1[LROWS];
+        for (int p = 0; p < LROWS; p++) w0[p] = vld1q_s8(t->w[p]), w1[p] = vld1q_s8(t->w[p] + 16);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const int8_t *ub = u + (size_t)i * g->K + l * QK;
+            const int8x16_t x0 = vld1q_s8(ub), x1 = vld1q_s8(ub + 16);
+            const float dx = xd[(size_t)l * MR + i];
+#pragma GCC unroll 2
+            for (int p = 0; p < LROWS; p++) {
+                const float d = t->dw[p] * dx;
+                if (ord == ORD_X86) {
+                    const int32x4_t a = dot4(vdupq_n_s32(0), w0[p], x0), b = dot4(vdupq_n_s32(0), w1[p], x1);
+                    acc[i][p][0] = vfmaq_n_f32(acc[i][p][0], vcvtq_f32_s32(a), d);
+                    acc[i][p][1] = vfmaq_n_f32(acc[i][p][1], vcvtq_f32_s32(b), d);
+                    if (has_min) sm[i][p][0] = fmaf(t->mw[p], xs[(size_t)l * MR + i], sm[i][p][0]);
+                } else if (ord == ORD_SINGLE) {
+                    const int32x4_t a = dot4(dot4(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    one[i][p] = fmaf((float)vaddvq_s32(a), d, one[i][p]);
+                } else {
+                    const int32x4_t a = gdot(gdot(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    float32x4_t *c = &acc[i][p][ord == ORD_PAIR ? l & 1 : 0];
+                    *c = vaddq_f32(*c, vmulq_n_f32(vcvtq_f32_s32(a), d));
+                    if (has_min) { /* m_w * s_x: a product of two f16, exact */
+                        const float ms = t->mw[p] * xs[(size_t)l * MR + i];
+                        if (kind == TAIL_MIN1) { /* summs += m0 * s0 + m1 * s1 */
+                            if (l & 1) sm[i][p][0] += pend[i][p] + ms;
+                            else pend[i][p] = ms;
+                        } else { /* summs0 += m0 * s0, summs1 += m1 * s1 */
+                            sm[i][p][l & 1] += ms;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    float tail[MR][LROWS] = {{0}};
+    if (ord == ORD_PAIR && nv < g->nb) { /* the odd last block, as ggml's scalar loop adds it */
+        const int l = nv;
+        for (int i = 0; i < MR; i++) {
+            const int8_t *ub = u + (size_t)i * g->K + l * QK;
+            for (int p = 0; p < LROWS; p++) {
+                int32_t s = 0;
+                for (int k = 0; k < QK; k++) s += t->w[p][k] * ub[k];
+                tail[i][p] = (float)s;
+            }
+        }
+    }
+    for (int i = 0; i < MR && m0 + i < g->M; i++) {
+        float *y = g->y + (size_t)(m0 + i) * g->ldy;
+        for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
+            float r;
+            if (ord == ORD_X86) {
+                float a[8];
+                vst1q_f32(a, acc[i][p][0]), vst1q_f32(a + 4, acc[i][p][1]);
+                r = has_min ? llm_hsum8(a) + sm[i][p][0] : llm_hsum8(a);
+            } else if (ord == ORD_SINGLE) {
+                r = one[i][p];
+            } else if (ord == ORD_TB) {
+                r = vaddvq_f32(acc[i][p][0]);
+            } else {
+                r = vaddvq_f32(acc[i][p][0]) + vaddvq_f32(acc[i][p][1]);
+                if (kind == TAIL_MIN1) r = r + sm[i][p][0];
+                if (kind == TAIL_MIN2) r = r + sm[i][p][0] + sm[i][p][1];
+                if (nv < g->nb) {
+                    const float dw = t->dw[p], dx = xd[(size_t)nv * MR + i], s = tail[i][p];
+                    if (kind == TAIL_DD) r = fmaf(s, dw * dx, r);           /* sumf += sumi * (dw * dx) */
+                    else if (kind == TAIL_Q4_0) r = fmaf(s * dw, dx, r);    /* sumf += sumi * dw * dx */
+                    else r = r + fmaf(dw * dx, s, t->mw[p] * xs[(size_t)nv * MR + i]); /* += d * sumi + m * s */
+                }
+            }
+            y[n0 + p] = r;
+        }
+    }
+}
+
+/* The order of a product on NEON (the top lists the sources). */
+static int neon_order(const prod_job *g) {
+    switch (g->tt->type) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    case PARE_TYPE_Q8_0: return ORD_TB;
+    case PARE_TYPE_Q4_0: return g->single ? ORD_SINGLE : ORD_TB;
+#else
+    case PARE_TYPE_Q8_0:
+    case PARE_TYPE_Q4_0: return ORD_PAIR;
+#endif
+    case PARE_TYPE_Q5_0:
+    case PARE_TYPE_Q4_1:
+    case PARE_TYPE_Q5_1: return ORD_PAIR;
+    default: return ORD_X86;
+    }
+}
+
+static void run_ntile(const prod_job *g, int ord, const ntile *t, int m0, int n0) {
+    switch (ord) {
+    case ORD_TB: ntile_body(g, t, m0, n0, ORD_TB, TAIL_DD, false); break;
+    case ORD_SINGLE: ntile_body(g, t, m0, n0, ORD_SINGLE, TAIL_DD, false); break;
+    case ORD_PAIR:
+        switch (g->tt->type) {
+        case PARE_TYPE_Q4_0: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_Q4_0, false); break;
+        case PARE_TYPE_Q4_1: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_MIN1, true); break;
+        case PARE_TYPE_Q5_1: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_MIN2, true); break;
+        default: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_DD, false); break;
+        }
+        break;
+    default:
+        if (g->xs) ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, true);
+        else ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, false);
+        break;
+    }
+}
+
+static void prod_item(void *ctx, int64_t item, int thread) {
+    const prod_job *g = ctx;
+    int n0, n1;
+    item_range(g, item, &n0, &n1);
+    ntile *t = (ntile *)g->tiles + (size_t)thread * g->nb;
+    const int ord = neon_order(g);
+    for (int n = n0; n < n1; n += LROWS) {
+        prep_ntile(g, n, t);
+        for (int m = 0; m < g->M; m += MR) run_ntile(g, ord, t, m, n);
+    }
+}
+
+#elif defined(QG_VNNI) || defined(QG_AVX2)
 static void prod_item(void *ctx, int64_t item, int thread) {
     (void)thread;
     const prod_job *g = ctx;
@@ -702,7 +947,14 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     const int nb = K / QK, Mp = (M + MR - 1) / MR * MR;
     uint8_t *xq = ws;
     float *xd = (float *)(((uintptr_t)(xq + (size_t)Mp * K) + 63) & ~(uintptr_t)63);
+#if defined(QG_NEON) && defined(__ARM_FEATURE_DOTPROD)
+    /* ggml's repack for Q4_0 on Arm with sdot: Q4_0x4 blocks (q4_0_4x4) for N % 4 == 0 */
+    const bool single = wtype == PARE_TYPE_Q4_0 && N % 4 == 0;
+#elif defined(QG_NEON)
+    const bool single = false; /* no repack without sdot: ggml_vec_dot_q4_0_q8_0 */
+#else
     const bool single = wtype == PARE_TYPE_Q4_0 && N % 8 == 0;
+#endif
     float *xs = tt->has_min ? xd + (size_t)Mp * nb : NULL;
     int32_t *xsum = single ? (int32_t *)(xd + 2 * (size_t)Mp * nb) : NULL;
     /* padding rows of the last tile: zero codes and scalars, never stored */
@@ -722,7 +974,14 @@ bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const floa
     int per = (N + items - 1) / items;
     per = (per + tile - 1) / tile * tile;
     items = (N + per - 1) / per;
-    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per};
+    prod_job g = {tt, single, M, N, K, nb, xq, xd, xs, xsum, W, ldw, y, ldy, per, NULL};
+#if defined(QG_NEON)
+    g.tiles = malloc((size_t)threads * nb * sizeof(ntile));
+    if (!g.tiles) return false; /* the caller takes the f32 path */
+#endif
     pare_pool_for(pool, items, prod_item, &g);
+#if defined(QG_NEON)
+    free(g.tiles);
+#endif
     return true;
 }
