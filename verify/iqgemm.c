@@ -1,0 +1,539 @@
+/*
+ * verify/iqgemm.c - products with the codebook i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+ * IQ3_S, IQ1_S, IQ1_M) as llama.cpp computes them on x86: y[M][N] = x[M][K] W[N][K]^T.
+ *
+ * ggml-cpu quantizes the activations to Q8_K (quantize_row_q8_K_ref: blocks of 256, the
+ * value of largest magnitude maps to -127, d = 1/iscale in f32, sums of every 16 codes) and
+ * takes each product with ggml_vec_dot_<type>_q8_K, whose AVX2 form AVX-512 machines run too.
+ * Per output and super-block every type makes eight integer lanes: lane L holds, over the
+ * eight 32-value groups, the dots of bytes 4L..4L+3 (grid value x sign x activation) times
+ * the scale of the 16 or 32 values they belong to (vpmaddubsw of |grid| and the signed
+ * activations, vpmaddwd with the scales). Integers are exact whichever way they are added;
+ * only the float steps need ggml's order. Per type (llama.cpp of February 2025,
+ * ggml-cpu-quants.c, __AVX2__ branches), with d = d_w * d_x (f32) and acc zero at the start:
+ *   IQ2_XXS, IQ2_XS, IQ2_S (scales 2s+1): acc_L = fma(d, lane_L, acc_L) per super-block;
+ *     the result is 0.125f * hsum8(acc).
+ *   IQ3_XXS (2s+1): the same, the result 0.25f * hsum8(acc).
+ *   IQ3_S (2s+1): the same, the result hsum8(acc).
+ *   IQ1_S (2s+1 per 32 values, grid values -1, 0, 1): acc as above, and one float
+ *     acc1 = fma(d, sumi1, acc1), sumi1 = sum over groups of +-scale x the group's 32-sum of
+ *     activation codes (the sign of IQ1S_DELTA); the result fma(0.125f, acc1, hsum8(acc)).
+ *     ggml writes `accum1 += d * sumi1` and `hsum_float_8(accum) + IQ1S_DELTA * accum1`;
+ *     GCC (gnu11, -ffp-contract=fast, as llama.cpp builds) contracts both into fmas, as it
+ *     does Q5_K's summs (verify/kgemm.c).
+ *   IQ1_M (2s+1 per 16 values; d from the four scale words' top nibbles): acc as above, and
+ *     acc2_L = fma(d, lane2_L, acc2_L), lane2 the same dot with the +-1 delta signs in place
+ *     of the grid values; the result fma(0.125f, hsum8(acc2), hsum8(acc)) (ggml's
+ *     `hsum_float_8(accum1) + IQ1M_DELTA * hsum_float_8(accum2)`, contracted as above).
+ * hsum8(a) = ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), ggml's hsum_float_8.
+ *
+ * Weights are decoded once per pass over a block of activation rows into signed values
+ * (grid x sign), scales spread over pairs of values, and for IQ1 the delta signs. AVX2 (with
+ * FMA and F16C; the AVX-512 level runs it too, as ggml does) takes tiles of 3 activation rows
+ * x 3 weight rows; plain C elsewhere, the same numbers.
+ */
+#include "verify/llm_impl.h"
+
+#include "quant/iq_impl.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define IG_AVX2 1
+#endif
+
+#define QK 256
+#if defined(IG_AVX2)
+#define MRI 3 /* activation rows per tile */
+#define NRI 3 /* weight rows per tile: 9 accumulators (18 for IQ1_M) */
+#else
+#define MRI 4
+#define NRI 2
+#endif
+/* Weight rows decoded together: each pass over a tile of activation rows then writes a run
+ * of every output row rather than a few floats of it. */
+#define NWI (NRI == 3 ? 18 : 4 * NRI)
+#define MBI ((512 + MRI - 1) / MRI * MRI) /* activation rows per block, kept in L2 */
+
+static float f16(const uint8_t *p) { return pare_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Activations of one super-block: Q8_K codes, their sums over every 32 (ggml's
+ * bsums[2g] + bsums[2g+1]) and the scale. */
+typedef struct {
+    int8_t q[QK];
+    int16_t g32[8];
+    float d;
+    float pad[11];
+} act_sb;
+
+/* One weight super-block decoded: signed values (grid x sign) in order, the delta signs of
+ * IQ1_M (+-1), the scale of every pair of values, IQ1_S's signed scale per 32 values (the
+ * sign of its delta), and the f32 scale. */
+typedef struct {
+    int8_t v[QK];
+    int8_t dl[QK];
+    int16_t sc16[QK / 2];
+    int16_t dsc[8];
+    float d;
+    float pad[11];
+} w_sb;
+
+_Static_assert(sizeof(act_sb) % 64 == 0 && sizeof(w_sb) % 64 == 0, "64-byte rows");
+
+/* How a type's float steps end (see the header comment). */
+typedef enum { FIN_SCALE, FIN_IQ1S, FIN_IQ1M } ig_fin;
+
+typedef struct {
+    pare_type type;
+    size_t bytes; /* per super-block */
+    ig_fin fin;
+    float factor; /* FIN_SCALE: the final multiplier */
+    void (*unpack)(const uint8_t *b, w_sb *w);
+} ig_type;
+
+/* ------------------------------------------------------------------------ weights */
+
+/* Grid point p's bytes 0..n-1 with the sign bits s (bit j: value j negative) into v. */
+static void put_signed(int8_t *v, uint64_t p, unsigned s, int n) {
+    for (int j = 0; j < n; j++) {
+        const int g = (uint8_t)(p >> (8 * j));
+        v[j] = (int8_t)((s >> j) & 1 ? -g : g);
+    }
+}
+
+/* Scales of the 16-value halves of group g (values 32g..32g+31). */
+static void put_scales(w_sb *w, int g, int lo, int hi) {
+    for (int k = 0; k < 8; k++) w->sc16[16 * g + k] = (int16_t)lo, w->sc16[16 * g + 8 + k] = (int16_t)hi;
+}
+
+/* f16 d, then per group of 32: 4 grid indices, a word of 4 x 7 sign bits and a 4-bit scale. */
+static void unpack_iq2_xxs(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2;
+    for (int g = 0; g < 8; g++) {
+        const uint32_t aux = rd32(qs + 8 * g + 4);
+        for (int l = 0; l < 4; l++)
+            put_signed(w->v + 32 * g + 8 * l, pare_iq2xxs_grid[qs[8 * g + l]], pare_iq_ksigns[(aux >> (7 * l)) & 127], 8);
+        const int ls = 2 * (int)(aux >> 28) + 1;
+        put_scales(w, g, ls, ls);
+    }
+    w->d = f16(b);
+}
+
+/* f16 d, 32 x u16 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales. */
+static void unpack_iq2_xs(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2, *sc = b + 66;
+    for (int g = 0; g < 8; g++) {
+        for (int l = 0; l < 4; l++) {
+            const unsigned q = rd16(qs + 2 * (4 * g + l));
+            put_signed(w->v + 32 * g + 8 * l, pare_iq2xs_grid[q & 511], pare_iq_ksigns[q >> 9], 8);
+        }
+        put_scales(w, g, 2 * (sc[g] & 0xf) + 1, 2 * (sc[g] >> 4) + 1);
+    }
+    w->d = f16(b);
+}
+
+/* f16 d, qs[32] (index low bits), signs[32], qh[8] (2 high bits per index), scales[8]. */
+static void unpack_iq2_s(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2, *signs = b + 34, *qh = b + 66, *sc = b + 74;
+    for (int g = 0; g < 8; g++) {
+        for (int l = 0; l < 4; l++) {
+            const unsigned idx = qs[4 * g + l] | ((qh[g] >> (2 * l)) & 3u) << 8;
+            put_signed(w->v + 32 * g + 8 * l, pare_iq2s_grid[idx], signs[4 * g + l], 8);
+        }
+        put_scales(w, g, 2 * (sc[g] & 0xf) + 1, 2 * (sc[g] >> 4) + 1);
+    }
+    w->d = f16(b);
+}
+
+/* f16 d, qs[64] (8 indices of 4-value points per group), 8 words of signs and scale. */
+static void unpack_iq3_xxs(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2, *ss = b + 66;
+    for (int g = 0; g < 8; g++) {
+        const uint32_t aux = rd32(ss + 4 * g);
+        for (int l = 0; l < 4; l++) {
+            const unsigned s = pare_iq_ksigns[(aux >> (7 * l)) & 127];
+            put_signed(w->v + 32 * g + 8 * l, pare_iq3xxs_grid[qs[8 * g + 2 * l]], s, 4);
+            put_signed(w->v + 32 * g + 8 * l + 4, pare_iq3xxs_grid[qs[8 * g + 2 * l + 1]], s >> 4, 4);
+        }
+        const int ls = 2 * (int)(aux >> 28) + 1;
+        put_scales(w, g, ls, ls);
+    }
+    w->d = f16(b);
+}
+
+/* f16 d, qs[64], qh[8] (9th index bit per point), signs[32], scales[4] (a nibble per group). */
+static void unpack_iq3_s(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *sc = b + 106;
+    for (int g = 0; g < 8; g++) {
+        for (int l = 0; l < 4; l++) {
+            const unsigned s = signs[4 * g + l];
+            const unsigned i1 = qs[8 * g + 2 * l] | ((qh[g] >> (2 * l)) & 1u) << 8;
+            const unsigned i2 = qs[8 * g + 2 * l + 1] | ((qh[g] >> (2 * l + 1)) & 1u) << 8;
+            put_signed(w->v + 32 * g + 8 * l, pare_iq3s_grid[i1], s, 4);
+            put_signed(w->v + 32 * g + 8 * l + 4, pare_iq3s_grid[i2], s >> 4, 4);
+        }
+        const int ls = 2 * ((sc[g / 2] >> (4 * (g % 2))) & 0xf) + 1;
+        put_scales(w, g, ls, ls);
+    }
+    w->d = f16(b);
+}
+
+/* f16 d, qs[32], 8 x u16 qh (3 high index bits per point, a 3-bit scale, the delta's sign). */
+static void unpack_iq1_s(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b + 2;
+    for (int g = 0; g < 8; g++) {
+        const unsigned qh = rd16(b + 34 + 2 * g);
+        for (int l = 0; l < 4; l++) {
+            const uint64_t p = pare_iq1s_grid[qs[4 * g + l] | ((qh >> (3 * l)) & 7u) << 8];
+            for (int j = 0; j < 8; j++) w->v[32 * g + 8 * l + j] = (int8_t)(p >> (8 * j));
+        }
+        const int ls = 2 * (int)((qh >> 12) & 7) + 1;
+        put_scales(w, g, ls, ls);
+        w->dsc[g] = (int16_t)(qh & 0x8000 ? -ls : ls);
+    }
+    w->d = f16(b);
+}
+
+/* qs[32], qh[16] (a nibble per point: 3 high index bits, the delta's sign), scales[8] (four
+ * u16: 3-bit scales per 16 values, the f16 d in their top nibbles). */
+static void unpack_iq1_m(const uint8_t *b, w_sb *w) {
+    const uint8_t *qs = b, *qh = b + 32;
+    uint16_t sc[4];
+    for (int k = 0; k < 4; k++) sc[k] = rd16(b + 48 + 2 * k);
+    for (int g = 0; g < 8; g++) {
+        for (int l = 0; l < 4; l++) {
+            const unsigned nib = (qh[2 * g + l / 2] >> (4 * (l % 2))) & 0xf;
+            const uint64_t p = pare_iq1s_grid[qs[4 * g + l] | (nib & 7) << 8];
+            for (int j = 0; j < 8; j++) {
+                w->v[32 * g + 8 * l + j] = (int8_t)(p >> (8 * j));
+                w->dl[32 * g + 8 * l + j] = (int8_t)(nib & 8 ? -1 : 1);
+            }
+        }
+        const unsigned s = sc[g / 2] >> (6 * (g % 2));
+        put_scales(w, g, 2 * (int)(s & 7) + 1, 2 * (int)((s >> 3) & 7) + 1);
+    }
+    const uint16_t dbits =
+        (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+    w->d = pare_fp16_to_fp32(dbits);
+}
+
+static const ig_type ig_types[] = {
+    {PARE_TYPE_IQ2_XXS, 66, FIN_SCALE, 0.125f, unpack_iq2_xxs},
+    {PARE_TYPE_IQ2_XS, 74, FIN_SCALE, 0.125f, unpack_iq2_xs},
+    {PARE_TYPE_IQ2_S, 82, FIN_SCALE, 0.125f, unpack_iq2_s},
+    {PARE_TYPE_IQ3_XXS, 98, FIN_SCALE, 0.25f, unpack_iq3_xxs},
+    {PARE_TYPE_IQ3_S, 110, FIN_SCALE, 1.0f, unpack_iq3_s},
+    {PARE_TYPE_IQ1_S, 50, FIN_IQ1S, 0, unpack_iq1_s},
+    {PARE_TYPE_IQ1_M, 56, FIN_IQ1M, 0, unpack_iq1_m},
+};
+
+static const ig_type *find_type(pare_type t) {
+    for (size_t i = 0; i < sizeof ig_types / sizeof ig_types[0]; i++)
+        if (ig_types[i].type == t) return &ig_types[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ activations */
+
+typedef struct {
+    const float *x;
+    int ldx, nb;
+    act_sb *a;
+} act_job;
+
+#if defined(IG_AVX2)
+
+/* quantize_row_q8_K_ref on one super-block, 8 lanes at a time: the same codes and d. The
+ * largest magnitude is a maximum (NaN skipped, as the scalar `>` skips it); the value
+ * carrying it is the first one equal to it, as the scalar scan keeps the first. */
+static bool quant_sb(const float *x, act_sb *s) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i = 0; i < QK; i += 8) vmax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vmax);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0) return false;
+    float max = 0;
+    const __m256 va = _mm256_set1_ps(amax);
+    for (int i = 0; i < QK; i += 8) {
+        const int hit =
+            _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), va, _CMP_EQ_OQ));
+        if (hit) {
+            max = x[i + __builtin_ctz((unsigned)hit)];
+            break;
+        }
+    }
+    const float iscale = -127.f / max;
+    const __m256 vs = _mm256_set1_ps(iscale), cap = _mm256_set1_ps(127.f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int i = 0; i < QK; i += 32) {
+        __m256i v[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + i + 8 * k)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            t = _mm256_and_ps(t, _mm256_cmp_ps(t, t, _CMP_ORD_Q)); /* NaN: 0, as ggml's nearest_int */
+            v[k] = _mm256_cvtps_epi32(_mm256_min_ps(t, cap));
+        }
+        /* packs interleave the 128-bit halves; the permutation puts the codes back in order */
+        const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(void *)(s->q + i), _mm256_permutevar8x32_epi32(b, order));
+    }
+    s->d = 1 / iscale;
+    return true;
+}
+
+#else
+
+/* quantize_row_q8_K_ref: iscale = -127 / (the value of largest magnitude), codes rounded to
+ * nearest even (NaN to 0, as ggml's nearest_int) and capped at 127, d = 1 / iscale. False
+ * for an all-zero block. */
+static bool quant_sb(const float *x, act_sb *s) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < QK; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
+    if (amax == 0) return false;
+    const float iscale = -127.f / max;
+    for (int i = 0; i < QK; i++) {
+        const float v = iscale * x[i];
+        const int q = v == v ? (int)nearbyintf(v) : 0;
+        s->q[i] = (int8_t)(q < 127 ? q : 127);
+    }
+    s->d = 1 / iscale;
+    return true;
+}
+
+#endif
+
+static void act_row(void *ctx, int64_t r, int thread) {
+    (void)thread;
+    const act_job *j = ctx;
+    const float *x = j->x + (size_t)r * j->ldx;
+    for (int b = 0; b < j->nb; b++, x += QK) {
+        act_sb *s = &j->a[(size_t)r * j->nb + b];
+        if (!quant_sb(x, s)) {
+            memset(s, 0, sizeof *s);
+            continue;
+        }
+        for (int g = 0; g < 8; g++) {
+            int t = 0;
+            for (int i = 0; i < 32; i++) t += s->q[32 * g + i];
+            s->g32[g] = (int16_t)t;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ products */
+
+typedef struct {
+    int M, N, nb;
+    const ig_type *t;
+    const act_sb *a;
+    const uint8_t *W;
+    size_t ldw;
+    float *y;
+    int ldy;
+    int rows_per_item;
+    w_sb *wbuf; /* per thread: NWI rows of decoded super-blocks */
+} prod_job;
+
+/* IQ1_S's delta sum of one super-block: the signed scales times the 32-sums. */
+static int32_t iq1s_sum(const act_sb *x, const w_sb *w) {
+    int32_t s = 0;
+    for (int g = 0; g < 8; g++) s += w->dsc[g] * x->g32[g];
+    return s;
+}
+
+#if !defined(IG_AVX2)
+
+static float hsum8(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+/* Plain C: output (m, n) in ggml's float order. */
+static float dot_ref(const prod_job *g, const w_sb *w, int m) {
+    const ig_fin fin = g->t->fin;
+    float acc[8] = {0}, acc2[8] = {0}, acc1 = 0;
+    for (int b = 0; b < g->nb; b++) {
+        const act_sb *x = &g->a[(size_t)m * g->nb + b];
+        const w_sb *ws = &w[b];
+        int32_t lane[8] = {0}, lane2[8] = {0};
+        for (int i = 0; i < QK; i++) lane[(i % 32) / 4] += ws->sc16[i / 2] * ws->v[i] * x->q[i];
+        if (fin == FIN_IQ1M)
+            for (int i = 0; i < QK; i++) lane2[(i % 32) / 4] += ws->sc16[i / 2] * ws->dl[i] * x->q[i];
+        const float d = ws->d * x->d;
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        if (fin == FIN_IQ1S) acc1 = fmaf(d, (float)iq1s_sum(x, ws), acc1);
+        if (fin == FIN_IQ1M)
+            for (int l = 0; l < 8; l++) acc2[l] = fmaf(d, (float)lane2[l], acc2[l]);
+    }
+    if (fin == FIN_IQ1S) return fmaf(0.125f, acc1, hsum8(acc));
+    if (fin == FIN_IQ1M) return fmaf(0.125f, hsum8(acc2), hsum8(acc));
+    return g->t->factor * hsum8(acc);
+}
+
+#endif
+
+/* Decodes weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the last
+ * tile's NRI rows, which then add nothing and are never stored. */
+static void unpack_rows(const prod_job *g, int n0, int nr, w_sb *w) {
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = g->W + (size_t)(n0 + r) * g->ldw;
+        for (int b = 0; b < g->nb; b++) g->t->unpack(row + (size_t)b * g->t->bytes, &w[(size_t)r * g->nb + b]);
+    }
+    const int pad = (NRI - nr % NRI) % NRI;
+    if (pad) memset(w + (size_t)nr * g->nb, 0, (size_t)pad * g->nb * sizeof *w);
+}
+
+#if defined(IG_AVX2)
+
+/* ggml's hsum_float_8 on a register. */
+static inline float hsum8_ps(__m256 a) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+/* Outputs of activation rows [m0, m0 + MRI) x weight rows [n0, n0 + nr) (w: their decoded
+ * super-blocks, row after row). `fin` is a constant in each caller, so IQ1_M's second set
+ * of lanes costs the other types nothing. */
+static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
+                                                            const ig_fin fin) {
+    __m256 acc[MRI][NRI], acc2[MRI][NRI];
+    float acc1[MRI][NRI];
+    for (int i = 0; i < MRI; i++)
+        for (int r = 0; r < NRI; r++) acc[i][r] = acc2[i][r] = _mm256_setzero_ps(), acc1[i][r] = 0;
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    for (int b = 0; b < g->nb; b++) {
+        const act_sb *x[MRI];
+        const w_sb *ws[NRI];
+        for (int i = 0; i < MRI; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
+        for (int r = 0; r < NRI; r++) ws[r] = &w[(size_t)r * g->nb + b];
+        __m256i lanes[MRI][NRI], lanes2[MRI][NRI];
+        for (int i = 0; i < MRI; i++)
+            for (int r = 0; r < NRI; r++) lanes[i][r] = lanes2[i][r] = _mm256_setzero_si256();
+        for (int c = 0; c < QK / 32; c++) {
+            __m256i wv[NRI], wa[NRI], sv[NRI], dv[NRI];
+#pragma GCC unroll 4
+            for (int r = 0; r < NRI; r++) {
+                wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->v + 32 * c));
+                wa[r] = _mm256_abs_epi8(wv[r]);
+                sv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->sc16 + 16 * c));
+                dv[r] = fin == FIN_IQ1M ? _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->dl + 32 * c))
+                                        : _mm256_setzero_si256();
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < MRI; i++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x[i]->q + 32 * c));
+#pragma GCC unroll 4
+                for (int r = 0; r < NRI; r++) {
+                    /* |w| x (x with w's sign): pair sums within int16 (|w| <= 62) */
+                    const __m256i p = _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wv[r]));
+                    lanes[i][r] = _mm256_add_epi32(lanes[i][r], _mm256_madd_epi16(p, sv[r]));
+                    if (fin == FIN_IQ1M) {
+                        const __m256i q = _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(xv, dv[r]));
+                        lanes2[i][r] = _mm256_add_epi32(lanes2[i][r], _mm256_madd_epi16(q, sv[r]));
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MRI; i++)
+#pragma GCC unroll 4
+            for (int r = 0; r < NRI; r++) {
+                const float ds = ws[r]->d * x[i]->d;
+                const __m256 d = _mm256_set1_ps(ds);
+                acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes[i][r]), acc[i][r]);
+                if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ds, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
+                if (fin == FIN_IQ1M) acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes2[i][r]), acc2[i][r]);
+            }
+    }
+    const float factor = g->t->factor;
+    for (int i = 0; i < MRI && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) {
+            const float h = hsum8_ps(acc[i][r]);
+            g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = fin == FIN_IQ1S   ? fmaf(0.125f, acc1[i][r], h)
+                                                       : fin == FIN_IQ1M ? fmaf(0.125f, hsum8_ps(acc2[i][r]), h)
+                                                                         : factor * h;
+        }
+}
+
+static void tile_scale(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_SCALE);
+}
+static void tile_iq1s(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_IQ1S);
+}
+static void tile_iq1m(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_IQ1M);
+}
+
+static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    switch (g->t->fin) {
+    case FIN_SCALE: tile_scale(g, w, m0, n0, nr); break;
+    case FIN_IQ1S: tile_iq1s(g, w, m0, n0, nr); break;
+    case FIN_IQ1M: tile_iq1m(g, w, m0, n0, nr); break;
+    }
+}
+
+#endif
+
+static void prod_item(void *ctx, int64_t item, int thread) {
+    const prod_job *g = ctx;
+    const int n0 = (int)item * g->rows_per_item;
+    const int n1 = n0 + g->rows_per_item < g->N ? n0 + g->rows_per_item : g->N;
+    w_sb *w = g->wbuf + (size_t)thread * NWI * g->nb;
+    /* Activations in blocks of MBI rows, each block kept in L2 while a whole item of weight
+     * rows runs against it; weight rows are decoded again per block, which is cheap next to
+     * MBI rows of products. */
+    for (int m0 = 0; m0 < g->M; m0 += MBI) {
+        const int m1 = m0 + MBI < g->M ? m0 + MBI : g->M;
+        for (int n = n0; n < n1; n += NWI) {
+            const int nr = n1 - n < NWI ? n1 - n : NWI;
+            unpack_rows(g, n, nr, w);
+#if defined(IG_AVX2)
+            for (int m = m0; m < m1; m += MRI)
+                for (int j = 0; j < nr; j += NRI)
+                    run_tile(g, w + (size_t)j * g->nb, m, n + j, nr - j < NRI ? nr - j : NRI);
+#else
+            for (int r = 0; r < nr; r++)
+                for (int m = m0; m < m1; m++) g->y[(size_t)m * g->ldy + n + r] = dot_ref(g, w + (size_t)r * g->nb, m);
+#endif
+        }
+    }
+}
+
+bool llm_iqgemm_handles(pare_type wtype) { return find_type(wtype) != NULL; }
+
+size_t llm_iqgemm_ws(int M, int K) {
+    const size_t Mp = (size_t)(M + MRI - 1) / MRI * MRI;
+    return Mp * (size_t)(K / QK) * sizeof(act_sb) + 64;
+}
+
+bool llm_iqgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
+                float *y, int ldy, void *ws) {
+    const ig_type *t = find_type(wtype);
+    if (K % QK || M <= 0 || N <= 0 || !t) return false;
+    const int nb = K / QK, Mp = (M + MRI - 1) / MRI * MRI;
+    act_sb *a = (act_sb *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    const int threads = pare_pool_threads(pool);
+    w_sb *wbuf = aligned_alloc(64, (size_t)threads * NWI * nb * sizeof(w_sb));
+    if (!wbuf) return false;
+    act_job aj = {x, ldx, nb, a};
+    pare_pool_for(pool, M, act_row, &aj);
+    memset(a + (size_t)M * nb, 0, (size_t)(Mp - M) * nb * sizeof *a); /* padding rows: zero, never stored */
+    int items = threads > 1 ? 4 * threads : 1;
+    int per = (N + items - 1) / items;
+    per = (per + NRI - 1) / NRI * NRI;
+    items = (N + per - 1) / per;
+    prod_job g = {M, N, nb, t, a, W, (size_t)nb * t->bytes, y, ldy, per, wbuf};
+    pare_pool_for(pool, items, prod_item, &g);
+    free(wbuf);
+    return true;
+}
