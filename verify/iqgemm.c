@@ -28,9 +28,13 @@
  * hsum8(a) = ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), ggml's hsum_float_8.
  *
  * Weights are decoded once per pass over a block of activation rows into signed values
- * (grid x sign), scales spread over pairs of values, and for IQ1 the delta signs. AVX2 (with
- * FMA and F16C; the AVX-512 level runs it too, as ggml does) takes tiles of 3 activation rows
- * x 3 weight rows; plain C elsewhere, the same numbers.
+ * (grid x sign), scales spread over pairs of values, and for IQ1 the delta signs. The fast
+ * paths take the lanes another way than ggml's |grid| x (activation with the sign), for
+ * the same integers: vpmaddubsw of the activation codes + 128 (unsigned) and the signed
+ * values (pair sums within int16 as |value| <= 62), the scales by vpmaddwd (AVX2 with FMA
+ * and F16C, tiles of 3 activation rows x 3 weight rows) or vpdpwssd (AVX-512 VNNI, 64 bytes
+ * at a time, tiles of 4 x 4), and at the end of the super-block 128 x the weights' own lanes
+ * taken off (computed once at decoding). Plain C elsewhere; the three give the same numbers.
  */
 #include "verify/llm_impl.h"
 
@@ -43,12 +47,18 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define IG_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define IG_VNNI 1
+#endif
 #endif
 
 #define QK 256
-#if defined(IG_AVX2)
-#define MRI 3 /* activation rows per tile */
-#define NRI 3 /* weight rows per tile: 9 accumulators (18 for IQ1_M) */
+#if defined(IG_VNNI)
+#define MRI 4 /* activation rows per tile */
+#define NRI 4 /* weight rows per tile: 16 integer accumulators of the 32 registers */
+#elif defined(IG_AVX2)
+#define MRI 3
+#define NRI 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
 #else
 #define MRI 4
 #define NRI 2
@@ -64,10 +74,11 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Activations of one super-block: Q8_K codes, their sums over every 32 (ggml's
- * bsums[2g] + bsums[2g+1]) and the scale. */
+/* Activations of one super-block: Q8_K codes, the codes + 128 (1..255, the unsigned operand
+ * of vpmaddubsw), their sums over every 32 (ggml's bsums[2g] + bsums[2g+1]) and the scale. */
 typedef struct {
     int8_t q[QK];
+    uint8_t u[QK];
     int16_t g32[8];
     float d;
     float pad[11];
@@ -75,11 +86,13 @@ typedef struct {
 
 /* One weight super-block decoded: signed values (grid x sign) in order, the delta signs of
  * IQ1_M (+-1), the scale of every pair of values, IQ1_S's signed scale per 32 values (the
- * sign of its delta), and the f32 scale. */
+ * sign of its delta), 128 x the lanes of the values (and of the deltas) with their scales,
+ * which the fast paths take off (they multiply the codes + 128), and the f32 scale. */
 typedef struct {
     int8_t v[QK];
     int8_t dl[QK];
     int16_t sc16[QK / 2];
+    int32_t off[8], off2[8];
     int16_t dsc[8];
     float d;
     float pad[11];
@@ -321,6 +334,7 @@ static void act_row(void *ctx, int64_t r, int thread) {
         act_sb *s = &j->a[(size_t)r * j->nb + b];
         if (!quant_sb(x, s)) {
             memset(s, 0, sizeof *s);
+            memset(s->u, 128, sizeof s->u); /* lanes of exactly 0, as ggml's */
             continue;
         }
         for (int g = 0; g < 8; g++) {
@@ -328,6 +342,7 @@ static void act_row(void *ctx, int64_t r, int thread) {
             for (int i = 0; i < 32; i++) t += s->q[32 * g + i];
             s->g32[g] = (int16_t)t;
         }
+        for (int i = 0; i < QK; i++) s->u[i] = (uint8_t)(s->q[i] + 128);
     }
 }
 
@@ -380,12 +395,27 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
 
 #endif
 
+/* 128 x sum of scale x value over each lane's bytes (4L..4L+3 of every group of 32): the
+ * fast paths multiply the activation codes + 128 (unsigned, as vpmaddubsw wants them; pair
+ * sums (x + 128) v stay within int16 as |v| <= 62) and take this off. */
+static void lane_offsets(w_sb *w, bool deltas) {
+    for (int l = 0; l < 8; l++) w->off[l] = w->off2[l] = 0;
+    for (int i = 0; i < QK; i++) {
+        w->off[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->v[i];
+        if (deltas) w->off2[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->dl[i];
+    }
+}
+
 /* Decodes weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the last
  * tile's NRI rows, which then add nothing and are never stored. */
 static void unpack_rows(const prod_job *g, int n0, int nr, w_sb *w) {
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = g->W + (size_t)(n0 + r) * g->ldw;
-        for (int b = 0; b < g->nb; b++) g->t->unpack(row + (size_t)b * g->t->bytes, &w[(size_t)r * g->nb + b]);
+        for (int b = 0; b < g->nb; b++) {
+            w_sb *ws = &w[(size_t)r * g->nb + b];
+            g->t->unpack(row + (size_t)b * g->t->bytes, ws);
+            lane_offsets(ws, g->t->fin == FIN_IQ1M);
+        }
     }
     const int pad = (NRI - nr % NRI) % NRI;
     if (pad) memset(w + (size_t)nr * g->nb, 0, (size_t)pad * g->nb * sizeof *w);
@@ -400,6 +430,27 @@ static inline float hsum8_ps(__m256 a) {
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
+/* One register holds KC bytes: one 32-value group on AVX2, two on AVX-512 (lanes 0-7 and
+ * 8-15, added at the end of the super-block). */
+#if defined(IG_VNNI)
+#define KC 64
+typedef __m512i kv;
+static inline kv kv_load(const void *p) { return _mm512_loadu_si512(p); }
+static inline kv kv_zero(void) { return _mm512_setzero_si512(); }
+/* acc + (codes + 128) x values, by pairs (int16), times their scales, by pairs (vpdpwssd) */
+static inline kv kv_step(kv acc, kv u, kv v, kv s) { return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(u, v), s); }
+static inline __m256i kv_lanes(kv a) { return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1)); }
+#else
+#define KC 32
+typedef __m256i kv;
+static inline kv kv_load(const void *p) { return _mm256_loadu_si256(p); }
+static inline kv kv_zero(void) { return _mm256_setzero_si256(); }
+static inline kv kv_step(kv acc, kv u, kv v, kv s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), s));
+}
+static inline __m256i kv_lanes(kv a) { return a; }
+#endif
+
 /* Outputs of activation rows [m0, m0 + MRI) x weight rows [n0, n0 + nr) (w: their decoded
  * super-blocks, row after row). `fin` is a constant in each caller, so IQ1_M's second set
  * of lanes costs the other types nothing. */
@@ -409,37 +460,29 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
     float acc1[MRI][NRI];
     for (int i = 0; i < MRI; i++)
         for (int r = 0; r < NRI; r++) acc[i][r] = acc2[i][r] = _mm256_setzero_ps(), acc1[i][r] = 0;
-    const __m256i ones8 = _mm256_set1_epi8(1);
     for (int b = 0; b < g->nb; b++) {
         const act_sb *x[MRI];
         const w_sb *ws[NRI];
         for (int i = 0; i < MRI; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
         for (int r = 0; r < NRI; r++) ws[r] = &w[(size_t)r * g->nb + b];
-        __m256i lanes[MRI][NRI], lanes2[MRI][NRI];
+        kv lanes[MRI][NRI], lanes2[MRI][NRI];
         for (int i = 0; i < MRI; i++)
-            for (int r = 0; r < NRI; r++) lanes[i][r] = lanes2[i][r] = _mm256_setzero_si256();
-        for (int c = 0; c < QK / 32; c++) {
-            __m256i wv[NRI], wa[NRI], sv[NRI], dv[NRI];
+            for (int r = 0; r < NRI; r++) lanes[i][r] = lanes2[i][r] = kv_zero();
+        for (int c = 0; c < QK / KC; c++) {
+            kv wv[NRI], sv[NRI], dv[NRI];
 #pragma GCC unroll 4
             for (int r = 0; r < NRI; r++) {
-                wv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->v + 32 * c));
-                wa[r] = _mm256_abs_epi8(wv[r]);
-                sv[r] = _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->sc16 + 16 * c));
-                dv[r] = fin == FIN_IQ1M ? _mm256_loadu_si256((const __m256i *)(const void *)(ws[r]->dl + 32 * c))
-                                        : _mm256_setzero_si256();
+                wv[r] = kv_load(ws[r]->v + KC * c);
+                sv[r] = kv_load(ws[r]->sc16 + KC / 2 * c);
+                dv[r] = fin == FIN_IQ1M ? kv_load(ws[r]->dl + KC * c) : kv_zero();
             }
 #pragma GCC unroll 4
             for (int i = 0; i < MRI; i++) {
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x[i]->q + 32 * c));
+                const kv xv = kv_load(x[i]->u + KC * c);
 #pragma GCC unroll 4
                 for (int r = 0; r < NRI; r++) {
-                    /* |w| x (x with w's sign): pair sums within int16 (|w| <= 62) */
-                    const __m256i p = _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wv[r]));
-                    lanes[i][r] = _mm256_add_epi32(lanes[i][r], _mm256_madd_epi16(p, sv[r]));
-                    if (fin == FIN_IQ1M) {
-                        const __m256i q = _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(xv, dv[r]));
-                        lanes2[i][r] = _mm256_add_epi32(lanes2[i][r], _mm256_madd_epi16(q, sv[r]));
-                    }
+                    lanes[i][r] = kv_step(lanes[i][r], xv, wv[r], sv[r]);
+                    if (fin == FIN_IQ1M) lanes2[i][r] = kv_step(lanes2[i][r], xv, dv[r], sv[r]);
                 }
             }
         }
@@ -449,9 +492,14 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
             for (int r = 0; r < NRI; r++) {
                 const float ds = ws[r]->d * x[i]->d;
                 const __m256 d = _mm256_set1_ps(ds);
-                acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes[i][r]), acc[i][r]);
+                const __m256i l1 = _mm256_sub_epi32(kv_lanes(lanes[i][r]), _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off));
+                acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l1), acc[i][r]);
                 if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ds, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
-                if (fin == FIN_IQ1M) acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes2[i][r]), acc2[i][r]);
+                if (fin == FIN_IQ1M) {
+                    const __m256i l2 = _mm256_sub_epi32(kv_lanes(lanes2[i][r]),
+                                                        _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off2));
+                    acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l2), acc2[i][r]);
+                }
             }
     }
     const float factor = g->t->factor;
