@@ -430,6 +430,51 @@ static inline float hsum8_ps(__m256 a) {
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
+/* The last two steps of hsum_float_8 for eight outputs at once: s[k] holds, in its two
+ * 128-bit halves, the partial sums p0..p3 of outputs 2k and 2k+1; returns
+ * (p0+p2)+(p1+p3) of each, outputs 0..7 in order: the additions of hsum8_ps in its order. */
+static inline __m256 hsum_tail8(const __m256 s[4]) {
+    const __m256 g0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], 0x44), _mm256_shuffle_ps(s[0], s[1], 0xEE));
+    const __m256 g1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], 0x44), _mm256_shuffle_ps(s[2], s[3], 0xEE));
+    const __m256 o = _mm256_add_ps(_mm256_shuffle_ps(g0, g1, 0x88), _mm256_shuffle_ps(g0, g1, 0xDD));
+    return _mm256_permutevar8x32_ps(o, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* hsum8_ps of eight accumulators, lane k the sum of a[k]. */
+static inline __m256 hsum8x8(const __m256 *a) {
+    __m256 s[4];
+    for (int k = 0; k < 4; k++)
+        s[k] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x31));
+    return hsum_tail8(s);
+}
+
+/* The results of a tile (see the header comment), eight at a time where it can (the same
+ * operations lane-wise), stored where they exist (rows < M, weight rows < nr). */
+static inline __attribute__((always_inline)) void store_tile(const prod_job *g, int m0, int n0, int nr,
+                                                             const ig_fin fin, __m256 acc[MRI][NRI],
+                                                             __m256 acc2[MRI][NRI], float acc1[MRI][NRI]) {
+    const float factor = g->t->factor;
+    float out[MRI * NRI];
+    int k = 0;
+    for (; k + 8 <= MRI * NRI; k += 8) {
+        const __m256 h = hsum8x8(&acc[0][0] + k);
+        __m256 v;
+        if (fin == FIN_IQ1S) v = _mm256_fmadd_ps(_mm256_set1_ps(0.125f), _mm256_loadu_ps(&acc1[0][0] + k), h);
+        else if (fin == FIN_IQ1M) v = _mm256_fmadd_ps(_mm256_set1_ps(0.125f), hsum8x8(&acc2[0][0] + k), h);
+        else v = _mm256_mul_ps(_mm256_set1_ps(factor), h);
+        _mm256_storeu_ps(out + k, v);
+    }
+    for (; k < MRI * NRI; k++) {
+        const float h = hsum8_ps((&acc[0][0])[k]);
+        out[k] = fin == FIN_IQ1S   ? fmaf(0.125f, (&acc1[0][0])[k], h)
+                 : fin == FIN_IQ1M ? fmaf(0.125f, hsum8_ps((&acc2[0][0])[k]), h)
+                                   : factor * h;
+    }
+    for (int i = 0; i < MRI && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = out[i * NRI + r];
+}
+
 /* One register holds KC bytes: one 32-value group on AVX2, two on AVX-512 (lanes 0-7 and
  * 8-15, added at the end of the super-block). */
 #if defined(IG_VNNI)
@@ -490,11 +535,11 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
         for (int i = 0; i < MRI; i++)
 #pragma GCC unroll 4
             for (int r = 0; r < NRI; r++) {
-                const float ds = ws[r]->d * x[i]->d;
-                const __m256 d = _mm256_set1_ps(ds);
+                /* d_w * d_x lane-wise on broadcast values: the same rounding as the scalar */
+                const __m256 d = _mm256_mul_ps(_mm256_broadcast_ss(&ws[r]->d), _mm256_broadcast_ss(&x[i]->d));
                 const __m256i l1 = _mm256_sub_epi32(kv_lanes(lanes[i][r]), _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off));
                 acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l1), acc[i][r]);
-                if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ds, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
+                if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ws[r]->d * x[i]->d, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
                 if (fin == FIN_IQ1M) {
                     const __m256i l2 = _mm256_sub_epi32(kv_lanes(lanes2[i][r]),
                                                         _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off2));
@@ -502,14 +547,7 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
                 }
             }
     }
-    const float factor = g->t->factor;
-    for (int i = 0; i < MRI && m0 + i < g->M; i++)
-        for (int r = 0; r < nr; r++) {
-            const float h = hsum8_ps(acc[i][r]);
-            g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = fin == FIN_IQ1S   ? fmaf(0.125f, acc1[i][r], h)
-                                                       : fin == FIN_IQ1M ? fmaf(0.125f, hsum8_ps(acc2[i][r]), h)
-                                                                         : factor * h;
-        }
+    store_tile(g, m0, n0, nr, fin, acc, acc2, acc1);
 }
 
 static void tile_scale(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
