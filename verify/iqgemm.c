@@ -18,13 +18,15 @@
  *   IQ1_S (2s+1 per 32 values, grid values -1, 0, 1): acc as above, and one float
  *     acc1 = fma(d, sumi1, acc1), sumi1 = sum over groups of +-scale x the group's 32-sum of
  *     activation codes (the sign of IQ1S_DELTA); the result fma(0.125f, acc1, hsum8(acc)).
- *     ggml writes `accum1 += d * sumi1` and `hsum_float_8(accum) + IQ1S_DELTA * accum1`;
- *     GCC (gnu11, -ffp-contract=fast, as llama.cpp builds) contracts both into fmas, as it
- *     does Q5_K's summs (verify/kgemm.c).
+ *     ggml writes `accum1 += d * sumi1`, which GCC (gnu11, -ffp-contract=fast, as llama.cpp
+ *     builds) contracts into an fma, as it does Q5_K's summs (verify/kgemm.c; not checked
+ *     against llama.cpp's figures for IQ1_S: none are in ../shared). Its final
+ *     `hsum_float_8(accum) + IQ1S_DELTA * accum1` is the same contracted or not: x 0.125
+ *     is exact.
  *   IQ1_M (2s+1 per 16 values; d from the four scale words' top nibbles): acc as above, and
  *     acc2_L = fma(d, lane2_L, acc2_L), lane2 the same dot with the +-1 delta signs in place
  *     of the grid values; the result fma(0.125f, hsum8(acc2), hsum8(acc)) (ggml's
- *     `hsum_float_8(accum1) + IQ1M_DELTA * hsum_float_8(accum2)`, contracted as above).
+ *     `hsum_float_8(accum1) + IQ1M_DELTA * hsum_float_8(accum2)`, the same either way).
  * hsum8(a) = ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), ggml's hsum_float_8.
  *
  * Weights are decoded once per pass over a block of activation rows into signed values
