@@ -382,12 +382,17 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
         const w_sb *ws = &w[b];
         int32_t lane[8] = {0}, lane2[8] = {0};
         /* a lane's 4 bytes share their scale (one per 16 values) */
-        for (int i = 0; i < QK; i += 4) {
-            int32_t s = 0, s2 = 0;
-            for (int k = 0; k < 4; k++) s += ws->v[i + k] * x->q[i + k], s2 += ws->dl[i + k] * x->q[i + k];
-            lane[(i % 32) / 4] += ws->sc16[i / 2] * s;
-            if (fin == FIN_IQ1M) lane2[(i % 32) / 4] += ws->sc16[i / 2] * s2;
-        }
+        for (int i = 0; i < QK; i += 32)
+            for (int l = 0; l < 8; l++) {
+                const int8_t *v = ws->v + i + 4 * l, *q = x->q + i + 4 * l;
+                lane[l] += ws->sc16[(i + 4 * l) / 2] * (v[0] * q[0] + v[1] * q[1] + v[2] * q[2] + v[3] * q[3]);
+            }
+        if (fin == FIN_IQ1M)
+            for (int i = 0; i < QK; i += 32)
+                for (int l = 0; l < 8; l++) {
+                    const int8_t *v = ws->dl + i + 4 * l, *q = x->q + i + 4 * l;
+                    lane2[l] += ws->sc16[(i + 4 * l) / 2] * (v[0] * q[0] + v[1] * q[1] + v[2] * q[2] + v[3] * q[3]);
+                }
         const float d = ws->d * x->d;
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
         if (fin == FIN_IQ1S) acc1 = fmaf(d, (float)iq1s_sum(x, ws), acc1);
