@@ -30,7 +30,8 @@
  * hsum8(a) = ((a0+a4)+(a2+a6))+((a1+a5)+(a3+a7)), ggml's hsum_float_8.
  *
  * Weights are decoded once per pass over a block of activation rows into signed values
- * (grid x sign), scales spread over pairs of values, and for IQ1 the delta signs. The fast
+ * (grid x sign), scales spread over pairs of values, and for IQ1 the delta signs (IQ1_M's
+ * as scale x sign per 4 values, met by the activations' sums of 4: the same integers). The fast
  * paths take the lanes another way than ggml's |grid| x (activation with the sign), for
  * the same integers: vpmaddubsw of the activation codes + 128 (unsigned) and the signed
  * values (pair sums within int16 as |value| <= 62), the scales by vpmaddwd (AVX2 with FMA
@@ -77,10 +78,12 @@ static uint32_t rd32(const uint8_t *p) {
 }
 
 /* Activations of one super-block: Q8_K codes, the codes + 128 (1..255, the unsigned operand
- * of vpmaddubsw), their sums over every 32 (ggml's bsums[2g] + bsums[2g+1]) and the scale. */
+ * of vpmaddubsw), their sums over every 4 (for IQ1_M) and every 32 (ggml's bsums[2g] +
+ * bsums[2g+1]), and the scale. */
 typedef struct {
     int8_t q[QK];
     uint8_t u[QK];
+    int16_t s4[64]; /* IQ1_M: sum of codes 4L..4L+3 of group g at 8g + L */
     int16_t g32[8];
     float d;
     float pad[11];
@@ -88,16 +91,18 @@ typedef struct {
 
 /* One weight super-block decoded: signed values (grid x sign) in order, the delta signs of
  * IQ1_M (+-1), the scale of every pair of values, IQ1_S's signed scale per 32 values (the
- * sign of its delta), 128 x the lanes of the values (and of the deltas) with their scales,
- * which the fast paths take off (they multiply the codes + 128), and the f32 scale. */
+ * sign of its delta), 128 x the lanes of the values with their scales, which the fast paths
+ * take off (they multiply the codes + 128), and the f32 scale. IQ1_M's delta signs are
+ * constant over 8 values and its scales over 16, so its second lanes are the products of
+ * the scaled signs and the activations' sums of 4 (sd, s4): 8 per group, not 32. */
 typedef struct {
     int8_t v[QK];
-    int8_t dl[QK];
     int16_t sc16[QK / 2];
-    int32_t off[8], off2[8];
+    int16_t sd[64]; /* IQ1_M: scale x delta sign of bytes 4L..4L+3 of group g at 8g + L */
+    int32_t off[8];
     int16_t dsc[8];
     float d;
-    float pad[11];
+    float pad[3];
 } w_sb;
 
 _Static_assert(sizeof(act_sb) % 64 == 0 && sizeof(w_sb) % 64 == 0, "64-byte rows");
@@ -226,13 +231,15 @@ static void unpack_iq1_m(const uint8_t *b, w_sb *w) {
         for (int l = 0; l < 4; l++) {
             const unsigned nib = (qh[2 * g + l / 2] >> (4 * (l % 2))) & 0xf;
             const uint64_t p = pare_iq1s_grid[qs[4 * g + l] | (nib & 7) << 8];
-            for (int j = 0; j < 8; j++) {
-                w->v[32 * g + 8 * l + j] = (int8_t)(p >> (8 * j));
-                w->dl[32 * g + 8 * l + j] = (int8_t)(nib & 8 ? -1 : 1);
-            }
+            for (int j = 0; j < 8; j++) w->v[32 * g + 8 * l + j] = (int8_t)(p >> (8 * j));
         }
         const unsigned s = sc[g / 2] >> (6 * (g % 2));
-        put_scales(w, g, 2 * (int)(s & 7) + 1, 2 * (int)((s >> 3) & 7) + 1);
+        const int ls[2] = {2 * (int)(s & 7) + 1, 2 * (int)((s >> 3) & 7) + 1};
+        put_scales(w, g, ls[0], ls[1]);
+        for (int l = 0; l < 4; l++) { /* two lanes per group of 8 */
+            const int sd = (qh[2 * g + l / 2] >> (4 * (l % 2))) & 8 ? -ls[l / 2] : ls[l / 2];
+            w->sd[8 * g + 2 * l] = w->sd[8 * g + 2 * l + 1] = (int16_t)sd;
+        }
     }
     const uint16_t dbits =
         (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
@@ -345,6 +352,7 @@ static void act_row(void *ctx, int64_t r, int thread) {
             s->g32[g] = (int16_t)t;
         }
         for (int i = 0; i < QK; i++) s->u[i] = (uint8_t)(s->q[i] + 128);
+        for (int k = 0; k < 64; k++) s->s4[k] = (int16_t)(s->q[4 * k] + s->q[4 * k + 1] + s->q[4 * k + 2] + s->q[4 * k + 3]);
     }
 }
 
@@ -388,11 +396,7 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
                 lane[l] += ws->sc16[(i + 4 * l) / 2] * (v[0] * q[0] + v[1] * q[1] + v[2] * q[2] + v[3] * q[3]);
             }
         if (fin == FIN_IQ1M)
-            for (int i = 0; i < QK; i += 32)
-                for (int l = 0; l < 8; l++) {
-                    const int8_t *v = ws->dl + i + 4 * l, *q = x->q + i + 4 * l;
-                    lane2[l] += ws->sc16[(i + 4 * l) / 2] * (v[0] * q[0] + v[1] * q[1] + v[2] * q[2] + v[3] * q[3]);
-                }
+            for (int k = 0; k < 64; k++) lane2[k % 8] += ws->sd[k] * x->s4[k];
         const float d = ws->d * x->d;
         for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
         if (fin == FIN_IQ1S) acc1 = fmaf(d, (float)iq1s_sum(x, ws), acc1);
@@ -409,12 +413,9 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
 /* 128 x sum of scale x value over each lane's bytes (4L..4L+3 of every group of 32): the
  * fast paths multiply the activation codes + 128 (unsigned, as vpmaddubsw wants them; pair
  * sums (x + 128) v stay within int16 as |v| <= 62) and take this off. */
-static void lane_offsets(w_sb *w, bool deltas) {
-    for (int l = 0; l < 8; l++) w->off[l] = w->off2[l] = 0;
-    for (int i = 0; i < QK; i++) {
-        w->off[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->v[i];
-        if (deltas) w->off2[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->dl[i];
-    }
+static void lane_offsets(w_sb *w) {
+    for (int l = 0; l < 8; l++) w->off[l] = 0;
+    for (int i = 0; i < QK; i++) w->off[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->v[i];
 }
 
 /* Decodes weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the last
@@ -425,7 +426,7 @@ static void unpack_rows(const prod_job *g, int n0, int nr, w_sb *w) {
         for (int b = 0; b < g->nb; b++) {
             w_sb *ws = &w[(size_t)r * g->nb + b];
             g->t->unpack(row + (size_t)b * g->t->bytes, ws);
-            lane_offsets(ws, g->t->fin == FIN_IQ1M);
+            lane_offsets(ws);
         }
     }
     const int pad = (NRI - nr % NRI) % NRI;
@@ -486,6 +487,18 @@ static inline __attribute__((always_inline)) void store_tile(const prod_job *g, 
         for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = out[i * NRI + r];
 }
 
+/* IQ1_M's second lanes: scaled delta signs x the activations' sums of 4, 16 products of
+ * int16 per register (groups 2k and 2k+1); four registers added within int16 (|sum| <=
+ * 4 x 15 x 508), then the two groups' halves in int32. */
+static inline __m256i iq1m_lanes2(const act_sb *x, const w_sb *w) {
+    __m256i t = _mm256_setzero_si256();
+    for (int k = 0; k < 4; k++)
+        t = _mm256_add_epi16(t, _mm256_mullo_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w->sd + 16 * k)),
+                                                   _mm256_loadu_si256((const __m256i *)(const void *)(x->s4 + 16 * k))));
+    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(t)),
+                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(t, 1)));
+}
+
 /* One register holds KC bytes: one 32-value group on AVX2, two on AVX-512 (lanes 0-7 and
  * 8-15, added at the end of the super-block). */
 #if defined(IG_VNNI)
@@ -521,25 +534,21 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
         const w_sb *ws[NRI];
         for (int i = 0; i < MRI; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
         for (int r = 0; r < NRI; r++) ws[r] = &w[(size_t)r * g->nb + b];
-        kv lanes[MRI][NRI], lanes2[MRI][NRI];
+        kv lanes[MRI][NRI];
         for (int i = 0; i < MRI; i++)
-            for (int r = 0; r < NRI; r++) lanes[i][r] = lanes2[i][r] = kv_zero();
+            for (int r = 0; r < NRI; r++) lanes[i][r] = kv_zero();
         for (int c = 0; c < QK / KC; c++) {
-            kv wv[NRI], sv[NRI], dv[NRI];
+            kv wv[NRI], sv[NRI];
 #pragma GCC unroll 4
             for (int r = 0; r < NRI; r++) {
                 wv[r] = kv_load(ws[r]->v + KC * c);
                 sv[r] = kv_load(ws[r]->sc16 + KC / 2 * c);
-                dv[r] = fin == FIN_IQ1M ? kv_load(ws[r]->dl + KC * c) : kv_zero();
             }
 #pragma GCC unroll 4
             for (int i = 0; i < MRI; i++) {
                 const kv xv = kv_load(x[i]->u + KC * c);
 #pragma GCC unroll 4
-                for (int r = 0; r < NRI; r++) {
-                    lanes[i][r] = kv_step(lanes[i][r], xv, wv[r], sv[r]);
-                    if (fin == FIN_IQ1M) lanes2[i][r] = kv_step(lanes2[i][r], xv, dv[r], sv[r]);
-                }
+                for (int r = 0; r < NRI; r++) lanes[i][r] = kv_step(lanes[i][r], xv, wv[r], sv[r]);
             }
         }
 #pragma GCC unroll 4
@@ -551,11 +560,8 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
                 const __m256i l1 = _mm256_sub_epi32(kv_lanes(lanes[i][r]), _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off));
                 acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l1), acc[i][r]);
                 if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ws[r]->d * x[i]->d, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
-                if (fin == FIN_IQ1M) {
-                    const __m256i l2 = _mm256_sub_epi32(kv_lanes(lanes2[i][r]),
-                                                        _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off2));
-                    acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l2), acc2[i][r]);
-                }
+                if (fin == FIN_IQ1M)
+                    acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq1m_lanes2(x[i], ws[r])), acc2[i][r]);
             }
     }
     store_tile(g, m0, n0, nr, fin, acc, acc2, acc1);
