@@ -36,7 +36,7 @@
  * the same integers: vpmaddubsw of the activation codes + 128 (unsigned) and the signed
  * values (pair sums within int16 as |value| <= 62), the scales by vpmaddwd (AVX2 with FMA
  * and F16C, tiles of 3 activation rows x 3 weight rows) or vpdpwssd (AVX-512 VNNI, 64 bytes
- * at a time, tiles of 4 x 4), and at the end of the super-block 128 x the weights' own lanes
+ * at a time, tiles of 4 x 3), and at the end of the super-block 128 x the weights' own lanes
  * taken off (computed once at decoding). Plain C elsewhere; the three give the same numbers.
  */
 #include "verify/llm_impl.h"
@@ -58,7 +58,7 @@
 #define QK 256
 #if defined(IG_VNNI)
 #define MRI 4 /* activation rows per tile */
-#define NRI 4 /* weight rows per tile: 16 integer accumulators of the 32 registers */
+#define NRI 3 /* weight rows: 12 integer and 12 float accumulators stay in the 32 registers (4 x 4 spills) */
 #elif defined(IG_AVX2)
 #define MRI 3
 #define NRI 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
