@@ -267,6 +267,7 @@ static const ig_type *find_type(pare_type t) {
 typedef struct {
     const float *x;
     int ldx, nb;
+    ig_fin fin; /* the sums of 32 are for IQ1_S only, those of 4 for IQ1_M only */
     act_sb *a;
 } act_job;
 
@@ -346,13 +347,16 @@ static void act_row(void *ctx, int64_t r, int thread) {
             memset(s->u, 128, sizeof s->u); /* lanes of exactly 0, as ggml's */
             continue;
         }
-        for (int g = 0; g < 8; g++) {
-            int t = 0;
-            for (int i = 0; i < 32; i++) t += s->q[32 * g + i];
-            s->g32[g] = (int16_t)t;
-        }
         for (int i = 0; i < QK; i++) s->u[i] = (uint8_t)(s->q[i] + 128);
-        for (int k = 0; k < 64; k++) s->s4[k] = (int16_t)(s->q[4 * k] + s->q[4 * k + 1] + s->q[4 * k + 2] + s->q[4 * k + 3]);
+        if (j->fin == FIN_IQ1S)
+            for (int g = 0; g < 8; g++) {
+                int t = 0;
+                for (int i = 0; i < 32; i++) t += s->q[32 * g + i];
+                s->g32[g] = (int16_t)t;
+            }
+        if (j->fin == FIN_IQ1M)
+            for (int k = 0; k < 64; k++)
+                s->s4[k] = (int16_t)(s->q[4 * k] + s->q[4 * k + 1] + s->q[4 * k + 2] + s->q[4 * k + 3]);
     }
 }
 
@@ -628,7 +632,7 @@ bool llm_iqgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const flo
     const int threads = pare_pool_threads(pool);
     w_sb *wbuf = aligned_alloc(64, (size_t)threads * NWI * nb * sizeof(w_sb));
     if (!wbuf) return false;
-    act_job aj = {x, ldx, nb, a};
+    act_job aj = {x, ldx, nb, t->fin, a};
     pare_pool_for(pool, M, act_row, &aj);
     memset(a + (size_t)M * nb, 0, (size_t)(Mp - M) * nb * sizeof *a); /* padding rows: zero, never stored */
     int items = threads > 1 ? 4 * threads : 1;
