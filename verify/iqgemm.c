@@ -374,14 +374,14 @@ typedef struct {
     w_sb *wbuf; /* per thread: NWI rows of decoded super-blocks */
 } prod_job;
 
+#if !defined(IG_AVX2)
+
 /* IQ1_S's delta sum of one super-block: the signed scales times the 32-sums. */
 static int32_t iq1s_sum(const act_sb *x, const w_sb *w) {
     int32_t s = 0;
     for (int g = 0; g < 8; g++) s += w->dsc[g] * x->g32[g];
     return s;
 }
-
-#if !defined(IG_AVX2)
 
 static float hsum8(const float a[8]) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
 
@@ -563,7 +563,13 @@ static inline __attribute__((always_inline)) void tile_body(const prod_job *g, c
                 const __m256 d = _mm256_mul_ps(_mm256_broadcast_ss(&ws[r]->d), _mm256_broadcast_ss(&x[i]->d));
                 const __m256i l1 = _mm256_sub_epi32(kv_lanes(lanes[i][r]), _mm256_loadu_si256((const __m256i *)(const void *)ws[r]->off));
                 acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(l1), acc[i][r]);
-                if (fin == FIN_IQ1S) acc1[i][r] = fmaf(ws[r]->d * x[i]->d, (float)iq1s_sum(x[i], ws[r]), acc1[i][r]);
+                if (fin == FIN_IQ1S) {
+                    __m128i t = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)ws[r]->dsc),
+                                               _mm_loadu_si128((const __m128i *)(const void *)x[i]->g32));
+                    t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+                    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 1)); /* iq1s_sum */
+                    acc1[i][r] = fmaf(ws[r]->d * x[i]->d, (float)_mm_cvtsi128_si32(t), acc1[i][r]);
+                }
                 if (fin == FIN_IQ1M)
                     acc2[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq1m_lanes2(x[i], ws[r])), acc2[i][r]);
             }
