@@ -49,7 +49,7 @@ CMD_SRC  := $(wildcard cmd/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
 # Files with SIMD kernels: compiled once per level in a portable x86-64 build.
-ISA_SRC  := verify/forward.c verify/gemm.c verify/kgemm.c verify/qgemm.c verify/perplexity.c \
+ISA_SRC  := verify/forward.c verify/gemm.c verify/kgemm.c verify/iqgemm.c verify/qgemm.c verify/perplexity.c \
             quant/q_simd.c lora/merge.c prune/prune.c
 ifneq ($(filter aarch64-%,$(MACHINE)),)
 LEVELS   := generic dotprod

@@ -13,7 +13,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 passed=0; failed=0; skipped=0; failures=""
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-ISA_TESTS='test_qgemm|test_kgemm|test_gemm|test_quant$|test_eval|test_prune|test_lora'
+ISA_TESTS='test_qgemm|test_kgemm|test_iqgemm|test_gemm|test_quant$|test_eval|test_prune|test_lora'
 kernels=$("$PARE" --version 2>/dev/null | sed -n 's/^kernels: //p')
 cpu=$(echo "$kernels" | sed -n 's/.*cpu \([a-z0-9]*\).*/\1/p')
 built=$(echo "$kernels" | sed -n 's/.*built \([a-z0-9 ]*\)).*/\1/p')

@@ -308,21 +308,25 @@ static void rows(const pare_llm *llm, row_op op, int T, int64_t n, const float *
 
 /* ------------------------------------------------------------------------ products */
 
-/* Weights with an integer product (llm_qgemm_handles, llm_kgemm_handles) in memory, with
+/* Weights with an integer product (llm_qgemm_handles, llm_kgemm_handles, llm_iqgemm_handles) in memory, with
  * ggml's roundings: integer products straight from the codes, in llama.cpp's order.
  * PARE_EUNSUPPORTED: not possible here (no memory for the K-quant tiles); the caller takes
  * the f32 path. */
 static pare_status linear_int(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y, const float *bias,
                               pare_err *err) {
-    const bool q8 = llm_qgemm_handles(w->t->type);
-    const size_t ws = q8 ? llm_qgemm_ws(T, (int)w->n_in) : llm_kgemm_ws(T, (int)w->n_in);
+    const bool q8 = llm_qgemm_handles(w->t->type), iq = llm_iqgemm_handles(w->t->type);
+    const size_t ws = q8   ? llm_qgemm_ws(T, (int)w->n_in)
+                      : iq ? llm_iqgemm_ws(T, (int)w->n_in)
+                           : llm_kgemm_ws(T, (int)w->n_in);
     FAIL_IF(!llm_ws_reserve(&llm->qws, &llm->qws_cap, ws), PARE_ENOMEM, "%s: out of memory for quantized activations",
             llm->name);
     const size_t ldw = pare_type_row_size(w->t->type, w->n_in);
     const bool done = q8 ? llm_qgemm(llm->pool, w->t->type, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in,
                                      w->t->data, ldw, y, (int)w->n_out, llm->qws)
-                         : llm_kgemm(llm->pool, w->t->type, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in,
-                                     w->t->data, y, (int)w->n_out, llm->qws);
+                         : iq ? llm_iqgemm(llm->pool, w->t->type, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in,
+                                           w->t->data, y, (int)w->n_out, llm->qws)
+                              : llm_kgemm(llm->pool, w->t->type, T, (int)w->n_out, (int)w->n_in, x, (int)w->n_in,
+                                          w->t->data, y, (int)w->n_out, llm->qws);
     if (!done) return PARE_EUNSUPPORTED;
     if (bias) rows(llm, OP_BIAS, T, w->n_out, NULL, 0, y, w->n_out, NULL, bias);
     return PARE_OK;
@@ -333,7 +337,7 @@ static bool has_int_product(const llm_mat *w) {
     const pare_type t = w->t->type;
     if (!w->t->data) return false;
     if (llm_qgemm_handles(t)) return w->n_in % 32 == 0;
-    return llm_kgemm_handles(t) && w->n_in % 256 == 0;
+    return (llm_kgemm_handles(t) || llm_iqgemm_handles(t)) && w->n_in % 256 == 0;
 }
 
 /* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight

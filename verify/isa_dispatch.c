@@ -50,6 +50,12 @@ PARE_ISA_FN(bool, llm_kgemm,
              int ldy, void *ws),
             (pool, wtype, M, N, K, x, ldx, W, y, ldy, ws))
 PARE_ISA_FN(size_t, llm_kgemm_ws, (int M, int K), (M, K))
+PARE_ISA_FN(bool, llm_iqgemm_handles, (pare_type wtype), (wtype))
+PARE_ISA_FN(bool, llm_iqgemm,
+            (pare_pool * pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W, float *y,
+             int ldy, void *ws),
+            (pool, wtype, M, N, K, x, ldx, W, y, ldy, ws))
+PARE_ISA_FN(size_t, llm_iqgemm_ws, (int M, int K), (M, K))
 #else
 typedef int pare_verify_isa_dispatch_unused; /* a one-level build calls the kernels directly */
 #endif

@@ -149,6 +149,14 @@ bool llm_kgemm_handles(pare_type wtype);
 bool llm_kgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
                float *y, int ldy, void *ws);
 size_t llm_kgemm_ws(int M, int K);
+/* The same for the codebook i-quants (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S; see
+ * llm_iqgemm_handles), x quantized to Q8_K, in ggml_vec_dot_*_q8_K's float order (verify/iqgemm.c).
+ * ws: llm_iqgemm_ws(M, K) bytes. False (nothing done) for other types, K not a multiple of
+ * 256, or no memory. */
+bool llm_iqgemm_handles(pare_type wtype);
+bool llm_iqgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
+                float *y, int ldy, void *ws);
+size_t llm_iqgemm_ws(int M, int K);
 /* Converts row `row` of a tensor of any readable type, whose bytes are at `bytes`, to f32. */
 pare_status llm_row_f32(const pare_tensor *t, const void *bytes, int64_t row, float *dst, pare_err *err);
 
