@@ -41,7 +41,7 @@
  */
 #include "verify/llm_impl.h"
 
-#include "quant/iq_impl.h"
+#include "quant/iq_grids.h"
 
 #include <math.h>
 #include <stdint.h>
