@@ -135,7 +135,7 @@ void llm_gemm_nt_packed(pare_pool *pool, int M, int N, int K, const float *A, in
  * IQ4_NL with Q8_0; Q4_1, Q5_1 with Q8_1; see llm_qgemm_handles), N rows of ldw bytes, as
  * llama.cpp computes it on x86 (AVX2 or AVX-512): integer block dots in ggml's float order for
  * that type (tinyBLAS's lanes; Q4_0 with N % 8 == 0: the repacked Q4_0x8 kernels' one float
- * per output) (verify/qgemm.c). ws: llm_qgemm_ws(M, K) bytes. False (nothing done) for a type
+ * per output), and on aarch64 in ggml's Arm orders (NEON, dotprod) (verify/qgemm.c). ws: llm_qgemm_ws(M, K) bytes. False (nothing done) for a type
  * it does not do or K not a multiple of 32. */
 bool llm_qgemm_handles(pare_type wtype);
 bool llm_qgemm(pare_pool *pool, pare_type wtype, int M, int N, int K, const float *x, int ldx, const void *W,
