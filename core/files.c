@@ -322,6 +322,25 @@ bool pare_str_ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* The name of a temporary beside `path`: "DIR/.BASE.pare-" then `suffix` (BASE without
+ * trailing '/', so a folder "out/" is named after out), and in *dir (when not NULL) the
+ * folder, both malloc'ed; NULL when out of memory. Every temporary pare makes is named so,
+ * which is what pare_sweep_stale looks for. */
+static char *tmp_name(const char *path, const char *suffix, char **dir) {
+    char *dcopy = strdup(path), *bcopy = strdup(path), *name = NULL;
+    if (dcopy && bcopy) {
+        size_t bl = strlen(bcopy);
+        while (bl > 1 && bcopy[bl - 1] == '/') bcopy[--bl] = 0;
+        const char *d = dirname(dcopy), *b = basename(bcopy);
+        const size_t n = strlen(d) + strlen(b) + strlen(suffix) + 16;
+        if ((name = malloc(n))) snprintf(name, n, "%s/.%s.pare-%s", d, b, suffix);
+        if (name && dir && !(*dir = strdup(d))) free(name), name = NULL;
+    }
+    free(dcopy);
+    free(bcopy);
+    return name;
+}
+
 pare_status pare_outfile_open(const char *path, bool force, const char *const *inputs, size_t n_inputs,
                               pare_outfile **out, pare_err *err) {
     *out = NULL;
@@ -338,14 +357,11 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
     f->fd = f->dfd = -1;
     f->path = strdup(path);
     /* The temporary lives in the destination folder so that rename() is atomic. */
-    char *dcopy = strdup(path), *bcopy = strdup(path);
-    if (!f->path || !dcopy || !bcopy) {
-        free(dcopy);
-        free(bcopy);
+    char *dir = NULL, *name = f->path ? tmp_name(path, "XXXXXX", &dir) : NULL;
+    if (!name) {
         pare_outfile_free(f);
         return pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
-    const char *dir = dirname(dcopy), *base = basename(bcopy);
     f->force = force;
     pare_sweep_stale(dir);
     /* An unnamed file first (O_TMPFILE): if pare is killed, the kernel frees it and nothing
@@ -353,17 +369,9 @@ pare_status pare_outfile_open(const char *path, bool force, const char *const *i
      * /proc/self/fd, which must therefore be there. Elsewhere a named ".BASE.pare-XXXXXX",
      * locked while we live, so that the next run in this folder removes it if we are killed. */
     if (access("/proc/self/fd", X_OK) == 0) f->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
-        size_t n = strlen(dir) + strlen(base) + 32;
-        f->tmp_path = malloc(n);
-        if (f->tmp_path) snprintf(f->tmp_path, n, "%s/.%s.pare-XXXXXX", dir, base);
-    }
-    free(dcopy);
-    free(bcopy);
-    if (f->fd < 0 && !f->tmp_path) {
-        pare_outfile_free(f);
-        return pare_err_set(err, PARE_ENOMEM, "out of memory");
-    }
+    free(dir);
+    if (f->fd < 0) f->tmp_path = name;
+    else free(name);
     if (f->fd < 0) f->fd = mkostemp(f->tmp_path, O_CLOEXEC); /* O_EXCL: never follows a planted link */
     if (f->fd < 0) {
         pare_err_errno(err, "%s: cannot create a temporary file in its folder", path);
@@ -439,23 +447,17 @@ static pare_status link_tmpfile(pare_outfile *f, bool *placed, pare_err *err) {
     }
     if (errno != EEXIST) return pare_err_errno(err, "%s: cannot link the new file into place", f->path);
     FAIL_IF(!f->force, PARE_EUSAGE, "%s: appeared while pare was writing it (use --force to replace it)", f->path);
-    char *dcopy = strdup(f->path), *bcopy = strdup(f->path);
-    const size_t n = strlen(f->path) + 48;
-    char *name = malloc(n);
-    pare_status st = dcopy && bcopy && name ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (unsigned i = 0; !st; i++) {
+    char *name = tmp_name(f->path, "XXXXXX", NULL);
+    FAIL_IF(!name, PARE_ENOMEM, "out of memory");
+    char *x = name + strlen(name) - 6; /* the six characters to fill */
+    for (unsigned i = 0;; i++) {
         /* a name nobody uses: pid, time and a counter, tried until linkat finds it free */
-        snprintf(name, n, "%s/.%s.pare-%06x", dirname(dcopy), basename(bcopy),
-                 (unsigned)(getpid() * 2654435761u ^ (unsigned)time(NULL) ^ i * 40503u) & 0xFFFFFFu);
-        strcpy(dcopy, f->path), strcpy(bcopy, f->path);
+        snprintf(x, 7, "%06x", (unsigned)(getpid() * 2654435761u ^ (unsigned)time(NULL) ^ i * 40503u) & 0xFFFFFFu);
         if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) break;
-        if (errno != EEXIST || i > 1000) st = pare_err_errno(err, "%s: cannot name the new file in its folder", f->path);
-    }
-    free(dcopy);
-    free(bcopy);
-    if (st) {
-        free(name);
-        return st;
+        if (errno != EEXIST || i > 1000) {
+            free(name);
+            return pare_err_errno(err, "%s: cannot name the new file in its folder", f->path);
+        }
     }
     f->tmp_path = name;
     return PARE_OK;
@@ -497,20 +499,16 @@ struct pare_tmpdir {
 
 pare_status pare_tmpdir_new(const char *beside, const char *tag, pare_tmpdir **out, pare_err *err) {
     *out = NULL;
-    char *dcopy = strdup(beside), *bcopy = strdup(beside);
+    char suffix[80], *dir = NULL;
+    snprintf(suffix, sizeof suffix, "%.64s%sXXXXXX", tag, *tag ? "-" : "");
     pare_tmpdir *t = calloc(1, sizeof *t);
-    const size_t n = strlen(beside) + strlen(tag) + 32;
-    char *path = malloc(n);
-    if (!dcopy || !bcopy || !t || !path) {
-        free(dcopy), free(bcopy), free(t), free(path);
+    char *path = t ? tmp_name(beside, suffix, &dir) : NULL;
+    if (!path) {
+        free(t);
         return pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
-    size_t bl = strlen(bcopy);
-    while (bl > 1 && bcopy[bl - 1] == '/') bcopy[--bl] = 0; /* "out/" names out */
-    const char *dir = dirname(dcopy), *base = basename(bcopy);
     pare_sweep_stale(dir);
-    snprintf(path, n, "%s/.%s.pare-%s%sXXXXXX", dir, base, tag, *tag ? "-" : "");
-    free(dcopy), free(bcopy);
+    free(dir);
     t->path = path;
     t->fd = -1;
     if (!mkdtemp(path)) {
