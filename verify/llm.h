@@ -70,6 +70,13 @@ pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_to
  * fn NULL removes the hook. */
 typedef void (*pare_llm_act_fn)(void *user, const char *weight_name, const float *x, int n_tokens, int n_in);
 void pare_llm_set_act_hook(pare_llm *llm, pare_llm_act_fn fn, void *user);
+/* The same for the 3-D expert tensors of mixture-of-experts models (ffn_gate_exps, ffn_up_exps,
+ * ffn_down_exps): called once per expert that received rows in a step, with the n_rows input
+ * rows routed to it (llama.cpp's imatrix collects the same). The plain hook is not called for
+ * expert tensors. fn NULL removes the hook. */
+typedef void (*pare_llm_expert_fn)(void *user, const char *weight_name, int expert, int n_expert, const float *x,
+                                   int n_rows, int n_in);
+void pare_llm_set_expert_hook(pare_llm *llm, pare_llm_expert_fn fn, void *user);
 /* true (the default): reproduce llama.cpp's roundings listed above; false: plain f32. */
 void pare_llm_set_ggml_rounding(pare_llm *llm, bool on);
 

@@ -25,6 +25,7 @@ typedef struct {
     float *ffn_norm, *ffn_norm_b;
     llm_mat ffn_gate, ffn_up, ffn_down;
     float *ffn_gate_b, *ffn_up_b, *ffn_down_b;
+    struct llm_moe *moe; /* owned (verify/moe.c); NULL for a dense FFN */
 } llm_layer;
 
 struct pare_llm {
@@ -47,6 +48,10 @@ struct pare_llm {
     float *out_norm, *out_norm_b;
     float *rope_freqs;                  /* [n_rot/2] llama3 frequency factors, or NULL */
     llm_layer *layers;
+    const struct pare_arch *ad; /* the architecture's entry (core/arch.h) */
+    int n_expert, n_expert_used; /* {arch}.expert_count, .expert_used_count; 0 for dense models */
+    pare_llm_expert_fn expert_hook;
+    void *expert_hook_user;
 
     int n_threads;
     pare_pool *pool; /* n_threads threads, kept across products (llm_sync_pool) */
@@ -78,6 +83,20 @@ struct pare_llm {
     void *lbuf;     /* the logits of a perplexity chunk (perplexity.c), reserved by pare_llm_prepare */
     size_t lbuf_cap; /* bytes */
 };
+
+/* ------------------------------------------------------------------------ mixture of experts
+ * verify/moe.c. model_llm.c calls llm_moe_hparams once (it reads {arch}.expert_count and
+ * .expert_used_count into n_expert, n_expert_used; 0 when the file has none) and, when
+ * n_expert > 0, llm_moe_load for every layer instead of loading a dense FFN (L->moe gets the
+ * router, the 3-D expert tensors and the shared expert's tensors, checked for shape and type);
+ * llm_moe_free at pare_llm_free. forward.c's FFN step calls llm_moe_ffn when L->moe is set:
+ * out[T][n_embd] = the routed experts' outputs (and the shared expert's) for the normed
+ * rows xn[T][n_embd], as llama.cpp's build_moe_ffn computes them. */
+struct llm_moe;
+pare_status llm_moe_hparams(pare_llm *llm, pare_err *err);
+pare_status llm_moe_load(pare_llm *llm, int il, llm_layer *L, pare_err *err);
+void llm_moe_free(struct llm_moe *moe);
+pare_status llm_moe_ffn(pare_llm *llm, int il, int T, const float *xn, float *out, pare_err *err);
 
 /* Memory for big scratch buffers (activations, logits, workspaces): 2 MiB aligned and
  * marked for transparent huge pages, so that touching them costs a fault per 2 MiB, not per
