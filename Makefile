@@ -18,7 +18,7 @@ B        ?= build
 CC       ?= cc
 PKGS     := libzip libcjson libxxhash openblas libpcre2-8 lapacke
 DEB_PKGS := build-essential pkg-config libzip-dev libcjson-dev libxxhash-dev libopenblas-dev \
-            libpcre2-dev liblapacke-dev python3 qemu-user
+            libpcre2-dev liblapacke-dev python3 python3-numpy qemu-user
 
 PKG_CONFIG ?= pkg-config
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)

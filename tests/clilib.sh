@@ -14,3 +14,11 @@ expect_exit() {
     "$@" >"$T/stdout" 2>"$T/stderr"; got=$?
     [ "$got" -eq "$want" ] || { cat "$T/stderr"; fail "'$*' exited $got, expected $want"; }
 }
+# need_numpy: sets PY to a python3 that has numpy (make deps installs Debian's python3-numpy;
+# a python3 earlier on PATH, e.g. pyenv's, may lack it).
+need_numpy() {
+    for PY in python3 /usr/bin/python3; do
+        "$PY" -c 'import numpy' 2>/dev/null && return 0
+    done
+    fail "no python3 with numpy (make deps installs python3-numpy)"
+}
