@@ -113,6 +113,7 @@ run() {
     fi
     log=$OUT/log/$name.log
     : >"$log"
+    tps=0
     # REPEAT runs (this VM's speed swings by up to 2x from one run to the next); the median
     # wall time and the largest peak RSS are reported. Outputs named after the command's
     # last path argument are not removed here: callers remove them after run().
@@ -154,6 +155,7 @@ run() {
     [ -n "$CP_S" ] && vscp=$(awk -v c="$CP_S" -v s="$wall" 'BEGIN { printf "%.2f cp", (c > 0 ? s / c : 0) }')
     line "$name" "$wall" "$tput" "$rss" "$refs" "$ratio" "$vscp" "$*"
     LAST_WALL=$wall
+    LAST_TPS=${tps:-0}
 }
 
 # ------------------------------------------------------------------ benchmarks
@@ -239,6 +241,36 @@ if have eval && [ -f "$OUT/small-Q4_K_M.gguf" ] && echo "eval-native" | grep -Eq
             run "eval-$t-native" tokens 0 - 1536 -- build-native/pare eval "$OUT/small-$t.gguf" $EVAL_ARGS
         done
     fi
+fi
+
+# Architectures off the llama path must not fall off the fast kernels: 125M-class random
+# models of gemma2's shape (26 layers, soft-capping, sliding window, sandwich norms, GEGLU) and
+# of Mixtral's (8 experts of 1024, top-2), each beside a llama with the same active parameters
+# (tests/fixtures/make_arch_models.py --preset bench: llama-gemma2 has gemma2's dims and tied
+# embeddings; llama has a dense FFN of 2048 = two experts of 1024), f32 and Q4_K_M, same text,
+# ctx and threads as above. The "ratio" column of the arch line is its tokens/s over its
+# twin's (issue: at least 0.8).
+if have eval && echo "eval-arch" | grep -Eq "$ONLY"; then
+    for pair in gemma2:llama-gemma2 mixtral:llama; do
+        a=${pair%%:*} b=${pair#*:}
+        for m in $a $b; do
+            if [ ! -f "$OUT/arch-$m/.complete" ]; then
+                rm -rf "$OUT/arch-$m"
+                "$PY" tests/fixtures/make_arch_models.py "$OUT/arch-$m" "$m" --preset bench || die "make_arch_models.py $m failed"
+                touch "$OUT/arch-$m/.complete"
+            fi
+            [ -f "$OUT/arch-$m-f32.gguf" ] || "$PARE" convert "$OUT/arch-$m" "$OUT/arch-$m-f32.gguf" --type f32 --force \
+                >"$OUT/log/arch-$m-convert.log" 2>&1 || echo "bench: converting $m failed"
+            [ -f "$OUT/arch-$m-Q4_K_M.gguf" ] || $(quantize_cmd "$OUT/arch-$m-f32.gguf" "$OUT/arch-$m-Q4_K_M.gguf" Q4_K_M) \
+                >"$OUT/log/arch-$m-quantize.log" 2>&1 || echo "bench: quantizing $m failed"
+        done
+        for t in f32 Q4_K_M; do
+            run "eval-arch-$b-$t" tokens 0 - 1536 -- "$PARE" eval "$OUT/arch-$b-$t.gguf" $EVAL_ARGS
+            twin=$LAST_TPS
+            run "eval-arch-$a-$t" tokens 0 - 1536 -- "$PARE" eval "$OUT/arch-$a-$t.gguf" $EVAL_ARGS
+            awk -v a="$LAST_TPS" -v b="$twin" -v n="$a-$t" 'BEGIN { if (b > 0) printf "# %s: %.2f x the tokens/s of its llama twin\n", n, a / b }' | tee -a "$RESULTS"
+        done
+    done
 fi
 
 if [ -z "$NEED_1B" ]; then echo "results in $RESULTS"; exit 0; fi
