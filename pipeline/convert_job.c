@@ -11,10 +11,12 @@
 /* ---- choosing types ------------------------------------------------------------------- */
 
 /* The converter's rule (convert_hf_to_gguf.py prepare_tensors): 1-D tensors, norms,
- * non-".weight" tensors and position/token-type embeddings stay F32. */
+ * non-".weight" tensors, expert routers (ffn_gate_inp) and position/token-type embeddings
+ * stay F32. */
 static bool gguf_keeps_f32(const pare_tensor *t) {
     if (t->n_dims <= 1 || pare_str_ends_with(t->name, "_norm.weight")) return true;
     if (!pare_str_ends_with(t->name, ".weight")) return true;
+    if (strncmp(t->name, "blk.", 4) == 0 && pare_str_ends_with(t->name, ".ffn_gate_inp.weight")) return true;
     return strncmp(t->name, "position_embd", 13) == 0 || strncmp(t->name, "token_types", 11) == 0;
 }
 
@@ -71,8 +73,11 @@ pare_status pare_gguf_meta_for(const pare_model *m, const pare_type *types, bool
                                pare_err *err) {
     TRY(pare_meta_copy(meta, &m->meta, err));
     uint64_t old = 0;
-    bool keep = keep_file_type && pare_meta_get_u64(meta, "general.file_type", &old);
-    if (!keep)
+    bool has = pare_meta_get_u64(meta, "general.file_type", &old);
+    bool keep = keep_file_type && has;
+    /* An HF folder's metadata is the converter's: when its family writes no file type
+     * (GPT-NeoX), neither does pare; otherwise the value is replaced in place. */
+    if (!keep && (has || m->format != PARE_FORMAT_HF))
         TRY(pare_meta_set_uint(meta, "general.file_type", PARE_META_U32, pare_guess_file_type(m, types), err));
     if (!pare_meta_get(meta, "general.quantization_version"))
         TRY(pare_meta_set_uint(meta, "general.quantization_version", PARE_META_U32, 2, err));
