@@ -115,7 +115,7 @@ static const pare_arch_name phi3_block[] = {
     {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_up_proj", "ffn_up"}, {"mlp.down_proj", "ffn_down"},
 };
 static const pare_arch_hparam phi3_hparams[] = {
-    HP(PARE_HP_U32_REQ, KEYS("n_positions", "max_position_embeddings"), "context_length"),
+    {PARE_HP_U32_REQ, KEYS("n_positions", "max_position_embeddings"), "context_length", 0, "max_position_embeddings"},
     HP(PARE_HP_U32_REQ, KEYS("original_max_position_embeddings"), "rope.scaling.original_context_length"),
     HP(PARE_HP_U32_REQ, KEYS("hidden_size", "n_embd"), "embedding_length"),
     HP(PARE_HP_U32_REQ, KEYS("intermediate_size"), "feed_forward_length"),
@@ -215,7 +215,7 @@ static const pare_arch_name phi2_block[] = {
     {"mlp.fc2", "ffn_down"},
 };
 static const pare_arch_hparam phi2_hparams[] = {
-    HP(PARE_HP_U32_REQ, KEYS("n_positions", "max_position_embeddings"), "context_length"),
+    {PARE_HP_U32_REQ, KEYS("n_positions", "max_position_embeddings"), "context_length", 0, "max_position_embeddings"},
     HP(PARE_HP_U32_REQ, KEYS("hidden_size", "n_embd"), "embedding_length"),
     {PARE_HP_FF_4X, KEYS("intermediate_size"), "feed_forward_length", 1, NULL},
     HP(PARE_HP_U32_REQ, KEYS("num_hidden_layers", "n_layer"), "block_count"),

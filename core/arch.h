@@ -77,8 +77,8 @@ typedef struct {
     pare_hp_kind kind;
     const char *const *keys; /* config.json keys, NULL-terminated, first present wins; [0] is written back */
     const char *gguf;        /* key suffix after "{arch}." */
-    int64_t ival;
-    const char *str;
+    int64_t ival;            /* the default or constant of the kinds that have one */
+    const char *str;         /* PARE_HP_STR, ROPE_SCALING: the string; U32 kinds: a second config key written back */
 } pare_arch_hparam;
 
 /* The tokenizer the converter builds (set_vocab). */

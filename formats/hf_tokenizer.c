@@ -1052,9 +1052,19 @@ static bool is_pad_token(const pare_str *s, uint64_t i) {
     return s->len == (uint64_t)n && memcmp(s->s, b, (size_t)n) == 0;
 }
 
+/* GPT-2's byte-level pre-tokenizer, or a family's name for it (the table's bpe_pre). */
+static bool pre_is_byte_level(const char *pre) {
+    if (strcmp(pre, "gpt-2") == 0) return true;
+    size_t n;
+    const pare_arch *all = pare_arch_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (all[i].conv.bpe_pre && strcmp(all[i].conv.bpe_pre, pre) == 0) return true;
+    return false;
+}
+
 static cJSON *pre_tokenizer_json(const char *pre) {
     cJSON *p = cJSON_CreateObject();
-    if (strcmp(pre, "gpt-2") == 0) {
+    if (pre_is_byte_level(pre)) {
         cJSON_AddStringToObject(p, "type", "ByteLevel");
         cJSON_AddBoolToObject(p, "add_prefix_space", false);
         cJSON_AddBoolToObject(p, "trim_offsets", true);
