@@ -884,7 +884,10 @@ pare_status pare_gguf_to_hf(pare_model *m, pare_err *err) {
     if (!m->gguf_names) return PARE_OK;
     FAIL_IF(!m->arch, PARE_EUSAGE, "%s: the architecture must be known to map GGUF tensor names", model_path(m));
     const hf_arch_names *a = arch_find(m->arch);
-    FAIL_IF(!a, PARE_EUNSUPPORTED, "%s: architecture %s is not supported for HF export", model_path(m), m->arch);
+    FAIL_IF(!a, PARE_EUNSUPPORTED,
+            "%s: architecture %s has no Hugging Face names in pare (convert it to NAME.safetensors to keep its GGUF "
+            "names)",
+            model_path(m), m->arch);
     bool copy = a->flags & PARE_CONV_OUTPUT_COPY;
     for (size_t i = 0; i < m->n_tensors;) {
         const char *n = m->tensors[i].name;
