@@ -7,8 +7,8 @@
  *   general.name / version / organization / finetune / basename (gguf-py's Metadata
  *     heuristics on config.json's _name_or_path, then on the folder's name),
  *   general.size_label (from the names, else from the parameter count of the GGUF tensors),
- *   the hyperparameters (Model.set_gguf_parameters, then LlamaModel / Qwen2Model additions, or
- *     GPT2Model's own list),
+ *   the hyperparameters (the family's set_gguf_parameters as the architecture table's hparams
+ *     list describes it, hf_config.c),
  *   the tokenizer (hf_tokenizer.c).
  * general.file_type is written where the converter writes it (end of the base
  * hyperparameters) for the weights as they are; a writer with another output type replaces

@@ -1,7 +1,8 @@
 /*
  * formats/hf_impl.h - private declarations shared by the files of the HF folder module:
- *   hf.c            folder loading, config.json -> GGUF metadata, model naming heuristics
- *   hf_names.c      tensor name mapping, q/k permutation, GPT-2 transposes, to/from GGUF
+ *   hf.c            folder loading, the architecture, model naming heuristics
+ *   hf_config.c     config.json <-> GGUF hyperparameters (the table's hparams lists)
+ *   hf_names.c      tensor name mapping and the per-family tensor changes, to/from GGUF
  *   hf_tokenizer.c  sentencepiece protobuf and tokenizer.json import / export
  *   hf_write.c      config.json and tokenizer files for a GGUF model
  * Not part of pare's public API.

@@ -2,18 +2,21 @@
  * bounded protobuf reader and writer, format in hf.h) and tokenizer.json, turned into the
  * tokenizer.ggml.* metadata convert_hf_to_gguf.py writes, and back.
  *
- * Which vocabulary the converter builds:
+ * Which vocabulary the converter builds (the table's .conv.tok flags, PARE_TOK_*):
  *   llama   tokenizer.model -> "llama" (_set_vocab_sentencepiece); else a tokenizer.json BPE
  *           with byte fallback -> "llama" (LlamaHfVocab); else tokenizer.json -> "gpt2"
  *   qwen2   tokenizer.model -> "llama"; else tokenizer.json -> "gpt2"
- *   gpt2    tokenizer.json -> "gpt2"
+ *   gemma, gemma2, phi3   tokenizer.model only (Phi-3 with its own added-token rules; Gemma
+ *           adds add_space_prefix false, Gemma its fixed eot id 107)
+ *   others  tokenizer.json -> "gpt2" (Model.set_vocab)
  * then gguf-py's SpecialVocab: merges (gpt2), special token ids (tokenizer_config.json's
  * {bos,eos,unk,sep,pad,cls,mask}_token resolved through tokenizer.json's added_tokens, then
  * config.json's *_token_id; the first found wins), add_bos/add_eos, chat_template.
  *
  * tokenizer.ggml.pre: the converter encodes a fixed text with the tokenizer and looks the
  * hash of the ids up in a table. pare cannot run the tokenizer, so it reads the pre-tokenizer
- * of tokenizer.json instead: GPT-2's ByteLevel regex -> "gpt-2"; a Split with Llama 3's regex
+ * of tokenizer.json instead: GPT-2's ByteLevel regex -> "gpt-2" (or the family's own name for
+ * it, .conv.bpe_pre: "phi-2"); a Split with Llama 3's regex
  * followed by ByteLevel -> "llama-bpe"; with Qwen2's regex -> "qwen2". Anything else is
  * PARE_EUNSUPPORTED, as the converter refuses unknown hashes. (Tokenizers that share a regex
  * but differ elsewhere, e.g. "smaug-bpe", get the first name.)
