@@ -23,8 +23,10 @@ const cmd_def cmd_convert = {
             "  OUT  NAME.gguf, NAME.safetensors or a folder (written as an HF folder)\n",
     .notes = "--type sets the type of the 2-D weights; 1-D tensors and norms stay f32 in GGUF, as\n"
              "llama.cpp's converter does.\n"
-             "HF -> GGUF renames tensors and permutes q/k rows as convert_hf_to_gguf.py does;\n"
-             "GGUF -> safetensors restores HF names and undoes the permutation.\n",
+             "HF -> GGUF renames tensors and changes them as convert_hf_to_gguf.py does (q/k rows\n"
+             "permuted, experts merged into 3-D tensors, Gemma norms + 1, ...); GGUF -> safetensors\n"
+             "or a folder undoes it. A GGUF of an architecture without HF names (an mmproj, ...)\n"
+             "converts to safetensors with its GGUF names and its metadata in __metadata__.\n",
     .min_pos = 2, .max_pos = 2, .need = "IN and OUT",
     .uses = uses,
     .run = run,

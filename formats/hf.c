@@ -7,8 +7,8 @@
  *   general.name / version / organization / finetune / basename (gguf-py's Metadata
  *     heuristics on config.json's _name_or_path, then on the folder's name),
  *   general.size_label (from the names, else from the parameter count of the GGUF tensors),
- *   the hyperparameters (Model.set_gguf_parameters, then LlamaModel / Qwen2Model additions, or
- *     GPT2Model's own list),
+ *   the hyperparameters (the family's set_gguf_parameters as the architecture table's hparams
+ *     list describes it, hf_config.c),
  *   the tokenizer (hf_tokenizer.c).
  * general.file_type is written where the converter writes it (end of the base
  * hyperparameters) for the weights as they are; a writer with another output type replaces
@@ -17,6 +17,8 @@
  * general.quantization_version (the GGUF writer's business).
  */
 #include "formats/hf_impl.h"
+
+#include "core/arch.h"
 #include "formats/pytorch.h"
 #include "formats/safetensors.h"
 
@@ -110,196 +112,20 @@ pare_status pare_hf_json_write(const char *folder, const char *name, const cJSON
     return st;
 }
 
-/* ------------------------------------------------------------------------ config values */
+/* ------------------------------------------------------------------------ architecture */
 
 typedef struct {
     const char *path; /* config.json, for messages */
     const cJSON *cfg;
     const char *arch; /* GGUF architecture */
     pare_meta *meta;
-    uint32_t ftype;   /* general.file_type of the weights as they are */
 } hf_cfg;
 
-/* Python's `find_hparam(keys)`: the first key present (its value may be null). */
-static const cJSON *cfg_find(const hf_cfg *c, const char *const *keys, const char **which) {
-    for (; *keys; keys++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->cfg, *keys);
-        if (v) {
-            if (which) *which = *keys;
-            return cJSON_IsNull(v) ? NULL : v;
-        }
-    }
-    return NULL;
-}
-
-static pare_status cfg_int(const hf_cfg *c, const char *key, const cJSON *v, int64_t lo, int64_t hi, int64_t *out,
-                           pare_err *err) {
-    FAIL_IF(!pare_hf_json_int(v, out) || *out < lo || *out > hi, PARE_EINPUT,
-            "%s: '%s' must be an integer from %lld to %lld", c->path, key, (long long)lo, (long long)hi);
-    return PARE_OK;
-}
-
-static pare_status put_u32(const hf_cfg *c, const char *suffix, int64_t v, pare_err *err) {
-    char key[128];
-    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
-    return pare_meta_set_uint(c->meta, key, PARE_META_U32, (uint64_t)v, err);
-}
-
-/* An optional integer hyperparameter written as U32 when present. */
-static pare_status put_opt_u32(const hf_cfg *c, const char *const *keys, const char *suffix, int64_t lo, int64_t hi,
-                               int64_t *out, pare_err *err) {
-    const char *which = keys[0];
-    const cJSON *v = cfg_find(c, keys, &which);
-    if (out) *out = 0;
-    if (!v) return PARE_OK;
-    int64_t x;
-    TRY(cfg_int(c, which, v, lo, hi, &x, err));
-    if (out) *out = x;
-    return put_u32(c, suffix, x, err);
-}
-
-static pare_status put_opt_f32(const hf_cfg *c, const char *const *keys, const char *suffix, pare_err *err) {
-    const char *which = keys[0];
-    const cJSON *v = cfg_find(c, keys, &which);
-    if (!v) return PARE_OK;
-    FAIL_IF(!cJSON_IsNumber(v), PARE_EINPUT, "%s: '%s' must be a number", c->path, which);
-    char key[128];
-    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
-    return pare_meta_set_float(c->meta, key, PARE_META_F32, v->valuedouble, err);
-}
-
-static pare_status put_str(const hf_cfg *c, const char *suffix, const char *s, pare_err *err) {
-    char key[128];
-    snprintf(key, sizeof key, "%s.%s", c->arch, suffix);
-    return pare_meta_set_str(c->meta, key, s, strlen(s), err);
-}
-
-#define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
-
-/* The hyperparameters every model gets from the converter's Model.set_gguf_parameters. */
-static pare_status cfg_base(const hf_cfg *c, int64_t *n_embd, int64_t *n_head, int64_t *n_head_kv, int64_t *head_dim,
-                            pare_err *err) {
-    const char *which = "num_hidden_layers";
-    const cJSON *v = cfg_find(c, KEYS("n_layers", "num_hidden_layers", "n_layer", "num_layers"), &which);
-    FAIL_IF(!v, PARE_EINPUT, "%s: missing num_hidden_layers", c->path);
-    int64_t n_layer;
-    TRY(cfg_int(c, which, v, 1, PARE_HF_MAX_LAYERS, &n_layer, err));
-    TRY(put_u32(c, "block_count", n_layer, err));
-    TRY(put_opt_u32(c, KEYS("max_position_embeddings", "n_ctx"), "context_length", 1, UINT32_MAX, NULL, err));
-    TRY(put_opt_u32(c, KEYS("hidden_size", "n_embd"), "embedding_length", 1, PARE_HF_MAX_DIM, n_embd, err));
-    TRY(put_opt_u32(c, KEYS("intermediate_size", "n_inner"), "feed_forward_length", 1, 8 * PARE_HF_MAX_DIM, NULL,
-                    err));
-    TRY(put_opt_u32(c, KEYS("num_attention_heads", "n_head"), "attention.head_count", 1, PARE_HF_MAX_HEADS, n_head,
-                    err));
-    TRY(put_opt_u32(c, KEYS("num_key_value_heads"), "attention.head_count_kv", 1, PARE_HF_MAX_HEADS, n_head_kv, err));
-    TRY(put_opt_f32(c, KEYS("rope_theta"), "rope.freq_base", err));
-    TRY(put_opt_f32(c, KEYS("rms_norm_eps"), "attention.layer_norm_rms_epsilon", err));
-    TRY(put_opt_f32(c, KEYS("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"), "attention.layer_norm_epsilon",
-                    err));
-    TRY(put_opt_u32(c, KEYS("num_local_experts"), "expert_count", 1, 4096, NULL, err));
-    TRY(put_opt_u32(c, KEYS("num_experts_per_tok"), "expert_used_count", 1, 4096, NULL, err));
-    const char *const hd[] = {"head_dim", NULL};
-    if (cfg_find(c, hd, NULL)) {
-        TRY(put_opt_u32(c, hd, "attention.key_length", 1, PARE_HF_MAX_DIM, head_dim, err));
-        TRY(put_u32(c, "attention.value_length", *head_dim, err));
-    }
-    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
-}
-
-/* Head counts must divide: pare permutes q/k rows by head, llama.cpp splits by head. */
-static pare_status cfg_check_heads(const hf_cfg *c, int64_t n_embd, int64_t n_head, int64_t n_head_kv,
-                                   int64_t head_dim, pare_err *err) {
-    FAIL_IF(!n_embd, PARE_EINPUT, "%s: missing hidden_size", c->path);
-    FAIL_IF(!n_head, PARE_EINPUT, "%s: missing num_attention_heads", c->path);
-    FAIL_IF(n_head_kv && (n_head_kv > n_head || n_head % n_head_kv), PARE_EINPUT,
-            "%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld", c->path, (long long)n_head,
-            (long long)n_head_kv);
-    FAIL_IF(!head_dim && n_embd % n_head, PARE_EINPUT, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
-            c->path, (long long)n_embd, (long long)n_head);
-    int64_t hd = head_dim ? head_dim : n_embd / n_head;
-    FAIL_IF(hd % 2, PARE_EINPUT, "%s: the head size %lld is odd (RoPE needs pairs)", c->path, (long long)hd);
-    return PARE_OK;
-}
-
-/* rope_scaling {"type": T, "factor": F, ...} when T is the one the model class handles. */
-static const cJSON *cfg_rope_scaling(const hf_cfg *c, const char *type) {
-    const cJSON *rs = pare_hf_json_get(c->cfg, "rope_scaling");
-    if (!cJSON_IsObject(rs) || !cJSON_GetObjectItemCaseSensitive(rs, "factor")) return NULL;
-    const cJSON *t = pare_hf_json_get(rs, "type");
-    return (cJSON_IsString(t) && strcmp(t->valuestring, type) == 0) ? rs : NULL;
-}
-
-static pare_status cfg_llama(const hf_cfg *c, pare_err *err) {
-    int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab;
-    TRY(cfg_base(c, &n_embd, &n_head, &n_head_kv, &head_dim, err));
-    TRY(cfg_check_heads(c, n_embd, n_head, n_head_kv, head_dim, err));
-    bool qwen2 = strcmp(c->arch, "qwen2") == 0;
-    const cJSON *v;
-    if (!qwen2) {
-        v = pare_hf_json_get(c->cfg, "vocab_size");
-        FAIL_IF(!v, PARE_EINPUT, "%s: missing vocab_size", c->path);
-        TRY(cfg_int(c, "vocab_size", v, 1, PARE_HF_MAX_VOCAB, &n_vocab, err));
-        TRY(put_u32(c, "vocab_size", n_vocab, err));
-        TRY(put_u32(c, "rope.dimension_count", head_dim ? head_dim : n_embd / n_head, err));
-    }
-    const cJSON *rs = cfg_rope_scaling(c, qwen2 ? "yarn" : "linear");
-    if (rs) {
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
-        FAIL_IF(!cJSON_IsNumber(f), PARE_EINPUT, "%s: rope_scaling.factor must be a number", c->path);
-        TRY(put_str(c, "rope.scaling.type", qwen2 ? "yarn" : "linear", err));
-        char key[128];
-        snprintf(key, sizeof key, "%s.rope.scaling.factor", c->arch);
-        TRY(pare_meta_set_float(c->meta, key, PARE_META_F32, f->valuedouble, err));
-        if (qwen2) {
-            const cJSON *o = pare_hf_json_get(rs, "original_max_position_embeddings");
-            int64_t n;
-            FAIL_IF(!o, PARE_EINPUT, "%s: rope_scaling has no original_max_position_embeddings", c->path);
-            TRY(cfg_int(c, "rope_scaling.original_max_position_embeddings", o, 1, UINT32_MAX, &n, err));
-            TRY(put_u32(c, "rope.scaling.original_context_length", n, err));
-        }
-    }
-    return PARE_OK;
-}
-
-/* GPT2Model.set_gguf_parameters: its own list, every key required. */
-static pare_status cfg_gpt2(const hf_cfg *c, pare_err *err) {
-    static const struct {
-        const char *key, *suffix;
-        int64_t hi;
-    } k[] = {{"n_layer", "block_count", PARE_HF_MAX_LAYERS},
-             {"n_ctx", "context_length", UINT32_MAX},
-             {"n_embd", "embedding_length", PARE_HF_MAX_DIM}};
-    int64_t v[3];
-    for (int i = 0; i < 3; i++) {
-        const cJSON *x = pare_hf_json_get(c->cfg, k[i].key);
-        FAIL_IF(!x, PARE_EINPUT, "%s: missing %s", c->path, k[i].key);
-        TRY(cfg_int(c, k[i].key, x, 1, k[i].hi, &v[i], err));
-        TRY(put_u32(c, k[i].suffix, v[i], err));
-    }
-    TRY(put_u32(c, "feed_forward_length", 4 * v[2], err));
-    const cJSON *x = pare_hf_json_get(c->cfg, "n_head");
-    int64_t n_head;
-    FAIL_IF(!x, PARE_EINPUT, "%s: missing n_head", c->path);
-    TRY(cfg_int(c, "n_head", x, 1, PARE_HF_MAX_HEADS, &n_head, err));
-    FAIL_IF(v[2] % n_head, PARE_EINPUT, "%s: n_embd %lld is not a multiple of n_head %lld", c->path, (long long)v[2],
-            (long long)n_head);
-    TRY(put_u32(c, "attention.head_count", n_head, err));
-    x = pare_hf_json_get(c->cfg, "layer_norm_epsilon");
-    FAIL_IF(!cJSON_IsNumber(x), PARE_EINPUT, "%s: missing layer_norm_epsilon", c->path);
-    TRY(put_opt_f32(c, KEYS("layer_norm_epsilon"), "attention.layer_norm_epsilon", err));
-    return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
-}
-
-/* ------------------------------------------------------------------------ architecture */
-
-static const struct {
-    const char *hf, *gguf;
-} arch_table[] = {
-    {"LlamaForCausalLM", "llama"}, {"LLaMAForCausalLM", "llama"}, {"MistralForCausalLM", "llama"},
-    {"Qwen2ForCausalLM", "qwen2"}, {"GPT2LMHeadModel", "gpt2"},
-    /* model_type values, used when "architectures" is absent */
-    {"llama", "llama"}, {"mistral", "llama"}, {"qwen2", "qwen2"}, {"gpt2", "gpt2"},
-};
+/* Parameter counts of the GGUF the converter would write (general.size_label). */
+typedef struct {
+    int64_t total, shared, expert;
+    int64_t n_expert; /* experts (0: a dense model) */
+} hf_params;
 
 static pare_status cfg_arch(const char *path, const cJSON *cfg, const char **arch, pare_err *err) {
     const cJSON *a = pare_hf_json_get(cfg, "architectures");
@@ -313,14 +139,13 @@ static pare_status cfg_arch(const char *path, const cJSON *cfg, const char **arc
         FAIL_IF(!cJSON_IsString(mt), PARE_EINPUT, "%s: has neither 'architectures' nor 'model_type'", path);
         name = mt->valuestring;
     }
-    for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
-        if (strcmp(arch_table[i].hf, name) == 0) {
-            *arch = arch_table[i].gguf;
-            return PARE_OK;
-        }
-    return pare_err_set(err, PARE_EUNSUPPORTED,
-                        "%s: architecture '%.200s' is not supported (pare converts Llama, Mistral, Qwen2 and GPT-2)",
-                        path, name);
+    const pare_arch *e = pare_arch_for_hf(name, !a);
+    if (e && e->conv.hparams) {
+        *arch = e->name;
+        return PARE_OK;
+    }
+    return pare_err_set(err, PARE_EUNSUPPORTED, "%s: architecture '%.200s' is not supported (pare converts %s)", path,
+                        name, pare_arch_names());
 }
 
 /* ------------------------------------------------------------------------ model names */
@@ -619,8 +444,9 @@ static char *folder_name(const char *folder) {
     return name;
 }
 
-static pare_status meta_names(const char *folder, const cJSON *cfg, int64_t total_params, pare_meta *meta,
+static pare_status meta_names(const char *folder, const cJSON *cfg, const hf_params *pc, pare_meta *meta,
                               pare_err *err) {
+    int64_t total_params = pc->total;
     hf_names_md md = {0};
     hf_id id;
     pare_status st = PARE_OK;
@@ -642,7 +468,14 @@ static pare_status meta_names(const char *folder, const cJSON *cfg, int64_t tota
     free(fname);
     char label[32];
     if (!st && !md.size_label && total_params > 0) {
-        size_label((uint64_t)total_params, label, sizeof label);
+        /* gguf.size_label: "NxS" with S one expert plus the shared weights for MoE models */
+        if (pc->n_expert > 0) {
+            char one[24];
+            size_label((uint64_t)(pc->shared + pc->expert), one, sizeof one);
+            snprintf(label, sizeof label, "%lldx%s", (long long)pc->n_expert, one);
+        } else {
+            size_label((uint64_t)total_params, label, sizeof label);
+        }
         md.size_label = strdup(label);
     }
     const struct {
@@ -889,28 +722,54 @@ static pare_status llama3_rope_freqs(const hf_cfg *c, pare_model *m, pare_err *e
     return PARE_OK;
 }
 
-/* Parameter count of the GGUF the converter would write (general.size_label). */
-static int64_t gguf_param_count(const pare_model *m, const char *arch) {
-    int64_t total = 0;
+/* Parameter counts of the GGUF the converter would write (general.size_label): gguf-py's
+ * get_total_parameter_count, where a merged expert tensor counts once per expert. */
+static bool is_embedding(const char *arch, const char *hf_name) {
+    char g[256];
+    return pare_hf_name_to_gguf(arch, hf_name, g, sizeof g) && strcmp(g, "token_embd.weight") == 0;
+}
+
+static hf_params gguf_param_count(const pare_model *m, const char *arch, const pare_meta *params) {
+    hf_params p = {0, 0, 0, 0};
     bool has_lm_head = false;
     int64_t wte = 0;
+    uint64_t n_exp = 0;
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_count", arch);
+    pare_meta_get_u64(params, key, &n_exp);
+    const pare_arch *a = pare_arch_find(arch);
+    bool no_lm_head = a && (a->conv.flags & PARE_CONV_DROP_LM_HEAD);
     for (size_t i = 0; i < m->n_tensors; i++) {
         const pare_tensor *t = &m->tensors[i];
         if (pare_hf_name_skipped(arch, t->name)) continue;
-        total += pare_tensor_nelements(t);
+        if (no_lm_head && strcmp(t->name, "lm_head.weight") == 0) continue;
+        int64_t n = pare_tensor_nelements(t);
+        p.total += n;
+        /* per-expert HF tensors: merged into 3-D tensors of n_exp experts each */
+        bool expert = a && a->conv.experts_prefix && strstr(t->name, a->conv.experts_prefix) && n_exp > 0;
+        if (expert) p.expert += n; /* summed over the experts here, divided below */
+        else p.shared += n;
         has_lm_head |= strcmp(t->name, "lm_head.weight") == 0;
-        if (strcmp(t->name, "transformer.wte.weight") == 0 || strcmp(t->name, "wte.weight") == 0)
-            wte = pare_tensor_nelements(t);
+        if (is_embedding(arch, t->name)) wte = n;
     }
-    if (strcmp(arch, "gpt2") == 0 && !has_lm_head) total += wte; /* the output copy */
-    return total;
+    if (p.expert) {
+        /* a merged tensor of n_exp experts counts size / n_exp (one expert's share) */
+        p.expert /= (int64_t)n_exp;
+        p.n_expert = (int64_t)n_exp;
+    }
+    if (a && (a->conv.flags & PARE_CONV_OUTPUT_COPY) && !has_lm_head) { /* the output copy */
+        p.total += wte;
+        p.shared += wte;
+    }
+    return p;
 }
 
-/* tie_word_embeddings (transformers' default: true for GPT-2, false for Llama and Qwen2). */
+/* tie_word_embeddings (transformers' class default when absent: the table says). */
 static bool cfg_tied(const cJSON *cfg, const char *arch) {
     const cJSON *t = pare_hf_json_get(cfg, "tie_word_embeddings");
     if (cJSON_IsBool(t)) return cJSON_IsTrue(t);
-    return strcmp(arch, "gpt2") == 0;
+    const pare_arch *a = pare_arch_find(arch);
+    return a && (a->conv.flags & PARE_CONV_TIED_DEFAULT);
 }
 
 /* ------------------------------------------------------------------------ load */
@@ -930,24 +789,21 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
     /* vocab_size sizes the token list (padded with [PADi]): it may not exceed the embedding's
      * rows, so a small config cannot make pare allocate millions of tokens. */
     const pare_tensor *emb = NULL;
-    for (size_t i = 0; i < m->n_tensors; i++) {
-        const char *n = m->tensors[i].name;
-        if (strcmp(n, "model.embed_tokens.weight") == 0 || strcmp(n, "transformer.wte.weight") == 0 ||
-            strcmp(n, "wte.weight") == 0)
-            emb = &m->tensors[i];
-    }
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (is_embedding(arch, m->tensors[i].name)) emb = &m->tensors[i];
     FAIL_IF(!emb || emb->n_dims != 2, PARE_EINPUT, "%s: the weights have no 2-D token embedding", folder);
     const cJSON *vs = pare_hf_json_get(cfg, "vocab_size");
     int64_t n_vocab;
     if (vs && pare_hf_json_int(vs, &n_vocab))
         FAIL_IF(n_vocab > emb->ne[1], PARE_EINPUT, "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path,
                 (long long)n_vocab, (long long)emb->ne[1], emb->name);
-    hf_cfg c = {cfg_path, cfg, arch, &m->meta, 0};
+    hf_cfg c = {cfg_path, cfg, arch, &m->meta};
     /* The converter's file type for the weights kept as they are (llama_ftype: 0 all F32,
      * 1 mostly F16, 32 mostly BF16), from the first matrix, as its type heuristic looks. */
+    uint32_t ftype = 0;
     for (size_t i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].n_dims >= 2) {
-            c.ftype = m->tensors[i].type == PARE_TYPE_F16 ? 1 : m->tensors[i].type == PARE_TYPE_BF16 ? 32 : 0;
+            ftype = m->tensors[i].type == PARE_TYPE_F16 ? 1 : m->tensors[i].type == PARE_TYPE_BF16 ? 32 : 0;
             break;
         }
     pare_meta *meta = &m->meta;
@@ -955,11 +811,13 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
      * parameter count, which needs rope_freqs, which needs the hyperparameters. */
     pare_meta params = {0};
     c.meta = &params;
-    pare_status st = strcmp(arch, "gpt2") == 0 ? cfg_gpt2(&c, err) : cfg_llama(&c, err);
-    if (!st && strcmp(arch, "llama") == 0) st = llama3_rope_freqs(&c, m, err);
+    const pare_arch *a = pare_arch_find(arch);
+    pare_status st = pare_hf_config_import(cfg_path, cfg, arch, ftype, &params, err);
+    if (!st && a && (a->conv.flags & PARE_CONV_ROPE_FREQS)) st = llama3_rope_freqs(&c, m, err);
     if (!st) st = pare_meta_set_str(meta, "general.architecture", arch, strlen(arch), err);
     if (!st) st = pare_meta_set_str(meta, "general.type", "model", 5, err);
-    if (!st) st = meta_names(folder, cfg, gguf_param_count(m, arch), meta, err);
+    hf_params pc = gguf_param_count(m, arch, &params);
+    if (!st) st = meta_names(folder, cfg, &pc, meta, err);
     for (size_t i = 0; !st && i < params.n; i++) st = pare_meta_set_kv(meta, &params.kv[i], err);
     pare_meta_free(&params);
     if (!st) st = pare_hf_tokenizer_import(folder, arch, cfg, meta, err);

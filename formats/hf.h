@@ -4,12 +4,12 @@
  * A Hugging Face model folder is a directory of files, all optional but config.json:
  *
  *   config.json                    JSON object of hyperparameters. pare reads
- *                                  "architectures"[0] (else "model_type"), hidden_size,
- *                                  intermediate_size, num_hidden_layers, num_attention_heads,
- *                                  num_key_value_heads, head_dim, rms_norm_eps, rope_theta,
- *                                  rope_scaling, max_position_embeddings, vocab_size,
- *                                  tie_word_embeddings, *_token_id, _name_or_path; GPT-2 uses
- *                                  n_layer, n_embd, n_head, n_ctx, layer_norm_epsilon.
+ *                                  "architectures"[0] (else "model_type"), which picks the
+ *                                  entry of the architecture table (core/arch.h), whose
+ *                                  hparams list names the keys read and the GGUF keys they
+ *                                  become (hidden_size, num_hidden_layers, ..., GPT-2's n_embd,
+ *                                  GPT-NeoX's rotary_pct, Gemma 2's soft-capping, ...), plus
+ *                                  vocab_size, tie_word_embeddings, *_token_id, _name_or_path.
  *   model.safetensors.index.json   {"weight_map": {tensor: shard file}} over
  *   model-0000i-of-0000N.safetensors, or a single model.safetensors (see safetensors.h);
  *   pytorch_model.bin[.index.json] the same as torch zip checkpoints (see pytorch.h).
@@ -58,16 +58,17 @@
 #define PARE_HF_MAX_VOCAB (1 << 22)     /* vocab_size and sentencepiece pieces */
 #define PARE_HF_MAX_CONTEXT (1ll << 32) /* max_position_embeddings */
 
-/* Loads an HF folder: config.json (llama, mistral, qwen2, gpt2 architectures; others ->
- * PARE_EUNSUPPORTED naming the architecture), weights from model.safetensors, or
+/* Loads an HF folder: config.json (a class or model_type of the architecture table: llama,
+ * mistral, mixtral, qwen2, qwen2_moe, gpt2, gemma, gemma2, phi3, starcoder2, olmo2, gpt_neox,
+ * cohere, phi; others -> PARE_EUNSUPPORTED naming the architecture), weights from model.safetensors, or
  * model.safetensors.index.json (or model*.safetensors parts), or pytorch_model.bin (or its
  * index pytorch_model.bin.index.json, or pytorch_model*.bin parts), and the tokenizer
  * (tokenizer.model, or tokenizer.json, plus tokenizer_config.json / added_tokens.json).
  * Result: names stay HF names (gguf_names = false), in the order the converter reads them
- * (safetensors parts sorted by file name, names sorted within each; torch files in pickle
- * order); a tied lm_head (tie_word_embeddings, default true for gpt2 only) is dropped;
- * model->format = PARE_FORMAT_HF; model->arch = the GGUF architecture ("llama" for llama and
- * mistral, "qwen2", "gpt2"); model->meta = the metadata convert_hf_to_gguf.py writes for that
+ * (safetensors parts sorted by file name, each file's tensors in file order; torch files in
+ * pickle order); a tied lm_head (tie_word_embeddings, its default from the table) is dropped;
+ * model->format = PARE_FORMAT_HF; model->arch = the GGUF architecture ("llama" for llama,
+ * mistral and mixtral, ...); model->meta = the metadata convert_hf_to_gguf.py writes for that
  * model, in its order and types, with general.file_type at the converter's place set for the
  * weights as they are (0 F32, 1 F16, 32 BF16: the writer replaces it in place for another
  * output type) and without general.quantization_version (the writer adds it).
@@ -82,22 +83,28 @@ pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_m
 
 /* Turns a model with HF tensor names (from pare_hf_load, or a bare safetensors / pytorch file
  * with m->arch set and, for llama, {arch}.attention.head_count[_kv] in m->meta) into GGUF names
- * and layout in place: renames every tensor (unknown names -> PARE_EUNSUPPORTED naming the
- * tensor, except ones llama.cpp skips: rotary_emb.inv_freq, GPT-2's attn.bias and
- * attn.masked_bias), drops lm_head when it shares the embedding's bytes, permutes the rows of
- * llama-family q_proj / k_proj weights and biases lazily (t->read; the original data kept in
- * the reader's context) as the converter does, transposes GPT-2's Conv1D weights lazily, adds
- * GPT-2's output.weight as a copy of the token embedding (as the converter does) and, for
- * llama 3 rope scaling, the generated rope_freqs.weight first. A bare safetensors model is put
- * in name order first (the converter reads safetensors that way). Sets gguf_names = true.
- * A model that already has GGUF names is left as it is. */
+ * and layout in place, as the architecture table's .conv says: renames every tensor (unknown
+ * names -> PARE_EUNSUPPORTED naming the tensor, except ones llama.cpp skips:
+ * rotary_emb.inv_freq, GPT-2's attn.bias and attn.masked_bias), drops lm_head when it shares
+ * the embedding's bytes (always for Gemma), merges per-expert tensors into 3-D ffn_*_exps
+ * (needs {arch}.expert_count; written where the block's last expert was, in the family's part
+ * order), and lazily (t->read; the original data kept in the reader's context): permutes the
+ * rows of llama-family q_proj / k_proj, transposes GPT-2's Conv1D weights, adds 1 to Gemma's
+ * norm weights, reorders GPT-NeoX's query_key_value from per-head to q | k | v; adds GPT-2's
+ * output.weight as a copy of the token embedding (as the converter does) and, for llama 3
+ * rope scaling, the generated rope_freqs.weight first. A bare safetensors model is put in
+ * file order first. Sets gguf_names = true. A model that already has GGUF names is left as it
+ * is. */
 pare_status pare_hf_to_gguf(pare_model *m, pare_err *err);
 
-/* The inverse: GGUF names -> HF names ("model." prefix for llama/qwen2, "transformer." for
- * gpt2), inverse permutation of attn_q / attn_k (lazy), GPT-2's Conv1D weights transposed
- * back, GPT-2's output.weight dropped (transformers ties it to wte), rope_freqs dropped (it is
- * computed from config.json's rope_scaling). When the GGUF has no output.weight no lm_head is
- * made (the folder's config says the embeddings are tied). gguf_names = false. */
+/* The inverse: GGUF names -> HF names (the table's first block prefix), inverse permutation
+ * of attn_q / attn_k (lazy), GPT-2's Conv1D weights transposed back, Gemma's norms - 1,
+ * GPT-NeoX's qkv rows back to per-head order, 3-D expert tensors split into one 2-D tensor per
+ * expert (slices of the same bytes), GPT-2's output.weight dropped (transformers ties it to
+ * wte), rope_freqs dropped (it is computed from config.json's rope_scaling). When the GGUF has
+ * no output.weight no lm_head is made (the folder's config says the embeddings are tied). An
+ * architecture without HF names -> PARE_EUNSUPPORTED (convert keeps such a GGUF's names in
+ * safetensors instead). gguf_names = false. */
 pare_status pare_gguf_to_hf(pare_model *m, pare_err *err);
 
 /* Writes config.json and generation_config.json for a model whose meta is GGUF metadata, and
@@ -109,8 +116,9 @@ pare_status pare_gguf_to_hf(pare_model *m, pare_err *err);
 pare_status pare_hf_write_folder_meta(const pare_model *m, const char *folder, bool force, pare_err *err);
 
 /* Name mapping helpers (also used by the LoRA merger): map one name; false when unknown or
- * when it does not fit in cap bytes. arch is the GGUF architecture ("llama", "qwen2",
- * "gpt2"). Names llama.cpp skips (rotary_emb.inv_freq ...) are unknown here. */
+ * when it does not fit in cap bytes. arch is the GGUF architecture (an entry of core/arch.h).
+ * Names llama.cpp skips (rotary_emb.inv_freq ...) are unknown here; per-expert HF names are
+ * not single tensors in GGUF and are unknown too. */
 bool pare_hf_name_to_gguf(const char *arch, const char *hf_name, char *out, size_t cap);
 bool pare_gguf_name_to_hf(const char *arch, const char *gguf_name, char *out, size_t cap);
 

@@ -1,7 +1,8 @@
 /*
  * formats/hf_impl.h - private declarations shared by the files of the HF folder module:
- *   hf.c            folder loading, config.json -> GGUF metadata, model naming heuristics
- *   hf_names.c      tensor name mapping, q/k permutation, GPT-2 transposes, to/from GGUF
+ *   hf.c            folder loading, the architecture, model naming heuristics
+ *   hf_config.c     config.json <-> GGUF hyperparameters (the table's hparams lists)
+ *   hf_names.c      tensor name mapping and the per-family tensor changes, to/from GGUF
  *   hf_tokenizer.c  sentencepiece protobuf and tokenizer.json import / export
  *   hf_write.c      config.json and tokenizer files for a GGUF model
  * Not part of pare's public API.
@@ -41,16 +42,28 @@ bool pare_hf_model_id_matches(const char *model_id, int64_t total_params, const 
 /* The GGUF architectures this module knows, and whether q/k rows are permuted for them. */
 bool pare_hf_arch_known(const char *arch);
 bool pare_hf_arch_permutes(const char *arch);
+/* The family's PARE_CONV_* flags (0 for an unknown one). */
+unsigned pare_hf_arch_flags(const char *arch);
 /* Tensors the converter drops before mapping (rotary inv_freq, GPT-2 attention masks). */
 bool pare_hf_name_skipped(const char *arch, const char *hf_name);
 /* GGUF name of the tensor's HF name, with the block id (or -1) in *bid. */
 bool pare_hf_map_name(const char *arch, const char *hf_name, char *out, size_t cap, int *bid);
-/* Puts tensors in (source file name, tensor name) order: how the converter iterates
- * safetensors parts (sorted file names, each file's names sorted). */
+/* Puts tensors in (source file name, offset) order: how the converter iterates safetensors
+ * parts (sorted file names, each file's tensors in file order). */
 pare_status pare_hf_sort_tensors(pare_model *m, pare_err *err);
 /* Makes t a tensor of the given bytes: a copy of src's data source that borrows it (src must
  * outlive t); t keeps its own name/type/dims. Used for GPT-2's output.weight. */
 pare_status pare_hf_tensor_alias(pare_tensor *t, const pare_tensor *src, const char *name, pare_err *err);
+
+/* ------------------------------------------------------------------ config (hf_config.c) */
+
+/* The family's set_gguf_parameters: appends the hyperparameter keys config.json gives, in the
+ * converter's order and types, to meta. ftype is general.file_type of the weights as they are. */
+pare_status pare_hf_config_import(const char *path, const cJSON *cfg, const char *arch, uint32_t ftype,
+                                  pare_meta *meta, pare_err *err);
+/* The inverse: adds to cfg (an object) the config.json keys that give meta's hyperparameters
+ * back, with the family's class and model_type. */
+pare_status pare_hf_config_export(const pare_model *m, const char *arch, cJSON *cfg, pare_err *err);
 
 /* ------------------------------------------------------------------ tokenizer (hf_tokenizer.c) */
 

@@ -2,18 +2,21 @@
  * bounded protobuf reader and writer, format in hf.h) and tokenizer.json, turned into the
  * tokenizer.ggml.* metadata convert_hf_to_gguf.py writes, and back.
  *
- * Which vocabulary the converter builds:
+ * Which vocabulary the converter builds (the table's .conv.tok flags, PARE_TOK_*):
  *   llama   tokenizer.model -> "llama" (_set_vocab_sentencepiece); else a tokenizer.json BPE
  *           with byte fallback -> "llama" (LlamaHfVocab); else tokenizer.json -> "gpt2"
  *   qwen2   tokenizer.model -> "llama"; else tokenizer.json -> "gpt2"
- *   gpt2    tokenizer.json -> "gpt2"
+ *   gemma, gemma2, phi3   tokenizer.model only (Phi-3 with its own added-token rules; Gemma
+ *           adds add_space_prefix false, Gemma its fixed eot id 107)
+ *   others  tokenizer.json -> "gpt2" (Model.set_vocab)
  * then gguf-py's SpecialVocab: merges (gpt2), special token ids (tokenizer_config.json's
  * {bos,eos,unk,sep,pad,cls,mask}_token resolved through tokenizer.json's added_tokens, then
  * config.json's *_token_id; the first found wins), add_bos/add_eos, chat_template.
  *
  * tokenizer.ggml.pre: the converter encodes a fixed text with the tokenizer and looks the
  * hash of the ids up in a table. pare cannot run the tokenizer, so it reads the pre-tokenizer
- * of tokenizer.json instead: GPT-2's ByteLevel regex -> "gpt-2"; a Split with Llama 3's regex
+ * of tokenizer.json instead: GPT-2's ByteLevel regex -> "gpt-2" (or the family's own name for
+ * it, .conv.bpe_pre: "phi-2"); a Split with Llama 3's regex
  * followed by ByteLevel -> "llama-bpe"; with Qwen2's regex -> "qwen2". Anything else is
  * PARE_EUNSUPPORTED, as the converter refuses unknown hashes. (Tokenizers that share a regex
  * but differ elsewhere, e.g. "smaug-bpe", get the first name.)
@@ -23,6 +26,8 @@
  * template names in file order (the converter goes through a Python set).
  */
 #include "formats/hf_impl.h"
+
+#include "core/arch.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -284,7 +289,7 @@ static pare_status sp_parse(const char *path, const uint8_t *buf, size_t len, sp
 /* _create_vocab_sentencepiece: vocab_size slots ([PADi] unused), the pieces, then
  * added_tokens.json and tokenizer_config.json's added_tokens_decoder over them. */
 static pare_status vocab_from_sp(const char *folder, const char *path, const sp_model *sp, int64_t vocab_size,
-                                 const cJSON *tokcfg, hf_vocab *v, pare_err *err) {
+                                 const cJSON *tokcfg, bool phi3, hf_vocab *v, pare_err *err) {
     if (vocab_size <= 0) vocab_size = sp->n;
     FAIL_IF(sp->n > vocab_size, PARE_EINPUT, "%s: %lld pieces, more than config.json's vocab_size %lld", path,
             (long long)sp->n, (long long)vocab_size);
@@ -325,7 +330,12 @@ static pare_status vocab_from_sp(const char *folder, const char *path, const sp_
                 "%s/tokenizer_config.json: added_tokens_decoder entry '%.40s' is not a token id below %lld with a "
                 "content",
                 folder, e->string, (long long)vocab_size);
-        if (cJSON_IsTrue(pare_hf_json_get(e, "special")) || looks_special(content->valuestring)) {
+        if (phi3) {
+            /* Phi3MiniModel.set_vocab: control when "special", user-defined otherwise, the
+             * text as it is */
+            v->type[id] = cJSON_IsTrue(pare_hf_json_get(e, "special")) ? HF_TOK_CONTROL : HF_TOK_USER_DEFINED;
+            TRY(set_tok(v, id, content->valuestring, strlen(content->valuestring), err));
+        } else if (cJSON_IsTrue(pare_hf_json_get(e, "special")) || looks_special(content->valuestring)) {
             v->type[id] = HF_TOK_CONTROL;
             TRY(set_tok(v, id, content->valuestring, strlen(content->valuestring), err));
         } else {
@@ -800,8 +810,8 @@ static bool tokjson_is_llama_hf(const hf_tokjson *t) {
     return !llama3 && bpe && cJSON_IsTrue(bf) && dt && strcmp(dt, "Sequence") == 0;
 }
 
-static pare_status build_vocab(const char *folder, const char *arch, const cJSON *config, const cJSON *tokcfg,
-                               const hf_tokjson *t, vocab_kind *kind, hf_vocab *v, pare_err *err) {
+static pare_status build_vocab(const char *folder, const pare_arch_conv *conv, const cJSON *config,
+                               const cJSON *tokcfg, const hf_tokjson *t, vocab_kind *kind, hf_vocab *v, pare_err *err) {
     int64_t vocab_size = 0;
     const cJSON *vs = pare_hf_json_get(config, "vocab_size");
     if (vs)
@@ -810,23 +820,30 @@ static pare_status build_vocab(const char *folder, const char *arch, const cJSON
     char *spath = pare_path_join(folder, "tokenizer.model");
     FAIL_IF(!spath, PARE_ENOMEM, "out of memory");
     pare_status st = PARE_OK;
-    if (strcmp(arch, "gpt2") != 0 && pare_path_exists(spath)) {
+    bool has_sp = (conv->tok & PARE_TOK_SP) && pare_path_exists(spath);
+    if (has_sp) {
         *kind = VOCAB_SP;
         pare_map *map = NULL;
         sp_model sp = {0};
         st = pare_map_open(spath, &map, err);
         if (!st) st = sp_parse(spath, map->data, (size_t)map->size, &sp, err);
-        if (!st) st = vocab_from_sp(folder, spath, &sp, vocab_size, tokcfg, v, err);
+        if (!st) st = vocab_from_sp(folder, spath, &sp, vocab_size, tokcfg, (conv->tok & PARE_TOK_PHI3) != 0, v, err);
         free(sp.pieces);
         pare_map_free(map);
+    } else if (conv->tok & PARE_TOK_SP_ONLY) {
+        st = pare_err_set(err, PARE_EINPUT, "%s: no tokenizer.model (this family's converter reads sentencepiece only)",
+                          folder);
     } else if (!t->j) {
         st = pare_err_set(err, PARE_EINPUT, "%s: no tokenizer (tokenizer.model or tokenizer.json)", folder);
-    } else if (strcmp(arch, "llama") == 0 && tokjson_is_llama_hf(t)) {
+    } else if ((conv->tok & PARE_TOK_LLAMA_HF) && tokjson_is_llama_hf(t)) {
         *kind = VOCAB_LLAMA_HF;
         st = vocab_from_llama_hf(folder, t, tokcfg, v, err);
     } else {
         *kind = VOCAB_GPT2;
         st = vocab_from_tokjson(t, vocab_size, v, err);
+        /* The converter names pre-tokenizers by a hash of their output: families whose BPE
+         * shares GPT-2's regex but not its vocabulary get their own name (phi-2). */
+        if (!st && conv->bpe_pre && strcmp(v->pre, "gpt-2") == 0) snprintf(v->pre, sizeof v->pre, "%s", conv->bpe_pre);
         if (!st) st = load_merges(folder, t, v, err);
     }
     free(spath);
@@ -850,6 +867,9 @@ static pare_status llama_extras(const cJSON *config, const cJSON *tokcfg, pare_m
 
 pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const cJSON *config, pare_meta *meta,
                                      pare_err *err) {
+    const pare_arch *a = pare_arch_find(arch);
+    FAIL_IF(!a, PARE_EUNSUPPORTED, "%s: architecture %s has no tokenizer mapping", folder, arch);
+    const pare_arch_conv *conv = &a->conv;
     hf_tokjson t;
     cJSON *tokcfg = NULL;
     hf_vocab v = {0};
@@ -858,11 +878,16 @@ pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const
     pare_status st = pare_hf_json_read(folder, "tokenizer_config.json", false, true, &tokcfg, err);
     if (!st) st = tokjson_load(folder, &t, err);
     else memset(&t, 0, sizeof t);
-    if (!st) st = build_vocab(folder, arch, config, tokcfg, &t, &kind, &v, err);
+    if (!st) st = build_vocab(folder, conv, config, tokcfg, &t, &kind, &v, err);
     if (!st) st = vocab_emit(&v, meta, err);
     if (!st) st = special_load(folder, &t, tokcfg, config, kind == VOCAB_GPT2 ? -1 : v.n, &sv, err);
     if (!st) st = special_emit(&sv, &v, meta, err);
-    if (!st && strcmp(arch, "llama") == 0) st = llama_extras(config, tokcfg, meta, err);
+    if (!st && (conv->tok & PARE_TOK_LLAMA_EXTRAS)) st = llama_extras(config, tokcfg, meta, err);
+    /* GemmaModel.set_vocab: CodeGemma's fixed ids; of them only eot has a writer in gguf-py */
+    if (!st && (conv->tok & PARE_TOK_GEMMA_EOT) && !pare_meta_get(meta, extra_special_keys[3]))
+        st = pare_meta_set_uint(meta, extra_special_keys[3], PARE_META_U32, 107, err);
+    if (!st && (conv->tok & PARE_TOK_NO_SPACE_PREFIX))
+        st = pare_meta_set_bool(meta, "tokenizer.ggml.add_space_prefix", false, err);
     vocab_free(&v);
     tokjson_free(&t);
     cJSON_Delete(tokcfg);
@@ -1030,9 +1055,19 @@ static bool is_pad_token(const pare_str *s, uint64_t i) {
     return s->len == (uint64_t)n && memcmp(s->s, b, (size_t)n) == 0;
 }
 
+/* GPT-2's byte-level pre-tokenizer, or a family's name for it (the table's bpe_pre). */
+static bool pre_is_byte_level(const char *pre) {
+    if (strcmp(pre, "gpt-2") == 0) return true;
+    size_t n;
+    const pare_arch *all = pare_arch_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (all[i].conv.bpe_pre && strcmp(all[i].conv.bpe_pre, pre) == 0) return true;
+    return false;
+}
+
 static cJSON *pre_tokenizer_json(const char *pre) {
     cJSON *p = cJSON_CreateObject();
-    if (strcmp(pre, "gpt-2") == 0) {
+    if (pre_is_byte_level(pre)) {
         cJSON_AddStringToObject(p, "type", "ByteLevel");
         cJSON_AddBoolToObject(p, "add_prefix_space", false);
         cJSON_AddBoolToObject(p, "trim_offsets", true);

@@ -2,19 +2,25 @@
  * with the type choices llama.cpp's convert_hf_to_gguf.py makes. */
 #include "pipeline/pipeline.h"
 
+#include "core/arch.h"
 #include "formats/formats.h"
 #include "formats/hf.h"
 
+#include <cJSON.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- choosing types ------------------------------------------------------------------- */
 
 /* The converter's rule (convert_hf_to_gguf.py prepare_tensors): 1-D tensors, norms,
- * non-".weight" tensors and position/token-type embeddings stay F32. */
+ * non-".weight" tensors, expert routers (ffn_gate_inp) and position/token-type embeddings
+ * stay F32. */
 static bool gguf_keeps_f32(const pare_tensor *t) {
     if (t->n_dims <= 1 || pare_str_ends_with(t->name, "_norm.weight")) return true;
     if (!pare_str_ends_with(t->name, ".weight")) return true;
+    if (strncmp(t->name, "blk.", 4) == 0 && pare_str_ends_with(t->name, ".ffn_gate_inp.weight")) return true;
     return strncmp(t->name, "position_embd", 13) == 0 || strncmp(t->name, "token_types", 11) == 0;
 }
 
@@ -71,12 +77,125 @@ pare_status pare_gguf_meta_for(const pare_model *m, const pare_type *types, bool
                                pare_err *err) {
     TRY(pare_meta_copy(meta, &m->meta, err));
     uint64_t old = 0;
-    bool keep = keep_file_type && pare_meta_get_u64(meta, "general.file_type", &old);
-    if (!keep)
+    bool has = pare_meta_get_u64(meta, "general.file_type", &old);
+    bool keep = keep_file_type && has;
+    /* An HF folder's metadata is the converter's: when its family writes no file type
+     * (GPT-NeoX), neither does pare; otherwise the value is replaced in place. */
+    if (!keep && (has || m->format != PARE_FORMAT_HF))
         TRY(pare_meta_set_uint(meta, "general.file_type", PARE_META_U32, pare_guess_file_type(m, types), err));
     if (!pare_meta_get(meta, "general.quantization_version"))
         TRY(pare_meta_set_uint(meta, "general.quantization_version", PARE_META_U32, 2, err));
     return PARE_OK;
+}
+
+/* ---- GGUFs of architectures pare does not model ----------------------------------------- */
+
+/* Whether the architecture table maps the family's tensor names to Hugging Face's. */
+static bool hf_mapped(const char *arch) {
+    const pare_arch *a = pare_arch_find(arch);
+    return a && a->conv.global && a->conv.hf_class;
+}
+
+/* One element of a metadata value as JSON (arrays) or text (scalars). */
+static cJSON *kv_elem_json(pare_meta_type t, const void *p) {
+    uint64_t u = 0;
+    int64_t i = 0;
+    size_t sz = pare_meta_type_size(t);
+    switch (t) {
+    case PARE_META_STRING:
+        return cJSON_CreateString(((const pare_str *)p)->s);
+    case PARE_META_BOOL:
+        return cJSON_CreateBool(*(const uint8_t *)p != 0);
+    case PARE_META_F32: {
+        float f;
+        memcpy(&f, p, 4);
+        return cJSON_CreateNumber(f);
+    }
+    case PARE_META_F64: {
+        double d;
+        memcpy(&d, p, 8);
+        return cJSON_CreateNumber(d);
+    }
+    case PARE_META_I8:
+    case PARE_META_I16:
+    case PARE_META_I32:
+    case PARE_META_I64:
+        memcpy(&i, p, sz); /* little-endian: sign-extend from sz bytes */
+        if (sz < 8 && (i >> (sz * 8 - 1)) & 1) i |= (int64_t)(~0ull << (sz * 8));
+        return cJSON_CreateNumber((double)i);
+    default:
+        memcpy(&u, p, sz);
+        return cJSON_CreateNumber((double)u);
+    }
+}
+
+/* A metadata value as the text safetensors' __metadata__ holds: strings as they are, numbers
+ * and bools as JSON scalars, arrays as JSON arrays. */
+static char *kv_text(const pare_kv *kv) {
+    if (kv->type == PARE_META_STRING) return strdup(kv->str.s);
+    char buf[64];
+    if (kv->type != PARE_META_ARRAY) {
+        switch (kv->type) {
+        case PARE_META_BOOL:
+            return strdup(kv->v.u64 ? "true" : "false");
+        case PARE_META_F32:
+            snprintf(buf, sizeof buf, "%.9g", kv->v.f64);
+            break;
+        case PARE_META_F64:
+            snprintf(buf, sizeof buf, "%.17g", kv->v.f64);
+            break;
+        case PARE_META_I8:
+        case PARE_META_I16:
+        case PARE_META_I32:
+        case PARE_META_I64:
+            snprintf(buf, sizeof buf, "%lld", (long long)kv->v.i64);
+            break;
+        default:
+            snprintf(buf, sizeof buf, "%llu", (unsigned long long)kv->v.u64);
+        }
+        return strdup(buf);
+    }
+    cJSON *a = cJSON_CreateArray();
+    size_t sz = kv->elem_type == PARE_META_STRING ? sizeof(pare_str) : pare_meta_type_size(kv->elem_type);
+    for (uint64_t k = 0; a && k < kv->n; k++)
+        cJSON_AddItemToArray(a, kv_elem_json(kv->elem_type, (const uint8_t *)kv->arr + k * sz));
+    char *t = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return t;
+}
+
+/* The model's GGUF metadata as string KVs for __metadata__ (with "format": "pt", which
+ * transformers wants). */
+static pare_status st_meta_of(const pare_model *m, pare_meta *out, pare_err *err) {
+    TRY(pare_meta_set_str(out, "format", "pt", 2, err));
+    for (size_t i = 0; i < m->meta.n; i++) {
+        const pare_kv *kv = &m->meta.kv[i];
+        if (strcmp(kv->key, "format") == 0) continue;
+        char *t = kv_text(kv);
+        FAIL_IF(!t, PARE_ENOMEM, "out of memory");
+        pare_status st = pare_meta_set_str(out, kv->key, t, strlen(t), err);
+        free(t);
+        TRY(st);
+    }
+    return PARE_OK;
+}
+
+/* Loads `in` for an output of this kind. A GGUF of a family without HF names (a vision
+ * projector, an embedding model, an architecture pare does not know) is still a container
+ * of tensors: to safetensors it keeps its GGUF names, its metadata goes to __metadata__. */
+static pare_status load_for(const char *in, pare_out_kind kind, pare_model **out, pare_meta *st_meta,
+                            pare_err *err) {
+    if (kind != PARE_OUT_SAFETENSORS) return pare_model_load_for(in, kind, out, err);
+    TRY(pare_model_load(in, out, err));
+    pare_model *m = *out;
+    pare_status st = PARE_OK;
+    if (m->gguf_names && !hf_mapped(m->arch)) st = st_meta_of(m, st_meta, err);
+    else if (m->gguf_names) st = pare_gguf_to_hf(m, err);
+    if (st) {
+        pare_model_free(m);
+        *out = NULL;
+    }
+    return st;
 }
 
 pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err) {
@@ -88,8 +207,8 @@ pare_status pare_convert(const char *in, const char *out, const pare_convert_opt
     FAIL_IF(kind != PARE_OUT_GGUF && o->type == PARE_TYPE_Q8_0, PARE_EUSAGE,
             "%s: safetensors cannot hold q8_0; write a .gguf", out);
     pare_model *m = NULL;
-    pare_status st;
-    st = pare_model_load_for(in, kind, &m, err);
+    pare_meta st_meta = {0};
+    pare_status st = load_for(in, kind, &m, &st_meta, err);
     pare_type *types = NULL;
     if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
@@ -97,9 +216,10 @@ pare_status pare_convert(const char *in, const char *out, const pare_convert_opt
     pare_meta meta = {0};
     if (!st && kind == PARE_OUT_GGUF) st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
     const char *inputs[1] = {in};
-    pare_write_extra x = {.meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
+    pare_write_extra x = {.meta_override = kind == PARE_OUT_GGUF ? &meta : NULL, .st_meta = st_meta.n ? &st_meta : NULL};
     if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
     pare_meta_free(&meta);
+    pare_meta_free(&st_meta);
     free(types);
     pare_model_free(m);
     return st;

@@ -66,6 +66,7 @@ typedef struct {
     pare_imatrix_fn imatrix;
     void *imatrix_ctx;
     const pare_meta *meta_override; /* GGUF: metadata to write instead of the model's; NULL = model's */
+    const pare_meta *st_meta;       /* safetensors: the __metadata__ (string KVs); NULL = {"format": "pt"} */
     double *rel_error; /* when non-NULL: per tensor, ||dequant(out) - in|| / ||in|| for
                           tensors whose type changed (-1 for the others) */
 } pare_write_extra;

@@ -556,9 +556,11 @@ pare_status pare_write_model(const pare_model *m, const char *out, const pare_ty
             const pare_meta *meta = (x && x->meta_override) ? x->meta_override : &m->meta;
             st = pare_gguf_writer_open(out, meta, plan, m->n_tensors, o->force, inputs, n_inputs, &w.g, err);
         } else {
-            /* transformers refuses safetensors files without format = pt */
+            /* transformers refuses safetensors files without format = pt; a job may give the
+             * whole __metadata__ (convert keeps a foreign GGUF's metadata there) */
             pare_meta st_meta = {0};
-            st = pare_meta_set_str(&st_meta, "format", "pt", 2, err);
+            if (x && x->st_meta && kind == PARE_OUT_SAFETENSORS) st = pare_meta_copy(&st_meta, x->st_meta, err);
+            else st = pare_meta_set_str(&st_meta, "format", "pt", 2, err);
             if (!st)
                 st = pare_st_writer_open(file ? file : out, &st_meta, plan, m->n_tensors, file ? true : o->force,
                                          inputs, n_inputs, &w.s, err);

@@ -648,9 +648,11 @@ static void test_gpt2_folder(void) {
     /* to GGUF: mask buffers dropped, Conv1D weights transposed, output = wte */
     CHECK_OK(pare_hf_to_gguf(m, &err), &err);
     CHECK(m->n_tensors == 2 + 2 * 12 + 2 + 1);
-    /* safetensors names sorted: transformer.h.0.attn.c_attn.bias first, wte (+ output) last */
-    CHECK(strcmp(m->tensors[0].name, "blk.0.attn_qkv.bias") == 0);
-    CHECK(strcmp(m->tensors[m->n_tensors - 1].name, "output.weight") == 0);
+    /* in file order (as the reference conversions in ../shared/models/arch show): wte, its
+     * output copy right after it, wpe, the blocks, ln_f last */
+    CHECK(strcmp(m->tensors[0].name, "token_embd.weight") == 0);
+    CHECK(strcmp(m->tensors[1].name, "output.weight") == 0);
+    CHECK(strcmp(m->tensors[m->n_tensors - 1].name, "output_norm.bias") == 0);
     const pare_tensor *qkv = pare_model_find(m, "blk.1.attn_qkv.weight"), *emb = pare_model_find(m, "token_embd.weight");
     const pare_tensor *out = pare_model_find(m, "output.weight");
     const pare_tensor *src = pare_model_find(w, "transformer.h.1.attn.c_attn.weight");
