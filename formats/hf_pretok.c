@@ -245,7 +245,7 @@ static void read_steps(const cJSON *p, steps_in *s, int depth) {
         const cJSON *pat = jget(p, "pattern");
         const char *re = jstr(pat, "Regex"), *str = jstr(pat, "String"), *beh = jstr(p, "behavior");
         if (!re && !str) set_bad(s, "a Split without a pattern%s%s", "", "");
-        else if (!beh || strcmp(beh, "Isolated") != 0) set_bad(s, "a Split with behavior %s%s", beh ? beh : "(none)", "");
+        else if (beh && strcmp(beh, "Isolated") != 0) set_bad(s, "a Split with behavior %s%s", beh, ""); /* none: Isolated */
         else if (cJSON_IsTrue(jget(p, "invert"))) set_bad(s, "an inverted Split%s%s", "", "");
         push_step(s, PARE_PRETOK_SPLIT, re ? re : str, !re);
     } else if (strcmp(type, "Digits") == 0) {
