@@ -251,6 +251,70 @@ static void test_hf_regexes(void) {
     }
 }
 
+/* Pieces of text under a compiled list, as "offset:length" boundaries, for comparing two lists. */
+static bool same_pieces(const tok_pre *a, const tok_pre *b, const char *text, size_t len, size_t *at) {
+    tok_words wa = {0}, wb = {0};
+    pare_err err = {0};
+    CHECK_OK(tok_pre_split(a, text, len, &wa, &err), &err);
+    CHECK_OK(tok_pre_split(b, text, len, &wb, &err), &err);
+    size_t i = 0;
+    while (i < wa.n_words && i < wb.n_words && wa.off[i] == wb.off[i] && wa.n[i] == wb.n[i]) i++;
+    bool same = i == wa.n_words && i == wb.n_words;
+    *at = i < wa.n_words ? wa.off[i] : i < wb.n_words ? wb.off[i] : 0;
+    tok_words_free(&wa);
+    tok_words_free(&wb);
+    return same;
+}
+
+/* pare's llama.cpp list and the tokenizer.json form of each entry cut llama.cpp's test
+ * strings and the GPL into the same pieces, except where llama.cpp's list is not a rendering
+ * of the JSON:
+ *   falcon  tokenizers' Digits step runs after ByteLevel, so " 4" becomes "Ġ", "4" (and a
+ *           byte of "½" written in the byte alphabet is a number); llama.cpp has no Digits step;
+ *   tekken  the JSON's letter classes are \p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M} / \p{Ll}\p{Lm}\p{Lo}\p{M},
+ *           llama.cpp's "A-Z or any other letter" / "a-z or any other letter": the same on
+ *           ASCII (the GPL), not on Cyrillic capitals or Khmer marks (the test strings). */
+static void test_lists_agree(void) {
+    const char *inp = th_shared("data/vocab/ggml-vocab-gpt-2.gguf.inp");
+    char *a = inp ? strdup(inp) : NULL;
+    const char *gpl = th_shared("data/gpl-3.txt");
+    char *b = gpl ? strdup(gpl) : NULL;
+    static const char own[] = "Don't STOP 'S 12345678 x\xc2\xbd \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 "
+                              "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c HelloWorld  \n\n\t end  ";
+    size_t n_text[3] = {sizeof own - 1, 0, 0};
+    char *texts[3] = {strdup(own), a ? th_read_file(a, &n_text[1]) : NULL, b ? th_read_file(b, &n_text[2]) : NULL};
+    free(a);
+    free(b);
+    for (size_t i = 0; pare_pretok_at(i); i++) {
+        const pare_pretok *p = pare_pretok_at(i);
+        if (!p->json) continue;
+        cJSON *j = json_of(p->names[0], p->ignore_merges);
+        pare_hf_pretok_list l;
+        tok_pre *ca = NULL, *cb = NULL;
+        pare_err err = {0};
+        CHECK_OK(pare_hf_pretok_regexes(j, "t", &l, &err), &err);
+        CHECK_OK(tok_pre_compile(p, &ca, &err), &err);
+        CHECK_OK(tok_pre_compile_list("hf", (const char *const *)l.regexes, l.n, l.multiline, l.byte_level_at, &cb, &err),
+                 &err);
+        bool falcon = strcmp(p->names[0], "falcon") == 0, tekken = strcmp(p->names[0], "tekken") == 0;
+        bool all_same = true;
+        for (int t = 0; ca && cb && t < 3; t++) {
+            if (!texts[t]) continue;
+            size_t at = 0;
+            bool same = same_pieces(ca, cb, texts[t], n_text[t], &at);
+            all_same = all_same && same;
+            if (!falcon && !(tekken && t < 2))
+                CHECK_MSG(same, "%s: text %d cut differently from byte %zu", p->names[0], t, at);
+        }
+        if (falcon || tekken) CHECK_MSG(!all_same, "%s: expected to differ from tokenizers' reading", p->names[0]);
+        tok_pre_free(ca);
+        tok_pre_free(cb);
+        pare_hf_pretok_list_free(&l);
+        cJSON_Delete(j);
+    }
+    for (int t = 0; t < 3; t++) free(texts[t]);
+}
+
 /* ------------------------------------------------------------------ ../shared */
 
 /* Names a GGUF's vocabulary from the tokenizer.json pare exports for it and compares with
@@ -315,6 +379,7 @@ int main(void) {
     TH_RUN(test_arch_names);
     TH_RUN(test_refused);
     TH_RUN(test_hf_regexes);
+    TH_RUN(test_lists_agree);
     TH_RUN(test_shared_vocab);
     return th_done();
 }
