@@ -263,7 +263,7 @@ static int check(const cmd_opts *o) {
     if (!st) st = pare_tokenize(c.hf, text, len, false, &b, &nb, &err);
     int rc = 0;
     if (st) {
-        pare_err_prefix(&err, "%s", path);
+        if (!strstr(err.msg, path)) pare_err_prefix(&err, "%s", path);
         rc = cmd_fail(&err);
     } else {
         size_t i = 0, off = 0;

@@ -357,13 +357,16 @@ pare_status pare_hf_pretok_name(const cJSON *tokjson, const char *arch, const ch
         snprintf(name, cap, "%s", pick);
         return PARE_OK;
     }
-    char what[640];
+    char what[640], known[256] = "";
     describe(&s, what, sizeof what);
+    for (size_t i = 0; i < N_TABLE; i++) {
+        size_t o = strlen(known);
+        if (table[i].json) snprintf(known + o, sizeof known - o, "%s%s", o ? ", " : "", table[i].names[0]);
+    }
     return pare_err_set(err, PARE_EUNSUPPORTED,
-                        "%s: BPE pre-tokenizer not recognized%s%s: %s (pare knows llama.cpp's gpt-2, llama-bpe, "
-                        "qwen2, starcoder, falcon, deepseek-*, tekken, bloom, viking, chameleon; "
-                        "--tokenizer-pre NAME forces one)",
-                        path, s.bad[0] || !norm ? ", it has " : "", s.bad[0] ? s.bad : !norm ? bad : "", what);
+                        "%s: BPE pre-tokenizer not recognized%s%s: %s (pare knows the tokenizer.json forms of "
+                        "llama.cpp's %s; --tokenizer-pre NAME forces one)",
+                        path, s.bad[0] || !norm ? ", it has " : "", s.bad[0] ? s.bad : !norm ? bad : "", what, known);
 }
 
 /* ------------------------------------------------------------------ writing tokenizer.json */
