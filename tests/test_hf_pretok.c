@@ -315,6 +315,50 @@ static void test_lists_agree(void) {
     for (int t = 0; t < 3; t++) free(texts[t]);
 }
 
+/* pare_tokenizer_new_regex: GPT-2's list given as regexes tokenizes llama.cpp's test strings
+ * as the named gpt-2 tokenizer does; a regex that does not compile and an SPM vocabulary are
+ * refused. */
+static void test_regex_tokenizer(void) {
+    pare_err err = {0};
+    pare_model *spm = NULL;
+    CHECK_OK(pare_model_load("tests/fixtures/tiny-llama", &spm, &err), &err);
+    const char *const gpt2[] = {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"};
+    pare_tok_regex_pre rp = {.name = "hf", .regexes = gpt2, .n = 1, .byte_level_at = 1, .multiline = true};
+    pare_tokenizer *tk = NULL;
+    if (spm) CHECK(pare_tokenizer_new_regex(&spm->meta, &rp, &tk, &err) == PARE_EUNSUPPORTED && !tk);
+    pare_model_free(spm);
+    const char *path = th_shared("data/vocab/ggml-vocab-gpt-2.gguf");
+    if (!path) return;
+    pare_model *m = NULL;
+    CHECK_OK(pare_model_load(path, &m, &err), &err);
+    if (!m) return;
+    const char *const broken[] = {"(unclosed"};
+    pare_tok_regex_pre bad = {.name = "hf", .regexes = broken, .n = 1, .byte_level_at = 1};
+    CHECK(pare_tokenizer_new_regex(&m->meta, &bad, &tk, &err) == PARE_EUNSUPPORTED && !tk &&
+          strstr(err.msg, "does not compile"));
+    pare_tokenizer *named = NULL;
+    CHECK_OK(pare_tokenizer_new(&m->meta, &named, &err), &err);
+    CHECK_OK(pare_tokenizer_new_regex(&m->meta, &rp, &tk, &err), &err);
+    CHECK(tk && strcmp(pare_tokenizer_pre(tk), "hf") == 0);
+    char *inp = th_shared_dup("data/vocab/ggml-vocab-gpt-2.gguf.inp");
+    size_t n = 0;
+    char *text = inp ? th_read_file(inp, &n) : NULL;
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (text && tk && named) {
+        CHECK_OK(pare_tokenize(named, text, n, false, &a, &na, &err), &err);
+        CHECK_OK(pare_tokenize(tk, text, n, false, &b, &nb, &err), &err);
+        CHECK(na == nb && na > 0 && memcmp(a, b, na * sizeof *a) == 0);
+    }
+    free(a);
+    free(b);
+    free(text);
+    free(inp);
+    pare_tokenizer_free(tk);
+    pare_tokenizer_free(named);
+    pare_model_free(m);
+}
+
 /* ------------------------------------------------------------------ ../shared */
 
 /* Names a GGUF's vocabulary from the tokenizer.json pare exports for it and compares with
@@ -379,6 +423,7 @@ int main(void) {
     TH_RUN(test_arch_names);
     TH_RUN(test_refused);
     TH_RUN(test_hf_regexes);
+    TH_RUN(test_regex_tokenizer);
     TH_RUN(test_lists_agree);
     TH_RUN(test_shared_vocab);
     return th_done();
