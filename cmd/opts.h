@@ -134,6 +134,8 @@ typedef struct cmd_opts {
     double tolerance;
     cmd_list ignore_meta;
     const char *string;
+    const char *check;         /* tokenize --check FILE */
+    const char *tokenizer_pre; /* --tokenizer-pre NAME: a llama.cpp pre-tokenizer forced */
 } cmd_opts;
 
 /* A subcommand: its help prose around the generated option lines, its positional

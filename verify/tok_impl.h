@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "verify/tokenizer.h"
+#include "formats/hf_pretok.h"
 
 /* Token attributes, as llama.cpp's llama_token_attr (one type bit plus strip flags). */
 enum {
@@ -58,14 +59,9 @@ pare_status tok_out_push(tok_out *o, int32_t id, pare_err *err);
 
 /* One pre-tokenizer: the regexes applied one after another (each splits the pieces the
  * previous one produced; text no regex matches stays as pieces of its own), and the
- * vocabulary defaults llama.cpp attaches to that pre name. */
-typedef struct tok_pre_def {
-    const char *const *names; /* NULL-terminated aliases ("llama3", "llama-bpe", ...) */
-    const char *const *regexes; /* NULL-terminated, PCRE2 syntax */
-    bool ignore_merges;       /* a piece that is a whole token is taken as is */
-    bool add_bos;             /* default for add_bos_token */
-    bool no_bos;              /* the vocabulary has no BOS (chatglm) */
-} tok_pre_def;
+ * vocabulary defaults llama.cpp attaches to that pre name. The table is formats/hf_pretok.c,
+ * shared with the tokenizer.json reader and writer. */
+typedef pare_pretok tok_pre_def;
 
 /* The definition for a tokenizer.ggml.pre value; NULL name or "" gives "default".
  * NULL when the name is unknown. */
@@ -73,6 +69,11 @@ const tok_pre_def *tok_pre_find(const char *name);
 
 typedef struct tok_pre tok_pre; /* compiled regexes */
 pare_status tok_pre_compile(const tok_pre_def *def, tok_pre **out, pare_err *err);
+/* Compiles any list of n regexes (what names it in messages): multiline adds
+ * PCRE2_MULTILINE; regexes from index byte_level_at on (>= n: none) run on the pieces
+ * written in GPT-2's byte alphabet, as after Hugging Face's ByteLevel step. */
+pare_status tok_pre_compile_list(const char *what, const char *const *regexes, size_t n, bool multiline,
+                                 size_t byte_level_at, tok_pre **out, pare_err *err);
 void tok_pre_free(tok_pre *p);
 
 /* Text decoded the llama.cpp way and split into pieces.

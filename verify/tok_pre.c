@@ -8,16 +8,13 @@
  *
  * llama.cpp runs the two most common lists (GPT-2's and Llama 3's) through hand-written
  * matchers and the others through std::regex over a text in which every non-ASCII code
- * point is replaced by a stand-in for its category. Both behave as the PCRE2 patterns
- * below (compiled with UTF + UCP, so \p{L} / \p{N} / \p{P} use Unicode categories and \s
- * is Unicode White_Space), with these adjustments written into the patterns:
- *   - GPT-2's list gets a final "|\s+": llama.cpp's matcher takes a run of whitespace that
- *     \s+(?!\S) cannot, and without it PCRE2 would leave it as an unmatched stretch, which
- *     is the same piece anyway; the alternative keeps the two equal by construction.
- *   - "(?i:'s|'t|...)" is spelled '[sS]|'[tT]|... (llama.cpp does the same): PCRE2's
- *     caseless mode would also fold U+017F and U+212A, llama.cpp's matcher does not.
- *   - std::regex's "$" (end of input) is "\z" (PCRE2's "$" also matches before a final
- *     newline); tekken's lookahead groups are character classes (see re_tekken).
+ * point is replaced by a stand-in for its category. Both behave as PCRE2 patterns compiled
+ * with UTF + UCP; those patterns, and how they differ in spelling from llama.cpp's, are in
+ * the table of formats/hf_pretok.c, which also holds the tokenizer.json form of each.
+ *
+ * tok_pre_compile_list runs any list, for `pare tokenize --check`: Hugging Face's own
+ * regexes, where a ByteLevel step in the middle writes the pieces in GPT-2's byte alphabet
+ * before the later regexes see them (the pieces are mapped back to text offsets at the end).
  * Where the categories come from differs: llama.cpp carries its own Unicode 15.1 tables,
  * PCRE2 its own (Debian 12's 10.42: Unicode 14), so code points assigned in Unicode 15
  * may be classified differently.
@@ -37,128 +34,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ the regex lists */
-
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define RE_CONTRACTIONS_ANYCASE "'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]"
-#define RE_LLAMA3                                                                                   \
-    RE_CONTRACTIONS_ANYCASE "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
-                            "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_QWEN2                                                                                  \
-    RE_CONTRACTIONS_ANYCASE "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
-                            "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_BLOOM " ?[^(\\s|.,!?\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c)]+"
-#define RE_CJK "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
-
-static const char *const re_default[] = {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]",
-                                         NULL};
-static const char *const re_gpt2[] = {RE_GPT2, NULL};
-static const char *const re_llama3[] = {RE_LLAMA3, NULL};
-static const char *const re_qwen2[] = {RE_QWEN2, NULL};
-static const char *const re_falcon[] = {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]", NULL};
-static const char *const re_starcoder[] = {"\\p{N}", RE_GPT2, NULL};
-static const char *const re_bloom[] = {RE_BLOOM, NULL};
-static const char *const re_viking[] = {RE_BLOOM, "\\p{N}", NULL};
-/* DeepSeek LLM lists its Latin, Greek, Cyrillic... letters explicitly (from its
- * tokenizer.json); \s?[...]+ then covers words of those scripts only. */
-static const char *const re_deepseek_llm[] = {
-    "[\\r\\n]",
-    "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf\u01c4-\u0293\u0295-\u02af"
-    "\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03f5"
-    "\u03f7-\u0481\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd\u1c90-\u1cba"
-    "\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45"
-    "\u1f48-\u1f4d\u1f50-\u1f57\u1f59\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe"
-    "\u1fc2-\u1fc4\u1fc6-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4\u1ff6-\u1ffc"
-    "\u2102\u2107\u210a-\u2113\u2115\u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134\u2139"
-    "\u213c-\u213f\u2145-\u2149\u214e\u2183\u2184\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee\u2cf2\u2cf3"
-    "\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua787\ua78b-\ua78e\uab70-\uabbf\ufb00-\ufb06"
-    "\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a\U00010400-\U0001044f\U000104b0-\U000104d3"
-    "\U000104d8-\U000104fb\U00010c80-\U00010cb2\U00010cc0-\U00010cf2\U000118a0-\U000118df"
-    "\U0001e900-\U0001e943]+",
-    "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+",
-    "\\s+\\z",
-    RE_CJK,
-    "\\p{N}+",
-    NULL,
-};
-static const char *const re_deepseek_coder[] = {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", RE_CJK, "\\p{N}", NULL};
-static const char *const re_deepseek3[] = {
-    "\\p{N}{1,3}",
-    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
-    "| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-    NULL,
-};
-/* Tekken (Mistral Nemo): words split before capitals. llama.cpp writes "a letter that is
- * not a-z" as ((?=[\p{L}])([^a-z])); [^\P{L}a-z] says the same without a group per
- * character, which PCRE2's JIT would need stack for on long words. */
-static const char *const re_tekken[] = {
-    "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+|[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*"
-    "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-    NULL,
-};
-static const char *const re_chameleon[] = {
-    "<sentinel:[0-9]+>",
-    "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
-    "([\\t\\n]|    |  )",
-    "\\p{N}",
-    "[\\p{P}!-/:-@\\[-`{-~]",
-    RE_GPT2,
-    NULL,
-};
-
-/* The names llama.cpp's llama_vocab::impl::load accepts for tokenizer.ggml.pre, grouped by
- * the regex list they select. "gpt-neox" is not one of them; pare takes it as GPT-2's. */
-static const char *const n_default[] = {"default", NULL};
-static const char *const n_llama3[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", NULL};
-static const char *const n_dbrx[] = {"dbrx", "smaug-bpe", NULL};
-static const char *const n_chatglm[] = {"chatglm-bpe", NULL};
-static const char *const n_deepseek_llm[] = {"deepseek-llm", NULL};
-static const char *const n_deepseek_coder[] = {"deepseek-coder", NULL};
-static const char *const n_deepseek3[] = {"deepseek-v3", NULL};
-static const char *const n_falcon[] = {"falcon", NULL};
-static const char *const n_gpt2[] = {"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en",
-                                     "jina-v2-es", "jina-v2-de", "jina-v2-code", "roberta-bpe", "mpt",
-                                     "olmo", "jais", "gpt-neox", NULL};
-static const char *const n_starcoder[] = {"starcoder", "refact", "command-r", "smollm", "codeshell",
-                                          "exaone", "minerva-7b", NULL};
-static const char *const n_qwen2[] = {"qwen2", "stablelm2", "megrez", NULL};
-static const char *const n_bloom[] = {"poro-chat", "bloom", "gpt3-finnish", NULL};
-static const char *const n_viking[] = {"viking", NULL};
-static const char *const n_tekken[] = {"tekken", NULL};
-static const char *const n_chameleon[] = {"chameleon", NULL};
-
-static const tok_pre_def pre_defs[] = {
-    {.names = n_default, .regexes = re_default},
-    {.names = n_llama3, .regexes = re_llama3, .ignore_merges = true, .add_bos = true},
-    {.names = n_dbrx, .regexes = re_llama3},
-    {.names = n_chatglm, .regexes = re_llama3, .no_bos = true},
-    {.names = n_deepseek_llm, .regexes = re_deepseek_llm},
-    {.names = n_deepseek_coder, .regexes = re_deepseek_coder},
-    {.names = n_deepseek3, .regexes = re_deepseek3},
-    {.names = n_falcon, .regexes = re_falcon},
-    {.names = n_gpt2, .regexes = re_gpt2},
-    {.names = n_starcoder, .regexes = re_starcoder},
-    {.names = n_qwen2, .regexes = re_qwen2},
-    {.names = n_bloom, .regexes = re_bloom},
-    {.names = n_viking, .regexes = re_viking},
-    {.names = n_tekken, .regexes = re_tekken, .ignore_merges = true, .add_bos = true},
-    {.names = n_chameleon, .regexes = re_chameleon, .add_bos = true},
-};
-
-const tok_pre_def *tok_pre_find(const char *name) {
-    if (!name || !*name) name = "default";
-    for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0]; i++)
-        for (const char *const *n = pre_defs[i].names; *n; n++)
-            if (strcmp(*n, name) == 0) return &pre_defs[i];
-    return NULL;
-}
+const tok_pre_def *tok_pre_find(const char *name) { return pare_pretok_find(name); }
 
 /* ------------------------------------------------------------------ compiled lists */
 
 struct tok_pre {
     pcre2_code **code;
     size_t n;
+    size_t byte_level_at; /* regexes from this index on see the GPT-2 byte alphabet */
 };
 
 void tok_pre_free(tok_pre *p) {
@@ -168,33 +51,41 @@ void tok_pre_free(tok_pre *p) {
     free(p);
 }
 
-pare_status tok_pre_compile(const tok_pre_def *def, tok_pre **out, pare_err *err) {
+pare_status tok_pre_compile_list(const char *what, const char *const *regexes, size_t n, bool multiline,
+                                 size_t byte_level_at, tok_pre **out, pare_err *err) {
     *out = NULL;
-    size_t n = 0;
-    while (def->regexes[n]) n++;
     tok_pre *p = calloc(1, sizeof *p);
     if (!p || !(p->code = calloc(n ? n : 1, sizeof *p->code))) {
         free(p);
-        return pare_err_set(err, PARE_ENOMEM, "pre-tokenizer '%s': out of memory", def->names[0]);
+        return pare_err_set(err, PARE_ENOMEM, "pre-tokenizer '%s': out of memory", what);
     }
+    p->byte_level_at = byte_level_at;
+    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (multiline ? PCRE2_MULTILINE : 0);
     for (; p->n < n; p->n++) {
         int ec;
         PCRE2_SIZE eoff;
-        pcre2_code *c = pcre2_compile((PCRE2_SPTR)def->regexes[p->n], PCRE2_ZERO_TERMINATED,
-                                      PCRE2_UTF | PCRE2_UCP, &ec, &eoff, NULL);
+        pcre2_code *c = pcre2_compile((PCRE2_SPTR)regexes[p->n], PCRE2_ZERO_TERMINATED, opts, &ec, &eoff, NULL);
         if (!c) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            pare_err_set(err, PARE_EINTERNAL, "pre-tokenizer '%s': regex %zu does not compile at %zu: %s",
-                         def->names[0], p->n, (size_t)eoff, (const char *)msg);
+            pare_err_set(err, PARE_EUNSUPPORTED, "pre-tokenizer '%s': regex %zu does not compile at %zu: %s", what,
+                         p->n, (size_t)eoff, (const char *)msg);
             tok_pre_free(p);
-            return PARE_EINTERNAL;
+            return PARE_EUNSUPPORTED;
         }
         pcre2_jit_compile(c, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
         p->code[p->n] = c;
     }
     *out = p;
     return PARE_OK;
+}
+
+pare_status tok_pre_compile(const tok_pre_def *def, tok_pre **out, pare_err *err) {
+    size_t n = 0;
+    while (def->regexes[n]) n++;
+    pare_status st = tok_pre_compile_list(def->names[0], def->regexes, n, false, n, out, err);
+    /* pare's own lists must compile: a failure is a bug, not bad input */
+    return st == PARE_EUNSUPPORTED ? PARE_EINTERNAL : st;
 }
 
 /* ------------------------------------------------------------------ UTF-8 */
@@ -323,7 +214,44 @@ static pare_status split_piece(const pcre2_code *re, pcre2_match_data *md, pcre2
  * exhaust; each call gets its own stack that may grow to this size. */
 #define TOK_JIT_STACK_MAX (16u << 20)
 
-static pare_status split_all(const tok_pre *p, const char *safe, size_t len, spans *cur, pare_err *err) {
+/* The text in GPT-2's byte alphabet (byte b as the UTF-8 of one code point: b itself when
+ * printable, else 256 + its rank among the unprintable bytes) and where each byte of the
+ * text starts in it (eoff, len + 1 entries) and back (ooff, at those starts). */
+typedef struct bytelevel {
+    char *enc;
+    size_t *eoff, *ooff;
+} bytelevel;
+
+static pare_status bytelevel_make(const char *text, size_t len, bytelevel *b, pare_err *err) {
+    b->enc = malloc(2 * len + 1);
+    b->eoff = malloc((len + 1) * sizeof *b->eoff);
+    b->ooff = malloc((2 * len + 1) * sizeof *b->ooff);
+    FAIL_IF(!b->enc || !b->eoff || !b->ooff, PARE_ENOMEM, "tokenizer: out of memory for %zu bytes of text", len);
+    uint32_t cp_of[256];
+    for (uint32_t c = 0, next = 256; c < 256; c++) {
+        bool printable = (c >= 0x21 && c <= 0x7e) || (c >= 0xa1 && c <= 0xac) || (c >= 0xae && c <= 0xff);
+        cp_of[c] = printable ? c : next++;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        b->eoff[i] = o;
+        b->ooff[o] = i;
+        o += utf8_encode(cp_of[(unsigned char)text[i]], b->enc + o);
+    }
+    b->eoff[len] = o;
+    b->ooff[o] = len;
+    b->enc[o] = '\0';
+    return PARE_OK;
+}
+
+static void bytelevel_free(bytelevel *b) {
+    free(b->enc);
+    free(b->eoff);
+    free(b->ooff);
+}
+
+static pare_status split_all(const tok_pre *p, const char *utf8, const char *safe, size_t len, spans *cur,
+                             pare_err *err) {
     pcre2_match_data *md = pcre2_match_data_create(16, NULL);
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
     pcre2_jit_stack *js = pcre2_jit_stack_create(32u << 10, TOK_JIT_STACK_MAX, NULL);
@@ -335,8 +263,20 @@ static pare_status split_all(const tok_pre *p, const char *safe, size_t len, spa
     }
     pcre2_jit_stack_assign(mc, NULL, js);
     spans next = {0};
+    bytelevel bl = {0};
+    bool encoded = false;
     pare_status st = len ? spans_push(cur, 0, len, err) : PARE_OK;
     for (size_t r = 0; st == PARE_OK && r < p->n; r++) {
+        if (r == p->byte_level_at) { /* from here on the regexes see the byte alphabet */
+            st = bytelevel_make(utf8, len, &bl, err);
+            for (size_t i = 0; st == PARE_OK && i < cur->count; i++) {
+                size_t e = bl.eoff[cur->off[i]];
+                cur->n[i] = bl.eoff[cur->off[i] + cur->n[i]] - e;
+                cur->off[i] = e;
+            }
+            safe = bl.enc;
+            encoded = st == PARE_OK;
+        }
         next.count = 0;
         for (size_t i = 0; st == PARE_OK && i < cur->count; i++)
             st = split_piece(p->code[r], md, mc, safe, cur->off[i], cur->n[i], &next, err);
@@ -344,6 +284,12 @@ static pare_status split_all(const tok_pre *p, const char *safe, size_t len, spa
         *cur = next;
         next = t;
     }
+    for (size_t i = 0; encoded && st == PARE_OK && i < cur->count; i++) { /* back to text offsets */
+        size_t o = bl.ooff[cur->off[i]];
+        cur->n[i] = bl.ooff[cur->off[i] + cur->n[i]] - o;
+        cur->off[i] = o;
+    }
+    bytelevel_free(&bl);
     free(next.off);
     free(next.n);
     pcre2_match_data_free(md);
@@ -357,7 +303,7 @@ pare_status tok_pre_split(const tok_pre *p, const char *text, size_t len, tok_wo
     char *safe = NULL;
     spans cur = {0};
     pare_status st = decode_text(text, len, w, &safe, err);
-    if (st == PARE_OK) st = split_all(p, safe, w->len, &cur, err);
+    if (st == PARE_OK) st = split_all(p, w->utf8, safe, w->len, &cur, err);
     free(safe);
     w->off = cur.off;
     w->n = cur.n;

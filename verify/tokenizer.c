@@ -474,7 +474,8 @@ void pare_tokenizer_free(pare_tokenizer *tk) {
     free(tk);
 }
 
-static pare_status pick_model(pare_tokenizer *tk, const pare_meta *meta, pare_err *err) {
+static pare_status pick_model(pare_tokenizer *tk, const pare_meta *meta, const pare_tok_regex_pre *custom,
+                              pare_err *err) {
     const pare_kv *kv = pare_meta_get(meta, "tokenizer.ggml.model");
     FAIL_IF(!kv, PARE_EINPUT, "tokenizer metadata: no tokenizer.ggml.model");
     FAIL_IF(kv->type != PARE_META_STRING, PARE_EINPUT, "tokenizer metadata: tokenizer.ggml.model is %s, expected a string",
@@ -491,6 +492,14 @@ static pare_status pick_model(pare_tokenizer *tk, const pare_meta *meta, pare_er
                     "tokenizer model '%s' is not supported (pare handles 'llama' and 'gpt2')", model);
         return pare_err_set(err, PARE_EUNSUPPORTED, "unknown tokenizer model '%.100s'", model);
     }
+    if (custom) { /* GPT-2's vocabulary defaults, the given regexes */
+        FAIL_IF(tk->type != TOK_BPE, PARE_EUNSUPPORTED, "tokenizer: a regex pre-tokenizer needs a gpt2 (BPE) vocabulary, not '%s'",
+                model);
+        tk->pre_def = tok_pre_find("gpt-2");
+        tk->pre_name = strdup(custom->name ? custom->name : "custom");
+        FAIL_IF(!tk->pre_name, PARE_ENOMEM, "tokenizer: out of memory");
+        return PARE_OK;
+    }
     const pare_kv *pk = pare_meta_get(meta, "tokenizer.ggml.pre");
     FAIL_IF(pk && pk->type != PARE_META_STRING, PARE_EINPUT, "tokenizer metadata: tokenizer.ggml.pre is %s, expected a string",
             pare_meta_type_name(pk->type));
@@ -504,16 +513,22 @@ static pare_status pick_model(pare_tokenizer *tk, const pare_meta *meta, pare_er
     return PARE_OK;
 }
 
-static pare_status tokenizer_load(pare_tokenizer *tk, const pare_meta *meta, pare_err *err) {
-    TRY(pick_model(tk, meta, err));
+static pare_status tokenizer_load(pare_tokenizer *tk, const pare_meta *meta, const pare_tok_regex_pre *custom,
+                                  pare_err *err) {
+    TRY(pick_model(tk, meta, custom, err));
     TRY(load_tokens(tk, meta, err));
     TRY(load_scores_types(tk, meta, err));
     if (tk->type == TOK_BPE) {
         TRY(load_merges(tk, meta, err));
-        TRY(tok_pre_compile(tk->pre_def, &tk->pre, err));
+        if (custom)
+            TRY(tok_pre_compile_list(tk->pre_name, custom->regexes, custom->n, custom->multiline, custom->byte_level_at,
+                                     &tk->pre, err));
+        else
+            TRY(tok_pre_compile(tk->pre_def, &tk->pre, err));
         tok_bpe_init_bytes(tk);
     }
     TRY(load_flags(tk, meta, err));
+    if (custom) tk->ignore_merges = custom->ignore_merges;
     TRY(force_control(tk, meta, err));
     TRY(build_special_list(tk, err));
     set_strip_flags(tk, meta);
@@ -524,17 +539,27 @@ static pare_status tokenizer_load(pare_tokenizer *tk, const pare_meta *meta, par
     return build_pieces(tk, err);
 }
 
-pare_status pare_tokenizer_new(const pare_meta *meta, pare_tokenizer **out, pare_err *err) {
+static pare_status tokenizer_new(const pare_meta *meta, const pare_tok_regex_pre *custom, pare_tokenizer **out,
+                                 pare_err *err) {
     *out = NULL;
     pare_tokenizer *tk = calloc(1, sizeof *tk);
     FAIL_IF(!tk, PARE_ENOMEM, "tokenizer: out of memory");
-    pare_status st = tokenizer_load(tk, meta, err);
+    pare_status st = tokenizer_load(tk, meta, custom, err);
     if (st != PARE_OK) {
         pare_tokenizer_free(tk);
         return st;
     }
     *out = tk;
     return PARE_OK;
+}
+
+pare_status pare_tokenizer_new(const pare_meta *meta, pare_tokenizer **out, pare_err *err) {
+    return tokenizer_new(meta, NULL, out, err);
+}
+
+pare_status pare_tokenizer_new_regex(const pare_meta *meta, const pare_tok_regex_pre *pre, pare_tokenizer **out,
+                                     pare_err *err) {
+    return tokenizer_new(meta, pre, out, err);
 }
 
 /* ------------------------------------------------------------------ tokenizing */

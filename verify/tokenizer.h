@@ -41,6 +41,26 @@ typedef struct pare_tokenizer pare_tokenizer;
 pare_status pare_tokenizer_new(const pare_meta *meta, pare_tokenizer **out, pare_err *err);
 void pare_tokenizer_free(pare_tokenizer *tk);
 
+/* A BPE pre-tokenizer given as its regexes rather than by a tokenizer.ggml.pre name (how
+ * `pare tokenize --check` runs a tokenizer.json's own definition, formats/hf_pretok.h).
+ * The regexes split in order as llama.cpp's lists do; from index byte_level_at on
+ * (>= n: never) they see the pieces in GPT-2's byte alphabet; multiline compiles them with
+ * PCRE2_MULTILINE. BOS / EOS defaults are those of a GPT-2 vocabulary. */
+typedef struct {
+    const char *name; /* what pare_tokenizer_pre returns */
+    const char *const *regexes;
+    size_t n;
+    size_t byte_level_at;
+    bool multiline;
+    bool ignore_merges; /* a piece that is a whole token is taken as is */
+} pare_tok_regex_pre;
+
+/* pare_tokenizer_new for a "gpt2" vocabulary in meta, with the pre-tokenizer `pre` in place
+ * of tokenizer.ggml.pre (which is not read). A regex that does not compile is
+ * PARE_EUNSUPPORTED naming it. */
+pare_status pare_tokenizer_new_regex(const pare_meta *meta, const pare_tok_regex_pre *pre, pare_tokenizer **out,
+                                     pare_err *err);
+
 /* Tokenizes len bytes of text into a new malloc'ed array (*tokens, the caller frees it;
  * NULL when *n_tokens is 0). add_special adds BOS / EOS as the vocabulary asks
  * (tokenizer.ggml.add_bos_token / add_eos_token, else llama.cpp's defaults: SPM adds BOS,
