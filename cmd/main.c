@@ -108,6 +108,9 @@ int main(int argc, char **argv) {
      * heap instead of mapping and unmapping (and page-faulting) each one again. */
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    /* An input cut short while it is mapped raises SIGBUS: an error, not a crash. */
+    pare_err sigbus_err = {0};
+    if (pare_catch_sigbus(&sigbus_err)) fprintf(stderr, "pare: %s\n", sigbus_err.msg);
     if (argc < 2) {
         usage(stderr);
         return 1;

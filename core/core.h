@@ -309,6 +309,13 @@ pare_status pare_map_pread(const pare_map *m, void *dst, uint64_t off, size_t n,
 /* Tells the kernel the pages of [off, off+len) are not needed any more, so that a pass
  * streaming over a large file keeps its resident memory small. Safe on any range. */
 void pare_map_release(const pare_map *m, uint64_t off, uint64_t len);
+/* Makes a SIGBUS from a mapped input (the file was cut short, or its disk failed, while
+ * pare read it) end the process with exit status 2 and one line naming the file, instead
+ * of a crash. Process-wide, so only the command-line tool calls it, once, at start; the
+ * handler keeps no state (it finds the file in /proc/self/maps) and no output is left:
+ * outputs are unnamed (O_TMPFILE) until complete, named temporaries are swept by the next
+ * run. Library users who map files themselves keep their own SIGBUS policy. */
+pare_status pare_catch_sigbus(pare_err *err);
 /* Reads a whole (small) file into a NUL-terminated buffer, refusing files over max_bytes. */
 pare_status pare_read_file(const char *path, size_t max_bytes, char **out, size_t *len, pare_err *err);
 /* The max_bytes of every text read whole (evaluation, calibration and tokenizer input). */

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,16 @@ pare_status pare_map_open(const char *path, pare_map **out, pare_err *err) {
             return PARE_EIO;
         }
         m->data = p;
+        /* A file cut short between fstat and mmap would fault at the first read of its
+         * tail: look again now that the mapping exists (later changes: pare_catch_sigbus). */
+        struct stat st2;
+        if (fstat(fd, &st2) != 0 || st2.st_size != st.st_size) {
+            munmap(p, (size_t)m->size);
+            close(fd);
+            free(m->path);
+            free(m);
+            return pare_err_set(err, PARE_EINPUT, "%s: the file changed size while pare opened it", path);
+        }
     }
     m->fd = fd;
     *out = m;
@@ -74,6 +85,122 @@ pare_status pare_map_pread(const pare_map *m, void *dst, uint64_t off, size_t n,
         n -= (size_t)r;
         off += (uint64_t)r;
     }
+    return PARE_OK;
+}
+
+/* ------------------------------------------------------------------------ SIGBUS */
+
+/* Async-signal-safe helpers: only read, write, open, close and _exit below. */
+static size_t sb_len(const char *s) {
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static void sb_put(const char *s, size_t n) {
+    while (n) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static uint64_t sb_hex(const char **p) {
+    uint64_t v = 0;
+    for (;; (*p)++) {
+        char c = **p;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return v;
+        v = v << 4 | (uint64_t)d;
+    }
+}
+
+/* The line of /proc/self/maps "START-END PERMS OFFSET DEV INODE PATH" holding addr: copies
+ * PATH into path and sets *off to addr's offset in the file; false when not found. */
+static bool sb_find_mapping(uintptr_t addr, char *path, size_t cap, uint64_t *off) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[8192];
+    size_t have = 0;
+    bool found = false, eof = false;
+    while (!found && !(eof && have == 0)) {
+        if (!eof && have < sizeof buf) {
+            ssize_t r = read(fd, buf + have, sizeof buf - have);
+            if (r <= 0) eof = true;
+            else have += (size_t)r;
+        }
+        char *nl = memchr(buf, '\n', have);
+        if (!nl && !eof && have < sizeof buf) continue;
+        size_t line_len = nl ? (size_t)(nl - buf) : have; /* a line longer than buf is cut */
+        buf[line_len < sizeof buf ? line_len : sizeof buf - 1] = 0;
+        const char *p = buf;
+        uint64_t start = sb_hex(&p);
+        if (*p == '-') p++;
+        uint64_t end = sb_hex(&p);
+        if (addr >= start && addr < end) {
+            for (int field = 0; field < 2 && *p; field++) { /* skip PERMS, to OFFSET */
+                while (*p == ' ') p++;
+                while (*p && *p != ' ') p++;
+            }
+            while (*p == ' ') p++;
+            uint64_t foff = sb_hex(&p);
+            for (int field = 0; field < 2 && *p; field++) { /* skip DEV and INODE */
+                while (*p == ' ') p++;
+                while (*p && *p != ' ') p++;
+            }
+            while (*p == ' ') p++;
+            size_t n = sb_len(p);
+            if (n >= cap) n = cap - 1;
+            memcpy(path, p, n);
+            path[n] = 0;
+            *off = foff + (addr - start);
+            found = n > 0;
+            break;
+        }
+        size_t used = nl ? line_len + 1 : have;
+        memmove(buf, buf + used, have - used);
+        have -= used;
+    }
+    close(fd);
+    return found;
+}
+
+static void sb_u64(uint64_t v) {
+    char d[24];
+    size_t n = 0;
+    do d[sizeof d - 1 - n++] = (char)('0' + v % 10); while ((v /= 10) && n < sizeof d);
+    sb_put(d + sizeof d - n, n);
+}
+
+static void sigbus_handler(int sig, siginfo_t *si, void *uc) {
+    (void)sig;
+    (void)uc;
+    char path[1024];
+    uint64_t off = 0;
+    sb_put("pare: ", 6);
+    if (sb_find_mapping((uintptr_t)si->si_addr, path, sizeof path, &off)) {
+        sb_put(path, sb_len(path));
+        const char *m = ": the file was cut short or could not be read while pare read it (SIGBUS at byte ";
+        sb_put(m, sb_len(m));
+        sb_u64(off);
+        m = "); nothing was written\n";
+        sb_put(m, sb_len(m));
+    } else {
+        const char *m = "an input file was cut short or could not be read while pare read it (SIGBUS); "
+                        "nothing was written\n";
+        sb_put(m, sb_len(m));
+    }
+    _exit(2);
+}
+
+pare_status pare_catch_sigbus(pare_err *err) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sigbus_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) != 0) return pare_err_errno(err, "cannot install the SIGBUS handler");
     return PARE_OK;
 }
 

@@ -262,8 +262,12 @@ static pare_status rd_alignment(const rd *r, const pare_meta *meta, uint64_t *ou
     const pare_kv *kv = &meta->kv[i];
     loc l = {"key", (uint64_t)i, kv->key, strlen(kv->key)};
     if (kv->type != PARE_META_U32) return BAD(r, &l, "must be a u32, not %s", pare_meta_type_name(kv->type));
+    /* 0 divided Ollama's reader by zero (CVE-2025-0317); a huge one makes the padding
+     * arithmetic and the "no trailing bytes" rule meaningless. */
     if (kv->v.u64 == 0 || (kv->v.u64 & (kv->v.u64 - 1)))
         return BAD(r, &l, "alignment %llu is not a power of two", (unsigned long long)kv->v.u64);
+    if (kv->v.u64 > PARE_GGUF_MAX_ALIGNMENT)
+        return BAD(r, &l, "alignment %llu is larger than %u", (unsigned long long)kv->v.u64, PARE_GGUF_MAX_ALIGNMENT);
     *out = kv->v.u64;
     return PARE_OK;
 }
@@ -343,8 +347,15 @@ static uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UI
 /* The data section: where it starts, offsets as ggml requires, bytes inside the file.
  * `t` are this file's n tensors; their offsets become absolute. */
 static pare_status rd_data(rd *r, pare_tensor *t, size_t n, uint64_t alignment, int map_index, pare_err *err) {
-    if (n == 0) return PARE_OK; /* vocabulary-only files may end right after the metadata */
     uint64_t data = pad_up(r->pos, alignment), expect = 0;
+    if (n == 0) {
+        /* Vocabulary-only files end right after the metadata, or after its padding. */
+        if (r->size > data)
+            return BAD(r, NULL, "%llu bytes after the metadata and its padding (a file without tensors ends at %llu): "
+                       "trailing data is refused (GGUF+ZIP polyglots)",
+                       (unsigned long long)(r->size - data), (unsigned long long)data);
+        return PARE_OK;
+    }
     if (data > r->size)
         return BAD(r, NULL, "the data section would start at %llu, past the end of the file (%llu)",
                    (unsigned long long)data, (unsigned long long)r->size);
@@ -366,6 +377,12 @@ static pare_status rd_data(rd *r, pare_tensor *t, size_t n, uint64_t alignment, 
         t[i].source = map_index;
         expect = pad_up(off + nb, alignment); /* off + nb <= size: no overflow */
     }
+    /* The last tensor may be padded or not; anything more is another file hidden behind
+     * this one (a GGUF+ZIP polyglot that other tools would read differently). */
+    if (r->size - data > expect)
+        return BAD(r, NULL, "%llu bytes after the last tensor's data and padding (the data ends at %llu): trailing data "
+                   "is refused (GGUF+ZIP polyglots)",
+                   (unsigned long long)(r->size - data - expect), (unsigned long long)(data + expect));
     return PARE_OK;
 }
 
@@ -453,9 +470,10 @@ char *pare_gguf_split_path(const char *prefix, int part, int count) {
     return p;
 }
 
-/* split.no and split.count of a part must say part k of count. */
+/* split.no and split.count of a part must say part k of count; split.tensors.count must
+ * agree with the first part's (first_total, -1 for part 0 itself). */
 static pare_status check_part_keys(const char *path, const pare_meta *meta, uint64_t k, uint64_t count,
-                                   pare_err *err) {
+                                   int64_t first_total, pare_err *err) {
     uint64_t no = UINT64_MAX, c = 0;
     FAIL_IF(!pare_meta_get_u64(meta, "split.no", &no) || no != k, PARE_EINPUT,
             "%s: split.no is %lld, expected %llu (this should be part %llu of %llu)", path,
@@ -464,6 +482,10 @@ static pare_status check_part_keys(const char *path, const pare_meta *meta, uint
     FAIL_IF(!pare_meta_get_u64(meta, "split.count", &c) || c != count, PARE_EINPUT,
             "%s: split.count is %llu, but the first part says %llu", path, (unsigned long long)c,
             (unsigned long long)count);
+    int64_t tc = -1;
+    FAIL_IF(first_total >= 0 && (!pare_meta_get_i64(meta, "split.tensors.count", &tc) || tc != first_total),
+            PARE_EINPUT, "%s: split.tensors.count is %lld, but the first part says %lld", path, (long long)tc,
+            (long long)first_total);
     return PARE_OK;
 }
 
@@ -486,12 +508,17 @@ static pare_status load_parts(const char *path, uint64_t count, pare_model *m, p
         part_info pi;
         if (!part) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
         if (!st) st = load_part(part, m, k == 0 ? &m->meta : &pm, &pi, err);
-        if (!st) st = check_part_keys(part, k == 0 ? &m->meta : &pm, k, count, err);
+        if (!st) st = check_part_keys(part, k == 0 ? &m->meta : &pm, k, count, k == 0 ? -1 : total, err);
         if (!st && k == 0) {
             m->version = pi.version;
             m->alignment = pi.alignment;
             if (!pare_meta_get_i64(&m->meta, "split.tensors.count", &total)) total = -1;
         }
+        /* The parts are one model: they must agree on the alignment (a reader using the
+         * first part's for all would otherwise compute wrong offsets). */
+        if (!st && k > 0 && pi.alignment != m->alignment)
+            st = pare_err_set(err, PARE_EINPUT, "%s: general.alignment %llu differs from the first part's %llu", part,
+                              (unsigned long long)pi.alignment, (unsigned long long)m->alignment);
         if (st && part && err && !strstr(err->msg, part)) pare_err_prefix(err, "%s", part);
         if (st && part && strcmp(part, path))
             pare_err_prefix(err, "%s: part %llu of %llu", path, (unsigned long long)k + 1, (unsigned long long)count);
@@ -519,6 +546,148 @@ static pare_status load_parts(const char *path, uint64_t count, pare_model *m, p
     return PARE_OK;
 }
 
+/* ------------------------------------------------------------------------ metadata used as bounds */
+
+/* Keys other code uses as counts or indices, checked once here so that no consumer
+ * trusts them: the vocabulary arrays agree in length (llama.cpp indexed scores and types
+ * by the token count), token strings are short (CVE-2025-49847: a huge token length
+ * overflowed llama.cpp's piece buffer), special-token ids lie inside the vocabulary,
+ * block and head counts are small positive numbers, per-layer arrays have block_count
+ * entries. Keys of the wrong type are refused too: a consumer reading them would
+ * otherwise silently fall back to a default. */
+#define GGUF_MAX_TOKEN_BYTES 65536u
+#define GGUF_MAX_BLOCKS 65536u
+#define GGUF_MAX_HEADS 65536u
+
+static const char *const special_id_keys[] = {
+    "tokenizer.ggml.bos_token_id",    "tokenizer.ggml.eos_token_id",    "tokenizer.ggml.unknown_token_id",
+    "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.cls_token_id",
+    "tokenizer.ggml.mask_token_id",   "tokenizer.ggml.prefix_token_id", "tokenizer.ggml.suffix_token_id",
+    "tokenizer.ggml.middle_token_id", "tokenizer.ggml.eot_token_id",    "tokenizer.ggml.eom_token_id",
+    "tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id",
+    "tokenizer.ggml.fim_pad_token_id", "tokenizer.ggml.fim_rep_token_id", "tokenizer.ggml.fim_sep_token_id",
+};
+
+static bool type_is_int(pare_meta_type t) {
+    return t <= PARE_META_I32 || t == PARE_META_U64 || t == PARE_META_I64;
+}
+static bool meta_is_int(const pare_kv *kv) { return type_is_int(kv->type); }
+static bool meta_is_signed(pare_meta_type t) {
+    return t == PARE_META_I8 || t == PARE_META_I16 || t == PARE_META_I32 || t == PARE_META_I64;
+}
+
+/* Element i of an integer array as a signed 64-bit value. */
+static int64_t arr_int(const pare_kv *kv, uint64_t i) {
+    const uint8_t *p = (const uint8_t *)kv->arr + i * pare_meta_type_size(kv->elem_type);
+    switch (kv->elem_type) {
+    case PARE_META_U8: return p[0];
+    case PARE_META_I8: return (int8_t)p[0];
+    case PARE_META_U16: { uint16_t v; memcpy(&v, p, 2); return v; }
+    case PARE_META_I16: { int16_t v; memcpy(&v, p, 2); return v; }
+    case PARE_META_U32: { uint32_t v; memcpy(&v, p, 4); return v; }
+    case PARE_META_I32: { int32_t v; memcpy(&v, p, 4); return v; }
+    case PARE_META_U64: { uint64_t v; memcpy(&v, p, 8); return v > INT64_MAX ? -1 : (int64_t)v; }
+    case PARE_META_I64: { int64_t v; memcpy(&v, p, 8); return v; }
+    default: return -1;
+    }
+}
+
+/* A count key: absent, or an integer in [lo, hi]; or, when per_layer, an array of such
+ * integers with n_layers entries (n_layers 0: unknown). */
+static pare_status check_count(const char *path, const pare_meta *meta, const char *key, int64_t lo, int64_t hi,
+                               bool per_layer, uint64_t n_layers, pare_err *err) {
+    const pare_kv *kv = pare_meta_get(meta, key);
+    if (!kv) return PARE_OK;
+    if (kv->type == PARE_META_ARRAY && per_layer) {
+        FAIL_IF(!type_is_int(kv->elem_type), PARE_EINPUT, "%s: key '%s': an array of %s, not of integers", path, key,
+                pare_meta_type_name(kv->elem_type));
+        FAIL_IF(n_layers && kv->n != n_layers, PARE_EINPUT,
+                "%s: key '%s': %llu per-layer values for block_count %llu layers", path, key,
+                (unsigned long long)kv->n, (unsigned long long)n_layers);
+        for (uint64_t i = 0; i < kv->n; i++) {
+            int64_t v = arr_int(kv, i);
+            FAIL_IF(v < 0 || v > hi, PARE_EINPUT, "%s: key '%s': layer %llu value %lld is outside [0, %lld]", path, key,
+                    (unsigned long long)i, (long long)v, (long long)hi);
+        }
+        return PARE_OK;
+    }
+    FAIL_IF(!meta_is_int(kv), PARE_EINPUT, "%s: key '%s' is a %s, not an integer", path, key,
+            pare_meta_type_name(kv->type));
+    int64_t v = meta_is_signed(kv->type) ? kv->v.i64 : kv->v.u64 > INT64_MAX ? INT64_MAX : (int64_t)kv->v.u64;
+    FAIL_IF(v < lo || v > hi, PARE_EINPUT, "%s: key '%s' is %lld, outside [%lld, %lld]", path, key, (long long)v,
+            (long long)lo, (long long)hi);
+    return PARE_OK;
+}
+
+static pare_status check_vocab(const char *path, const pare_meta *meta, pare_err *err) {
+    const pare_kv *tok = pare_meta_get(meta, "tokenizer.ggml.tokens");
+    uint64_t n_vocab = 0;
+    if (tok) {
+        FAIL_IF(tok->type != PARE_META_ARRAY || tok->elem_type != PARE_META_STRING, PARE_EINPUT,
+                "%s: key 'tokenizer.ggml.tokens' is not an array of strings", path);
+        n_vocab = tok->n;
+        FAIL_IF(n_vocab > INT32_MAX, PARE_EINPUT, "%s: key 'tokenizer.ggml.tokens' has %llu tokens (at most 2^31-1)",
+                path, (unsigned long long)n_vocab);
+        const pare_str *ts = tok->arr;
+        for (uint64_t i = 0; i < n_vocab; i++)
+            FAIL_IF(ts[i].len > GGUF_MAX_TOKEN_BYTES, PARE_EINPUT,
+                    "%s: key 'tokenizer.ggml.tokens': token %llu is %llu bytes long (at most %u; CVE-2025-49847)",
+                    path, (unsigned long long)i, (unsigned long long)ts[i].len, GGUF_MAX_TOKEN_BYTES);
+    }
+    static const struct { const char *key; pare_meta_type type; } per_token[] = {
+        {"tokenizer.ggml.scores", PARE_META_F32}, {"tokenizer.ggml.token_type", PARE_META_I32}};
+    for (size_t k = 0; k < sizeof per_token / sizeof per_token[0]; k++) {
+        const pare_kv *kv = pare_meta_get(meta, per_token[k].key);
+        if (!kv) continue;
+        FAIL_IF(!tok, PARE_EINPUT, "%s: key '%s' without tokenizer.ggml.tokens", path, per_token[k].key);
+        FAIL_IF(kv->type != PARE_META_ARRAY || kv->elem_type != per_token[k].type || kv->n != n_vocab, PARE_EINPUT,
+                "%s: key '%s' must be an array of %llu %s values (one per token), not %llu %s", path, per_token[k].key,
+                (unsigned long long)n_vocab, pare_meta_type_name(per_token[k].type),
+                (unsigned long long)(kv->type == PARE_META_ARRAY ? kv->n : 1),
+                pare_meta_type_name(kv->type == PARE_META_ARRAY ? kv->elem_type : kv->type));
+    }
+    for (size_t k = 0; k < sizeof special_id_keys / sizeof special_id_keys[0]; k++) {
+        const pare_kv *kv = pare_meta_get(meta, special_id_keys[k]);
+        if (!kv) continue;
+        FAIL_IF(!meta_is_int(kv), PARE_EINPUT, "%s: key '%s' is a %s, not a token id", path, special_id_keys[k],
+                pare_meta_type_name(kv->type));
+        /* -1 (or its u32 bits) is how converters say "none". */
+        int64_t v = meta_is_signed(kv->type) ? kv->v.i64 : (int64_t)kv->v.u64;
+        if (v == -1 || (kv->type == PARE_META_U32 && kv->v.u64 == UINT32_MAX)) continue;
+        FAIL_IF(!tok, PARE_EINPUT, "%s: key '%s' is set but the file has no tokenizer.ggml.tokens", path,
+                special_id_keys[k]);
+        FAIL_IF(v < 0 || (uint64_t)v >= n_vocab, PARE_EINPUT,
+                "%s: key '%s' is %lld, outside the vocabulary of %llu tokens", path, special_id_keys[k], (long long)v,
+                (unsigned long long)n_vocab);
+    }
+    return PARE_OK;
+}
+
+/* The architecture's count keys ("llama.block_count", ...). */
+static pare_status check_arch_counts(const char *path, const pare_meta *meta, pare_err *err) {
+    const pare_kv *a = pare_meta_get(meta, "general.architecture");
+    if (!a) return PARE_OK;
+    FAIL_IF(a->type != PARE_META_STRING || a->str.len == 0 || a->str.len > 64 || memchr(a->str.s, 0, a->str.len),
+            PARE_EINPUT, "%s: key 'general.architecture' is not a short non-empty string", path);
+    char key[160];
+    snprintf(key, sizeof key, "%s.block_count", a->str.s);
+    TRY(check_count(path, meta, key, 1, GGUF_MAX_BLOCKS, false, 0, err));
+    uint64_t n_layers = 0;
+    if (!pare_meta_get_u64(meta, key, &n_layers)) n_layers = 0;
+    static const char *const heads[] = {"attention.head_count", "attention.head_count_kv"};
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(key, sizeof key, "%s.%s", a->str.s, heads[k]);
+        TRY(check_count(path, meta, key, 0, GGUF_MAX_HEADS, true, n_layers, err));
+    }
+    snprintf(key, sizeof key, "%s.vocab_size", a->str.s);
+    return check_count(path, meta, key, 1, INT32_MAX, false, 0, err);
+}
+
+static pare_status check_meta_bounds(const char *path, const pare_meta *meta, pare_err *err) {
+    TRY(check_vocab(path, meta, err));
+    return check_arch_counts(path, meta, err);
+}
+
 /* ------------------------------------------------------------------------ entry point */
 
 static pare_status load_model(const char *path, pare_model **out, pare_err *err) {
@@ -542,6 +711,7 @@ static pare_status load_model(const char *path, pare_model **out, pare_err *err)
         m->gguf_names = true;
         TRY(load_parts(path, count, m, err));
     }
+    TRY(check_meta_bounds(path, &m->meta, err));
     const char *arch = pare_meta_get_str(&m->meta, "general.architecture");
     FAIL_IF(arch && !(m->arch = strdup(arch)), PARE_ENOMEM, "out of memory");
     return PARE_OK;

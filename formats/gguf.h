@@ -57,6 +57,7 @@
 #define PARE_GGUF_MAGIC "GGUF"
 #define PARE_GGUF_VERSION 3                /* what the writer writes */
 #define PARE_GGUF_DEFAULT_ALIGNMENT 32
+#define PARE_GGUF_MAX_ALIGNMENT (1u << 20)  /* largest general.alignment read */
 #define PARE_GGUF_MAX_NAME 63              /* bytes of a tensor name */
 #define PARE_GGUF_MAX_KEY (1u << 20)       /* bytes of a key */
 #define PARE_GGUF_MAX_STRING (1ull << 30)  /* bytes of one string value, as ggml */

@@ -156,6 +156,20 @@ static pare_status pt_zip_local(const pt_zip *z, pt_zentry *e, uint64_t cd_off, 
     return PARE_OK;
 }
 
+/* Entry names are relative paths of plain parts: a scanner that extracts the archive
+ * and pare must see the same files (CVE-2025-1944/1945 hid pickles from scanners through
+ * names and headers that differ between zip readers). */
+static bool pt_zip_name_ok(const char *s) {
+    if (!*s || *s == '/' || strchr(s, '\\')) return false;
+    for (const char *p = s;;) {
+        const char *q = strchr(p, '/');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) return false;
+        if (!q) return true;
+        p = q + 1;
+    }
+}
+
 static pare_status pt_zip_entry(pt_zip *z, uint64_t *pos, uint64_t cd_end, uint64_t cd_off, pt_zentry *e,
                                 pare_err *err) {
     const uint8_t *c = z->d + *pos;
@@ -169,6 +183,9 @@ static pare_status pt_zip_entry(pt_zip *z, uint64_t *pos, uint64_t cd_end, uint6
     memcpy(e->name, c + 46, nl);
     e->name[nl] = 0;
     FAIL_IF(memchr(c + 46, 0, nl) != NULL, PARE_EINPUT, "%s: zip entry name contains a NUL byte", z->path);
+    FAIL_IF(!pt_zip_name_ok(e->name), PARE_EINPUT,
+            "%s: zip entry name '%.200s' is absolute, has a backslash or an empty, '.' or '..' part (path traversal)",
+            z->path, e->name);
     e->flags = rd16(c + 8);
     e->method = rd16(c + 10);
     e->comp_size = rd32(c + 20);
@@ -222,6 +239,28 @@ static pare_status pt_zip_open_libzip(pt_zip *z, pare_err *err) {
     return PARE_OK;
 }
 
+static int pt_cmp_local_off(const void *a, const void *b) {
+    const pt_zentry *x = *(const pt_zentry *const *)a, *y = *(const pt_zentry *const *)b;
+    return x->local_off < y->local_off ? -1 : x->local_off > y->local_off;
+}
+
+/* No two entries share bytes: overlapping entries are how zip bombs reach ratios beyond
+ * deflate's, and how two readers can be shown two different files at one offset. */
+static pare_status pt_zip_no_overlap(const pt_zip *z, pare_err *err) {
+    if (z->n < 2) return PARE_OK;
+    const pt_zentry **by_off = malloc(z->n * sizeof *by_off);
+    FAIL_IF(!by_off, PARE_ENOMEM, "%s: out of memory", z->path);
+    for (size_t i = 0; i < z->n; i++) by_off[i] = &z->e[i];
+    qsort(by_off, z->n, sizeof *by_off, pt_cmp_local_off);
+    const pt_zentry *bad = NULL, *prev = NULL;
+    for (size_t i = 1; i < z->n && !bad; i++)
+        if (by_off[i - 1]->data_off + by_off[i - 1]->comp_size > by_off[i]->local_off) prev = by_off[i - 1], bad = by_off[i];
+    free(by_off);
+    FAIL_IF(bad, PARE_EINPUT, "%s: zip entries '%.200s' and '%.200s' overlap (at offset %llu)", z->path, prev->name,
+            bad->name, (unsigned long long)bad->local_off);
+    return PARE_OK;
+}
+
 static pare_status pt_zip_open(pt_zip *z, const pare_map *map, pare_err *err) {
     memset(z, 0, sizeof *z);
     z->path = map->path;
@@ -244,6 +283,7 @@ static pare_status pt_zip_open(pt_zip *z, const pare_map *map, pare_err *err) {
     for (size_t i = 1; i < z->n; i++)
         FAIL_IF(strcmp(z->by_name[i - 1].name, z->by_name[i].name) == 0, PARE_EINPUT,
                 "%s: zip entry '%s' appears twice", z->path, z->by_name[i].name);
+    TRY(pt_zip_no_overlap(z, err));
     return pt_zip_open_libzip(z, err);
 }
 
@@ -324,6 +364,7 @@ typedef struct pv {
     struct pv **items; /* TUPLE, LIST; DICT: key, value, key, value, ... */
     size_t n, cap;
     int global;        /* GLOBAL: index into pt_globals */
+    bool odict;        /* DICT: made by collections.OrderedDict() */
     pare_type type;    /* STORAGE */
     struct pv *storage; /* TENSOR */
     int64_t offset;
@@ -487,7 +528,12 @@ static pare_status pt_long1(pt_vm *vm, pare_err *err) {
 static pare_status pt_memo_put(pt_vm *vm, uint64_t key, pare_err *err) {
     pv *v = NULL;
     TRY(pt_top(vm, &v, err));
-    if (key >= vm->n) return VM_FAIL(vm, PARE_EINPUT, "memo key %llu is larger than the pickle", (unsigned long long)key);
+    /* Python's pickler numbers memo entries 0, 1, 2, ... as it stores them; requiring that
+     * keeps the memo dense and its memory proportional to the entries actually stored
+     * (a key of 2^32 would otherwise ask for a 32 GB table). */
+    if (key > vm->memo_len)
+        return VM_FAIL(vm, PARE_EINPUT, "memo key %llu out of order (%zu keys stored so far)", (unsigned long long)key,
+                       vm->memo_len);
     if (key >= vm->memo_cap) {
         size_t old = vm->memo_cap;
         if (!pt_grow((void **)&vm->memo, &vm->memo_cap, (size_t)key + 1, sizeof *vm->memo))
@@ -621,9 +667,12 @@ static pare_status pt_op_reduce(pt_vm *vm, pare_err *err) {
     if (fn->kind != PV_GLOBAL) return VM_FAIL(vm, PARE_EINPUT, "REDUCE on something that is not a global");
     if (args->kind != PV_TUPLE) return VM_FAIL(vm, PARE_EINPUT, "REDUCE arguments are not a tuple");
     switch (pt_globals[fn->global].id) {
-    case G_ODICT:
+    case G_ODICT: {
         if (args->n) return VM_FAIL(vm, PARE_EINPUT, "OrderedDict called with arguments");
-        return pt_push(vm, pt_new(vm, PV_DICT), err);
+        pv *d = pt_new(vm, PV_DICT);
+        if (d) d->odict = true;
+        return pt_push(vm, d, err);
+    }
     case G_REBUILD_TENSOR: return pt_rebuild_tensor(vm, args, err);
     case G_REBUILD_PARAM:
     case G_REBUILD_PARAM_STATE:
@@ -654,13 +703,15 @@ static pare_status pt_op_persid(pt_vm *vm, pare_err *err) {
     return pt_push(vm, s, err);
 }
 
-/* BUILD sets an object's attributes: torch writes it for a module state dict's _metadata,
- * which pare does not need. */
+/* BUILD sets an object's attributes: torch writes it for a module state dict's _metadata
+ * and a parameter's state, which pare does not need. */
 static pare_status pt_op_build(pt_vm *vm, pare_err *err) {
     pv *state = NULL, *obj = NULL;
     TRY(pt_pop(vm, &state, err));
     TRY(pt_top(vm, &obj, err));
-    if (obj->kind != PV_DICT) return VM_FAIL(vm, PARE_EINPUT, "BUILD on something that is not a dict");
+    /* As torch's weights_only unpickler: Tensor, Parameter (a tensor here) or OrderedDict. */
+    if (obj->kind != PV_TENSOR && !(obj->kind == PV_DICT && obj->odict))
+        return VM_FAIL(vm, PARE_EINPUT, "BUILD on something that is neither a tensor nor an OrderedDict");
     return PARE_OK;
 }
 
@@ -961,6 +1012,20 @@ static pare_status pt_find_pickle(const pt_zip *z, long *idx, char *prefix, size
         *idx = (long)i;
     }
     FAIL_IF(*idx < 0, PARE_EINPUT, "%s: zip archive has no ARCHIVE/data.pkl: not a PyTorch checkpoint", z->path);
+    /* One archive folder holds everything: an entry elsewhere is something torch.save never
+     * writes and that another reader (or scanner) could take for the checkpoint. */
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < z->n; i++) {
+        const char *nm = z->e[i].name;
+        FAIL_IF(strncmp(nm, prefix, pl) != 0 || nm[pl] != '/', PARE_EINPUT,
+                "%s: zip entry '%.200s' is outside the archive folder '%s/' (one folder per checkpoint)", z->path, nm,
+                prefix);
+        /* TorchScript (torch.jit.save) archives carry code that torch.load runs even with
+         * weights_only=True (CVE-2025-32434); pare reads state dicts only. */
+        const char *rest = nm + pl + 1;
+        FAIL_IF(strncmp(rest, "code/", 5) == 0 || strcmp(rest, "constants.pkl") == 0, PARE_EINPUT, "%s: entry '%.200s': a TorchScript archive (torch.jit.save), not a state dict: refused "
+                "(its code would run on load, CVE-2025-32434)", z->path, nm);
+    }
     return PARE_OK;
 }
 

@@ -78,6 +78,37 @@ static size_t st_json_string_bad_at(const char *t, size_t len) {
     return len;
 }
 
+static int st_cmp_str_ptr(const void *a, const void *b);
+
+/* The name of a key that appears twice in one object anywhere in the tree, or NULL
+ * (*oom set when out of memory). cJSON keeps both copies and its lookups return the first,
+ * while serde_json and Python's json keep the last: two readers would see two different
+ * files (Trail of Bits TOB-SFTN, parser differentials). */
+static const char *st_json_dup_key(const cJSON *j, bool *oom) {
+    size_t n = 0;
+    for (const cJSON *c = j->child; c; c = c->next) {
+        n++;
+        if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+            const char *d = st_json_dup_key(c, oom);
+            if (d || *oom) return d;
+        }
+    }
+    if (!cJSON_IsObject(j) || n < 2) return NULL;
+    const char **names = malloc(n * sizeof *names);
+    if (!names) {
+        *oom = true;
+        return NULL;
+    }
+    size_t k = 0;
+    for (const cJSON *c = j->child; c; c = c->next) names[k++] = c->string;
+    qsort(names, n, sizeof *names, st_cmp_str_ptr);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (strcmp(names[i - 1], names[i]) == 0) dup = names[i];
+    free(names);
+    return dup;
+}
+
 static bool st_is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Parses len bytes of UTF-8 JSON text; only whitespace may follow the value. */
@@ -103,6 +134,15 @@ static pare_status st_json_parse(const char *path, const char *what, const char 
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return pare_err_set(err, PARE_EINPUT, "%s: %s is not a JSON object", path, what);
+    }
+    bool oom = false;
+    const char *dup = st_json_dup_key(j, &oom);
+    if (dup || oom) {
+        if (oom) pare_err_set(err, PARE_ENOMEM, "%s: out of memory", path);
+        else pare_err_set(err, PARE_EINPUT, "%s: %s has the key \"%.200s\" twice in one object (duplicate keys)", path,
+                          what, dup);
+        cJSON_Delete(j);
+        return oom ? PARE_ENOMEM : PARE_EINPUT;
     }
     *out = j;
     return PARE_OK;
@@ -329,17 +369,38 @@ static int st_cmp_tensor_name(const void *a, const void *b) {
     return strcmp((*(pare_tensor *const *)a)->name, (*(pare_tensor *const *)b)->name);
 }
 
-/* Shard names are relative file names inside the index's folder tree. */
+/* Shard names are plain file names in the index's folder: no '/', no "." or "..", no
+ * backslash (a Windows separator elsewhere), nothing hidden behind a NUL escape. */
 static bool st_shard_name_ok(const char *s) {
-    if (!*s || *s == '/') return false;
-    for (const char *p = s; *p;) {
-        const char *q = strchr(p, '/');
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        if ((len == 2 && p[0] == '.' && p[1] == '.') || len == 0) return false;
-        p += len + (q ? 1 : 0);
-        if (q && !*p) return false;
+    return *s && !strchr(s, '/') && !strchr(s, '\\') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* A shard must resolve (through any symlinks) to a file directly inside the index's own
+ * folder: a link leading elsewhere would let a downloaded index read any file. */
+static pare_status st_shard_inside(const char *index_path, const char *shard_path, const char *shard,
+                                   pare_err *err) {
+    char *real = realpath(shard_path, NULL);
+    if (!real) return pare_err_errno(err, "%s: shard %s", index_path, shard);
+    char *idx = strdup(index_path);
+    char *islash = idx ? strrchr(idx, '/') : NULL;
+    char *dir = NULL;
+    if (idx) {
+        if (islash) islash[islash == idx ? 1 : 0] = 0;
+        dir = realpath(islash ? idx : ".", NULL);
     }
-    return true;
+    char *rslash = strrchr(real, '/');
+    bool ok = dir && rslash &&
+              (rslash == real ? strcmp(dir, "/") == 0
+                              : (size_t)(rslash - real) == strlen(dir) && memcmp(real, dir, strlen(dir)) == 0);
+    pare_status st = PARE_OK;
+    if (!dir) st = pare_err_errno(err, "%s: cannot resolve its folder", index_path);
+    else if (!ok)
+        st = pare_err_set(err, PARE_EINPUT, "%s: shard %s resolves to %s, outside the index's folder %s", index_path,
+                          shard, real, dir);
+    free(real);
+    free(idx);
+    free(dir);
+    return st;
 }
 
 /* Reads weight_map into wm (n entries) and the distinct shard names in first-seen order. */
@@ -359,7 +420,7 @@ static pare_status st_read_weight_map(const char *path, const cJSON *root, st_wm
         FAIL_IF(!cJSON_IsString(c), PARE_EINPUT, "%s: weight_map entry for tensor '%s' is not a string", path,
                 c->string);
         FAIL_IF(!st_shard_name_ok(c->valuestring), PARE_EINPUT,
-                "%s: tensor '%s': shard name \"%s\" is not a relative path inside the model folder", path, c->string,
+                "%s: tensor '%s': shard name \"%s\" is not a plain file name in the index's folder", path, c->string,
                 c->valuestring);
         size_t s = 0;
         while (s < ns && strcmp(shards[s], c->valuestring) != 0) s++;
@@ -417,8 +478,11 @@ static pare_status st_load_shards(pare_model *m, const char *index_path, const c
         }
         pare_map *map = NULL;
         int src = -1;
-        st = pare_map_open(p, &map, err);
-        if (st) pare_err_prefix(err, "%s: shard %s", index_path, shards[s]);
+        st = st_shard_inside(index_path, p, shards[s], err);
+        if (!st) {
+            st = pare_map_open(p, &map, err);
+            if (st) pare_err_prefix(err, "%s: shard %s", index_path, shards[s]);
+        }
         if (!st) st = pare_model_add_map(m, map, &src, err);
         if (!st && src != (int)s) st = pare_err_set(err, PARE_EINTERNAL, "%s: shard map index mismatch", p);
         if (!st) st = st_parse_file(m, m->maps[src], src, true, err);

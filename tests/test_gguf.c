@@ -164,6 +164,7 @@ typedef struct {
     uint64_t off2;
     size_t truncate;        /* keep only this many bytes (0: all) */
     bool empty;             /* an empty file */
+    size_t extra;           /* bytes appended after the data (a polyglot's tail) */
 } tiny_opts;
 
 static tiny_opts tiny_default(void) {
@@ -198,6 +199,7 @@ static void tiny(buf *b, tiny_opts o) {
     u32(b, o.type2); u64(b, o.off2);
     pad(b, 32);
     for (int i = 0; i < 8 + 16; i++) { float f = (float)i; put(b, &f, 4); }
+    for (size_t i = 0; i < o.extra; i++) put(b, "P", 1);
     if (o.truncate) b->n = o.truncate;
     if (o.empty) b->n = 0;
 }
@@ -246,7 +248,10 @@ static size_t corrupt_cases(corrupt_case *c) {
     BAD("alignment-not-pow2.gguf", "power of two", o.align = 24);
     BAD("alignment-zero.gguf", "power of two", o.align = 0);
     BAD("alignment-wrong-type.gguf", "must be a u32", o.align_type = PARE_META_I32);
-    BAD("alignment-past-end.gguf", "data section", o.align = 1u << 30);
+    BAD("alignment-past-end.gguf", "data section", o.align = 1u << 20);
+    BAD("alignment-huge.gguf", "larger than 1048576", o.align = 1u << 30);
+    BAD("trailing-byte.gguf", "trailing data is refused", o.extra = 1);
+    BAD("trailing-zip.gguf", "trailing data is refused", o.extra = 4096);
     BAD("duplicate-tensor.gguf", "tensor 1 't1': duplicate tensor name", o.t2_name = "t1");
     BAD("long-name.gguf", "at most 63",
         o.t2_name = "a-tensor-name-that-is-much-longer-than-the-sixty-three-bytes-ggml-allows");

@@ -11,6 +11,12 @@
  *   create:N:ERR    the N-th creation of a file (open with O_CREAT or O_TMPFILE, mkostemp)
  *                   fails; N = all: every one, as in a read-only folder
  *
+ * PARE_FAULT_TRUNCATE=N:SIZE:PATH cuts the file PATH to SIZE bytes at the N-th time pare
+ * reads it with pread or releases pages of a mapping of it (madvise MADV_DONTNEED, which
+ * pare does after each tensor it has read through the mapping): what follows then lies
+ * past the end of the file, as when another program truncates an input during a run; a
+ * pread comes back short, a read through the mapping raises SIGBUS.
+ *
  * PARE_FAULT_COUNT=FILE writes, at exit, how many writes to regular files the run made, so
  * that a test can break each one in turn. Nothing here is used by pare itself.
  */
@@ -19,10 +25,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,6 +143,86 @@ OPEN(open64)
     }
 MKOSTEMP(mkostemp)
 MKOSTEMP(mkostemp64)
+
+/* ------------------------------------------------------------------ truncation */
+
+static atomic_long n_release;
+static _Atomic(uintptr_t) trunc_base, trunc_end; /* the mapping of PARE_FAULT_TRUNCATE's file */
+
+static int trunc_spec(long *n, long long *size, char *path, size_t cap) {
+    const char *s = getenv("PARE_FAULT_TRUNCATE");
+    int k = 0;
+    if (!s || sscanf(s, "%ld:%lld:%n", n, size, &k) != 2 || !k || strlen(s + k) >= cap) return 0;
+    strcpy(path, s + k);
+    return 1;
+}
+
+#define MMAP(NAME)                                                                                                     \
+    void *NAME(void *addr, size_t len, int prot, int flags, int fd, off_t off) {                                       \
+        static void *(*real)(void *, size_t, int, int, int, off_t);                                                   \
+        if (!real) real = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, #NAME);                    \
+        void *p = real(addr, len, prot, flags, fd, off);                                                              \
+        long n;                                                                                                        \
+        long long size;                                                                                                \
+        char want[4096], link[64], got[4096];                                                                          \
+        if (p != MAP_FAILED && fd > 2 && trunc_spec(&n, &size, want, sizeof want)) {                                  \
+            snprintf(link, sizeof link, "/proc/self/fd/%d", fd);                                                       \
+            ssize_t k = readlink(link, got, sizeof got - 1);                                                           \
+            char *rw = realpath(want, NULL);                                                                           \
+            if (k > 0 && rw) {                                                                                         \
+                got[k] = 0;                                                                                            \
+                if (!strcmp(got, rw)) {                                                                                \
+                    atomic_store(&trunc_base, (uintptr_t)p);                                                           \
+                    atomic_store(&trunc_end, (uintptr_t)p + len);                                                      \
+                }                                                                                                      \
+            }                                                                                                          \
+            free(rw);                                                                                                  \
+        }                                                                                                              \
+        return p;                                                                                                      \
+    }
+MMAP(mmap)
+MMAP(mmap64)
+
+/* Whether fd is the file PARE_FAULT_TRUNCATE names (*n, *size, path from the variable). */
+static int trunc_fd(int fd, long *n, long long *size, char *path, size_t cap) {
+    if (fd <= 2 || !trunc_spec(n, size, path, cap)) return 0;
+    char link[64], got[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t k = readlink(link, got, sizeof got - 1);
+    char *rp = realpath(path, NULL);
+    int same = k > 0 && rp && (got[k] = 0, !strcmp(got, rp));
+    free(rp);
+    return same;
+}
+
+#define PREAD(NAME)                                                                                                    \
+    ssize_t NAME(int fd, void *buf, size_t len, off_t off) {                                                           \
+        static ssize_t (*real)(int, void *, size_t, off_t);                                                           \
+        if (!real) real = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, #NAME);                            \
+        long n;                                                                                                        \
+        long long size;                                                                                                \
+        char path[4096];                                                                                               \
+        if (trunc_fd(fd, &n, &size, path, sizeof path) && atomic_fetch_add(&n_release, 1) + 1 == n &&                 \
+            truncate(path, (off_t)size) != 0)                                                                          \
+            perror("inject: truncate");                                                                                \
+        return real(fd, buf, len, off);                                                                                \
+    }
+PREAD(pread)
+PREAD(pread64)
+
+int madvise(void *addr, size_t len, int advice) {
+    static int (*real)(void *, size_t, int);
+    if (!real) real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "madvise");
+    int rc = real(addr, len, advice);
+    long n;
+    long long size;
+    char path[4096];
+    uintptr_t a = (uintptr_t)addr;
+    if (advice == MADV_DONTNEED && a >= atomic_load(&trunc_base) && a < atomic_load(&trunc_end) &&
+        trunc_spec(&n, &size, path, sizeof path) && atomic_fetch_add(&n_release, 1) + 1 == n)
+        if (truncate(path, (off_t)size) != 0) perror("inject: truncate");
+    return rc;
+}
 
 __attribute__((destructor)) static void report(void) {
     const char *p = getenv("PARE_FAULT_COUNT");

@@ -2,7 +2,8 @@
 # tests/fuzz/run.sh NAME... - runs the libFuzzer targets build/fuzz/fuzz_NAME one after the
 # other (under nice, one process at a time), FUZZ_SECONDS each (default 60). `make fuzz`.
 #
-# Seeds: tests/fuzz/regress/NAME (committed), the fixtures tests/fuzz/targets.sh lists, and
+# Seeds: tests/fuzz/regress/NAME (committed), the fixtures tests/fuzz/targets.sh lists, real
+# files of ../shared (fuzz_shared_seeds, cut to -max_len), and
 # the malformed files the module tests write (test_gguf, test_safetensors, test_pytorch,
 # test_hf --write-corpus) when those binaries are built. New inputs go to
 # build/fuzz/corpus/NAME (kept between runs), crashes, leaks and timeouts to
@@ -34,6 +35,18 @@ seeds_for() {
     rm -rf "$s"; mkdir -p "$s"
     for f in $(fuzz_fixture_seeds "$1"); do
         if [ -d "$f" ]; then cp "$f"/* "$s"/; else cp "$f" "$s"/; fi
+    done
+    # Real files of ../shared, cut to what the fuzzer reads; folders joined into one input.
+    max=$(fuzz_max_len "$1")
+    k=0
+    for f in $(fuzz_shared_seeds "$1"); do
+        k=$((k + 1))
+        case $1 in
+            hf) hf_join "$f" | head -c "$max" >"$s/shared-$k";;
+            lora) { cat "$f/adapter_config.json"; printf "$SEP"; cat "$f/adapter_model.safetensors" 2>/dev/null; } |
+                      head -c "$max" >"$s/shared-$k";;
+            *) head -c "$max" "$f" >"$s/shared-$k";;
+        esac
     done
     case $1 in
         gguf|safetensors|pytorch)

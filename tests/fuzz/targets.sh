@@ -1,5 +1,5 @@
 # tests/fuzz/targets.sh - what each fuzz target reads, for tests/fuzz/run.sh (make fuzz) and
-# tests/cli/fuzz_replay.sh (make test). Sourced; defines two functions.
+# tests/cli/fuzz_replay.sh (make test). Sourced; defines three functions.
 
 # fuzz_max_len NAME: -max_len for libFuzzer, sized for the format (the committed seeds fit).
 fuzz_max_len() {
@@ -18,6 +18,24 @@ fuzz_fixture_seeds() {
         safetensors) echo tests/fixtures/tiny-llama-lora/adapter_model.safetensors \
                           tests/fixtures/tiny-llama/model.safetensors;;
         pytorch) echo tests/fixtures/tiny.pt tests/fixtures/evil.pt tests/fixtures/pytorch;;
+        *) ;;
+    esac
+}
+
+# fuzz_shared_seeds NAME: real files of ../shared ($PARE_SHARED) that are inputs of the target
+# (run.sh cuts each to the target's -max_len); nothing when ../shared is absent. HF folders
+# are listed as folders (run.sh joins their pieces as fuzz_hf.c reads them).
+fuzz_shared_seeds() {
+    sh_dir=${PARE_SHARED:-../shared}
+    [ -d "$sh_dir/models" ] || return 0
+    case $1 in
+        gguf) find -L "$sh_dir/models" -name '*.gguf' | sort | head -n 40;;
+        safetensors) find -L "$sh_dir/models" -name '*.safetensors' | sort;;
+        st_index) find -L "$sh_dir/models" -name '*.safetensors.index.json' | sort;;
+        imatrix) find -L "$sh_dir/models" -name '*.dat' | sort;;
+        pytorch) find -L "$sh_dir/models" -name '*.bin' -size -64k | sort;;
+        hf) find -L "$sh_dir/models" -name config.json | sort | while read -r c; do dirname "$c"; done;;
+        lora) find -L "$sh_dir/models" -name adapter_config.json | sort | while read -r c; do dirname "$c"; done;;
         *) ;;
     esac
 }
