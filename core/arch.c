@@ -73,7 +73,7 @@ static const pare_arch arch_table[] = {
         .model_types = gemma_types,
         .conv = {.flags = PARE_CONV_NORM_PLUS1},
 
-        .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX, PARE_FWD_EMBD_SCALE},
+        .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX, PARE_FWD_EMBD_SCALE | PARE_FWD_Q_PRESCALE},
     },
     {
         .name = "gemma2",
@@ -82,7 +82,9 @@ static const pare_arch arch_table[] = {
         .conv = {.flags = PARE_CONV_NORM_PLUS1},
 
         .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX,
-                PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_SOFTCAP | PARE_FWD_SWA},
+                PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_SOFTCAP | PARE_FWD_SWA | PARE_FWD_Q_PRESCALE |
+                    PARE_FWD_Q_SCALE_BY_TYPE,
+                2, 4096},
     },
     {
         .name = "phi3",
@@ -90,7 +92,8 @@ static const pare_arch arch_table[] = {
         .model_types = phi3_types,
         .conv = {.flags = 0},
 
-        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX, PARE_FWD_FUSED_QKV | PARE_FWD_FUSED_GATE_UP},
+        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX,
+                PARE_FWD_FUSED_QKV | PARE_FWD_FUSED_GATE_UP | PARE_FWD_Q_PRESCALE | PARE_FWD_SWA, 0, 0},
     },
     {
         .name = "qwen2moe",
@@ -140,7 +143,8 @@ static const pare_arch arch_table[] = {
         .model_types = phi2_types,
         .conv = {.flags = 0},
 
-        .fwd = {PARE_NORM_LAYER, PARE_FFN_GELU, PARE_ROPE_NEOX, PARE_FWD_PARALLEL},
+        .fwd = {PARE_NORM_LAYER, PARE_FFN_GELU, PARE_ROPE_NEOX,
+                PARE_FWD_PARALLEL | PARE_FWD_PAR_ATTN_FFN | PARE_FWD_Q_PRESCALE},
     },
 };
 
