@@ -406,6 +406,8 @@ static bool has_int_product(const llm_mat *w) {
     return (llm_kgemm_handles(t) || llm_iqgemm_handles(t)) && w->n_in % 256 == 0;
 }
 
+static bool linear_f32_ggml(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y);
+
 /* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight
  * that needs converting is converted in blocks of at most llm->wblock values. */
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
@@ -414,6 +416,10 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     if (llm->ggml_round && has_int_product(w)) {
         pare_status st = linear_int(llm, w, x, T, y, bias, err);
         if (st != PARE_EUNSUPPORTED) return st; /* else: no memory for it; the f32 way below */
+    }
+    if (llm->ggml_round && llm->f32_exact && w->t->type == PARE_TYPE_F32 && linear_f32_ggml(llm, w, x, T, y)) {
+        if (bias) rows(llm, OP_BIAS, T, w->n_out, NULL, 0, y, w->n_out, NULL, bias);
+        return PARE_OK;
     }
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
@@ -662,6 +668,41 @@ static inline void dot8x8(const float *x, const float *r, int64_t ld, int n, flo
 #define att_kq dot8x8
 #define att_pv dot8x8
 #endif
+
+/* F32 weights times f32 activations as ggml-cpu's tinyBLAS computes them (llamafile_sgemm,
+ * taken when n_in is a multiple of the vector width): each output one vector accumulator
+ * along k, fma by fma, then the same final sum as the attention products above. Slower
+ * than the blocked GEMM, so used only where the model amplifies the last bits
+ * (llm->f32_exact). */
+#if defined(ATT_LANES)
+typedef struct {
+    const float *x, *W;
+    float *y;
+    int N, K;
+} f32x_job;
+
+static void f32x_row(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    const f32x_job *j = ctx;
+    const float *xt = j->x + t * j->K;
+    float *yt = j->y + t * j->N;
+    int o = 0;
+    for (; o + ATT_LANES <= j->N; o += ATT_LANES) att_pv(xt, j->W + (int64_t)o * j->K, j->K, j->K, yt + o);
+    for (; o < j->N; o++) yt[o] = att_dot(xt, j->W + (int64_t)o * j->K, j->K);
+}
+#endif
+
+static bool linear_f32_ggml(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y) {
+#if defined(ATT_LANES)
+    if (w->n_in % ATT_LANES || !w->t->data || (uintptr_t)w->t->data % sizeof(float)) return false;
+    f32x_job j = {.x = x, .W = w->t->data, .y = y, .N = (int)w->n_out, .K = (int)w->n_in};
+    pare_pool_for(llm->pool, T, f32x_row, &j);
+    return true;
+#else
+    (void)llm, (void)w, (void)x, (void)T, (void)y;
+    return false;
+#endif
+}
 
 /* One head of one sequence (item = sequence * n_head + head; sequence s's rows start at row
  * s * T of q, k, v and att): att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query

@@ -67,6 +67,7 @@ struct pare_llm {
     int n_threads;
     pare_pool *pool; /* n_threads threads, kept across products (llm_sync_pool) */
     bool ggml_round;
+    bool f32_exact; /* f32 weights' products in ggml's (tinyBLAS's) order too */
     bool att_exact; /* some weight rounds activations to 8 bits: attention in ggml's exact order */
     pare_llm_act_fn hook;
     void *hook_user;

@@ -22,6 +22,8 @@
  * enough that products of two of them fit in int64 and buffer sizes in size_t. */
 #define LLM_MAX_DIM (1 << 24)
 #define LLM_MAX_LAYERS 4096
+/* Models with at most this many bytes of F32 matrices multiply them in ggml's order. */
+#define LLM_F32_EXACT_MAX_BYTES ((uint64_t)64 << 20)
 
 /* ------------------------------------------------------------------------ metadata */
 
@@ -262,7 +264,10 @@ static void gelu_table(float *tab) {
     const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
     for (int h = 0; h < 65536; h++) {
         const float x = pare_fp16_to_fp32((uint16_t)h);
-        tab[h] = pare_fp16_to_fp32(pare_fp32_to_fp16(0.5f * x * (1.0f + tanhf(c * x * (1.0f + a * x * x)))));
+        /* ggml-cpu is built for the machine (-march=native: FMA) in GNU C, where GCC contracts
+         * 1 + a x x into one fma; without it some entries round to the other f16 */
+        const float u = fmaf(a * x, x, 1.0f);
+        tab[h] = pare_fp16_to_fp32(pare_fp32_to_fp16(0.5f * x * (1.0f + tanhf(c * x * u))));
     }
 }
 
@@ -432,7 +437,16 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
      * sequence, so there its products follow ggml's order exactly (slower); with f32/f16/bf16
      * weights the difference stays at float rounding and the blocked GEMM is used. */
     for (size_t i = 0; i < m->n_tensors; i++)
-        if (pare_type_get(m->tensors[i].type)->is_quantized && m->tensors[i].n_dims == 2) llm->att_exact = true;
+        if ((pare_type_get(m->tensors[i].type)->is_quantized && m->tensors[i].n_dims == 2)) llm->att_exact = true;
+    /* F32 weights: the blocked GEMM's order differs from ggml's in the last bits, which stay
+     * there in most models; deep models with sharp attention (gemma2's reference: 26 layers)
+     * amplify them through the f16 KV cache and the f16 GELU table to 0.3 in the logits. Small
+     * models, where speed does not matter, take ggml's order for f32 products and attention too
+     * (the larger ones keep the fast kernel: bench/). */
+    uint64_t f32_bytes = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].type == PARE_TYPE_F32 && m->tensors[i].n_dims >= 2) f32_bytes += m->tensors[i].n_bytes;
+    if (f32_bytes <= LLM_F32_EXACT_MAX_BYTES) llm->att_exact = llm->f32_exact = true;
     prefault(m);
     *out = llm;
     return PARE_OK;
