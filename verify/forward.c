@@ -1,16 +1,22 @@
 /*
- * verify/forward.c - the forward pass of llama-family, qwen2 and gpt2 models, computed the
- * way llama.cpp's CPU backend computes it (src/llama-model.cpp build_llama / build_qwen2 /
- * build_gpt2 on ggml-cpu), over a whole sequence at once:
+ * verify/forward.c - the forward pass, computed the way llama.cpp's CPU backend computes it
+ * (src/llama.cpp's build_* functions on ggml-cpu), over a whole sequence at once, for the
+ * features the architecture table lists (core/arch.h, pare_arch_fwd):
  *
- *   x = token_embd[tokens] (+ position_embd[0..T) for gpt2)
- *   per layer:  h = norm(x) * attn_norm (+ b)
- *               q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)     (gpt2: fused Wqkv)
- *               rope(q), rope(k)                                      (not gpt2)
- *               x += softmax(q k^T * kq_scale + causal mask) v Wo^T (+bo)
- *               h = norm(x) * ffn_norm (+ b)
- *               x += (silu(h Wgate^T) * h Wup^T) Wdown^T              (gpt2: gelu(h Wup^T + b) Wdown^T + b)
- *   logits = norm(x) * output_norm (+ b) Wout^T
+ *   x = token_embd[tokens] (* sqrt(n_embd): EMBD_SCALE) (+ position_embd: ROPE_NONE)
+ *   per layer:  h = norm(x) * attn_norm (+ b)                          (none: NO_PRE_NORM)
+ *               q, k, v = h Wq^T (+bq), ...  or split from h Wqkv^T (+bqkv)
+ *               q, k = qk_norm(q), qk_norm(k)                          (when the file has them)
+ *               rope(q), rope(k) on the first n_rot values of each head (NORM or NEOX pairs)
+ *               q *= 1/sqrt(head) (Q_PRESCALE; then the softmax scale is 1)
+ *               s = q k^T (f16 cache); s = cap tanh(s / cap) (SOFTCAP); window mask (SWA)
+ *               a = softmax(s * kq_scale + causal mask) v Wo^T (+bo) (post norm: POST_NORM)
+ *     sequential:  x += a;  x += post(ffn(norm(x) * ffn_norm (+ b)))
+ *     parallel:    x = (ffn(n) + x) + a  with n the attention's norm (PARALLEL) or its own
+ *                  (PARALLEL_2NORM); phi2 (PAR_ATTN_FFN): x = (a + ffn(n)) + x
+ *     ffn:  SWIGLU down(silu(gate) * up), GEGLU down(gelu(gate) * up), GELU down(gelu(up)),
+ *           gate and up from one ffn_up (FUSED_GATE_UP), or the experts (verify/moe.c)
+ *   logits = norm(x) * output_norm (+ b) Wout^T (+ output.bias) (* logit_scale) (soft-capped)
  *
  * Buffers are row-major [token][feature]; matrix products run over all tokens at once
  * (verify/gemm.c in f32, qgemm.c / kgemm.c in integers). With ggml rounding on (the default)
