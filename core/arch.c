@@ -306,7 +306,7 @@ static const pare_arch arch_table[] = {
                  .tok = PARE_TOK_SP | PARE_TOK_SP_ONLY | PARE_TOK_NO_SPACE_PREFIX | PARE_TOK_GEMMA_EOT,
                  .hf_class = "GemmaForCausalLM", .model_type = "gemma", .hidden_act = "gelu_pytorch_tanh"},
 
-        .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX, PARE_FWD_EMBD_SCALE},
+        .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX, PARE_FWD_EMBD_SCALE | PARE_FWD_Q_PRESCALE},
     },
     {
         .name = "gemma2",
@@ -318,7 +318,9 @@ static const pare_arch arch_table[] = {
                  .model_type = "gemma2", .hidden_act = "gelu_pytorch_tanh"},
 
         .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX,
-                PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_SOFTCAP | PARE_FWD_SWA},
+                PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_SOFTCAP | PARE_FWD_SWA | PARE_FWD_Q_PRESCALE |
+                    PARE_FWD_Q_SCALE_BY_TYPE,
+                2, 4096},
     },
     {
         .name = "phi3",
@@ -328,7 +330,8 @@ static const pare_arch arch_table[] = {
                  .tok = PARE_TOK_SP | PARE_TOK_SP_ONLY | PARE_TOK_PHI3, .hf_class = "Phi3ForCausalLM", .model_type = "phi3",
                  .hidden_act = "silu"},
 
-        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX, PARE_FWD_FUSED_QKV | PARE_FWD_FUSED_GATE_UP},
+        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX,
+                PARE_FWD_FUSED_QKV | PARE_FWD_FUSED_GATE_UP | PARE_FWD_Q_PRESCALE | PARE_FWD_SWA, 0, 0},
     },
     {
         .name = "qwen2moe",
@@ -391,7 +394,8 @@ static const pare_arch arch_table[] = {
                  .hf_class = "PhiForCausalLM", .model_type = "phi", .hidden_act = "gelu_new",
                  .tokenizer_class = "CodeGenTokenizer"},
 
-        .fwd = {PARE_NORM_LAYER, PARE_FFN_GELU, PARE_ROPE_NEOX, PARE_FWD_PARALLEL},
+        .fwd = {PARE_NORM_LAYER, PARE_FFN_GELU, PARE_ROPE_NEOX,
+                PARE_FWD_PARALLEL | PARE_FWD_PAR_ATTN_FFN | PARE_FWD_Q_PRESCALE},
     },
 };
 

@@ -155,13 +155,26 @@ enum {
     PARE_FWD_SHARED_EXPERT = 1u << 10, /* a shared expert with a sigmoid gate (Qwen2-MoE) */
     PARE_FWD_FUSED_QKV = 1u << 11,     /* attn_qkv instead of attn_q/k/v */
     PARE_FWD_FUSED_GATE_UP = 1u << 12, /* ffn_up holds gate and up (Phi-3) */
+    PARE_FWD_Q_PRESCALE = 1u << 13,    /* q times the attention scale after RoPE, softmax scale 1
+                                          (gemma, gemma2, phi2, phi3: the f16 cache then holds the
+                                          scaled q) */
+    PARE_FWD_Q_SCALE_BY_TYPE = 1u << 14, /* gemma2: 1/sqrt(n_embd/n_head) for 46 layers (27B),
+                                            else 1/sqrt(head_dim), as llama.cpp picks it */
+    PARE_FWD_PAR_ATTN_FFN = 1u << 15,  /* parallel sum as (attn + ffn) + x (phi2), not (ffn + x) + attn */
 };
 
+/* Fields after flags default to 0 in the entries. Sizes and constants come from metadata; the
+ * keys read are {arch}.attention.layer_norm_epsilon (LayerNorm) or .layer_norm_rms_epsilon,
+ * .attention.sliding_window (SWA), .attn_logit_softcapping / .final_logit_softcapping
+ * (SOFTCAP, defaults 50 and 30), .logit_scale (LOGIT_SCALE), .use_parallel_residual
+ * (PARALLEL_2NORM, default true). Biases, q/k norms and output.bias are used when present. */
 typedef struct {
     pare_norm_kind norm;
     pare_ffn_kind ffn;
     pare_rope_kind rope;
     unsigned flags; /* PARE_FWD_* */
+    int swa_period; /* SWA: 0 = every layer, p = layers with il % p == 0 (gemma2: 2) */
+    int swa_window; /* SWA: the window when the file has no sliding_window key (0: no SWA) */
 } pare_arch_fwd;
 
 /* ------------------------------------------------------------------------ quantization */

@@ -1,16 +1,22 @@
 /*
- * verify/forward.c - the forward pass of llama-family, qwen2 and gpt2 models, computed the
- * way llama.cpp's CPU backend computes it (src/llama-model.cpp build_llama / build_qwen2 /
- * build_gpt2 on ggml-cpu), over a whole sequence at once:
+ * verify/forward.c - the forward pass, computed the way llama.cpp's CPU backend computes it
+ * (src/llama.cpp's build_* functions on ggml-cpu), over a whole sequence at once, for the
+ * features the architecture table lists (core/arch.h, pare_arch_fwd):
  *
- *   x = token_embd[tokens] (+ position_embd[0..T) for gpt2)
- *   per layer:  h = norm(x) * attn_norm (+ b)
- *               q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)     (gpt2: fused Wqkv)
- *               rope(q), rope(k)                                      (not gpt2)
- *               x += softmax(q k^T * kq_scale + causal mask) v Wo^T (+bo)
- *               h = norm(x) * ffn_norm (+ b)
- *               x += (silu(h Wgate^T) * h Wup^T) Wdown^T              (gpt2: gelu(h Wup^T + b) Wdown^T + b)
- *   logits = norm(x) * output_norm (+ b) Wout^T
+ *   x = token_embd[tokens] (* sqrt(n_embd): EMBD_SCALE) (+ position_embd: ROPE_NONE)
+ *   per layer:  h = norm(x) * attn_norm (+ b)                          (none: NO_PRE_NORM)
+ *               q, k, v = h Wq^T (+bq), ...  or split from h Wqkv^T (+bqkv)
+ *               q, k = qk_norm(q), qk_norm(k)                          (when the file has them)
+ *               rope(q), rope(k) on the first n_rot values of each head (NORM or NEOX pairs)
+ *               q *= 1/sqrt(head) (Q_PRESCALE; then the softmax scale is 1)
+ *               s = q k^T (f16 cache); s = cap tanh(s / cap) (SOFTCAP); window mask (SWA)
+ *               a = softmax(s * kq_scale + causal mask) v Wo^T (+bo) (post norm: POST_NORM)
+ *     sequential:  x += a;  x += post(ffn(norm(x) * ffn_norm (+ b)))
+ *     parallel:    x = (ffn(n) + x) + a  with n the attention's norm (PARALLEL) or its own
+ *                  (PARALLEL_2NORM); phi2 (PAR_ATTN_FFN): x = (a + ffn(n)) + x
+ *     ffn:  SWIGLU down(silu(gate) * up), GEGLU down(gelu(gate) * up), GELU down(gelu(up)),
+ *           gate and up from one ffn_up (FUSED_GATE_UP), or the experts (verify/moe.c)
+ *   logits = norm(x) * output_norm (+ b) Wout^T (+ output.bias) (* logit_scale) (soft-capped)
  *
  * Buffers are row-major [token][feature]; matrix products run over all tokens at once
  * (verify/gemm.c in f32, qgemm.c / kgemm.c in integers). With ggml rounding on (the default)
@@ -21,6 +27,7 @@
  */
 #include "verify/llm_impl.h"
 
+#include "core/arch.h"
 #include "quant/quant.h"
 
 #include <cblas.h>
@@ -110,7 +117,20 @@ static void round_row(pare_type at, const float *x, float *y, int64_t n) {
 /* ------------------------------------------------------------------------ row jobs */
 
 /* One parallel job over the token rows of the activations; `op` says what to do. */
-typedef enum { OP_RMS_NORM, OP_LAYER_NORM, OP_ROUND, OP_BIAS, OP_ADD, OP_SWIGLU, OP_GELU, OP_ROPE } row_op;
+typedef enum {
+    OP_RMS_NORM,
+    OP_LAYER_NORM,
+    OP_ROUND,
+    OP_BIAS,
+    OP_ADD,
+    OP_SWIGLU, /* dst = silu(dst) * src */
+    OP_GELU,   /* dst = gelu(dst) */
+    OP_GEGLU,  /* dst = gelu(dst) * src */
+    OP_ROPE,
+    OP_SCALE,   /* dst *= scale */
+    OP_SOFTCAP, /* dst = tanh(dst / scale) * scale */
+    OP_COPY,    /* dst = src */
+} row_op;
 
 typedef struct {
     const pare_llm *llm;
@@ -124,6 +144,7 @@ typedef struct {
     int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
     int pos0;           /* OP_ROPE: position of row 0 */
     int period;         /* OP_ROPE: rows of one sequence when several follow each other, else 0 */
+    float scale;        /* OP_SCALE, OP_SOFTCAP */
 } row_job;
 
 static void rms_norm_row(const float *x, float *y, int64_t n, float eps, const float *w) {
@@ -187,7 +208,11 @@ static void layer_norm_row(const float *x, float *y, int64_t n, float eps, const
         sum2 += (double)(v * v);
     }
     const float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale * w[i] + b[i];
+    /* ggml_norm, then ggml_mul by w and ggml_add of b: three roundings, in that order */
+    if (b)
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale * w[i] + b[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] * scale * w[i];
 }
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -235,6 +260,45 @@ static float gelu(float x, bool f16_table) {
     if (x >= 10.0f) return x;
     float h = round_f16(x);
     return round_f16(0.5f * h * (1.0f + tanhf(c * h * (1.0f + a * h * h))));
+}
+
+/* d[i] = gelu(d[i]) (* s[i] when s is not NULL) as ggml_vec_gelu_f32 with GGML_GELU_FP16:
+ * 0 at or below -10, x at or above 10, else the table at x rounded to f16 (tab); tab NULL:
+ * the plain formula in f32. */
+static void gelu_row(float *d, const float *s, int64_t n, const float *tab) {
+    int64_t i = 0;
+    if (!tab) {
+        for (; i < n; i++) d[i] = gelu(d[i], false) * (s ? s[i] : 1.0f);
+        return;
+    }
+#if defined(__AVX512F__)
+    const __m512 lo = _mm512_set1_ps(-10.0f), hi = _mm512_set1_ps(10.0f);
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(d + i);
+        const __m512i h = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        __m512 g = _mm512_i32gather_ps(h, tab, 4);
+        g = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, hi, _CMP_GE_OQ), g, x);
+        g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLE_UQ), g);
+        if (s) g = _mm512_mul_ps(g, _mm512_loadu_ps(s + i));
+        _mm512_storeu_ps(d + i, g);
+    }
+#elif defined(FWD_AVX2)
+    const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(d + i);
+        const __m256i h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        __m256 g = _mm256_i32gather_ps(tab, h, 4);
+        g = _mm256_blendv_ps(g, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+        g = _mm256_and_ps(g, _mm256_cmp_ps(x, lo, _CMP_NLE_UQ));
+        if (s) g = _mm256_mul_ps(g, _mm256_loadu_ps(s + i));
+        _mm256_storeu_ps(d + i, g);
+    }
+#endif
+    for (; i < n; i++) {
+        const float x = d[i];
+        const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : tab[pare_fp32_to_fp16(x)];
+        d[i] = s ? g * s[i] : g;
+    }
 }
 
 /* Rotates the pairs of every head of one row at position pos (cache: cos, sin per pair). */
@@ -289,9 +353,17 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_BIAS: add_row(d, j->b, n); break;
     case OP_ADD: add_row(d, s, n); break;
     case OP_SWIGLU: swiglu_row(d, s, n); break;
-    case OP_GELU:
-        for (int64_t i = 0; i < n; i++) d[i] = gelu(d[i], j->llm->ggml_round);
+    case OP_GELU: gelu_row(d, NULL, n, j->llm->ggml_round ? j->llm->gelu_tab : NULL); break;
+    case OP_GEGLU: gelu_row(d, s, n, j->llm->ggml_round ? j->llm->gelu_tab : NULL); break;
+    case OP_SCALE:
+        for (int64_t i = 0; i < n; i++) d[i] *= j->scale;
         break;
+    case OP_SOFTCAP: {
+        const float inv = 1.0f / j->scale;
+        for (int64_t i = 0; i < n; i++) d[i] = tanhf(d[i] * inv) * j->scale;
+        break;
+    }
+    case OP_COPY: memcpy(d, s, (size_t)n * sizeof *d); break;
     case OP_ROPE: {
         const int64_t pos = j->period ? (r + j->pos0) % j->period : r + j->pos0;
         rope_row(j->llm, d, j->n_heads, j->llm->rope + pos * j->llm->n_rot);
@@ -340,6 +412,8 @@ static bool has_int_product(const llm_mat *w) {
     return (llm_kgemm_handles(t) || llm_iqgemm_handles(t)) && w->n_in % 256 == 0;
 }
 
+static bool linear_f32_ggml(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y);
+
 /* y[T][n_out] = x[T][n_in] W^T (+ bias). name: the weight's GGUF name for the hook. A weight
  * that needs converting is converted in blocks of at most llm->wblock values. */
 static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, const float *x, int T, float *y,
@@ -348,6 +422,10 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
     if (llm->ggml_round && has_int_product(w)) {
         pare_status st = linear_int(llm, w, x, T, y, bias, err);
         if (st != PARE_EUNSUPPORTED) return st; /* else: no memory for it; the f32 way below */
+    }
+    if (llm->ggml_round && llm->f32_exact && w->t->type == PARE_TYPE_F32 && linear_f32_ggml(llm, w, x, T, y)) {
+        if (bias) rows(llm, OP_BIAS, T, w->n_out, NULL, 0, y, w->n_out, NULL, bias);
+        return PARE_OK;
     }
     const pare_type at = act_type(w->t->type);
     const float *xin = x;
@@ -401,7 +479,23 @@ typedef struct {
     int bl;         /* rows per block: min(T, ATT_BLOCK) */
     float *buf;     /* per thread: scores [bl][T], v transposed [n_embd_head][T], gemm workspace */
     size_t per_thread;
+    int n_head, n_head_kv; /* the layer's */
+    int n_swa;             /* > 0: query p sees keys p - n_swa < t <= p only */
 } att_job;
+
+/* What ggml does to a row of scores before its softmax (query at pos): soft-capping
+ * cap * tanh(s / cap) (ggml_scale, ggml_tanh, ggml_scale), then the sliding window's mask,
+ * whose -inf keys become 0 in the softmax (e^-inf; their lanes then add nothing to ggml's
+ * sums either). */
+static void score_fix(const att_job *j, float *s, int pos) {
+    const float cap = j->llm->attn_softcap;
+    if (cap > 0) {
+        const float inv = 1.0f / cap;
+        for (int t = 0; t <= pos; t++) s[t] = tanhf(s[t] * inv) * cap;
+    }
+    if (j->n_swa > 0)
+        for (int t = 0; t <= pos - j->n_swa; t++) s[t] = -INFINITY;
+}
 
 /* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
  * scale, max, e^(x - max) 16 keys at a time from key 0 (the masked keys after pos are 0),
@@ -581,15 +675,50 @@ static inline void dot8x8(const float *x, const float *r, int64_t ld, int n, flo
 #define att_pv dot8x8
 #endif
 
+/* F32 weights times f32 activations as ggml-cpu's tinyBLAS computes them (llamafile_sgemm,
+ * taken when n_in is a multiple of the vector width): each output one vector accumulator
+ * along k, fma by fma, then the same final sum as the attention products above. Slower
+ * than the blocked GEMM, so used only where the model amplifies the last bits
+ * (llm->f32_exact). */
+#if defined(ATT_LANES)
+typedef struct {
+    const float *x, *W;
+    float *y;
+    int N, K;
+} f32x_job;
+
+static void f32x_row(void *ctx, int64_t t, int thread) {
+    (void)thread;
+    const f32x_job *j = ctx;
+    const float *xt = j->x + t * j->K;
+    float *yt = j->y + t * j->N;
+    int o = 0;
+    for (; o + ATT_LANES <= j->N; o += ATT_LANES) att_pv(xt, j->W + (int64_t)o * j->K, j->K, j->K, yt + o);
+    for (; o < j->N; o++) yt[o] = att_dot(xt, j->W + (int64_t)o * j->K, j->K);
+}
+#endif
+
+static bool linear_f32_ggml(pare_llm *llm, const llm_mat *w, const float *x, int T, float *y) {
+#if defined(ATT_LANES)
+    if (w->n_in % ATT_LANES || !w->t->data || (uintptr_t)w->t->data % sizeof(float)) return false;
+    f32x_job j = {.x = x, .W = w->t->data, .y = y, .N = (int)w->n_out, .K = (int)w->n_in};
+    pare_pool_for(llm->pool, T, f32x_row, &j);
+    return true;
+#else
+    (void)llm, (void)w, (void)x, (void)T, (void)y;
+    return false;
+#endif
+}
+
 /* One head of one sequence (item = sequence * n_head + head; sequence s's rows start at row
  * s * T of q, k, v and att): att[:, h] = softmax(q_h k_g^T) v_g, by blocks of ATT_BLOCK query
  * rows that only look at the keys up to their last row. */
 static void att_head(void *ctx, int64_t item, int thread) {
     att_job *j = ctx;
     pare_llm *llm = j->llm;
-    const int64_t h = item % llm->n_head, s0 = item / llm->n_head * j->T;
-    const int hd = llm->n_embd_head, T = j->T, g = (int)h / (llm->n_head / llm->n_head_kv);
-    const int64_t ldkv = (int64_t)llm->n_head_kv * hd, ldo = (int64_t)llm->n_head * hd;
+    const int64_t h = item % j->n_head, s0 = item / j->n_head * j->T;
+    const int hd = llm->n_embd_head, T = j->T, g = (int)h / (j->n_head / j->n_head_kv);
+    const int64_t ldkv = (int64_t)j->n_head_kv * hd, ldo = (int64_t)j->n_head * hd;
     const float *qh = j->q + s0 * j->ldq + h * hd, *kg = llm->k + s0 * ldkv + (int64_t)g * hd,
                 *vg = llm->v + s0 * ldkv + (int64_t)g * hd;
     const int Tp = (T + 15) / 16 * 16; /* rows padded for 16-lane products */
@@ -619,7 +748,10 @@ static void att_head(void *ctx, int64_t item, int thread) {
                     for (; t < te; t++) Si[t] = att_dot(qp, kg + (int64_t)t * ldkv, hd);
                 }
             }
-            for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * ncp, r0 + i, (r0 + i + L) / L * L, llm->kq_scale, true);
+            for (int i = 0; i < nr; i++) {
+                score_fix(j, S + (size_t)i * ncp, r0 + i);
+                softmax_row(S + (size_t)i * ncp, r0 + i, (r0 + i + L) / L * L, llm->kq_scale, true);
+            }
             for (int d = 0; d < hd; d += L)
                 for (int i = 0; i < nr; i++)
                     att_pv(S + (size_t)i * ncp, vt + (size_t)d * Tp, Tp, (r0 + i + L) / L * L, out + (int64_t)(r0 + i) * ldo + d);
@@ -630,14 +762,18 @@ static void att_head(void *ctx, int64_t item, int thread) {
     for (int r0 = j->r0; r0 < T; r0 += ATT_BLOCK) {
         const int nr = T - r0 < ATT_BLOCK ? T - r0 : ATT_BLOCK, nc = r0 + nr;
         llm_gemm_nt(NULL, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
-        for (int i = 0; i < nr; i++) softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
+        for (int i = 0; i < nr; i++) {
+            score_fix(j, S + (size_t)i * nc, r0 + i);
+            softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
+        }
         llm_gemm_nt(NULL, nr, hd, nc, S, nc, vt, Tp, out + r0 * ldo, (int)ldo, ws);
     }
 }
 
 /* Heads of each sequence run in parallel, each with single-threaded products (OpenBLAS's own
  * threads stay unused: they would spin against ours on a small machine). */
-static pare_status attention(pare_llm *llm, int n_seq, int T, int r0, const float *q, int64_t ldq, pare_err *err) {
+static pare_status attention(pare_llm *llm, const llm_layer *L, int n_seq, int T, int r0, const float *q, int64_t ldq,
+                             pare_err *err) {
     const int nt = pare_pool_threads(llm->pool);
     const int bl = T < ATT_BLOCK ? T : ATT_BLOCK;
     const size_t ws1 = llm_gemm_ws(bl, llm->n_embd_head), ws2 = llm_gemm_ws(bl, T);
@@ -645,17 +781,27 @@ static pare_status attention(pare_llm *llm, int n_seq, int T, int r0, const floa
     const size_t per = (size_t)bl * Tp + (size_t)llm->n_embd_head * Tp + (ws1 > ws2 ? ws1 : ws2);
     float *buf = malloc((size_t)nt * per * sizeof *buf);
     FAIL_IF(!buf, PARE_ENOMEM, "%s: out of memory for attention scores", llm->name);
-    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per};
-    pare_pool_for(llm->pool, (int64_t)n_seq * llm->n_head, att_head, &j);
+    att_job j = {.llm = llm, .T = T, .r0 = r0, .q = q, .ldq = ldq, .bl = bl, .buf = buf, .per_thread = per,
+                 .n_head = L->n_head, .n_head_kv = L->n_head_kv, .n_swa = L->swa ? llm->n_swa : 0};
+    pare_pool_for(llm->pool, (int64_t)n_seq * L->n_head, att_head, &j);
     free(buf);
     return PARE_OK;
 }
 
 /* ------------------------------------------------------------------------ blocks */
 
+/* y = norm(x) * w (+ b) over rows of n values (the architecture's norm kind). */
+static void norm_n(pare_llm *llm, int rows_, int64_t n, const float *x, float *y, const float *w, const float *b) {
+    rows(llm, llm->ad->fwd.norm == PARE_NORM_LAYER ? OP_LAYER_NORM : OP_RMS_NORM, rows_, n, x, n, y, n, w, b);
+}
+
 static void norm(pare_llm *llm, int T, const float *x, float *y, const float *w, const float *b) {
-    const int64_t D = llm->n_embd;
-    rows(llm, llm->arch == LLM_ARCH_GPT2 ? OP_LAYER_NORM : OP_RMS_NORM, T, D, x, D, y, D, w, b);
+    norm_n(llm, T, llm->n_embd, x, y, w, b);
+}
+
+static void scale_rows(pare_llm *llm, row_op op, int T, int64_t n, float *y, int64_t ld, float scale) {
+    row_job j = {.llm = llm, .op = op, .n = n, .dst = y, .ld_dst = ld, .scale = scale};
+    pare_pool_for(llm->pool, T, row_run, &j);
 }
 
 /* Moves rows [r0, T) of each of n_seq sequences of T rows (row stride w) to the front, in
@@ -665,79 +811,142 @@ static void keep_tail_rows(float *a, int64_t w, int n_seq, int T, int r0) {
     for (int s = 0; s < n_seq; s++) memmove(a + (int64_t)s * (T - r0) * w, a + ((int64_t)s * T + r0) * w, bytes);
 }
 
-/* n_seq sequences of T rows each (sequence s from row s * T). Layers compute every row,
- * except the last one in forward_tail, where only rows r0.. of each sequence are needed
- * past the keys and values (as llama.cpp skips the rows it outputs no logits for): those are
- * then moved to the front of x, and *n_rows says how many rows x holds. */
-static pare_status attn_block(pare_llm *llm, int il, int n_seq, int T, int r0, int *n_rows, pare_err *err) {
+/* q/k norm of R rows of n values in place, by vectors of len (a head or the whole row). */
+static void qk_norm(pare_llm *llm, int R, int64_t n, float *y, const float *w, const float *b, int64_t len) {
+    if (w) norm_n(llm, (int)(R * (n / len)), len, y, y, w, b);
+}
+
+/* The attention sublayer on `in` (n_seq sequences of T rows; sequence s from row s * T) into
+ * llm->ao. In the last layer of forward_tail only rows r0.. of each sequence are needed past
+ * the keys and values (as llama.cpp skips the rows it outputs no logits for): ao then holds
+ * those, packed, and so do x and (parallel blocks) xn; *n_rows says how many. */
+static pare_status attn_block(pare_llm *llm, int il, const float *in, int n_seq, int T, int r0, int *n_rows,
+                              pare_err *err) {
     const llm_layer *L = &llm->layers[il];
-    const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)llm->n_head * hd,
-                  hkv = (int64_t)llm->n_head_kv * hd;
+    const int64_t D = llm->n_embd, hd = llm->n_embd_head, hq = (int64_t)L->n_head * hd,
+                  hkv = (int64_t)L->n_head_kv * hd;
     const int R = n_seq * T;
     /* rows whose queries are needed: one sequence skips the ones before r0 */
-    const int qr0 = n_seq == 1 ? r0 : 0, nq = R - qr0;
-    norm(llm, R, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
-    int64_t ldq = hq;
-    if (llm->arch == LLM_ARCH_GPT2) {
-        const int64_t w = D + 2 * hkv;
-        TRY(linear(llm, L->wqkv.t->name, &L->wqkv, llm->xn, R, llm->q, L->bqkv, err));
+    int qr0 = n_seq == 1 ? r0 : 0;
+    if (L->wqkv.t) {
+        const int64_t w = hq + 2 * hkv;
+        TRY(linear(llm, L->wqkv.t->name, &L->wqkv, in, R, llm->qkv, L->bqkv, err));
         for (int t = 0; t < R; t++) {
-            memcpy(llm->k + t * hkv, llm->q + t * w + D, (size_t)hkv * sizeof(float));
-            memcpy(llm->v + t * hkv, llm->q + t * w + D + hkv, (size_t)hkv * sizeof(float));
+            memcpy(llm->q + t * hq, llm->qkv + t * w, (size_t)hq * sizeof(float));
+            memcpy(llm->k + t * hkv, llm->qkv + t * w + hq, (size_t)hkv * sizeof(float));
+            memcpy(llm->v + t * hkv, llm->qkv + t * w + hq + hkv, (size_t)hkv * sizeof(float));
         }
-        ldq = w;
+        qr0 = 0;
     } else {
-        TRY(linear(llm, L->wq.t->name, &L->wq, llm->xn + qr0 * D, nq, llm->q + qr0 * hq, L->bq, err));
-        TRY(linear(llm, L->wk.t->name, &L->wk, llm->xn, R, llm->k, L->bk, err));
-        TRY(linear(llm, L->wv.t->name, &L->wv, llm->xn, R, llm->v, L->bv, err));
-        row_job j = {.llm = llm, .op = OP_ROPE, .dst = llm->q + qr0 * hq, .ld_dst = hq, .n_heads = llm->n_head,
+        TRY(linear(llm, L->wq.t->name, &L->wq, in + qr0 * D, R - qr0, llm->q + qr0 * hq, L->bq, err));
+        TRY(linear(llm, L->wk.t->name, &L->wk, in, R, llm->k, L->bk, err));
+        TRY(linear(llm, L->wv.t->name, &L->wv, in, R, llm->v, L->bv, err));
+    }
+    const int nq = R - qr0;
+    float *q = llm->q;
+    qk_norm(llm, nq, hq, q + qr0 * hq, L->q_norm, L->q_norm_b, L->q_norm_n);
+    qk_norm(llm, R, hkv, llm->k, L->k_norm, L->k_norm_b, L->k_norm_n);
+    if (llm->ad->fwd.rope != PARE_ROPE_NONE) {
+        row_job j = {.llm = llm, .op = OP_ROPE, .dst = q + qr0 * hq, .ld_dst = hq, .n_heads = L->n_head,
                      .pos0 = qr0, .period = T};
         pare_pool_for(llm->pool, nq, row_run, &j);
-        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = llm->n_head_kv, j.pos0 = 0;
+        j.dst = llm->k, j.ld_dst = hkv, j.n_heads = L->n_head_kv, j.pos0 = 0;
         pare_pool_for(llm->pool, R, row_run, &j);
     }
-    float *q = llm->q;
+    if (llm->q_scale != 1.0f) scale_rows(llm, OP_SCALE, nq, hq, q + qr0 * hq, hq, llm->q_scale);
     if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
-        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + qr0 * ldq, .dst = q + qr0 * ldq, .ld_src = ldq,
-                     .ld_dst = ldq, .at = PARE_TYPE_F16};
+        row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + qr0 * hq, .dst = q + qr0 * hq, .ld_src = hq,
+                     .ld_dst = hq, .at = PARE_TYPE_F16};
         pare_pool_for(llm->pool, nq, row_run, &j);
         j.n = hkv, j.src = j.dst = llm->k, j.ld_src = j.ld_dst = hkv;
         pare_pool_for(llm->pool, R, row_run, &j);
         j.src = j.dst = llm->v;
         pare_pool_for(llm->pool, R, row_run, &j);
     }
-    TRY(attention(llm, n_seq, T, r0, q, ldq, err));
+    TRY(attention(llm, L, n_seq, T, r0, q, hq, err));
     if (r0 > 0) {
         keep_tail_rows(llm->att, hq, n_seq, T, r0);
         keep_tail_rows(llm->x, D, n_seq, T, r0);
+        if (in == llm->xn) keep_tail_rows(llm->xn, D, n_seq, T, r0);
     }
     const int n = n_seq * (T - r0);
-    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, n, llm->xn, L->bo, err));
-    rows(llm, OP_ADD, n, D, llm->xn, D, llm->x, D, NULL, NULL);
+    TRY(linear(llm, L->wo.t->name, &L->wo, llm->att, n, llm->ao, L->bo, err));
+    if (L->attn_post_norm) norm(llm, n, llm->ao, llm->ao, L->attn_post_norm, NULL);
     *n_rows = n;
     return PARE_OK;
 }
 
-/* On the first n rows of x. */
-static pare_status ffn_block(pare_llm *llm, int il, int n, pare_err *err) {
+/* The FFN sublayer on the first n rows of `in` into llm->fo. */
+static pare_status ffn_block(pare_llm *llm, int il, const float *in, int n, pare_err *err) {
     const llm_layer *L = &llm->layers[il];
-    const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
-    float *x = llm->x;
-    norm(llm, n, x, llm->xn, L->ffn_norm, L->ffn_norm_b);
-    TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, n, llm->h2, L->ffn_up_b, err));
-    if (L->ffn_gate.t) {
-        TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, n, llm->h1, L->ffn_gate_b, err));
-        rows(llm, OP_SWIGLU, n, F, llm->h2, F, llm->h1, F, NULL, NULL);
+    if (L->moe) {
+        TRY(llm_moe_ffn(llm, il, n, in, llm->fo, err));
     } else {
-        memcpy(llm->h1, llm->h2, (size_t)n * F * sizeof(float));
-        rows(llm, OP_GELU, n, F, NULL, 0, llm->h1, F, NULL, NULL);
+        const int64_t F = L->n_ff, U = L->ffn_up.n_out;
+        const pare_ffn_kind kind = llm->ad->fwd.ffn;
+        TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, in, n, llm->h2, L->ffn_up_b, err));
+        const float *up = llm->h2;
+        int64_t ld_up = U;
+        if (L->ffn_gate.t) {
+            TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, in, n, llm->h1, L->ffn_gate_b, err));
+        } else if (U == 2 * F) { /* fused gate and up (Phi-3): the gate is the first half */
+            rows(llm, OP_COPY, n, F, llm->h2, U, llm->h1, F, NULL, NULL);
+            up = llm->h2 + F;
+        } else {
+            rows(llm, OP_COPY, n, F, llm->h2, U, llm->h1, F, NULL, NULL);
+            up = NULL;
+        }
+        const row_op op = !up ? OP_GELU : kind == PARE_FFN_SWIGLU ? OP_SWIGLU : OP_GEGLU;
+        rows(llm, op, n, F, up, ld_up, llm->h1, F, NULL, NULL);
+        TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, n, llm->fo, L->ffn_down_b, err));
     }
-    TRY(linear(llm, L->ffn_down.t->name, &L->ffn_down, llm->h1, n, llm->xn, L->ffn_down_b, err));
-    rows(llm, OP_ADD, n, D, llm->xn, D, x, D, NULL, NULL);
+    if (L->ffn_post_norm) norm(llm, n, llm->fo, llm->fo, L->ffn_post_norm, NULL);
     return PARE_OK;
 }
 
-/* x[t] = token_embd[tokens[t]] (+ position_embd[t % period]) for t < T. */
+/* One block, in llama.cpp's order of additions (which round differently):
+ *   sequential   x = x + attn(norm(x));  x = x + ffn(norm(x))
+ *   parallel     x = (ffn(n) + x) + attn(n'), n and n' = norm(x) with one or two norms
+ *                (phi2: (attn + ffn) + x) */
+static pare_status block(pare_llm *llm, int il, int n_seq, int T, int r0, int *n_rows, pare_err *err) {
+    const llm_layer *L = &llm->layers[il];
+    const int64_t D = llm->n_embd;
+    const int R = n_seq * T;
+    const float *in = llm->x;
+    if (L->attn_norm) {
+        norm(llm, R, llm->x, llm->xn, L->attn_norm, L->attn_norm_b);
+        in = llm->xn;
+    }
+    int n;
+    TRY(attn_block(llm, il, in, n_seq, T, r0, &n, err));
+    if (llm->parallel) {
+        if (L->ffn_norm) { /* GPT-NeoX: a norm of its own */
+            norm(llm, n, llm->x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+            in = llm->xn;
+        }
+        TRY(ffn_block(llm, il, in, n, err));
+        if (llm->ad->fwd.flags & PARE_FWD_PAR_ATTN_FFN) {
+            rows(llm, OP_ADD, n, D, llm->fo, D, llm->ao, D, NULL, NULL);
+            rows(llm, OP_ADD, n, D, llm->ao, D, llm->x, D, NULL, NULL);
+        } else {
+            rows(llm, OP_ADD, n, D, llm->fo, D, llm->x, D, NULL, NULL);
+            rows(llm, OP_ADD, n, D, llm->ao, D, llm->x, D, NULL, NULL);
+        }
+    } else {
+        rows(llm, OP_ADD, n, D, llm->ao, D, llm->x, D, NULL, NULL);
+        in = llm->x;
+        if (L->ffn_norm) {
+            norm(llm, n, llm->x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+            in = llm->xn;
+        }
+        TRY(ffn_block(llm, il, in, n, err));
+        rows(llm, OP_ADD, n, D, llm->fo, D, llm->x, D, NULL, NULL);
+    }
+    *n_rows = n;
+    return PARE_OK;
+}
+
+/* x[t] = token_embd[tokens[t]] (* sqrt(n_embd) for Gemma) (+ position_embd[t % period]) for t < T. */
 static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, int period, pare_err *err) {
     const int64_t D = llm->n_embd;
     const pare_tensor *te = llm->tok_embd.t;
@@ -747,6 +956,7 @@ static pare_status embed(pare_llm *llm, const int32_t *tokens, int T, int period
     pare_status st = PARE_OK;
     for (int t = 0; t < T && !st; t++) st = llm_row_f32(te, bytes, tokens[t], llm->x + t * D, err);
     free(tmp);
+    if (!st && llm->embd_scale != 1.0f) scale_rows(llm, OP_SCALE, T, D, llm->x, D, llm->embd_scale);
     if (st || !llm->pos_embd.t) return st;
     const pare_tensor *pe = llm->pos_embd.t;
     TRY(pare_tensor_bytes(pe, &bytes, &tmp, err));
@@ -775,22 +985,24 @@ pare_status llm_run_layers(pare_llm *llm, const int32_t *tokens, int n_seq, int 
      * from one thread: the setting is OpenBLAS's process-wide state) */
     openblas_set_num_threads(1);
     TRY(embed(llm, tokens, R, T, err));
-    if (llm->arch != LLM_ARCH_GPT2) rope_cache(llm, T);
+    if (llm->ad->fwd.rope != PARE_ROPE_NONE) rope_cache(llm, T);
     for (int il = 0; il < llm->n_layer; il++) {
         /* the hook wants every row of every layer, as llama-imatrix evaluates them */
         const int r0 = il == llm->n_layer - 1 && !llm->hook ? first : 0;
         int n;
-        TRY(attn_block(llm, il, n_seq, T, r0, &n, err));
-        TRY(ffn_block(llm, il, n, err));
+        TRY(block(llm, il, n_seq, T, r0, &n, err));
         if (r0 == 0 && first > 0 && il == llm->n_layer - 1) keep_tail_rows(llm->x, llm->n_embd, n_seq, T, first);
     }
     return PARE_OK;
 }
 
 pare_status llm_tail_logits(pare_llm *llm, int seq, int n_out, float *logits, pare_err *err) {
-    const int64_t D = llm->n_embd;
+    const int64_t D = llm->n_embd, V = llm->n_vocab;
     norm(llm, n_out, llm->x + (int64_t)seq * n_out * D, llm->xn, llm->out_norm, llm->out_norm_b);
-    return linear(llm, llm->output_name, &llm->output, llm->xn, n_out, logits, NULL, err);
+    TRY(linear(llm, llm->output_name, &llm->output, llm->xn, n_out, logits, llm->output_b, err));
+    if (llm->logit_scale != 1.0f) scale_rows(llm, OP_SCALE, n_out, V, logits, V, llm->logit_scale);
+    if (llm->final_softcap > 0) scale_rows(llm, OP_SOFTCAP, n_out, V, logits, V, llm->final_softcap);
+    return PARE_OK;
 }
 
 pare_status pare_llm_forward_tail(pare_llm *llm, const int32_t *tokens, int n_tokens, int first_out, float *logits,

@@ -1,22 +1,27 @@
 /*
  * verify/llm.h - the reference evaluator (pare_llm: forward.c, model_llm.c, perplexity.c and
- * the products of gemm.c, qgemm.c, kgemm.c): a forward pass for llama-family, qwen2 and gpt2
- * models with GGUF names and metadata, and perplexity / KL divergence exactly as
- * llama.cpp's llama-perplexity computes them (February 2025).
+ * the products of gemm.c, qgemm.c, kgemm.c): a forward pass for models with GGUF names and
+ * metadata, and perplexity / KL divergence exactly as llama.cpp's llama-perplexity computes
+ * them (February 2025).
  *
- * Architectures (general.architecture):
- *   llama  RMSNorm, RoPE on adjacent pairs (x[2i], x[2i+1]: the converter permuted the
- *          q/k rows), GQA, SwiGLU FFN, optional biases, output tied to token_embd when
- *          output.weight is absent; rope_freqs.weight (llama3 scaling) and linear scaling.
- *   qwen2  as llama, with q/k/v biases and NEOX RoPE (pairs i, i + n_rot/2).
- *   gpt2   LayerNorm with bias, learned position_embd, fused attn_qkv with bias, GELU
- *          (tanh approximation), no RoPE.
- * Anything else is PARE_EUNSUPPORTED, naming the architecture.
+ * Architectures (general.architecture): every entry of the architecture table (core/arch.h)
+ * whose forward-pass part says what the family needs: norm kind (RMSNorm, LayerNorm with or
+ * without bias), FFN kind (SwiGLU, GEGLU, GELU; gate and up fused or not), RoPE kind (adjacent
+ * pairs, NeoX halves, partial rotary from rope.dimension_count, none with position_embd),
+ * parallel blocks (one or two norms), post-sublayer norms, q/k norms (per head or full width),
+ * q scaled before the f16 cache, attention and final logit soft-capping, sliding-window layers,
+ * embedding and logit scales, biases and output.bias when present, tied output, mixture of
+ * experts (verify/moe.c). llama (Mistral, Mixtral), qwen2, gpt2, gemma, gemma2, phi3, qwen2moe,
+ * starcoder2, olmo2, gptneox, command-r, phi2. {arch}.attention.head_count and .head_count_kv
+ * may be per-layer arrays (as llama.cpp reads them; pruned models), and the FFN width is each
+ * layer's ffn_up. Any other architecture (a vision projector, an embedding model...) is
+ * PARE_EUNSUPPORTED, naming it.
  *
  * Numerics follow llama.cpp's CPU backend: activations are rounded to the type ggml
  * multiplies each weight type with (f16 for F16, bf16 for BF16, Q8_0 blocks for Q4_0..Q8_0
  * and IQ4_NL, Q8_K blocks for k-quants and the other i-quants), the KV cache holds f16,
- * attention probabilities are rounded to f16, GELU goes through ggml's f16 table. Matrix
+ * attention probabilities are rounded to f16, GELU goes through ggml's f16 table. Models with
+ * at most 64 MiB of f32 matrices also multiply those in ggml's order (tinyBLAS's lanes). Matrix
  * products run over all tokens at once (verify/gemm.c: an AVX-512 kernel, else OpenBLAS);
  * weights stay in their file type and are dequantized a matrix (or a block of rows of the
  * output matrix) at a time into a reusable f32 buffer, F32 weights being used in place, so

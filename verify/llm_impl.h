@@ -7,8 +7,6 @@
 
 #include "verify/llm.h"
 
-typedef enum { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_GPT2 } llm_arch;
-
 /* A weight matrix y = W x: ggml dims ne[0] = n_in (contiguous), ne[1] = n_out. */
 typedef struct {
     const pare_tensor *t; /* NULL when the model has none */
@@ -19,33 +17,46 @@ typedef struct {
 /* One transformer block. 1-D tensors (norms, biases) are converted to f32 once, at
  * pare_llm_new, since they are small; NULL when absent. */
 typedef struct {
+    int n_head, n_head_kv; /* this layer's ({arch}.attention.head_count[_kv] may be per-layer arrays) */
+    bool swa;              /* sliding-window attention (llm->n_swa) on this layer */
     float *attn_norm, *attn_norm_b;
-    llm_mat wq, wk, wv, wqkv, wo;
+    llm_mat wq, wk, wv, wqkv, wo; /* wqkv: fused q|k|v rows when the file has attn_qkv */
     float *bq, *bk, *bv, *bqkv, *bo;
+    float *q_norm, *q_norm_b, *k_norm, *k_norm_b; /* attn_q_norm / attn_k_norm: per head or full width */
+    int64_t q_norm_n, k_norm_n;                   /* their widths */
+    float *attn_post_norm, *ffn_post_norm;
     float *ffn_norm, *ffn_norm_b;
-    llm_mat ffn_gate, ffn_up, ffn_down;
+    llm_mat ffn_gate, ffn_up, ffn_down; /* fused gate_up: ffn_up has 2 n_ff rows, gate first */
+    int64_t n_ff;
     float *ffn_gate_b, *ffn_up_b, *ffn_down_b;
     struct llm_moe *moe; /* owned (verify/moe.c); NULL for a dense FFN */
 } llm_layer;
 
 struct pare_llm {
     const pare_model *m;
-    llm_arch arch;
     char name[64]; /* the model's path, for messages */
 
-    /* hyper-parameters (names as llama.cpp's llama_hparams) */
+    /* hyper-parameters (names as llama.cpp's llama_hparams); n_head and n_head_kv are the
+     * largest of the layers' (buffers are sized by them) */
     int n_embd, n_layer, n_head, n_head_kv, n_embd_head, n_ff_max, n_vocab, n_rot, n_ctx_train;
     float norm_eps;       /* RMSNorm or LayerNorm epsilon */
     float rope_freq_base; /* theta */
     float rope_freq_scale; /* 1 / linear scaling factor */
     bool rope_neox;       /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
-    float kq_scale;       /* 1 / sqrt(n_embd_head) */
+    float kq_scale;       /* the softmax's scale: 1 / sqrt(n_embd_head), or 1 when q is prescaled */
+    float q_scale;        /* PARE_FWD_Q_PRESCALE: q's scale after RoPE, else 1 */
+    bool parallel;        /* attention and FFN side by side (PARE_FWD_PARALLEL*, use_parallel_residual) */
+    int n_swa;            /* sliding window (keys p - n_swa < k <= p) on layers with swa; 0: none */
+    float attn_softcap, final_softcap; /* 0: none */
+    float logit_scale;    /* 1: none */
+    float embd_scale;     /* 1: none */
+    float *gelu_tab;      /* [65536] ggml's f16 GELU table (f16 bits -> f32), for GELU/GEGLU FFNs */
     bool add_bos;
     int32_t bos;
 
     llm_mat tok_embd, pos_embd, output; /* output.t == tok_embd.t when tied */
     const char *output_name;            /* for the activation hook */
-    float *out_norm, *out_norm_b;
+    float *out_norm, *out_norm_b, *output_b;
     float *rope_freqs;                  /* [n_rot/2] llama3 frequency factors, or NULL */
     llm_layer *layers;
     const struct pare_arch *ad; /* the architecture's entry (core/arch.h) */
@@ -56,6 +67,7 @@ struct pare_llm {
     int n_threads;
     pare_pool *pool; /* n_threads threads, kept across products (llm_sync_pool) */
     bool ggml_round;
+    bool f32_exact; /* f32 weights' products in ggml's (tinyBLAS's) order too */
     bool att_exact; /* some weight rounds activations to 8 bits: attention in ggml's exact order */
     pare_llm_act_fn hook;
     void *hook_user;
@@ -68,13 +80,16 @@ struct pare_llm {
     int cap_tokens;
     float *x;    /* [T][n_embd] residual stream */
     float *xn;   /* [T][n_embd] normed input of a block */
-    float *q;    /* [T][n_head * n_embd_head] (gpt2: the fused qkv [T][3 n_embd]) */
+    float *q;    /* [T][n_head * n_embd_head] */
+    float *qkv;  /* [T][(n_head + 2 n_head_kv) n_embd_head]: a fused qkv product, NULL without one */
+    float *ao;   /* [T][n_embd] attention block output */
+    float *fo;   /* [T][n_embd] FFN block output */
     float *k;    /* [T][n_head_kv * n_embd_head] */
     float *v;    /* [T][n_head_kv * n_embd_head] */
     float *att;  /* [T][n_head * n_embd_head] attention output */
     float *h1;   /* [T][n_ff_max] */
     float *h2;   /* [T][n_ff_max] */
-    float *tmp;  /* [T][max(n_embd, n_ff_max, 3 n_embd)]: a matmul's output or rounded input */
+    float *tmp;  /* [T][max(n_embd, n_ff_max, q|k|v)]: a matmul's rounded input */
     float *rope; /* [T][n_rot] cos, sin pairs per position */
     float *gws;  /* workspace of the matrix products */
     size_t gws_cap; /* bytes */

@@ -8,6 +8,7 @@
 
 #include <sys/mman.h>
 
+#include "core/arch.h"
 #include "quant/quant.h"
 
 #include <limits.h>
@@ -21,6 +22,8 @@
  * enough that products of two of them fit in int64 and buffer sizes in size_t. */
 #define LLM_MAX_DIM (1 << 24)
 #define LLM_MAX_LAYERS 4096
+/* Models with at most this many bytes of F32 matrices multiply them in ggml's order. */
+#define LLM_F32_EXACT_MAX_BYTES ((uint64_t)64 << 20)
 
 /* ------------------------------------------------------------------------ metadata */
 
@@ -64,45 +67,117 @@ static pare_status meta_float(const pare_llm *llm, const char *arch, const char 
     return PARE_OK;
 }
 
+/* ARCH.suffix for every layer: one integer for all, or (as llama.cpp accepts for head counts)
+ * an array of n_layer values. Absent -> def (an error when def < 0); def_arr, when not NULL,
+ * gives per-layer defaults instead. */
+static pare_status meta_layers(const pare_llm *llm, const char *arch, const char *suffix, int64_t def,
+                               const int *def_arr, int64_t lo, int64_t hi, int *v, pare_err *err) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const pare_kv *kv = pare_meta_get(&llm->m->meta, key);
+    if (!kv || kv->type != PARE_META_ARRAY) {
+        int one = 0;
+        TRY(meta_int(llm, arch, suffix, def_arr ? 0 : def, lo, hi, &one, err));
+        for (int il = 0; il < llm->n_layer; il++) v[il] = kv || !def_arr ? one : def_arr[il];
+        return PARE_OK;
+    }
+    FAIL_IF(kv->n != (uint64_t)llm->n_layer, PARE_EINPUT, "%s: %s has %llu values for %d layers", llm->name, key,
+            (unsigned long long)kv->n, llm->n_layer);
+    for (int il = 0; il < llm->n_layer; il++) {
+        int64_t x;
+        FAIL_IF(!pare_kv_arr_i64(kv, (uint64_t)il, &x), PARE_EINPUT, "%s: %s[%d] is not an integer", llm->name, key, il);
+        FAIL_IF(x < lo || x > hi, PARE_EINPUT, "%s: %s[%d] = %lld is outside [%lld, %lld]", llm->name, key, il,
+                (long long)x, (long long)lo, (long long)hi);
+        v[il] = (int)x;
+    }
+    return PARE_OK;
+}
+
 static pare_status read_hparams(pare_llm *llm, const char *a, pare_err *err) {
+    const pare_arch_fwd *f = &llm->ad->fwd;
     TRY(meta_int(llm, a, "block_count", -1, 1, LLM_MAX_LAYERS, &llm->n_layer, err));
     TRY(meta_int(llm, a, "embedding_length", -1, 1, LLM_MAX_DIM, &llm->n_embd, err));
-    TRY(meta_int(llm, a, "attention.head_count", -1, 1, LLM_MAX_DIM, &llm->n_head, err));
-    TRY(meta_int(llm, a, "attention.head_count_kv", llm->n_head, 1, llm->n_head, &llm->n_head_kv, err));
     TRY(meta_int(llm, a, "context_length", 0, 0, INT32_MAX, &llm->n_ctx_train, err));
-    FAIL_IF(llm->n_head % llm->n_head_kv, PARE_EINPUT, "%s: head_count %d is not a multiple of head_count_kv %d",
-            llm->name, llm->n_head, llm->n_head_kv);
-    int def_head = llm->n_embd % llm->n_head ? -1 : llm->n_embd / llm->n_head;
+    llm->layers = calloc((size_t)llm->n_layer, sizeof *llm->layers);
+    int *nh = malloc(2 * (size_t)llm->n_layer * sizeof *nh);
+    if (!llm->layers || !nh) {
+        free(nh);
+        return pare_err_set(err, PARE_ENOMEM, "%s: out of memory", llm->name);
+    }
+    int *nkv = nh + llm->n_layer;
+    pare_status st = meta_layers(llm, a, "attention.head_count", -1, NULL, 1, LLM_MAX_DIM, nh, err);
+    if (!st) st = meta_layers(llm, a, "attention.head_count_kv", 0, nh, 1, LLM_MAX_DIM, nkv, err);
+    for (int il = 0; !st && il < llm->n_layer; il++) {
+        llm_layer *L = &llm->layers[il];
+        L->n_head = nh[il];
+        L->n_head_kv = nkv[il];
+        if (L->n_head % L->n_head_kv)
+            st = pare_err_set(err, PARE_EINPUT, "%s: layer %d: head_count %d is not a multiple of head_count_kv %d",
+                              llm->name, il, L->n_head, L->n_head_kv);
+        if (L->n_head > llm->n_head) llm->n_head = L->n_head;
+        if (L->n_head_kv > llm->n_head_kv) llm->n_head_kv = L->n_head_kv;
+    }
+    free(nh);
+    TRY(st);
+    /* llama.cpp: the head size defaults to n_embd / the first layer's head count */
+    const int h0 = llm->layers[0].n_head;
+    int def_head = llm->n_embd % h0 ? -1 : llm->n_embd / h0;
     int kl, vl;
     TRY(meta_int(llm, a, "attention.key_length", def_head, 1, LLM_MAX_DIM, &kl, err));
     TRY(meta_int(llm, a, "attention.value_length", kl, 1, LLM_MAX_DIM, &vl, err));
     FAIL_IF(kl != vl, PARE_EUNSUPPORTED, "%s: key_length %d differs from value_length %d", llm->name, kl, vl);
     llm->n_embd_head = kl;
-    llm->kq_scale = 1.0f / sqrtf((float)kl);
-    if (llm->arch == LLM_ARCH_GPT2) {
-        TRY(meta_float(llm, a, "attention.layer_norm_epsilon", NAN, &llm->norm_eps, err));
+    float scale = 1.0f / sqrtf((float)kl);
+    if ((f->flags & PARE_FWD_Q_SCALE_BY_TYPE) && llm->n_layer == 46) /* gemma2 27B */
+        scale = 1.0f / sqrtf((float)(llm->n_embd / h0));
+    llm->kq_scale = f->flags & PARE_FWD_Q_PRESCALE ? 1.0f : scale;
+    llm->q_scale = f->flags & PARE_FWD_Q_PRESCALE ? scale : 1.0f;
+    TRY(meta_float(llm, a, f->norm == PARE_NORM_LAYER ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon",
+                   NAN, &llm->norm_eps, err));
+    llm->parallel = f->flags & (PARE_FWD_PARALLEL | PARE_FWD_PARALLEL_2NORM);
+    if (f->flags & PARE_FWD_PARALLEL_2NORM) {
+        char key[160];
+        bool par;
+        snprintf(key, sizeof key, "%s.use_parallel_residual", a);
+        if (pare_meta_get_bool(&llm->m->meta, key, &par)) llm->parallel = par;
+    }
+    llm->embd_scale = f->flags & PARE_FWD_EMBD_SCALE ? sqrtf((float)llm->n_embd) : 1.0f;
+    llm->logit_scale = 1.0f;
+    if (f->flags & PARE_FWD_LOGIT_SCALE) TRY(meta_float(llm, a, "logit_scale", 1.0, &llm->logit_scale, err));
+    if (f->flags & PARE_FWD_SOFTCAP) {
+        TRY(meta_float(llm, a, "attn_logit_softcapping", 50.0, &llm->attn_softcap, err));
+        TRY(meta_float(llm, a, "final_logit_softcapping", 30.0, &llm->final_softcap, err));
+        FAIL_IF(llm->attn_softcap < 0 || llm->final_softcap < 0, PARE_EINPUT, "%s: negative logit soft-capping",
+                llm->name);
+    }
+    if (f->flags & PARE_FWD_SWA) {
+        TRY(meta_int(llm, a, "attention.sliding_window", f->swa_window, 0, INT32_MAX, &llm->n_swa, err));
+        for (int il = 0; il < llm->n_layer; il++)
+            llm->layers[il].swa = llm->n_swa > 0 && (f->swa_period <= 1 || il % f->swa_period == 0);
+    }
+    if (f->flags & PARE_FWD_MOE) TRY(llm_moe_hparams(llm, err));
+    if (f->rope == PARE_ROPE_NONE) {
         FAIL_IF(llm->n_embd_head * llm->n_head != llm->n_embd, PARE_EUNSUPPORTED,
-                "%s: gpt2 with head size %d x %d heads != embedding %d", llm->name, kl, llm->n_head, llm->n_embd);
+                "%s: %s with head size %d x %d heads != embedding %d", llm->name, a, kl, llm->n_head, llm->n_embd);
         return PARE_OK;
     }
-    TRY(meta_float(llm, a, "attention.layer_norm_rms_epsilon", NAN, &llm->norm_eps, err));
     TRY(meta_float(llm, a, "rope.freq_base", 10000.0, &llm->rope_freq_base, err));
     TRY(meta_int(llm, a, "rope.dimension_count", kl, 2, kl, &llm->n_rot, err));
     FAIL_IF(llm->n_rot % 2, PARE_EINPUT, "%s: rope.dimension_count %d is odd", llm->name, llm->n_rot);
-    llm->rope_neox = llm->arch == LLM_ARCH_QWEN2;
+    llm->rope_neox = f->rope == PARE_ROPE_NEOX;
     char key[160];
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
-    const char *st = pare_meta_get_str(&llm->m->meta, key);
+    const char *st_ = pare_meta_get_str(&llm->m->meta, key);
     float factor = 0;
     TRY(meta_float(llm, a, "rope.scaling.factor", 0.0, &factor, err));
     if (factor == 0) TRY(meta_float(llm, a, "rope.scale_linear", 0.0, &factor, err)); /* older files */
     llm->rope_freq_scale = 1.0f;
-    if (st && strcmp(st, "none") != 0) {
-        FAIL_IF(strcmp(st, "linear") != 0, PARE_EUNSUPPORTED, "%s: RoPE scaling '%s' is not supported (none, linear)",
-                llm->name, st);
+    if (st_ && strcmp(st_, "none") != 0) {
+        FAIL_IF(strcmp(st_, "linear") != 0, PARE_EUNSUPPORTED, "%s: RoPE scaling '%s' is not supported (none, linear)",
+                llm->name, st_);
         FAIL_IF(!(factor > 0), PARE_EINPUT, "%s: linear RoPE scaling without a positive factor", llm->name);
     }
-    if ((!st || strcmp(st, "none") != 0) && factor > 0) llm->rope_freq_scale = 1.0f / factor;
+    if ((!st_ || strcmp(st_, "none") != 0) && factor > 0) llm->rope_freq_scale = 1.0f / factor;
     return PARE_OK;
 }
 
@@ -183,43 +258,92 @@ static pare_status find_vec(const pare_llm *llm, bool required, int64_t n, float
     return PARE_OK;
 }
 
-static pare_status load_layer(pare_llm *llm, int il, llm_layer *L, pare_err *err) {
-    const int64_t D = llm->n_embd, hq = (int64_t)llm->n_head * llm->n_embd_head,
-                  hkv = (int64_t)llm->n_head_kv * llm->n_embd_head;
-    const bool gpt2 = llm->arch == LLM_ARCH_GPT2, qwen2 = llm->arch == LLM_ARCH_QWEN2;
-    char n[96];
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", il, s), n)
-    TRY(find_vec(llm, true, D, &L->attn_norm, err, NAME("attn_norm.weight")));
-    TRY(find_vec(llm, gpt2, D, &L->attn_norm_b, err, NAME("attn_norm.bias")));
-    TRY(find_vec(llm, true, D, &L->ffn_norm, err, NAME("ffn_norm.weight")));
-    TRY(find_vec(llm, gpt2, D, &L->ffn_norm_b, err, NAME("ffn_norm.bias")));
-    if (gpt2) {
-        TRY(find_mat(llm, true, D, D + 2 * hkv, &L->wqkv, err, NAME("attn_qkv.weight")));
-        TRY(find_vec(llm, true, D + 2 * hkv, &L->bqkv, err, NAME("attn_qkv.bias")));
-    } else {
-        TRY(find_mat(llm, true, D, hq, &L->wq, err, NAME("attn_q.weight")));
-        TRY(find_mat(llm, true, D, hkv, &L->wk, err, NAME("attn_k.weight")));
-        TRY(find_mat(llm, true, D, hkv, &L->wv, err, NAME("attn_v.weight")));
-        TRY(find_vec(llm, qwen2, hq, &L->bq, err, NAME("attn_q.bias")));
-        TRY(find_vec(llm, qwen2, hkv, &L->bk, err, NAME("attn_k.bias")));
-        TRY(find_vec(llm, qwen2, hkv, &L->bv, err, NAME("attn_v.bias")));
+/* ggml_table_gelu_f16: GELU (tanh approximation, in float) of every f16 value, rounded to
+ * f16; kept here as f32. Entries for inputs outside (-10, 10) are not used. */
+static void gelu_table(float *tab) {
+    const float c = 0.79788456080286535587989211986876f, a = 0.044715f;
+    for (int h = 0; h < 65536; h++) {
+        const float x = pare_fp16_to_fp32((uint16_t)h);
+        /* ggml-cpu is built for the machine (-march=native: FMA) in GNU C, where GCC contracts
+         * 1 + a x x into one fma; without it some entries round to the other f16 */
+        const float u = fmaf(a * x, x, 1.0f);
+        tab[h] = pare_fp16_to_fp32(pare_fp32_to_fp16(0.5f * x * (1.0f + tanhf(c * x * u))));
     }
-    TRY(find_mat(llm, true, hq, D, &L->wo, err, NAME("attn_output.weight")));
-    TRY(find_vec(llm, gpt2, D, &L->bo, err, NAME("attn_output.bias")));
+}
+
+/* Loads norm NAME.weight (+ NAME.bias when present) of n values. */
+static pare_status find_norm(const pare_llm *llm, bool required, int64_t n, float **w, float **b, pare_err *err,
+                             const char *name) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.weight", name);
+    TRY(find_vec(llm, required, n, w, err, k));
+    if (!b) return PARE_OK;
+    snprintf(k, sizeof k, "%s.bias", name);
+    return *w ? find_vec(llm, false, n, b, err, k) : PARE_OK;
+}
+
+/* attn_q_norm / attn_k_norm: one vector per head (n_embd_head) or over all heads (n), by the
+ * tensor's length. */
+static pare_status find_qk_norm(const pare_llm *llm, const char *name, int64_t n, float **w, float **b, int64_t *len,
+                                pare_err *err) {
+    const pare_tensor *t = pare_model_find(llm->m, name);
+    *w = *b = NULL;
+    if (!t) return PARE_OK;
+    *len = t->ne[0] == llm->n_embd_head ? llm->n_embd_head : n;
+    char base[96];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(name) - strlen(".weight")), name);
+    return find_norm(llm, true, *len, w, b, err, base);
+}
+
+static pare_status load_layer(pare_llm *llm, int il, llm_layer *L, pare_err *err) {
+    const pare_arch_fwd *f = &llm->ad->fwd;
+    const int64_t D = llm->n_embd, hq = (int64_t)L->n_head * llm->n_embd_head,
+                  hkv = (int64_t)L->n_head_kv * llm->n_embd_head;
+    const bool pre = !(f->flags & PARE_FWD_NO_PRE_NORM), post = f->flags & PARE_FWD_POST_NORM;
+    /* one norm feeds both sublayers of a parallel block, except GPT-NeoX's */
+    const bool ffn_norm = pre && !(llm->parallel && (f->flags & PARE_FWD_PARALLEL));
+    char n[96], w[96];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", il, s), n)
+#define WNAME(s) (snprintf(w, sizeof w, "blk.%d.%s.weight", il, s), w)
+    TRY(find_norm(llm, pre, D, &L->attn_norm, &L->attn_norm_b, err, NAME("attn_norm")));
+    TRY(find_norm(llm, ffn_norm, D, &L->ffn_norm, &L->ffn_norm_b, err, NAME("ffn_norm")));
+    TRY(find_norm(llm, post, D, &L->attn_post_norm, NULL, err, NAME("post_attention_norm")));
+    TRY(find_norm(llm, post, D, &L->ffn_post_norm, NULL, err, NAME("post_ffw_norm")));
+    if (pare_model_find(llm->m, WNAME("attn_qkv"))) {
+        TRY(find_mat(llm, true, D, hq + 2 * hkv, &L->wqkv, err, w));
+        TRY(find_vec(llm, false, hq + 2 * hkv, &L->bqkv, err, NAME("attn_qkv.bias")));
+    } else {
+        TRY(find_mat(llm, true, D, hq, &L->wq, err, WNAME("attn_q")));
+        TRY(find_mat(llm, true, D, hkv, &L->wk, err, WNAME("attn_k")));
+        TRY(find_mat(llm, true, D, hkv, &L->wv, err, WNAME("attn_v")));
+        TRY(find_vec(llm, false, hq, &L->bq, err, NAME("attn_q.bias")));
+        TRY(find_vec(llm, false, hkv, &L->bk, err, NAME("attn_k.bias")));
+        TRY(find_vec(llm, false, hkv, &L->bv, err, NAME("attn_v.bias")));
+    }
+    TRY(find_qk_norm(llm, WNAME("attn_q_norm"), hq, &L->q_norm, &L->q_norm_b, &L->q_norm_n, err));
+    TRY(find_qk_norm(llm, WNAME("attn_k_norm"), hkv, &L->k_norm, &L->k_norm_b, &L->k_norm_n, err));
+    TRY(find_mat(llm, true, hq, D, &L->wo, err, WNAME("attn_output")));
+    TRY(find_vec(llm, false, D, &L->bo, err, NAME("attn_output.bias")));
+    if (llm->n_expert > 0) return llm_moe_load(llm, il, L, err); /* verify/moe.c */
     /* The FFN width is read from ffn_up, so that it may differ between layers. */
-    const pare_tensor *up = pare_model_find(llm->m, NAME("ffn_up.weight"));
-    FAIL_IF(!up, PARE_EINPUT, "%s: tensor '%s' is missing", llm->name, n);
-    int64_t F = up->ne[1];
-    FAIL_IF(F < 1 || F > LLM_MAX_DIM, PARE_EINPUT, "%s: tensor '%s' has %lld rows", llm->name, n, (long long)F);
-    if (F > llm->n_ff_max) llm->n_ff_max = (int)F;
-    TRY(find_mat(llm, true, D, F, &L->ffn_up, err, n));
-    TRY(find_mat(llm, !gpt2, D, F, &L->ffn_gate, err, NAME("ffn_gate.weight")));
-    FAIL_IF(gpt2 && L->ffn_gate.t, PARE_EUNSUPPORTED, "%s: gpt2 with a gated FFN ('%s')", llm->name, n);
-    TRY(find_mat(llm, true, F, D, &L->ffn_down, err, NAME("ffn_down.weight")));
-    TRY(find_vec(llm, gpt2, F, &L->ffn_up_b, err, NAME("ffn_up.bias")));
+    const pare_tensor *up = pare_model_find(llm->m, WNAME("ffn_up"));
+    FAIL_IF(!up, PARE_EINPUT, "%s: tensor '%s' is missing", llm->name, w);
+    const int64_t U = up->ne[1], F = f->flags & PARE_FWD_FUSED_GATE_UP ? U / 2 : U;
+    FAIL_IF(U < 1 || U > LLM_MAX_DIM || (F * 2 != U && F != U), PARE_EINPUT, "%s: tensor '%s' has %lld rows", llm->name,
+            w, (long long)U);
+    if (U > llm->n_ff_max) llm->n_ff_max = (int)U;
+    L->n_ff = F;
+    TRY(find_mat(llm, true, D, U, &L->ffn_up, err, w));
+    const bool gated = f->ffn != PARE_FFN_GELU && !(f->flags & PARE_FWD_FUSED_GATE_UP);
+    TRY(find_mat(llm, gated, D, F, &L->ffn_gate, err, WNAME("ffn_gate")));
+    FAIL_IF(!gated && L->ffn_gate.t, PARE_EUNSUPPORTED, "%s: unexpected '%s' (%s has no separate FFN gate)", llm->name,
+            w, llm->ad->name);
+    TRY(find_mat(llm, true, F, D, &L->ffn_down, err, WNAME("ffn_down")));
+    TRY(find_vec(llm, false, U, &L->ffn_up_b, err, NAME("ffn_up.bias")));
     TRY(find_vec(llm, false, F, &L->ffn_gate_b, err, NAME("ffn_gate.bias")));
-    TRY(find_vec(llm, gpt2, D, &L->ffn_down_b, err, NAME("ffn_down.bias")));
+    TRY(find_vec(llm, false, D, &L->ffn_down_b, err, NAME("ffn_down.bias")));
 #undef NAME
+#undef WNAME
     return PARE_OK;
 }
 
@@ -232,28 +356,26 @@ static void layer_mats(llm_layer *L, llm_mat *ms[LAYER_MATS]) {
 
 static pare_status load_tensors(pare_llm *llm, pare_err *err) {
     const int64_t D = llm->n_embd;
-    const bool gpt2 = llm->arch == LLM_ARCH_GPT2;
+    const pare_arch_fwd *f = &llm->ad->fwd;
     const pare_tensor *te = pare_model_find(llm->m, "token_embd.weight");
     FAIL_IF(!te, PARE_EINPUT, "%s: tensor 'token_embd.weight' is missing", llm->name);
     FAIL_IF(te->ne[1] < 1 || te->ne[1] > INT32_MAX, PARE_EINPUT, "%s: token_embd.weight has %lld rows", llm->name,
             (long long)te->ne[1]);
     llm->n_vocab = (int)te->ne[1];
     TRY(find_mat(llm, true, D, llm->n_vocab, &llm->tok_embd, err, "token_embd.weight"));
-    if (gpt2) {
+    if (f->rope == PARE_ROPE_NONE) {
         const pare_tensor *pe = pare_model_find(llm->m, "position_embd.weight");
         FAIL_IF(!pe, PARE_EINPUT, "%s: tensor 'position_embd.weight' is missing", llm->name);
         FAIL_IF(pe->ne[1] < 1 || pe->ne[1] > INT32_MAX, PARE_EINPUT, "%s: position_embd.weight has %lld rows",
                 llm->name, (long long)pe->ne[1]);
         TRY(find_mat(llm, true, D, pe->ne[1], &llm->pos_embd, err, "position_embd.weight"));
     }
-    TRY(find_vec(llm, true, D, &llm->out_norm, err, "output_norm.weight"));
-    TRY(find_vec(llm, gpt2, D, &llm->out_norm_b, err, "output_norm.bias"));
+    TRY(find_norm(llm, true, D, &llm->out_norm, &llm->out_norm_b, err, "output_norm"));
     TRY(find_mat(llm, false, D, llm->n_vocab, &llm->output, err, "output.weight"));
     if (!llm->output.t) llm->output = llm->tok_embd; /* tied embeddings */
+    TRY(find_vec(llm, false, llm->n_vocab, &llm->output_b, err, "output.bias"));
     llm->output_name = "output.weight";
-    if (!gpt2) TRY(find_vec(llm, false, llm->n_rot / 2, &llm->rope_freqs, err, "rope_freqs.weight"));
-    llm->layers = calloc((size_t)llm->n_layer, sizeof *llm->layers);
-    FAIL_IF(!llm->layers, PARE_ENOMEM, "%s: out of memory", llm->name);
+    if (f->rope != PARE_ROPE_NONE) TRY(find_vec(llm, false, llm->n_rot / 2, &llm->rope_freqs, err, "rope_freqs.weight"));
     for (int il = 0; il < llm->n_layer; il++) TRY(load_layer(llm, il, &llm->layers[il], err));
     /* The output matrix (often the largest) is dequantized in blocks of rows no bigger than
      * the largest matrix of a layer, so a pass holds at most that much in f32. */
@@ -262,6 +384,12 @@ static pare_status load_tensors(pare_llm *llm, pare_err *err) {
         layer_mats(&llm->layers[il], ms);
         for (size_t i = 0; i < LAYER_MATS; i++)
             if (ms[i]->t && (size_t)(ms[i]->n_in * ms[i]->n_out) > llm->wblock) llm->wblock = (size_t)(ms[i]->n_in * ms[i]->n_out);
+    }
+    if (!llm->wblock) llm->wblock = (size_t)D * (size_t)(llm->n_ff_max > 0 ? llm->n_ff_max : D);
+    if (f->ffn == PARE_FFN_GELU || f->ffn == PARE_FFN_GEGLU) {
+        llm->gelu_tab = malloc(65536 * sizeof *llm->gelu_tab);
+        FAIL_IF(!llm->gelu_tab, PARE_ENOMEM, "%s: out of memory", llm->name);
+        gelu_table(llm->gelu_tab);
     }
     return PARE_OK;
 }
@@ -286,16 +414,15 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
     const char *arch = pare_meta_get_str(&m->meta, "general.architecture");
     if (!arch) arch = m->arch;
     FAIL_IF(!arch, PARE_EINPUT, "%s: no general.architecture", path);
-    llm_arch a;
-    if (strcmp(arch, "llama") == 0) a = LLM_ARCH_LLAMA;
-    else if (strcmp(arch, "qwen2") == 0) a = LLM_ARCH_QWEN2;
-    else if (strcmp(arch, "gpt2") == 0) a = LLM_ARCH_GPT2;
-    else return pare_err_set(err, PARE_EUNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, gpt2)",
-                             path, arch);
+    const pare_arch *ad = pare_arch_find(arch);
+    /* a GGUF of another kind (a vision projector, an embedding model, ...) or a family without
+     * a forward pass */
+    FAIL_IF(!ad, PARE_EUNSUPPORTED, "%s: pare cannot evaluate architecture '%s' (it evaluates %s)", path, arch,
+            pare_arch_names());
     pare_llm *llm = calloc(1, sizeof *llm);
     FAIL_IF(!llm, PARE_ENOMEM, "out of memory");
     llm->m = m;
-    llm->arch = a;
+    llm->ad = ad;
     snprintf(llm->name, sizeof llm->name, "%s", path);
     llm->n_threads = n_threads > 0 ? n_threads : pare_default_threads();
     llm->ggml_round = true;
@@ -310,7 +437,16 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
      * sequence, so there its products follow ggml's order exactly (slower); with f32/f16/bf16
      * weights the difference stays at float rounding and the blocked GEMM is used. */
     for (size_t i = 0; i < m->n_tensors; i++)
-        if (pare_type_get(m->tensors[i].type)->is_quantized && m->tensors[i].n_dims == 2) llm->att_exact = true;
+        if ((pare_type_get(m->tensors[i].type)->is_quantized && m->tensors[i].n_dims == 2)) llm->att_exact = true;
+    /* F32 weights: the blocked GEMM's order differs from ggml's in the last bits, which stay
+     * there in most models; deep models with sharp attention (gemma2's reference: 26 layers)
+     * amplify them through the f16 KV cache and the f16 GELU table to 0.3 in the logits. Small
+     * models, where speed does not matter, take ggml's order for f32 products and attention too
+     * (the larger ones keep the fast kernel: bench/). */
+    uint64_t f32_bytes = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].type == PARE_TYPE_F32 && m->tensors[i].n_dims >= 2) f32_bytes += m->tensors[i].n_bytes;
+    if (f32_bytes <= LLM_F32_EXACT_MAX_BYTES) llm->att_exact = llm->f32_exact = true;
     prefault(m);
     *out = llm;
     return PARE_OK;
@@ -328,24 +464,29 @@ void pare_llm_free(pare_llm *llm) {
     if (!llm) return;
     for (int il = 0; llm->layers && il < llm->n_layer; il++) {
         llm_layer *L = &llm->layers[il];
-        float *v[] = {L->attn_norm, L->attn_norm_b, L->bq,         L->bk,         L->bv,         L->bqkv,
-                      L->bo,        L->ffn_norm,    L->ffn_norm_b, L->ffn_gate_b, L->ffn_up_b,   L->ffn_down_b};
+        float *v[] = {L->attn_norm, L->attn_norm_b, L->bq,       L->bk,         L->bv,         L->bqkv,
+                      L->bo,        L->ffn_norm,    L->ffn_norm_b, L->ffn_gate_b, L->ffn_up_b, L->ffn_down_b,
+                      L->q_norm,    L->q_norm_b,    L->k_norm,   L->k_norm_b,   L->attn_post_norm, L->ffn_post_norm};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
         llm_mat *ms[LAYER_MATS];
         layer_mats(L, ms);
         for (size_t i = 0; i < LAYER_MATS; i++) free(ms[i]->packed);
+        llm_moe_free(L->moe);
     }
     free(llm->output.packed);
     pare_pool_free(llm->pool);
     free(llm->layers);
     free(llm->out_norm);
     free(llm->out_norm_b);
+    free(llm->output_b);
+    free(llm->gelu_tab);
     free(llm->rope_freqs);
     free(llm->wbuf);
     free(llm->gws);
     free(llm->qws);
     free(llm->lbuf);
-    float *b[] = {llm->x, llm->xn, llm->q, llm->k, llm->v, llm->att, llm->h1, llm->h2, llm->tmp, llm->rope};
+    float *b[] = {llm->x,  llm->xn, llm->q,   llm->k,   llm->v,   llm->att, llm->h1,
+                  llm->h2, llm->tmp, llm->rope, llm->qkv, llm->ao, llm->fo};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) free(b[i]);
     free(llm);
 }
@@ -396,26 +537,29 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
     if (n_tokens <= llm->cap_tokens) return PARE_OK;
     const size_t T = (size_t)n_tokens, D = (size_t)llm->n_embd, F = (size_t)llm->n_ff_max;
     const size_t hq = (size_t)llm->n_head * llm->n_embd_head, hkv = (size_t)llm->n_head_kv * llm->n_embd_head;
-    size_t wide = D + 2 * hkv;
-    if (hq > wide) wide = hq;
+    bool fused = false;
+    for (int il = 0; il < llm->n_layer; il++) fused |= llm->layers[il].wqkv.t != NULL;
+    size_t wide = hq + 2 * hkv;
+    if (D > wide) wide = D;
     if (F > wide) wide = F;
     TRY(grow(&llm->x, T * D, err));
     TRY(grow(&llm->xn, T * D, err));
-    TRY(grow(&llm->q, T * (llm->arch == LLM_ARCH_GPT2 ? D + 2 * hkv : hq), err));
+    TRY(grow(&llm->ao, T * D, err));
+    TRY(grow(&llm->fo, T * D, err));
+    TRY(grow(&llm->q, T * hq, err));
     TRY(grow(&llm->k, T * hkv, err));
     TRY(grow(&llm->v, T * hkv, err));
     TRY(grow(&llm->att, T * hq, err));
     TRY(grow(&llm->h1, T * F, err));
     TRY(grow(&llm->h2, T * F, err));
     TRY(grow(&llm->tmp, T * wide, err));
+    if (fused) TRY(grow(&llm->qkv, T * (hq + 2 * hkv), err));
     TRY(grow(&llm->rope, T * (size_t)(llm->n_rot > 0 ? llm->n_rot : 1), err));
     /* touched now, once, rather than page by page inside the products */
-    float *b[] = {llm->x, llm->xn, llm->att, llm->h1, llm->h2, llm->tmp};
-    const size_t nb[] = {T * D, T * D, T * hq, T * F, T * F, T * wide};
+    float *b[] = {llm->x, llm->xn, llm->ao, llm->fo, llm->att, llm->h1, llm->h2, llm->tmp, llm->q, llm->k, llm->v};
+    const size_t nb[] = {T * D, T * D, T * D, T * D, T * hq, T * F, T * F, T * wide, T * hq, T * hkv, T * hkv};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) memset(b[i], 0, nb[i] * sizeof(float));
-    memset(llm->q, 0, T * (llm->arch == LLM_ARCH_GPT2 ? D + 2 * hkv : hq) * sizeof(float));
-    memset(llm->k, 0, T * hkv * sizeof(float));
-    memset(llm->v, 0, T * hkv * sizeof(float));
+    if (fused) memset(llm->qkv, 0, T * (hq + 2 * hkv) * sizeof(float));
     llm->cap_tokens = n_tokens;
     return PARE_OK;
 }
