@@ -724,6 +724,11 @@ static pare_status ffn_block(pare_llm *llm, int il, int n, pare_err *err) {
     const int64_t D = llm->n_embd, F = L->ffn_up.n_out;
     float *x = llm->x;
     norm(llm, n, x, llm->xn, L->ffn_norm, L->ffn_norm_b);
+    if (L->moe) { /* h-moe wiring */
+        TRY(llm_moe_ffn(llm, il, n, llm->xn, llm->tmp, err));
+        rows(llm, OP_ADD, n, D, llm->tmp, D, x, D, NULL, NULL);
+        return PARE_OK;
+    }
     TRY(linear(llm, L->ffn_up.t->name, &L->ffn_up, llm->xn, n, llm->h2, L->ffn_up_b, err));
     if (L->ffn_gate.t) {
         TRY(linear(llm, L->ffn_gate.t->name, &L->ffn_gate, llm->xn, n, llm->h1, L->ffn_gate_b, err));

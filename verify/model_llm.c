@@ -8,7 +8,8 @@
 
 #include <sys/mman.h>
 
-#include "quant/quant.h"
+#include "core/arch.h"
+#include "quant/quant.h" /* core/arch.h: h-moe wiring */
 
 #include <limits.h>
 #include <math.h>
@@ -206,6 +207,7 @@ static pare_status load_layer(pare_llm *llm, int il, llm_layer *L, pare_err *err
     }
     TRY(find_mat(llm, true, hq, D, &L->wo, err, NAME("attn_output.weight")));
     TRY(find_vec(llm, gpt2, D, &L->bo, err, NAME("attn_output.bias")));
+    if (llm->n_expert > 0) return llm_moe_load(llm, il, L, err); /* h-moe wiring */
     /* The FFN width is read from ffn_up, so that it may differ between layers. */
     const pare_tensor *up = pare_model_find(llm->m, NAME("ffn_up.weight"));
     FAIL_IF(!up, PARE_EINPUT, "%s: tensor '%s' is missing", llm->name, n);
@@ -288,7 +290,7 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
     FAIL_IF(!arch, PARE_EINPUT, "%s: no general.architecture", path);
     llm_arch a;
     if (strcmp(arch, "llama") == 0) a = LLM_ARCH_LLAMA;
-    else if (strcmp(arch, "qwen2") == 0) a = LLM_ARCH_QWEN2;
+    else if (strcmp(arch, "qwen2") == 0 || strcmp(arch, "qwen2moe") == 0) a = LLM_ARCH_QWEN2; /* h-moe wiring */
     else if (strcmp(arch, "gpt2") == 0) a = LLM_ARCH_GPT2;
     else return pare_err_set(err, PARE_EUNSUPPORTED, "%s: architecture '%s' is not supported (llama, qwen2, gpt2)",
                              path, arch);
@@ -299,7 +301,9 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
     snprintf(llm->name, sizeof llm->name, "%s", path);
     llm->n_threads = n_threads > 0 ? n_threads : pare_default_threads();
     llm->ggml_round = true;
+    llm->ad = pare_arch_find(arch); /* h-moe wiring */
     pare_status st = read_hparams(llm, arch, err);
+    if (!st) st = llm_moe_hparams(llm, err); /* h-moe wiring */
     if (!st) st = load_tensors(llm, err);
     if (st) {
         pare_llm_free(llm);
@@ -334,6 +338,7 @@ void pare_llm_free(pare_llm *llm) {
         llm_mat *ms[LAYER_MATS];
         layer_mats(L, ms);
         for (size_t i = 0; i < LAYER_MATS; i++) free(ms[i]->packed);
+        llm_moe_free(L->moe); /* h-moe wiring */
     }
     free(llm->output.packed);
     pare_pool_free(llm->pool);
