@@ -11,4 +11,14 @@ for a in mixtral qwen2moe; do
         rm -f $T/$a-$t.gguf
     done
 done
+# imatrix on the experts (one run of values per expert), then quantizing with it
+for a in mixtral qwen2moe; do
+    R=$SHARED/models/arch/$a
+    expect_exit 0 $PARE imatrix $R/$a-f32.gguf --text $SHARED/data/gpl-3.txt $T/$a.dat --ctx 128 --chunks 8
+    for t in IQ4_XS Q4_K_M IQ3_S; do
+        expect_exit 0 $PARE quantize $R/$a-f32.gguf $T/$a-$t.gguf --type $t --imatrix $T/$a.dat
+        expect_exit 0 $PARE eval $T/$a-$t.gguf --text $SHARED/data/gpl-3.txt --ctx 128 --chunks 4
+        rm -f $T/$a-$t.gguf
+    done
+done
 echo ok
