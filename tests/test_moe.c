@@ -3,6 +3,8 @@
  * expert activation hook (every routed row reported once, to its expert). */
 #include "formats/formats.h"
 #include "formats/gguf.h"
+#include "formats/hf.h"
+#include "formats/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "quant/imatrix.h"
 #include "quant/quant.h"
@@ -300,11 +302,183 @@ out:
     free(tp);
 }
 
+/* ------------------------------------------------------------------------ LoRA with experts */
+
+/* The test's own map of the PEFT modules of tests/fixtures/moe-lora/ (make_moe_lora.py) to
+ * GGUF tensors: HF module suffix within "model.layers.L.", GGUF tensor within "blk.L.",
+ * whether it is one expert's slice (the expert number at %d), and the q/k permutation. */
+static const struct {
+    const char *hf, *gguf;
+    bool expert;
+    int permute; /* 1: head_count, 2: head_count_kv (llama only) */
+} LORA_MAP[] = {
+    {"self_attn.q_proj", "attn_q", false, 1},  {"self_attn.k_proj", "attn_k", false, 2},
+    {"self_attn.v_proj", "attn_v", false, 0},  {"self_attn.o_proj", "attn_output", false, 0},
+    {"block_sparse_moe.experts.%d.w1", "ffn_gate_exps", true, 0},
+    {"block_sparse_moe.experts.%d.w2", "ffn_down_exps", true, 0},
+    {"block_sparse_moe.experts.%d.w3", "ffn_up_exps", true, 0},
+    {"mlp.experts.%d.gate_proj", "ffn_gate_exps", true, 0}, {"mlp.experts.%d.up_proj", "ffn_up_exps", true, 0},
+    {"mlp.experts.%d.down_proj", "ffn_down_exps", true, 0},
+    {"mlp.shared_expert.gate_proj", "ffn_gate_shexp", false, 0},
+    {"mlp.shared_expert.up_proj", "ffn_up_shexp", false, 0},
+    {"mlp.shared_expert.down_proj", "ffn_down_shexp", false, 0},
+};
+
+typedef struct {
+    char name[96];
+    const pare_tensor *base;
+    double *ref; /* the base's values + every adapted slice's s B A, in double */
+} lora_ref;
+
+/* merge-lora of the fixture adapter into the f32 reference, against base + s B A computed in
+ * double here: every element within 1e-6 of the tensor's largest value; every other tensor
+ * unchanged. The fixture's scales: alpha 8 / r 4, and alpha 3 / r 2 for its one special module. */
+static void lora_merge(const char *arch, const char *special) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/arch/%s/%s-f32.gguf", arch, arch);
+    char *mp = th_shared_dup(rel);
+    if (!mp) return;
+    const char *gguf_arch = strcmp(arch, "mixtral") == 0 ? "llama" : arch;
+    char probe[64];
+    if (!pare_hf_name_to_gguf(gguf_arch, "model.layers.0.self_attn.q_proj.weight", probe, sizeof probe)) {
+        fprintf(stderr, "  %s: no HF names for this architecture yet (formats/): skipped\n", arch);
+        th.cur_skipped++;
+        free(mp);
+        return;
+    }
+    char adir[256], st_path[300];
+    snprintf(adir, sizeof adir, "tests/fixtures/moe-lora/%s", arch);
+    snprintf(st_path, sizeof st_path, "%s/adapter_model.safetensors", adir);
+    char dir[] = "/tmp/pare-moe-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char out[128];
+    snprintf(out, sizeof out, "%s/merged.gguf", dir);
+    pare_model *base = NULL, *merged = NULL, *ad = NULL;
+    lora_ref refs[64];
+    size_t n_refs = 0;
+    pare_err err;
+    pare_adapter_spec spec = {adir, 1.0};
+    pare_convert_opts o = {.type = PARE_TYPE_INVALID, .n_threads = 2, .force = true};
+    CHECK_OK(pare_merge_lora(mp, &spec, 1, out, &o, NULL, &err), &err);
+    CHECK_OK(pare_gguf_load(mp, &base, &err), &err);
+    CHECK_OK(pare_gguf_load(out, &merged, &err), &err);
+    CHECK_OK(pare_safetensors_load(st_path, &ad, &err), &err);
+    if (!base || !merged || !ad) goto out;
+    uint64_t nh = 0, nkv = 0;
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.head_count", gguf_arch);
+    pare_meta_get_u64(&base->meta, key, &nh);
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", gguf_arch);
+    pare_meta_get_u64(&base->meta, key, &nkv);
+    const bool llama = strcmp(gguf_arch, "llama") == 0;
+    int pairs = 0, experts = 0;
+    for (size_t i = 0; i < ad->n_tensors; i++) {
+        const pare_tensor *ta = &ad->tensors[i];
+        const char *tag = strstr(ta->name, ".lora_A.weight");
+        if (!tag) continue;
+        char module[160], nb[200];
+        snprintf(module, sizeof module, "%.*s", (int)(tag - ta->name - 17), ta->name + 17); /* "base_model.model." */
+        snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", module);
+        const pare_tensor *tb = pare_model_find(ad, nb);
+        int L = -1, pos = 0;
+        CHECK(tb && sscanf(module, "model.layers.%d.%n", &L, &pos) == 1);
+        if (!tb || L < 0) continue;
+        const char *rest = module + pos;
+        int k = -1, e = 0;
+        for (size_t j = 0; j < sizeof LORA_MAP / sizeof LORA_MAP[0] && k < 0; j++) {
+            char pat[96];
+            snprintf(pat, sizeof pat, "%s%%n", LORA_MAP[j].hf);
+            int used = 0;
+            if (LORA_MAP[j].expert ? (sscanf(rest, pat, &e, &used) == 1 && rest[used] == 0)
+                                   : strcmp(rest, LORA_MAP[j].hf) == 0)
+                k = (int)j;
+        }
+        CHECK_MSG(k >= 0, "module %s is not in the test's map", module);
+        if (k < 0) continue;
+        char gname[96];
+        snprintf(gname, sizeof gname, "blk.%d.%s.weight", L, LORA_MAP[k].gguf);
+        size_t ri = 0;
+        while (ri < n_refs && strcmp(refs[ri].name, gname)) ri++;
+        if (ri == n_refs) {
+            const pare_tensor *bt = pare_model_find(base, gname);
+            CHECK_MSG(bt && bt->type == PARE_TYPE_F32 && n_refs < 64, "base tensor %s", gname);
+            if (!bt || n_refs == 64) continue;
+            const int64_t n = pare_tensor_nelements(bt);
+            refs[ri].base = bt;
+            snprintf(refs[ri].name, sizeof refs[ri].name, "%s", gname);
+            refs[ri].ref = malloc((size_t)n * sizeof(double));
+            for (int64_t j = 0; j < n; j++) refs[ri].ref[j] = ((const float *)bt->data)[j];
+            n_refs++;
+        }
+        const int64_t r = ta->ne[1], n_in = ta->ne[0], n_out = tb->ne[1];
+        const pare_tensor *bt = refs[ri].base;
+        CHECK(tb->ne[0] == r && bt->ne[0] == n_in && bt->ne[1] == n_out && (!LORA_MAP[k].expert || e < bt->ne[2]));
+        const float *A = ta->data;
+        float *B = malloc((size_t)(n_out * r) * sizeof *B);
+        memcpy(B, tb->data, (size_t)(n_out * r) * sizeof *B);
+        const int heads = !llama ? 0 : LORA_MAP[k].permute == 1 ? (int)nh : LORA_MAP[k].permute == 2 ? (int)nkv : 0;
+        if (heads) { /* the converter's q/k row order */
+            float *tmp = malloc((size_t)(n_out * r) * sizeof *tmp);
+            pare_hf_permute_rows(B, tmp, n_out, (size_t)r * sizeof(float), heads, false);
+            memcpy(B, tmp, (size_t)(n_out * r) * sizeof *B);
+            free(tmp);
+        }
+        const bool sp = strlen(module) >= strlen(special) && !strcmp(module + strlen(module) - strlen(special), special);
+        const double scale = sp ? 3.0 / 2.0 : 8.0 / 4.0;
+        CHECK(r == (sp ? 2 : 4));
+        double *R = refs[ri].ref + (LORA_MAP[k].expert ? (size_t)e * (size_t)(n_out * n_in) : 0);
+        for (int64_t a = 0; a < n_out; a++)
+            for (int64_t b = 0; b < n_in; b++) {
+                double d = 0;
+                for (int64_t q = 0; q < r; q++) d += (double)B[a * r + q] * (double)A[q * n_in + b];
+                R[a * n_in + b] += scale * d;
+            }
+        free(B);
+        pairs++;
+        experts += LORA_MAP[k].expert;
+    }
+    CHECK(pairs > 0 && experts > 0);
+    for (size_t i = 0; i < merged->n_tensors; i++) {
+        const pare_tensor *mt = &merged->tensors[i], *bt = pare_model_find(base, mt->name);
+        CHECK(bt && bt->n_bytes == mt->n_bytes && mt->type == bt->type);
+        if (!bt || bt->n_bytes != mt->n_bytes) continue;
+        size_t ri = 0;
+        while (ri < n_refs && strcmp(refs[ri].name, mt->name)) ri++;
+        if (ri == n_refs) {
+            CHECK_MSG(memcmp(mt->data, bt->data, bt->n_bytes) == 0, "%s changed but has no adapter", mt->name);
+            continue;
+        }
+        const int64_t n = pare_tensor_nelements(bt);
+        double maxref = 0, maxd = 0;
+        for (int64_t j = 0; j < n; j++) {
+            const double v = refs[ri].ref[j], d = fabs((double)((const float *)mt->data)[j] - v);
+            if (fabs(v) > maxref) maxref = fabs(v);
+            if (!(d <= maxd)) maxd = d;
+        }
+        CHECK_MSG(maxd <= 1e-6 * maxref, "%s: merged differs from the float64 reference by %g (max |w| %g)", mt->name,
+                  maxd, maxref);
+    }
+    fprintf(stderr, "  %s: %d adapter pairs (%d of experts) into %zu tensors\n", arch, pairs, experts, n_refs);
+out:
+    for (size_t i = 0; i < n_refs; i++) free(refs[i].ref);
+    pare_model_free(base);
+    pare_model_free(merged);
+    pare_model_free(ad);
+    unlink(out);
+    rmdir(dir);
+    free(mp);
+}
+
+static void test_lora_mixtral(void) { lora_merge("mixtral", "layers.1.block_sparse_moe.experts.2.w2"); }
+static void test_lora_qwen2moe(void) { lora_merge("qwen2moe", "layers.1.mlp.experts.3.down_proj"); }
+
 int main(void) {
     TH_RUN(test_golden_mixtral);
     TH_RUN(test_golden_qwen2moe);
     TH_RUN(test_expert_hook);
     TH_RUN(test_imatrix_idle_experts);
     TH_RUN(test_imatrix_per_expert_quant);
+    TH_RUN(test_lora_mixtral);
+    TH_RUN(test_lora_qwen2moe);
     return th_done();
 }
