@@ -6,6 +6,7 @@
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 #include "pipeline/pipeline.h"
+#include "prune/prune.h"
 #include "quant/imatrix.h"
 #include "quant/quant.h"
 #include "verify/llm.h"
@@ -472,6 +473,51 @@ out:
 static void test_lora_mixtral(void) { lora_merge("mixtral", "layers.1.block_sparse_moe.experts.2.w2"); }
 static void test_lora_qwen2moe(void) { lora_merge("qwen2moe", "layers.1.mlp.experts.3.down_proj"); }
 
+/* ------------------------------------------------------------------------ pruning experts */
+
+/* A 3-D expert tensor [ne0, rows, n_mat]: tensor scope per expert with per-expert Wanda
+ * factors equals pruning each expert's matrix alone; row scope and 2:4 work on the stack as
+ * rows (every row of every expert exact). */
+static void test_prune_stack(void) {
+    enum { NE0 = 32, ROWS = 8, NMAT = 4, N = NE0 * ROWS * NMAT };
+    float *w = malloc(N * sizeof *w), *ref = malloc(N * sizeof *ref), sc[NE0 * NMAT];
+    uint64_t x = 12345;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        w[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
+    }
+    for (int i = 0; i < NE0 * NMAT; i++) sc[i] = 0.5f + (float)((i * 7919) % 97) / 50.0f;
+    pare_err err;
+    pare_prune_opts o = {.sparsity = 0.5, .scope = PARE_PRUNE_TENSOR};
+    memcpy(ref, w, N * sizeof *w);
+    for (int e = 0; e < NMAT; e++)
+        CHECK_OK(pare_prune_matrix(ref + e * NE0 * ROWS, NE0, ROWS, sc + e * NE0, &o, 2, NULL, &err), &err);
+    float *v = malloc(N * sizeof *v);
+    memcpy(v, w, N * sizeof *w);
+    int64_t z = 0;
+    CHECK_OK(pare_prune_stack(v, NE0, ROWS, NMAT, sc, &o, 2, &z, &err), &err);
+    CHECK(memcmp(v, ref, N * sizeof *v) == 0 && z == N / 2);
+    for (int e = 0; e < NMAT; e++) {
+        int64_t t = 0, rmin, rmax;
+        pare_prune_count_zeros(v + e * NE0 * ROWS, NE0, ROWS, &t, &rmin, &rmax);
+        CHECK_MSG(t == NE0 * ROWS / 2, "expert %d: %lld zeros", e, (long long)t);
+    }
+    /* row scope and 2:4 over all rows of all experts */
+    memcpy(v, w, N * sizeof *w);
+    o = (pare_prune_opts){.sparsity = 0.25, .scope = PARE_PRUNE_ROW};
+    CHECK_OK(pare_prune_stack(v, NE0, ROWS, NMAT, NULL, &o, 2, &z, &err), &err);
+    int64_t t, rmin, rmax;
+    pare_prune_count_zeros(v, NE0, ROWS * NMAT, &t, &rmin, &rmax);
+    CHECK(rmin == NE0 / 4 && rmax == NE0 / 4 && z == t);
+    memcpy(v, w, N * sizeof *w);
+    o = (pare_prune_opts){.n = 2, .m = 4};
+    CHECK_OK(pare_prune_stack(v, NE0, ROWS, NMAT, NULL, &o, 2, NULL, &err), &err);
+    CHECK(pare_prune_check_nm(v, NE0, ROWS * NMAT, 2, 4));
+    pare_prune_count_zeros(v, NE0, ROWS * NMAT, &t, &rmin, &rmax);
+    CHECK(t == N / 2);
+    free(w), free(ref), free(v);
+}
+
 int main(void) {
     TH_RUN(test_golden_mixtral);
     TH_RUN(test_golden_qwen2moe);
@@ -480,5 +526,6 @@ int main(void) {
     TH_RUN(test_imatrix_per_expert_quant);
     TH_RUN(test_lora_mixtral);
     TH_RUN(test_lora_qwen2moe);
+    TH_RUN(test_prune_stack);
     return th_done();
 }
