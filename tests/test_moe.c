@@ -518,6 +518,74 @@ static void test_prune_stack(void) {
     free(w), free(ref), free(v);
 }
 
+/* A GGUF LoRA adapter with 3-D lora_a [in, r, n_expert] / lora_b [r, out, n_expert] (as
+ * llama.cpp's convert_lora_to_gguf.py writes experts' adapters): each expert's slice of the
+ * base's ffn_up_exps gets its own s B_e A_e, checked against double sums. */
+static void test_lora_gguf_3d(void) {
+    char *mp = th_shared_dup("models/arch/mixtral/mixtral-f32.gguf");
+    if (!mp) return;
+    enum { NI = 128, NO = 32, R = 4, NE = 4 };
+    char dir[] = "/tmp/pare-moe-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char adp[128], out[128];
+    snprintf(adp, sizeof adp, "%s/lora.gguf", dir);
+    snprintf(out, sizeof out, "%s/merged.gguf", dir);
+    pare_err err;
+    pare_model *ad = pare_model_new(PARE_FORMAT_GGUF, adp), *base = NULL, *merged = NULL;
+    float *A = malloc(NI * R * NE * sizeof *A), *B = malloc(R * NO * NE * sizeof *B);
+    uint64_t x = 99;
+    for (int i = 0; i < NI * R * NE; i++) x = x * 6364136223846793005ull + 1442695040888963407ull, A[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
+    for (int i = 0; i < R * NO * NE; i++) x = x * 6364136223846793005ull + 1442695040888963407ull, B[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) * 0.1f;
+    CHECK_OK(pare_meta_set_str(&ad->meta, "general.architecture", "llama", 5, &err), &err);
+    CHECK_OK(pare_meta_set_str(&ad->meta, "general.type", "adapter", 7, &err), &err);
+    CHECK_OK(pare_meta_set_str(&ad->meta, "adapter.type", "lora", 4, &err), &err);
+    CHECK_OK(pare_meta_set_float(&ad->meta, "adapter.lora.alpha", PARE_META_F32, 8.0, &err), &err);
+    const int64_t nea[3] = {NI, R, NE}, neb[3] = {R, NO, NE};
+    pare_tensor ta = {0}, tb = {0};
+    CHECK_OK(pare_tensor_init(&ta, "blk.0.ffn_up_exps.weight.lora_a", PARE_TYPE_F32, 3, nea, &err), &err);
+    CHECK_OK(pare_tensor_init(&tb, "blk.0.ffn_up_exps.weight.lora_b", PARE_TYPE_F32, 3, neb, &err), &err);
+    float *ca = malloc(NI * R * NE * sizeof *ca), *cb = malloc(R * NO * NE * sizeof *cb);
+    memcpy(ca, A, NI * R * NE * sizeof *ca);
+    memcpy(cb, B, R * NO * NE * sizeof *cb);
+    pare_tensor_set_owned(&ta, ca, ta.n_bytes);
+    pare_tensor_set_owned(&tb, cb, tb.n_bytes);
+    CHECK_OK(pare_model_add_tensor(ad, &ta, &err), &err);
+    CHECK_OK(pare_model_add_tensor(ad, &tb, &err), &err);
+    CHECK_OK(pare_gguf_save(ad, adp, true, &err), &err);
+    pare_adapter_spec spec = {adp, 1.0};
+    pare_convert_opts o = {.type = PARE_TYPE_INVALID, .n_threads = 2, .force = true};
+    CHECK_OK(pare_merge_lora(mp, &spec, 1, out, &o, NULL, &err), &err);
+    CHECK_OK(pare_gguf_load(mp, &base, &err), &err);
+    CHECK_OK(pare_gguf_load(out, &merged, &err), &err);
+    const pare_tensor *bt = base ? pare_model_find(base, "blk.0.ffn_up_exps.weight") : NULL;
+    const pare_tensor *mt = merged ? pare_model_find(merged, "blk.0.ffn_up_exps.weight") : NULL;
+    CHECK(bt && mt && mt->type == PARE_TYPE_F32 && bt->ne[0] == NI && bt->ne[1] == NO && bt->ne[2] == NE);
+    if (bt && mt) {
+        double maxd = 0, maxref = 0;
+        for (int e = 0; e < NE; e++)
+            for (int i = 0; i < NO; i++)
+                for (int j = 0; j < NI; j++) {
+                    double d = 0;
+                    for (int k = 0; k < R; k++) d += (double)B[(e * NO + i) * R + k] * A[(e * R + k) * NI + j];
+                    const size_t at = ((size_t)e * NO + i) * NI + j;
+                    const double ref = ((const float *)bt->data)[at] + 2.0 * d;
+                    maxd = fmax(maxd, fabs(((const float *)mt->data)[at] - ref));
+                    maxref = fmax(maxref, fabs(ref));
+                }
+        CHECK_MSG(maxd <= 1e-6 * maxref, "3-D GGUF adapter: %g off the float64 reference", maxd);
+        const pare_tensor *g0 = pare_model_find(base, "blk.0.ffn_gate_exps.weight"),
+                          *g1 = pare_model_find(merged, "blk.0.ffn_gate_exps.weight");
+        CHECK(g0 && g1 && memcmp(g0->data, g1->data, g0->n_bytes) == 0);
+    }
+    pare_model_free(ad);
+    pare_model_free(base);
+    pare_model_free(merged);
+    free(A), free(B);
+    unlink(adp), unlink(out);
+    rmdir(dir);
+    free(mp);
+}
+
 int main(void) {
     TH_RUN(test_golden_mixtral);
     TH_RUN(test_golden_qwen2moe);
@@ -526,6 +594,7 @@ int main(void) {
     TH_RUN(test_imatrix_per_expert_quant);
     TH_RUN(test_lora_mixtral);
     TH_RUN(test_lora_qwen2moe);
+    TH_RUN(test_lora_gguf_3d);
     TH_RUN(test_prune_stack);
     return th_done();
 }
