@@ -23,6 +23,7 @@ void pare_lora_free(pare_lora_adapter *a) {
     if (!a) return;
     for (size_t i = 0; i < a->n_pairs; i++) {
         free(a->pairs[i].target);
+        free(a->pairs[i].hf_name);
         if (!a->pairs[i].a_borrowed) free(a->pairs[i].a);
         if (!a->pairs[i].b_borrowed) free(a->pairs[i].b);
     }
@@ -80,6 +81,7 @@ static void pair_clear(pare_lora_pair *p) {
     if (!p->a_borrowed) free(p->a);
     if (!p->b_borrowed) free(p->b);
     free(p->target);
+    free(p->hf_name);
 }
 
 static pare_status add_pair(pare_lora_adapter *ad, pare_lora_pair *p, pare_err *err) {
@@ -110,6 +112,43 @@ static pare_status permute_in_place(float *rows, int64_t n_rows, int64_t row_len
     memcpy(rows, tmp, bytes);
     free(tmp);
     return PARE_OK;
+}
+
+/* ---- experts --------------------------------------------------------------------------- */
+
+/* One expert's HF module within a block ("model.layers.N." + hf with %d the expert) and the
+ * 3-D GGUF tensor of all experts it is a slice of (convert_hf_to_gguf.py stacks them). */
+static const struct {
+    const char *hf;
+    const char *gguf;
+} EXPERT_MODULES[] = {
+    {"block_sparse_moe.experts.%d.w1", "ffn_gate_exps"}, /* Mixtral */
+    {"block_sparse_moe.experts.%d.w2", "ffn_down_exps"},
+    {"block_sparse_moe.experts.%d.w3", "ffn_up_exps"},
+    {"mlp.experts.%d.gate_proj", "ffn_gate_exps"}, /* Qwen2-MoE */
+    {"mlp.experts.%d.up_proj", "ffn_up_exps"},
+    {"mlp.experts.%d.down_proj", "ffn_down_exps"},
+};
+
+/* Whether PEFT module `module` is one expert's: *layer, *expert and the GGUF name of the
+ * stacked tensor ("blk.L.ffn_gate_exps.weight"). */
+static bool expert_module(const char *module, int *layer, int *expert, char *gguf, size_t cap) {
+    int l = -1, pos = 0;
+    if (sscanf(module, "model.layers.%d.%n", &l, &pos) != 1 || pos == 0 || l < 0) return false;
+    const char *rest = module + pos;
+    for (size_t i = 0; i < sizeof EXPERT_MODULES / sizeof EXPERT_MODULES[0]; i++) {
+        const char *f = EXPERT_MODULES[i].hf, *pct = strstr(f, "%d");
+        const size_t pre = (size_t)(pct - f);
+        if (strncmp(rest, f, pre) != 0) continue;
+        char *end = NULL;
+        const long e = strtol(rest + pre, &end, 10);
+        if (end == rest + pre || e < 0 || e > 1 << 20 || strcmp(end, pct + 2) != 0) continue;
+        *layer = l;
+        *expert = (int)e;
+        snprintf(gguf, cap, "blk.%d.%s.weight", l, EXPERT_MODULES[i].gguf);
+        return true;
+    }
+    return false;
 }
 
 /* ---- PEFT ------------------------------------------------------------------------------ */
@@ -233,8 +272,14 @@ static pare_status peft_pair(pare_lora_adapter *ad, const pare_model *w, const c
         p.transposed = true;
     }
     snprintf(hf, sizeof hf, "%s.weight", module);
-    FAIL_IF(!pare_hf_name_to_gguf(arch, hf, gg, sizeof gg), PARE_EINPUT,
-            "%s: module '%s' is not a tensor of a %s model", ad->path, module, arch);
+    int layer, expert;
+    if (!emb && expert_module(module, &layer, &expert, gg, sizeof gg)) {
+        p.is_expert = true;
+        p.expert = expert;
+        if (!(p.hf_name = strdup(hf))) return pare_err_set(err, PARE_ENOMEM, "out of memory");
+    } else if (!pare_hf_name_to_gguf(arch, hf, gg, sizeof gg)) {
+        return pare_err_set(err, PARE_EINPUT, "%s: module '%s' is not a tensor of a %s model", ad->path, module, arch);
+    }
     /* q and k: B's rows get the GGUF head order, so B is a copy */
     int heads = permute_heads(arch, meta, gg);
     pare_status st = tensor_f32_view(ta, true, &p.a, &p.a_borrowed, err);
@@ -314,6 +359,37 @@ static pare_status load_peft(pare_lora_adapter *ad, const char *dir, const char 
 
 /* ---- GGUF adapters --------------------------------------------------------------------- */
 
+/* A GGUF adapter's 3-D pair (lora_a [in, r, n_expert], lora_b [r, out, n_expert], as
+ * llama.cpp's convert_lora_to_gguf.py stacks experts' adapters): one pair per expert, each
+ * with its own copy of its slices. */
+static pare_status gguf_expert_pairs(pare_lora_adapter *ad, const char *path, const char *target,
+                                     const pare_tensor *ta, const pare_tensor *tb, double alpha, double user_scale,
+                                     pare_err *err) {
+    const int64_t r = ta->ne[1], ni = ta->ne[0], no = tb->ne[1], ne = ta->ne[2];
+    FAIL_IF(ta->n_dims != 3 || tb->n_dims != 3 || tb->ne[0] != r || tb->ne[2] != ne || ne < 1, PARE_EINPUT,
+            "%s: '%s': 3-D lora_a and lora_b do not fit", path, target);
+    float *va = NULL, *vb = NULL;
+    TRY(tensor_f32(ta, &va, err));
+    pare_status st = tensor_f32(tb, &vb, err);
+    for (int64_t e = 0; !st && e < ne; e++) {
+        pare_lora_pair p = {.r = r, .n_in = ni, .n_out = no, .is_expert = true, .expert = e};
+        p.scale = alpha == 0 ? user_scale : user_scale * alpha / (double)r;
+        p.a = malloc((size_t)(r * ni) * sizeof(float) + sizeof(float));
+        p.b = malloc((size_t)(no * r) * sizeof(float) + sizeof(float));
+        p.target = strdup(target);
+        if (!p.a || !p.b || !p.target) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+        if (!st) {
+            memcpy(p.a, va + e * r * ni, (size_t)(r * ni) * sizeof(float));
+            memcpy(p.b, vb + e * no * r, (size_t)(no * r) * sizeof(float));
+            st = add_pair(ad, &p, err);
+        }
+        if (st) pair_clear(&p);
+    }
+    free(va);
+    free(vb);
+    return st;
+}
+
 static pare_status load_gguf_adapter(pare_lora_adapter *ad, const char *path, const char *base_arch,
                                      double user_scale, pare_err *err) {
     pare_model *m = NULL;
@@ -345,6 +421,10 @@ static pare_status load_gguf_adapter(pare_lora_adapter *ad, const char *path, co
         if (!tb) {
             st = pare_err_set(err, PARE_EINPUT, "%s: '%s' has no matching '%s'", path, ta->name, nb);
             break;
+        }
+        if (ta->n_dims == 3 || tb->n_dims == 3) {
+            st = gguf_expert_pairs(ad, path, target, ta, tb, alpha, user_scale, err);
+            continue;
         }
         pare_lora_pair p = {0};
         p.r = ta->ne[1];
@@ -396,6 +476,16 @@ pare_status pare_lora_to_hf_view(pare_lora_adapter *a, const char *arch, const p
     char hf[NAME_MAX_LEN];
     for (size_t i = 0; i < a->n_pairs; i++) {
         pare_lora_pair *p = &a->pairs[i];
+        if (p->is_expert) { /* an HF base keeps each expert as its own 2-D tensor */
+            FAIL_IF(!p->hf_name, PARE_EUNSUPPORTED,
+                    "%s: '%s' expert %lld: a stacked (3-D) adapter needs a GGUF base or output", a->path, p->target,
+                    (long long)p->expert);
+            free(p->target);
+            p->target = p->hf_name;
+            p->hf_name = NULL;
+            p->is_expert = false;
+            continue;
+        }
         FAIL_IF(!pare_gguf_name_to_hf(arch, p->target, hf, sizeof hf), PARE_EINPUT,
                 "%s: no HF name for '%s'", a->path, p->target);
         int heads = permute_heads(arch, meta, p->target);

@@ -14,6 +14,12 @@
  *   NAME.lora_a (ne [in, r]) and NAME.lora_b (ne [r, out]) for a base tensor NAME in GGUF
  *   layout (q/k rows already permuted); W += S * alpha / r * B A, alpha 0 meaning S.
  *
+ * Mixture-of-experts models: a PEFT module of one expert (Mixtral's
+ *   block_sparse_moe.experts.E.w1/w2/w3, Qwen2-MoE's mlp.experts.E.gate_proj/up_proj/down_proj)
+ *   updates expert E's slice of the 3-D GGUF tensor (ffn_gate_exps / ffn_down_exps /
+ *   ffn_up_exps, rows [E * n_out, (E + 1) * n_out)); a GGUF adapter's 3-D lora_a / lora_b
+ *   ([in, r, n_expert], [r, out, n_expert]) is one pair per expert.
+ *
  * Adapters are held in one canonical form: GGUF tensor names and GGUF layout (q/k rows of B
  * permuted as llama.cpp's converter permutes the weights). pare_lora_to_hf_view converts
  * them for a base that keeps HF names and layout.
@@ -33,6 +39,12 @@ typedef struct {
     bool a_borrowed, b_borrowed;
     double scale;      /* the full factor: user scale * alpha / r (or / sqrt(r)) */
     bool transposed;   /* the base stores this weight as (n_in rows of n_out): add (B A)^T */
+    /* is_expert: the pair updates expert `expert`'s slice of a 3-D tensor (rows
+     * [expert * n_out, (expert + 1) * n_out)); else the whole tensor. hf_name (owned): the
+     * expert's own 2-D tensor in HF naming, for pare_lora_to_hf_view, or NULL. */
+    bool is_expert;
+    int64_t expert;
+    char *hf_name;
 } pare_lora_pair;
 
 typedef struct {

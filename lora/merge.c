@@ -195,6 +195,25 @@ static merge_record *record_of(pare_lora_merger *mg, const char *name, pare_err 
     return r;
 }
 
+/* Whether pair p fits tensor t: (rows x cols) = t's 2-D shape, or for an expert's pair t's
+ * [cols, rows, n_expert] with the expert < n_expert. */
+static pare_status pair_fits(const pare_lora_adapter *ad, const pare_lora_pair *p, const pare_tensor *t,
+                             pare_err *err) {
+    const int64_t rows = p->transposed ? p->n_in : p->n_out, cols = p->transposed ? p->n_out : p->n_in;
+    if (p->is_expert) {
+        FAIL_IF(t->ne[0] != cols || t->ne[1] != rows || t->ne[3] != 1 || p->expert < 0 || p->expert >= t->ne[2],
+                PARE_EINPUT,
+                "%s: '%s' expert %lld is %lld x %lld in the adapter but the base has %lld experts of %lld x %lld",
+                ad->path, t->name, (long long)p->expert, (long long)rows, (long long)cols, (long long)t->ne[2],
+                (long long)t->ne[1], (long long)t->ne[0]);
+        return PARE_OK;
+    }
+    FAIL_IF(t->ne[0] != cols || pare_tensor_nrows(t) != rows, PARE_EINPUT,
+            "%s: '%s' is %lld x %lld in the adapter but %lld x %lld in the base (another base model?)", ad->path,
+            t->name, (long long)rows, (long long)cols, (long long)pare_tensor_nrows(t), (long long)t->ne[0]);
+    return PARE_OK;
+}
+
 /* Rows [row0, row0 + n_rows) of t, given at values: every adapter's change to them. whole:
  * the call covers the whole tensor (and may use n_threads). */
 static pare_status merge_rows(pare_lora_merger *mg, const pare_tensor *t, float *values, int64_t row0,
@@ -218,14 +237,16 @@ static pare_status merge_rows(pare_lora_merger *mg, const pare_tensor *t, float 
         for (size_t i = 0; i < ad->n_pairs; i++) {
             const pare_lora_pair *p = &ad->pairs[i];
             if (strcmp(p->target, t->name)) continue;
-            int64_t rows = p->transposed ? p->n_in : p->n_out, cols = p->transposed ? p->n_out : p->n_in;
-            FAIL_IF(ne0 != cols || pare_tensor_nrows(t) != rows, PARE_EINPUT,
-                    "%s: '%s' is %lld x %lld in the adapter but %lld x %lld in the base", ad->path, t->name,
-                    (long long)rows, (long long)cols, (long long)pare_tensor_nrows(t), (long long)ne0);
-            if (whole) pare_lora_add_delta(values, p, n_threads);
-            else delta_block(values, p, row0, n_rows);
-            /* the norm of the whole change, once per tensor (from its first rows) */
-            if (row0 == 0) change2 += delta_norm2(p);
+            TRY(pair_fits(ad, p, t, err));
+            /* the pair's rows of t: all, or one expert's slice */
+            const int64_t rows = p->transposed ? p->n_in : p->n_out, first = p->is_expert ? p->expert * rows : 0;
+            const int64_t lo = row0 > first ? row0 : first,
+                          hi = row0 + n_rows < first + rows ? row0 + n_rows : first + rows;
+            if (lo >= hi) continue;
+            if (whole && lo == first && hi == first + rows) pare_lora_add_delta(values + (lo - row0) * ne0, p, n_threads);
+            else delta_block(values + (lo - row0) * ne0, p, lo - first, hi - lo);
+            /* the norm of the whole change, once per pair (with its first rows) */
+            if (lo == first) change2 += delta_norm2(p);
         }
     }
     pthread_mutex_lock(&mg->mu);
@@ -260,11 +281,7 @@ pare_status pare_lora_check(const pare_lora_adapter *const *ad, size_t n, const 
             const pare_lora_pair *p = &ad[a]->pairs[i];
             const pare_tensor *t = pare_model_find(base, p->target);
             FAIL_IF(!t, PARE_EINPUT, "%s: the base model has no tensor '%s'", ad[a]->path, p->target);
-            int64_t rows = p->transposed ? p->n_in : p->n_out, cols = p->transposed ? p->n_out : p->n_in;
-            FAIL_IF(t->ne[0] != cols || pare_tensor_nrows(t) != rows, PARE_EINPUT,
-                    "%s: '%s' is %lld x %lld in the adapter but %lld x %lld in the base (another base model?)",
-                    ad[a]->path, p->target, (long long)rows, (long long)cols, (long long)pare_tensor_nrows(t),
-                    (long long)t->ne[0]);
+            TRY(pair_fits(ad[a], p, t, err));
             matched++;
         }
         for (size_t i = 0; i < ad[a]->n_fulls; i++) {

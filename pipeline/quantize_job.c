@@ -59,6 +59,7 @@ pare_status pare_quant_setup_for(pare_model *m, const pare_quantize_job *job, pa
     memset(s, 0, sizeof *s);
     pare_status st = job->imatrix_path ? pare_imatrix_load(job->imatrix_path, &s->im, err) : PARE_OK;
     if (!st) st = reorder(m, err);
+    if (!st) pare_quant_plan_dims(m);
     if (!st && !(s->types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *s->types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
     pare_quant_plan_opts po = {.ftype = job->ftype, .pure = job->pure, .output_type = job->output_type,

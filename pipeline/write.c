@@ -184,6 +184,7 @@ typedef struct {
     pare_type type;
     uint8_t *dst;
     int64_t ne0, n_rows;
+    int64_t ne1, ne2; /* rows per matrix and matrices: a 3-D expert tensor's imatrix has a run per matrix (h-moe) */
     size_t dst_row;
     const float *imatrix;
     const pare_quant_traits *q;
@@ -198,7 +199,10 @@ static void from_f32_rows(void *ctx, int64_t job, int thread) {
     uint8_t *dst = c->dst + (size_t)r0 * c->dst_row;
     if (c->q) {
         /* Row by row: quantizers take importance weights per column, the same for each row. */
-        for (int64_t r = 0; r < nr; r++) c->q->quantize(src + r * c->ne0, dst + (size_t)r * c->dst_row, c->ne0, c->imatrix);
+        for (int64_t r = 0; r < nr; r++) {
+            const float *im = c->imatrix ? c->imatrix + (r0 + r) / c->ne1 % c->ne2 * c->ne0 : NULL; /* h-moe */
+            c->q->quantize(src + r * c->ne0, dst + (size_t)r * c->dst_row, c->ne0, im);
+        }
     } else {
         const pare_quant_traits *fast = pare_quant_get(c->type); /* vectorised f16/bf16 */
         if (fast && fast->quantize)
@@ -212,7 +216,7 @@ static pare_status f32_to_type(const pare_tensor *t, const float *src, pare_type
                                const float *imatrix, int n_threads, pare_err *err) {
     const pare_type_info *ti = pare_type_get(type);
     from_f32_job c = {.src = src, .type = type, .dst = dst, .ne0 = t->ne[0], .n_rows = pare_tensor_nrows(t),
-                      .imatrix = imatrix};
+                      .ne1 = t->ne[1] > 0 ? t->ne[1] : 1, .ne2 = t->ne[2] > 0 ? t->ne[2] : 1, .imatrix = imatrix};
     c.dst_row = pare_type_row_size(type, t->ne[0]);
     FAIL_IF(!ti || (!c.dst_row && t->ne[0]), PARE_EUNSUPPORTED, "tensor '%s': rows of %lld cannot be stored as %s",
             t->name, (long long)t->ne[0], pare_type_name(type));

@@ -32,6 +32,16 @@ typedef struct {
 pare_status pare_prune_matrix(float *w, int64_t ne0, int64_t n_rows, const float *col_scale,
                               const pare_prune_opts *o, int n_threads, int64_t *n_zeroed, pare_err *err);
 
+/* The same for a stack of n_mat matrices of n_rows rows each, as the 3-D expert tensors of
+ * mixture-of-experts models are stored (ggml ne = [ne0, n_rows, n_mat], matrix e at
+ * w + e * n_rows * ne0): each matrix is pruned on its own, so tensor scope counts per expert
+ * (every expert loses round(S * ne0 * n_rows) weights) and each expert's weights are scored
+ * with its own column factors: col_scale holds n_mat runs of ne0 (Wanda's ||X_j|| over the
+ * tokens routed to that expert), or is NULL. Row scope and N:M are per row and need no
+ * stack; n_mat == 1 is pare_prune_matrix. */
+pare_status pare_prune_stack(float *w, int64_t ne0, int64_t n_rows, int64_t n_mat, const float *col_scale,
+                             const pare_prune_opts *o, int n_threads, int64_t *n_zeroed, pare_err *err);
+
 /* The k-th smallest score (0-based) of n scores, by quickselect; scores is reordered. */
 float pare_prune_kth(float *scores, int64_t n, int64_t k);
 

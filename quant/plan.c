@@ -163,6 +163,10 @@ static int ggml_dims(const pare_tensor *t) {
     return n;
 }
 
+void pare_quant_plan_dims(pare_model *m) {
+    for (size_t i = 0; i < m->n_tensors; i++) m->tensors[i].n_dims = ggml_dims(&m->tensors[i]);
+}
+
 /* Whether llama-quantize would quantize this tensor at all. */
 static bool quantizable(const pare_tensor *t, const pare_quant_plan_opts *o) {
     static const char *const never_in[] = {

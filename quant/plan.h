@@ -92,6 +92,11 @@ pare_status pare_quant_plan(const pare_model *m, const pare_quant_plan_opts *o, 
  * (strcmp). Fills order[0..m->n_tensors) with tensor indices. */
 void pare_quant_plan_order(const pare_model *m, size_t *order);
 
+/* llama-quantize writes every tensor with ggml_n_dims dimensions (gguf_write_tensor_info):
+ * trailing dimensions of 1 are dropped, so a [128, 1] tensor of the converter's file (Qwen2-MoE's
+ * ffn_gate_inp_shexp) comes out as [128]. Sets m's tensors' n_dims so (ne is unchanged). */
+void pare_quant_plan_dims(pare_model *m);
+
 /* Sets the keys llama-quantize adds to a quantized file, removing any earlier copies so
  * they come last, in its order: general.quantization_version (U32 2), general.file_type
  * (U32 ftype), and with an imatrix quantize.imatrix.file (its path), .dataset (when
