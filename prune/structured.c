@@ -379,6 +379,19 @@ static pare_status drop_meta_arrays(pare_meta *meta, const char *arch, const par
     return PARE_OK;
 }
 
+/* Moves key `key` (just appended) to right after `after` (both {arch}.-prefixed), where
+ * llama.cpp's converter writes it, so that the file converts to HF and back unchanged. */
+static void move_after(pare_meta *meta, const char *arch, const char *key, const char *after) {
+    char k[160], a[160];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    snprintf(a, sizeof a, "%s.%s", arch, after);
+    long i = pare_meta_find(meta, k), j = pare_meta_find(meta, a);
+    if (i < 0 || j < 0 || i <= j + 1) return;
+    pare_kv kv = meta->kv[i];
+    memmove(&meta->kv[j + 2], &meta->kv[j + 1], (size_t)(i - j - 1) * sizeof kv);
+    meta->kv[j + 1] = kv;
+}
+
 static pare_status rewrite_meta(pare_meta *meta, const pare_model *m, const pare_struct_shape *s,
                                 const pare_struct_plan *p, int n_keep, pare_err *err) {
     const char *a = m->arch;
@@ -405,6 +418,10 @@ static pare_status rewrite_meta(pare_meta *meta, const pare_model *m, const pare
         /* llama.cpp derives the head size as n_embd / head_count of layer 0 when absent */
         if (!st) st = set_key_u32(meta, a, "attention.key_length", (uint64_t)s->n_embd_head, err);
         if (!st) st = set_key_u32(meta, a, "attention.value_length", (uint64_t)s->n_embd_head, err);
+        if (!st) {
+            move_after(meta, a, "attention.key_length", "attention.layer_norm_rms_epsilon");
+            move_after(meta, a, "attention.value_length", "attention.key_length");
+        }
     }
     if (!st && p->expert_n) {
         st = set_key_u32(meta, a, "expert_count", (uint64_t)p->expert_n, err);
@@ -415,6 +432,27 @@ static pare_status rewrite_meta(pare_meta *meta, const pare_model *m, const pare
     free(hq);
     free(hk);
     return st;
+}
+
+/* gguf-py's model_weight_count_rounded_notation(n, min_digits=2), as the converter labels a
+ * model ("3.3M"): a label that was derived from the parameter count follows the new count,
+ * so that a GGUF -> HF -> GGUF round trip of the pruned file gives back the same bytes. */
+static void count_label(uint64_t n, char *buf, size_t cap) {
+    const double x = (double)n;
+    const double s = x >= 1e12 ? x * 1e-12 : x >= 1e9 ? x * 1e-9 : x >= 1e6 ? x * 1e-6 : x * 1e-3;
+    const char *sfx = x >= 1e12 ? "T" : x >= 1e9 ? "B" : x >= 1e6 ? "M" : "K";
+    int digits = 0;
+    for (double v = nearbyint(s); v >= 1; v /= 10) digits++;
+    snprintf(buf, cap, "%.*f%s", digits < 2 ? 2 - digits : 0, s, sfx);
+}
+
+static pare_status relabel(pare_model *o, const pare_model *m, pare_err *err) {
+    const char *old = pare_meta_get_str(&m->meta, "general.size_label");
+    char was[32], now[32];
+    count_label(pare_model_nparams(m), was, sizeof was);
+    if (!old || strcmp(old, was)) return PARE_OK;
+    count_label(pare_model_nparams(o), now, sizeof now);
+    return pare_meta_set_str(&o->meta, "general.size_label", now, strlen(now), err);
 }
 
 /* ---- building ------------------------------------------------------------------------------ */
@@ -472,6 +510,7 @@ pare_status pare_struct_build(const pare_model *m, const pare_struct_plan *p, pa
         if (!st) st = add_view(o, m, t, name, n_idx ? axis : -1, idx, n_idx, err);
         free(idx);
     }
+    if (!st) st = relabel(o, m, err);
     free(new_index);
     pare_struct_shape_free(&s);
     if (st) {
