@@ -2,8 +2,8 @@
 # attention.head_count / head_count_kv arrays (whole KV groups: query heads stay twice the KV
 # heads), key_length written, and the evaluator runs the result. The evaluator reads per-layer
 # head counts only once that work is merged: until then this test SKIPS (exit 77) when
-# (--global keeps at least one KV group in every layer, so the total may pass the share a little.)
 # pare eval answers that per-layer values are not supported.
+# (--global keeps at least one KV group in every layer, so the total may pass the share a little.)
 . tests/clilib.sh
 need_shared models/fortune-llama-gguf/fortune-llama-f32.gguf
 F=$SHARED/models/fortune-llama-gguf/fortune-llama-f32.gguf
