@@ -514,6 +514,24 @@ static pare_status make_plan(const char *in, const pare_model *m, const pare_pru
     return st;
 }
 
+/* The type a column cut of a block-type tensor is stored in: the input's type where the new
+ * rows fit its blocks, else llama-quantize's fallback for that type (llama-quant.cpp), else F16. */
+static pare_type cut_type(pare_type src, int64_t ne0) {
+    if (pare_type_row_size(src, ne0)) return src;
+    pare_type nt = PARE_TYPE_F16;
+    switch (src) {
+    case PARE_TYPE_TQ1_0: case PARE_TYPE_TQ2_0: nt = PARE_TYPE_Q4_0; break;
+    case PARE_TYPE_IQ2_XXS: case PARE_TYPE_IQ2_XS: case PARE_TYPE_IQ2_S: case PARE_TYPE_IQ3_XXS:
+    case PARE_TYPE_IQ3_S: case PARE_TYPE_IQ1_S: case PARE_TYPE_IQ1_M: case PARE_TYPE_Q2_K:
+    case PARE_TYPE_Q3_K: case PARE_TYPE_IQ4_XS: nt = PARE_TYPE_IQ4_NL; break;
+    case PARE_TYPE_Q4_K: nt = PARE_TYPE_Q5_0; break;
+    case PARE_TYPE_Q5_K: nt = PARE_TYPE_Q5_1; break;
+    case PARE_TYPE_Q6_K: nt = PARE_TYPE_Q8_0; break;
+    default: break;
+    }
+    return pare_type_row_size(nt, ne0) ? nt : PARE_TYPE_F16;
+}
+
 pare_status pare_struct_prune_model(const char *in, const char *out, const pare_prune_job *job,
                                     const pare_convert_opts *o, pare_err *err) {
     const pare_struct_opts *so = &job->structured;
@@ -560,8 +578,12 @@ pare_status pare_struct_prune_model(const char *in, const char *out, const pare_
             types = qs.types;
             if (!st && !types && !(types = calloc(v->n_tensors ? v->n_tensors : 1, sizeof *types)))
                 st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-            for (size_t i = 0; !st && !qs.types && i < v->n_tensors; i++)
-                types[i] = pare_pick_type(v, &v->tensors[i], kind, o->type);
+            for (size_t i = 0; !st && !qs.types && i < v->n_tensors; i++) {
+                const pare_tensor *t = &v->tensors[i];
+                types[i] = pare_pick_type(v, t, kind, o->type);
+                const pare_type src = pare_struct_view_source_type(t);
+                if (o->type == PARE_TYPE_INVALID && src != PARE_TYPE_INVALID) types[i] = cut_type(src, t->ne[0]);
+            }
             if (!st && !job->quantize) st = pare_gguf_meta_for(v, types, o->type == PARE_TYPE_INVALID, &meta, err);
             pare_write_extra x = {.meta_override = job->quantize ? &qs.meta : &meta,
                                   .imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs};

@@ -224,6 +224,12 @@ static pare_status slice_read(const pare_tensor *t, void *dst, pare_err *err) {
     return st;
 }
 
+pare_type pare_struct_view_source_type(const pare_tensor *t) {
+    if (t->read != slice_read || !t->read_ctx) return PARE_TYPE_INVALID;
+    const slice_ctx *c = t->read_ctx;
+    return c->src->type != t->type ? c->src->type : PARE_TYPE_INVALID;
+}
+
 /* Appends to out a view named `name` of src: whole (axis < 0) or elements idx of an axis. */
 static pare_status add_view(pare_model *out, const pare_model *m, const pare_tensor *src, const char *name, int axis,
                             const int64_t *idx, int64_t n_idx, pare_err *err) {

@@ -90,6 +90,11 @@ pare_status pare_struct_top_k(const double *scores, int n, int k, int32_t *idx, 
 /* Builds the pruned model (see above) into *out. m: GGUF names and metadata. */
 pare_status pare_struct_build(const pare_model *m, const pare_struct_plan *p, pare_model **out, pare_err *err);
 
+/* For a tensor of a model from pare_struct_build: the type of the input tensor it reads, when
+ * the view's own type differs (a column cut of a block type reads as F32); else
+ * PARE_TYPE_INVALID. Writers use it to store the cut tensor in the input's type again. */
+pare_type pare_struct_view_source_type(const pare_tensor *t);
+
 /* Parses "3,5,7" into a drop mask of n_layer layers; *n_drop gets the count. */
 pare_status pare_struct_parse_layers(const char *list, int n_layer, bool *drop, int *n_drop, pare_err *err);
 
