@@ -348,6 +348,22 @@ static pare_status choose_units(double **scores, const int *n, int L, const bool
     return st;
 }
 
+/* Per layer: how many units go, and the share of the layer's importance (sum of squared
+ * scores: the energy of the contributions) they carried. */
+static void report_removed(FILE *rep, const char *what, double **sc, const int *n, int L, const bool *drop,
+                           const int *n_keep, int32_t **idx) {
+    fprintf(rep, "%s removed per layer (share of the layer's importance):", what);
+    for (int l = 0; l < L; l++) {
+        if (drop[l] || !n[l]) continue;
+        double all = 0, kept = 0;
+        for (int j = 0; j < n[l]; j++) all += sc[l][j] * sc[l][j];
+        for (int k = 0; n_keep[l] && k < n_keep[l]; k++) kept += sc[l][idx[l][k]] * sc[l][idx[l][k]];
+        if (!n_keep[l]) kept = all;
+        fprintf(rep, " %d (%.2f%%)", n_keep[l] ? n[l] - n_keep[l] : 0, all > 0 ? 100.0 * (all - kept) / all : 0.0);
+    }
+    fprintf(rep, "\n");
+}
+
 /* ||W[:, j]||^2 for the n_in columns of a GGUF weight [n_in, n_out]. */
 static pare_status col_sq(const pare_model *m, const char *name, int64_t n_in, double *out, pare_err *err) {
     const pare_tensor *t = pare_model_find(m, name);
@@ -389,6 +405,7 @@ static pare_status choose_ffn(const pare_model *m, const pare_struct_opts *so, c
         for (int l = 0; l < L; l++)
             if (!p->drop[l]) fprintf(rep, " %d/%d", p->ffn_n[l] ? p->ffn_n[l] : s->n_ff[l], s->n_ff[l]);
         fprintf(rep, "\n");
+        report_removed(rep, "FFN channels", sc, s->n_ff, L, p->drop, p->ffn_n, p->ffn_idx);
     }
     for (int l = 0; l < L; l++) free(sc[l]);
     free(sc);
@@ -427,6 +444,13 @@ static pare_status choose_heads(const pare_model *m, const pare_struct_opts *so,
             fprintf(rep, " %d/%d of %d/%d", kv * r, kv, s->n_head[l], s->n_head_kv[l]);
         }
         fprintf(rep, "\n");
+        report_removed(rep, "KV groups", sc, ng, L, p->drop, p->kv_n, p->kv_idx);
+        for (int l = 0; l < L; l++) {
+            if (p->drop[l]) continue;
+            fprintf(rep, "  layer %3d KV group importance:", l);
+            for (int g = 0; g < ng[l]; g++) fprintf(rep, " %.4g", sc[l][g]);
+            fprintf(rep, "\n");
+        }
     }
     for (int l = 0; sc && l < L; l++) free(sc[l]);
     free(sc);
