@@ -2,6 +2,7 @@
 #include "cmd.h"
 
 #include "formats/formats.h"
+#include "prune/structured.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
@@ -96,6 +97,51 @@ static uint64_t total_bytes(const pare_model *m) {
     return n;
 }
 
+/* Per-layer widths (FFN from ffn_up, heads from the metadata), which structured pruning
+ * makes differ between layers; false for models without GGUF names and a block count. */
+static bool layer_shape(const pare_model *m, pare_struct_shape *s) {
+    if (!m->gguf_names || !m->arch) return false;
+    pare_err e = {0};
+    return pare_struct_shape_of(m, s, &e) == PARE_OK;
+}
+
+static bool shape_uniform(const pare_struct_shape *s) {
+    for (int l = 1; l < s->n_layer; l++)
+        if (s->n_ff[l] != s->n_ff[0] || s->n_head[l] != s->n_head[0] || s->n_head_kv[l] != s->n_head_kv[0]) return false;
+    return true;
+}
+
+static void print_layers(const pare_model *m) {
+    pare_struct_shape s;
+    if (!layer_shape(m, &s)) return;
+    char ex[48] = "";
+    if (s.n_expert) snprintf(ex, sizeof ex, ", %d experts (%d used)", s.n_expert, s.n_expert_used);
+    if (shape_uniform(&s)) {
+        printf("layers:       %d, each FFN %d, heads %d, KV heads %d, head size %d%s\n", s.n_layer, s.n_ff[0],
+               s.n_head[0], s.n_head_kv[0], s.n_embd_head, ex);
+    } else {
+        printf("layers:       %d, head size %d%s, widths per layer:\n", s.n_layer, s.n_embd_head, ex);
+        printf("  %-6s %8s %6s %9s\n", "layer", "FFN", "heads", "KV heads");
+        for (int l = 0; l < s.n_layer; l++) printf("  %-6d %8d %6d %9d\n", l, s.n_ff[l], s.n_head[l], s.n_head_kv[l]);
+    }
+    pare_struct_shape_free(&s);
+}
+
+static void json_layers(const pare_model *m, cJSON *root) {
+    pare_struct_shape s;
+    if (!layer_shape(m, &s)) return;
+    cJSON *a = cJSON_AddArrayToObject(root, "layers");
+    for (int l = 0; l < s.n_layer; l++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "ffn", s.n_ff[l]);
+        cJSON_AddNumberToObject(o, "heads", s.n_head[l]);
+        cJSON_AddNumberToObject(o, "kv_heads", s.n_head_kv[l]);
+        if (s.n_expert) cJSON_AddNumberToObject(o, "experts", s.n_expert);
+        cJSON_AddItemToArray(a, o);
+    }
+    pare_struct_shape_free(&s);
+}
+
 static void print_json(const pare_model *m, bool full) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "path", m->path);
@@ -105,6 +151,7 @@ static void print_json(const pare_model *m, bool full) {
     cJSON_AddNumberToObject(root, "n_tensors", (double)m->n_tensors);
     cJSON_AddNumberToObject(root, "n_params", (double)pare_model_nparams(m));
     cJSON_AddNumberToObject(root, "tensor_bytes", (double)total_bytes(m));
+    json_layers(m, root);
     cJSON *meta = cJSON_AddArrayToObject(root, "metadata");
     for (size_t i = 0; i < m->meta.n; i++) {
         const pare_kv *kv = &m->meta.kv[i];
@@ -144,6 +191,7 @@ static void print_text(const pare_model *m, bool full) {
     printf("\narchitecture: %s\n", m->arch ? m->arch : "(unknown)");
     printf("tensors:      %zu, %" PRIu64 " parameters, %" PRIu64 " bytes\n", m->n_tensors, pare_model_nparams(m),
            total_bytes(m));
+    print_layers(m);
     printf("\nmetadata (%zu keys):\n", m->meta.n);
     for (size_t i = 0; i < m->meta.n; i++) {
         const pare_kv *kv = &m->meta.kv[i];

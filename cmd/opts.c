@@ -214,6 +214,23 @@ static const cmd_opt prune_rows[] = {
              "left alone otherwise); repeatable"},
     {.key = "exclude", .kind = CMD_OPT_LIST, .at = CMD_AT(exclude), .arg = "GLOB",
      .help = "leave the tensors whose name matches GLOB alone; repeatable"},
+    /* structured pruning (pipeline/prune_struct_job.c) */
+    {.key = "structured", .kind = CMD_OPT_FLAG, .at = CMD_AT(structured),
+     .help = "remove whole layers, FFN channels, heads or experts (the file shrinks)"},
+    {.key = "drop-layers", .kind = CMD_OPT_INT, .at = CMD_AT(drop_layers), .min = 1, .max = 100000, .arg = "N",
+     .help = "remove the N layers whose removal costs least on --calib"},
+    {.key = "layers", .kind = CMD_OPT_STRING, .at = CMD_AT(layers), .arg = "LIST",
+     .help = "remove exactly these layers (comma-separated indices)"},
+    {.key = "ffn-keep", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(ffn_keep), .min = 0.001, .max = 1, .arg = "F",
+     .help = "keep the share F of FFN channels, by activation-weighted importance on --calib"},
+    {.key = "heads-keep", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(heads_keep), .min = 0.001, .max = 1, .arg = "F",
+     .help = "keep the share F of attention heads (whole KV groups), by importance on --calib"},
+    {.key = "experts-keep", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(experts_keep), .min = 0.001, .max = 1, .arg = "F",
+     .help = "keep the share F of the experts of every MoE layer"},
+    {.key = "global", .kind = CMD_OPT_FLAG, .at = CMD_AT(global),
+     .help = "--ffn-keep / --heads-keep over all layers at once (widths then differ per layer)"},
+    {.key = "candidates", .kind = CMD_OPT_INT, .at = CMD_AT(candidates), .min = 1, .max = 100000, .def = "8",
+     .arg = "K", .help = "--drop-layers: the K layers of lowest angular distance get the PPL test"},
 };
 const cmd_opt_group cmd_group_prune = CMD_GROUP("pruning", prune_rows);
 

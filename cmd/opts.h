@@ -117,6 +117,11 @@ typedef struct cmd_opts {
     const char *calib;
     int calib_tokens, calib_ctx;
     cmd_list include, exclude;
+    /* structured pruning (pare prune --structured, and in shrink) */
+    bool structured, global;
+    int drop_layers, candidates;
+    const char *layers;
+    double ffn_keep, heads_keep, experts_keep;
     /* quantization */
     int ftype; /* --type of quantize and shrink: a pare_ftype */
     bool pure, leave_output, dry_run, stats;

@@ -14,7 +14,9 @@ static int run(const cmd_opts *o) {
     if (o->method == PARE_PRUNE_WANDA && !have_s && !have_p)
         return cmd_usage_error("shrink", "--method wanda needs --sparsity or --pattern");
     pare_prune_job pj = cmd_prune_job(o);
-    pare_shrink_job job = {.prune = have_s || have_p ? &pj : NULL, .ftype = o->ftype, .imatrix_path = o->imatrix,
+    const bool have_struct = pare_struct_requested(&pj.structured); /* structured pruning (cmd/prune.c) */
+    pj.structured.report = o->json ? NULL : stdout;
+    pare_shrink_job job = {.prune = have_s || have_p || have_struct ? &pj : NULL, .ftype = o->ftype, .imatrix_path = o->imatrix,
                            .text_path = o->text, .ctx = o->ctx, .n_chunks = o->chunks,
                            .max_ppl_increase = o->max_ppl_increase / 100.0,
                            .max_kld = cmd_opts_given(o, "max-kld") ? o->max_kld : -1};

@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "prune/prune.h"
+#include "prune/structured.h"
 #include "quant/plan.h"
 #include "verify/llm.h"
 
@@ -131,6 +132,7 @@ typedef struct {
     int calib_ctx;            /* wanda: context per forward pass (0: PARE_PPL_DEFAULT_CTX) */
     const pare_quantize_job *quantize; /* or NULL: quantize as pare quantize does, in the same
                                           pass (the output is then a .gguf; o->type unused) */
+    pare_struct_opts structured; /* layers, FFN channels, heads, experts (pipeline/prune_struct_job.c) */
 } pare_prune_job;
 
 /* One line of the pruning report. */
@@ -145,6 +147,12 @@ typedef struct {
  * NULL) receives one malloc'ed entry per pruned tensor. */
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err);
+
+/* pare prune --structured (pare_prune_model calls it when job->structured asks for
+ * anything): removes layers, FFN channels, attention heads and experts; the plan and scores
+ * go to job->structured.report. */
+pare_status pare_struct_prune_model(const char *in, const char *out, const pare_prune_job *job,
+                                    const pare_convert_opts *o, pare_err *err);
 
 /* llama-quantize's plan for m, which it reorders to llama-quantize's tensor order: the types,
  * the imatrix (loaded and checked against every tensor), the GGUF metadata to write, and how

@@ -200,6 +200,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err) {
     if (stats) *stats = NULL;
     if (n_stats) *n_stats = 0;
+    if (pare_struct_requested(&job->structured)) return pare_struct_prune_model(in, out, job, o, err);
     pare_out_kind kind = pare_out_kind_for(out);
     FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
     pare_model *m = NULL;
