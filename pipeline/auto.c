@@ -569,7 +569,12 @@ pare_status pare_auto_quantize(const char *src, const char *out, const char *wor
     uint64_t other = 0;
     for (size_t i = 0; !st && i < s.sm->n_tensors; i++)
         if (base_types[i] != PARE_TYPE_Q8_0) other += s.sm->tensors[i].n_bytes;
-    other += 65536;
+    {
+        /* the metadata: what the source's file holds beyond its tensors (a guess for a folder) */
+        uint64_t all = 0, fs = pare_path_is_dir(src) ? 0 : file_size(src);
+        for (size_t i = 0; s.sm && i < s.sm->n_tensors; i++) all += s.sm->tensors[i].n_bytes;
+        other += fs > all ? fs - all : 16384;
+    }
     int64_t k_sel = 0;
     if (!st && job->target_bytes + job->target_bpw > 0) {
         /* --target-size: the first step whose file fits, verified on the written file */
