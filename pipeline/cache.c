@@ -68,7 +68,10 @@ static char *cache_dir(const char *dir, bool make) {
         d = strdup(dir);
     } else {
         const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-        if (x && *x) d = pare_path_join(x, "pare");
+        if (x && *x) {
+            if (make) mkdir(x, 0755); /* as ~/.cache: the parent may not exist yet */
+            d = pare_path_join(x, "pare");
+        }
         else if (home && *home) {
             char *c = pare_path_join(home, ".cache");
             if (c && make) mkdir(c, 0755);
