@@ -11,6 +11,7 @@
 #include "pipeline/pipeline.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Prints "pare: MESSAGE" to stderr and returns the exit code for the error's status. */
 int cmd_fail(const pare_err *err);
@@ -39,6 +40,15 @@ typedef struct {
 pare_status cmd_adapters_parse(const char *const *args, size_t n, cmd_adapters *out, pare_err *err);
 void cmd_adapters_free(cmd_adapters *a);
 
+/* pare shrink's work on parsed options (cmd/shrink.c); recipe: the recipe's path under pare
+ * run (NULL from the command line). */
+int cmd_shrink_exec(const cmd_opts *o, const char *in, const char *out, const char *recipe);
+/* The recipe of shrink's options (cmd/run.c): "input", "output" and every option given. */
+struct cJSON;
+struct cJSON *cmd_recipe_json(const cmd_opts *o, const char *in, const char *out);
+int cmd_recipe_print(const cmd_opts *o, const char *in, const char *out, FILE *f);
+
+extern const cmd_def cmd_run;
 extern const cmd_def cmd_inspect, cmd_convert, cmd_hash, cmd_quantize, cmd_eval, cmd_merge_lora, cmd_extract_lora,
     cmd_prune, cmd_imatrix, cmd_diff, cmd_tokenize, cmd_shrink;
 

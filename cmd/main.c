@@ -1,6 +1,7 @@
 /* cmd/main.c - dispatch to the subcommands: parse their options, run them. */
 #include "core/isa.h"
 #include "cmd.h"
+#include "pare.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -14,7 +15,7 @@
 /* in the order of pare --help */
 static const cmd_def *const commands[] = {
     &cmd_inspect, &cmd_convert, &cmd_hash, &cmd_quantize, &cmd_eval, &cmd_merge_lora,
-    &cmd_extract_lora, &cmd_prune, &cmd_imatrix, &cmd_diff, &cmd_tokenize, &cmd_shrink,
+    &cmd_extract_lora, &cmd_prune, &cmd_imatrix, &cmd_diff, &cmd_tokenize, &cmd_shrink, &cmd_run,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -120,7 +121,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("pare 0.1.0\nkernels: %s\n", pare_isa_describe());
+        printf("pare %s\nkernels: %s\n", PARE_VERSION, pare_isa_describe());
         return 0;
     }
     if (!strcmp(argv[1], "help-options")) {

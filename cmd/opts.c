@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -74,6 +75,10 @@ static pare_status set_type(void *dst, const cmd_opt *r, const char *v, const ch
 
 static pare_status set_ftype(void *dst, const cmd_opt *r, const char *v, const char *name, pare_err *err) {
     (void)r;
+    if (!strcasecmp(v, "auto")) {
+        *(int *)dst = PARE_FTYPE_AUTO; /* pare shrink only (cmd_opts_set checks) */
+        return PARE_OK;
+    }
     FAIL_IF(!pare_ftype_from_name(v, (int *)dst), PARE_EUSAGE,
             "option '%s': unknown type '%s' (Q4_K_M, Q8_0, ...: 'pare quantize --help' lists them)", name, v);
     return PARE_OK;
@@ -177,7 +182,7 @@ static const cmd_opt common_rows[] = {
 const cmd_opt_group cmd_group_common = CMD_GROUP("options", common_rows);
 
 static const cmd_opt eval_rows[] = {
-    {.key = "text", .kind = CMD_OPT_STRING, .at = CMD_AT(text), .arg = "FILE",
+    {.key = "text", .kind = CMD_OPT_STRING, .at = CMD_AT(text), .arg = "FILE", .path = true,
      .help = "the text to run the model over (read whole, tokenized with BOS first)"},
     {.key = "ctx", .kind = CMD_OPT_INT, .at = CMD_AT(ctx), .min = CMD_MIN_CTX, .max = CMD_MAX_CTX,
      .def = STR(CMD_DEFAULT_CTX), .arg = "N", .help = "tokens per chunk"},
@@ -203,8 +208,8 @@ static const cmd_opt prune_rows[] = {
      .arg = "M", .help = "magnitude, or wanda: scores |W| * ||X|| with the input activation\nnorms over --calib FILE"},
     {.key = "scope", .kind = CMD_OPT_CHOICE, .at = CMD_AT(scope), .choices = prune_scopes, .def = "row",
      .arg = "S", .help = "row, tensor, or global: one threshold over all tensors"},
-    {.key = "calib", .kind = CMD_OPT_STRING, .at = CMD_AT(calib), .arg = "FILE",
-     .help = "calibration text for --method wanda"},
+    {.key = "calib", .kind = CMD_OPT_STRING, .at = CMD_AT(calib), .arg = "FILE", .path = true,
+     .help = "calibration text for --method wanda (and shrink --type auto's importance\nmatrix and sensitivities)"},
     {.key = "calib-tokens", .kind = CMD_OPT_INT, .at = CMD_AT(calib_tokens), .min = 16, .max = 100000000,
      .arg = "K", .help = "tokens of --calib to use (default 4096)"},
     {.key = "calib-ctx", .kind = CMD_OPT_INT, .at = CMD_AT(calib_ctx), .min = CMD_MIN_CTX, .max = CMD_MAX_CTX,
@@ -237,7 +242,7 @@ const cmd_opt_group cmd_group_prune = CMD_GROUP("pruning", prune_rows);
 static const cmd_opt quant_rows[] = {
     {.key = "type", .kind = CMD_OPT_FTYPE, .at = CMD_AT(ftype), .arg = "TYPE",
      .help = "a single type or one of llama-quantize's mixes (Q4_K_M, Q8_0, ...)"},
-    {.key = "imatrix", .kind = CMD_OPT_STRING, .at = CMD_AT(imatrix), .arg = "FILE",
+    {.key = "imatrix", .kind = CMD_OPT_STRING, .at = CMD_AT(imatrix), .arg = "FILE", .path = true,
      .help = "importance weights in llama.cpp's imatrix .dat format"},
     {.key = "pure", .kind = CMD_OPT_FLAG, .at = CMD_AT(pure), .help = "one type for every quantized tensor"},
     {.key = "output-tensor-type", .kind = CMD_OPT_TYPE, .at = CMD_AT(output_type), .arg = "T",
@@ -257,7 +262,8 @@ const cmd_opt_group cmd_group_quant = CMD_GROUP("quantization", quant_rows);
 
 static const cmd_opt gate_rows[] = {
     {.key = "max-ppl-increase", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(max_ppl_increase), .min = 0, .max = INFINITY,
-     .def = "5", .arg = "PCT", .help = "refuse a result whose perplexity rose by more than PCT percent"},
+     .def = "5", .arg = "PCT",
+     .help = "refuse a result whose perplexity rose by more than PCT percent (with\n--max-kld alone: no PPL bound)"},
     {.key = "max-kld", .kind = CMD_OPT_DOUBLE, .at = CMD_AT(max_kld), .min = 0, .max = INFINITY, .arg = "X",
      .help = "refuse a result whose mean KL divergence is above X (default: no bound)"},
 };
@@ -354,13 +360,17 @@ static pare_status set_row(cmd_opts *o, const cmd_opt *r, const char *value, par
     FAIL_IF(!value && kinds[r->kind].takes_value, PARE_EUSAGE, "option '%s' needs a value", name);
     TRY(kinds[r->kind].set((char *)o + r->at, r, value ? value : "true", name, err));
     assert(o->n_given < CMD_MAX_ROWS);
-    if (!again) o->given[o->n_given++] = r;
+    if (!again) o->raw[o->n_given] = value, o->given[o->n_given++] = r;
     return PARE_OK;
 }
 
 pare_status cmd_opts_set(cmd_opts *o, const char *key, const char *value, pare_err *err) {
     const cmd_opt *r = cmd_opts_find(o->cmd, key);
     FAIL_IF(!r, PARE_EUSAGE, "unknown option '--%s'", key);
+    /* the budget search is shrink's (pare run runs shrink) */
+    FAIL_IF(r->kind == CMD_OPT_FTYPE && value && !strcasecmp(value, "auto") && strcmp(o->cmd->name, "shrink") &&
+                strcmp(o->cmd->name, "run"),
+            PARE_EUSAGE, "option '--%s': 'auto' is for pare shrink", key);
     return set_row(o, r, value, err);
 }
 

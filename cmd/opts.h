@@ -60,6 +60,9 @@ typedef struct {
     const char *def;            /* the default as a value string, or NULL: zero / not given */
     const char *arg;            /* the value's placeholder in the help ("N", "FILE", "N:M") */
     const char *help;           /* lines separated by '\n' */
+    bool path;                  /* a file or folder: a recipe's relative value is read from the
+                                   recipe's folder (CMD_OPT_STRING, CMD_OPT_LIST) */
+    bool no_recipe;             /* not a recipe key (--print-recipe) */
 } cmd_opt;
 
 #define CMD_AT(field) offsetof(cmd_opts, field)
@@ -98,6 +101,8 @@ typedef struct cmd_opts {
     const char **pos; /* the positional arguments, in order */
     size_t n_pos;
     const cmd_opt *given[CMD_MAX_ROWS]; /* rows given so far, for repeats and cmd_opts_given */
+    const char *raw[CMD_MAX_ROWS];      /* their value strings as given (NULL: a bare flag; the
+                                           repeatable kinds keep theirs in their lists) */
     size_t n_given;
 
     /* common */
@@ -131,6 +136,9 @@ typedef struct cmd_opts {
     /* quality gate */
     double max_ppl_increase; /* percent */
     double max_kld;          /* < 0: none */
+    /* shrink / run */
+    const char *target_size, *report;
+    bool no_cache, print_recipe;
     /* LoRA */
     cmd_list lora;
     int rank;

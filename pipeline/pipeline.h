@@ -217,14 +217,117 @@ typedef struct {
     int n_chunks;                      /* chunks of the text to evaluate (<= 0: all) */
     double max_ppl_increase;           /* bound on PPL(result) / PPL(reference) - 1 */
     double max_kld;                    /* bound on the mean KL divergence (< 0: none) */
+    /* --type auto (ftype PARE_FTYPE_AUTO, pipeline/auto.c) */
+    uint64_t target_bytes;             /* --target-size in bytes (0: none) ... */
+    double target_bpw;                 /* ... or in bits per weight (0: none) */
+    const char *calib_path;            /* calibration text: importance and sensitivities (or NULL) */
+    int calib_ctx;                     /* tokens per pass over it (0: PARE_PPL_DEFAULT_CTX) */
+    int64_t calib_tokens;              /* tokens of it to use (0: all) */
+    /* the reference-result cache (pipeline/cache.c) */
+    bool no_cache;
+    const char *cache_dir;             /* NULL: $XDG_CACHE_HOME/pare, else ~/.cache/pare */
 } pare_shrink_job;
 
+/* --type auto: what the search did. */
+#define PARE_FTYPE_AUTO 1000 /* the pare_shrink_job.ftype of --type auto */
 typedef struct {
-    pare_ppl_result eval;  /* the result evaluated against the reference (KLD included) */
-    double ppl_increase;   /* eval.ppl / eval.ppl_base_exact - 1 */
-    double kld;            /* eval.kld_mean */
+    int64_t step;          /* the path step probed */
+    uint64_t tensor_bytes; /* bytes of the searched tensors at that step */
+    double ppl, ppl_increase, kld; /* kld < 0: not measured */
     bool passed;
+} pare_auto_probe;
+
+typedef struct {
+    int ftype;             /* general.file_type written (the most common type's mix) */
+    char *rules;           /* the globs' storage */
+    char **globs;          /* the plan as --tensor-type GLOB=TYPE rules */
+    pare_type *types;
+    size_t n_rules;
+    size_t n_tensors;      /* tensors searched */
+    int64_t n_steps, step; /* the path's length and the step written */
+    double predicted_kld;
+    uint64_t target_bytes; /* --target-size in bytes (0: none) */
+    pare_auto_probe *probes;
+    int n_probes;
+} pare_auto_info;
+void pare_auto_info_clear_rules(pare_auto_info *info);
+void pare_auto_info_free(pare_auto_info *info);
+
+/* The evaluator for a gate: the reference model and the tokenized text, loaded once
+ * (pipeline/gate.c). */
+typedef struct pare_evalx pare_evalx;
+pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx, int n_chunks,
+                            const pare_convert_opts *o, pare_evalx **out, pare_err *err);
+void pare_evalx_free(pare_evalx *e);
+int pare_evalx_chunks(const pare_evalx *e);
+int pare_evalx_ctx(const pare_evalx *e);
+/* The reference's own perplexity. */
+pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err);
+/* A candidate (in memory, or a file) against the reference; kld: run the reference too. */
+pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err);
+pare_status pare_evalx_file(pare_evalx *e, const char *cand, bool kld, pare_ppl_result *res, pare_err *err);
+
+/* --type auto: searches the per-tensor types of src (GGUF names) and writes the plan chosen
+ * to out (see pipeline/auto.c); gate evaluates the probes, against ref_ppl (the reference's
+ * perplexity on the gate text) when no KLD bound is given. Working files go to workdir.
+ * info is filled (free with pare_auto_info_free). */
+pare_status pare_auto_quantize(const char *src, const char *out, const char *workdir, const pare_shrink_job *job,
+                               pare_evalx *gate, double ref_ppl, const pare_convert_opts *o, FILE *log,
+                               pare_auto_info *info, pare_err *err);
+
+/* One stage of a job: its wall time and the process's peak resident memory at its end. */
+typedef struct {
+    const char *name;
+    double seconds;
+    double peak_mib;
+} pare_stage_time;
+#define PARE_MAX_STAGES 12
+
+/* The reference's results on a gate text, as cached (pipeline/cache.c). */
+typedef struct {
+    double ppl, ppl_err;
+    int n_chunks, n_ctx;
+} pare_ref_result;
+
+typedef struct {
+    pare_ppl_result eval;  /* the result evaluated against the reference (KLD when kld_measured) */
+    double ppl_increase;   /* eval.ppl / ref.ppl - 1 */
+    double kld;            /* eval.kld_mean (when kld_measured) */
+    bool passed, kld_measured;
+    pare_ref_result ref;   /* the reference's perplexity ... */
+    bool ref_cached;       /* ... read from the cache (not evaluated in this run) */
+    char cache_key[33];    /* the entry's key ("" with no_cache) */
+    const char *failed;    /* refused: "max-ppl-increase" or "max-kld" (the first that failed) */
+    double failed_by;      /* ... and by how much the measure exceeds it (same unit as the option) */
+    bool is_auto;
+    pare_auto_info autoq;  /* --type auto */
+    pare_stage_time stages[PARE_MAX_STAGES];
+    int n_stages;
+    pare_prune_stat *prune;/* per pruned tensor (n_prune) */
+    size_t n_prune;
+    uint64_t out_bytes;    /* the written file's size */
 } pare_shrink_result;
+void pare_shrink_result_free(pare_shrink_result *r);
+
+/* The reference-result cache: key from the model's digest, the text's digest, ctx, chunks
+ * and the evaluator's version; entries under dir (NULL: $XDG_CACHE_HOME/pare or
+ * ~/.cache/pare). A missing, corrupt or foreign entry is a miss. put is best effort. */
+#define PARE_EVAL_VERSION 1
+pare_status pare_cache_key(const char *model, const char *text, int ctx, int n_chunks, int n_threads, char key[33],
+                           pare_err *err);
+bool pare_cache_get(const char *dir, const char *key, pare_ref_result *r);
+void pare_cache_put(const char *dir, const char *key, const pare_ref_result *r);
+/* The report of a shrink (pipeline/report.c, docs/report-schema.json): command "shrink" or
+ * "run", recipe its path or NULL; st and err the job's outcome. A cJSON object (the caller
+ * adds "options" and frees it), NULL when out of memory. */
+#define PARE_REPORT_VERSION 1
+struct cJSON;
+struct cJSON *pare_shrink_report(const char *command, const char *recipe, const char *in, const char *out,
+                                 const pare_shrink_job *job, const pare_shrink_result *res, const pare_err *err,
+                                 pare_status st, double seconds, int n_threads);
+
+/* XXH3-128 of a file's bytes as 32 hex digits (false when it cannot be read). */
+bool pare_file_digest(const char *path, char hex[33]);
 
 /* Runs the stages into a temporary folder beside `out`, evaluates the result against the
  * model before pruning and quantization (the input, or the input with the adapters merged)

@@ -21,51 +21,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* Evaluates cand against ref on the text; fills res (KLD included). */
-static pare_status gate_eval(const char *ref_path, const char *cand_path, const pare_shrink_job *job,
-                             const pare_convert_opts *o, pare_ppl_result *res, pare_err *err) {
-    pare_model *rm = NULL, *cm = NULL;
-    pare_llm *rl = NULL, *cl = NULL;
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0, n_ids = 0;
-    int32_t *ids = NULL;
-    const int ctx = job->ctx > 0 ? job->ctx : PARE_PPL_DEFAULT_CTX;
-    pare_status st = pare_model_load_gguf(ref_path, &rm, err);
-    if (!st) st = pare_model_load_gguf(cand_path, &cm, err);
-    if (!st) st = pare_llm_new(rm, o->n_threads, &rl, err);
-    if (!st) st = pare_llm_new(cm, o->n_threads, &cl, err);
-    if (!st) st = pare_tokenizer_new(&rm->meta, &tk, err);
-    if (!st) st = pare_read_file(job->text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
-    if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, err);
-    if (!st && n_ids < (size_t)2 * (size_t)ctx)
-        st = pare_err_set(err, PARE_EINPUT, "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)",
-                          job->text_path, n_ids, ctx);
-    pare_ppl_opts po = {.n_ctx = ctx, .n_chunks = job->n_chunks > 0 ? job->n_chunks : -1, .n_threads = o->n_threads};
-    const int n_pass = pare_ppl_n_chunks(n_ids, &po);
-    if (!st) st = pare_llm_prepare(rl, ctx, n_pass, err);
-    if (!st) st = pare_llm_prepare(cl, ctx, n_pass, err);
-    if (!st) st = pare_perplexity(cl, rl, ids, n_ids, &po, o->progress, o->progress_user, res, err);
-    free(ids);
-    free(text);
-    pare_tokenizer_free(tk);
-    pare_llm_free(cl);
-    pare_llm_free(rl);
-    pare_model_free(cm);
-    pare_model_free(rm);
-    return st;
+static void stage_end(pare_shrink_result *res, const char *name, double t0) {
+    if (res->n_stages >= PARE_MAX_STAGES) return;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    res->stages[res->n_stages++] = (pare_stage_time){name, pare_now() - t0, (double)ru.ru_maxrss / 1024.0};
+}
+
+void pare_shrink_result_free(pare_shrink_result *r) {
+    pare_ppl_result_free(&r->eval);
+    pare_auto_info_free(&r->autoq);
+    free(r->prune);
+    r->prune = NULL;
+    r->n_prune = 0;
 }
 
 pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *job, const pare_convert_opts *o,
                         FILE *report, pare_shrink_result *res, pare_err *err) {
     memset(res, 0, sizeof *res);
+    const bool is_auto = job->ftype == PARE_FTYPE_AUTO;
+    res->is_auto = is_auto;
     FAIL_IF(!pare_str_ends_with(out, ".gguf"), PARE_EUSAGE, "%s: pare shrink writes a .gguf file", out);
     FAIL_IF(!job->text_path, PARE_EUSAGE, "the quality gate needs evaluation text (--text FILE)");
     FAIL_IF(!job->n_adapters && !job->prune && job->ftype < 0, PARE_EUSAGE,
             "nothing to do: give --lora, --sparsity / --pattern or --type");
-    FAIL_IF(job->max_ppl_increase < 0, PARE_EUSAGE, "the PPL increase bound must not be negative");
+    FAIL_IF(job->max_ppl_increase < 0 && job->max_kld < 0, PARE_EUSAGE, "the quality gate needs a limit");
+    FAIL_IF(!is_auto && (job->target_bytes || job->target_bpw > 0), PARE_EUSAGE, "--target-size needs --type auto");
     FAIL_IF(pare_same_file(in, out), PARE_EUSAGE, "%s: refusing to overwrite the input", out);
     if (pare_path_exists(out)) {
         FAIL_IF(pare_path_is_dir(out), PARE_EUSAGE, "%s: is a directory", out);
@@ -81,61 +66,119 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
     const char *ref = in, *cur = in;
     pare_convert_opts so = *o;
     so.force = true; /* files of the working folder */
+    double t0 = pare_now();
     if (!st && job->n_adapters) {
         if (report) fprintf(report, "shrink: merging %zu adapter(s)\n", job->n_adapters);
         st = pare_merge_lora(cur, job->adapters, job->n_adapters, merged, &so, report, err);
         if (!st) ref = cur = merged;
+        stage_end(res, "merge", t0);
     }
     pare_quantize_job qj = {.ftype = job->ftype, .output_type = PARE_TYPE_INVALID,
                             .token_embd_type = PARE_TYPE_INVALID, .imatrix_path = job->imatrix_path};
     if (!st && job->prune) {
         /* with quantization, in the same pass: one write of the model instead of two */
+        t0 = pare_now();
         pare_prune_job pj = *job->prune;
-        pj.quantize = job->ftype >= 0 ? &qj : NULL;
-        pare_prune_stat *ps = NULL;
-        size_t nps = 0;
-        st = pare_prune_model(cur, pj.quantize ? cand : pruned, &pj, &so, &ps, &nps, err);
+        pj.quantize = job->ftype >= 0 && !is_auto ? &qj : NULL;
+        st = pare_prune_model(cur, pj.quantize ? cand : pruned, &pj, &so, &res->prune, &res->n_prune, err);
         if (!st) {
             int64_t z = 0, n = 0;
-            for (size_t i = 0; i < nps; i++) z += ps[i].zeros, n += ps[i].n;
+            for (size_t i = 0; i < res->n_prune; i++) z += res->prune[i].zeros, n += res->prune[i].n;
             if (report)
-                fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", nps,
+                fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", res->n_prune,
                         n ? 100.0 * (double)z / (double)n : 0.0, pj.quantize ? ", and quantized" : "");
             cur = pj.quantize ? cand : pruned;
         }
-        free(ps);
+        stage_end(res, "prune", t0);
     }
-    if (!st && job->ftype >= 0 && cur != cand) {
+    if (!st && job->ftype >= 0 && !is_auto && cur != cand) {
+        t0 = pare_now();
         st = pare_quantize_model(cur, cand, &qj, &so, NULL, err);
         if (!st) cur = cand;
+        stage_end(res, "quantize", t0);
     }
-    if (!st && cur != cand) {
+    if (!st && !is_auto && cur != cand) {
         /* no quantization: the last stage is the candidate */
         if (rename(cur, cand) != 0) st = pare_err_errno(err, "%s: cannot rename in the working folder", cand);
         else if (ref == cur) ref = cand; /* only a merge: the gate compares the merge with itself */
     }
+    /* the gate's evaluator, and the reference's perplexity from the cache when it holds it */
+    pare_evalx *gate = NULL;
+    t0 = pare_now();
+    if (!st) st = pare_evalx_open(ref, job->text_path, job->ctx, job->n_chunks, o, &gate, err);
+    if (!st && !job->no_cache) {
+        st = pare_cache_key(ref, job->text_path, pare_evalx_ctx(gate), pare_evalx_chunks(gate), o->n_threads,
+                            res->cache_key, err);
+        if (!st) res->ref_cached = pare_cache_get(job->cache_dir, res->cache_key, &res->ref);
+        if (!st && report && res->ref_cached) fprintf(report, "shrink: reference PPL %.4f from the cache\n", res->ref.ppl);
+    }
+    bool ref_known = res->ref_cached;
+    if (!st && is_auto && !ref_known && job->max_kld < 0) {
+        /* the probes measure PPL only: the reference's once */
+        pare_ppl_result rr = {0};
+        if (report) fprintf(report, "shrink: evaluating the reference\n");
+        st = pare_evalx_ref(gate, &rr, err);
+        if (!st) {
+            res->ref = (pare_ref_result){rr.ppl, rr.ppl_err, rr.n_chunks_done, rr.n_ctx};
+            ref_known = true;
+            if (!job->no_cache) pare_cache_put(job->cache_dir, res->cache_key, &res->ref);
+        }
+        pare_ppl_result_free(&rr);
+        stage_end(res, "reference", t0);
+    }
+    if (!st && is_auto) {
+        t0 = pare_now();
+        if (report) fprintf(report, "shrink: searching the types (--type auto)\n");
+        st = pare_auto_quantize(cur, cand, dir, job, gate, res->ref.ppl, o, report, &res->autoq, err);
+        stage_end(res, "auto", t0);
+    }
     if (!st) {
+        /* the verdict: a real evaluation of the file that would be published; the reference
+         * runs beside it when the KLD is bounded or its results are not known yet */
+        t0 = pare_now();
+        res->kld_measured = job->max_kld >= 0 || !ref_known;
         if (report) fprintf(report, "shrink: evaluating against %s\n", ref == in ? in : "the merged model");
-        st = gate_eval(ref, cand, job, o, &res->eval, err);
+        st = pare_evalx_file(gate, cand, res->kld_measured, &res->eval, err);
+        stage_end(res, "gate", t0);
+    }
+    pare_evalx_free(gate);
+    if (!st && !ref_known) {
+        res->ref = (pare_ref_result){res->eval.ppl_base_exact, res->eval.ppl_base_err, res->eval.n_chunks_done,
+                                     res->eval.n_ctx};
+        if (!job->no_cache) pare_cache_put(job->cache_dir, res->cache_key, &res->ref);
     }
     if (!st) {
         /* against the reference's own perplexity: llama.cpp's PPL(base) is computed from its
          * stored log-probabilities, floored at max - 16, and reads low */
-        res->ppl_increase = res->eval.ppl_base_exact > 0 ? res->eval.ppl / res->eval.ppl_base_exact - 1.0 : 0;
-        res->kld = res->eval.kld_mean;
-        res->passed = res->ppl_increase <= job->max_ppl_increase && (job->max_kld < 0 || res->kld <= job->max_kld);
-        if (report)
-            fprintf(report, "shrink: PPL %.4f -> %.4f (%+.2f%%, bound %+.2f%%), mean KLD %.6f%s, same top token %.2f%%\n",
-                    res->eval.ppl_base_exact, res->eval.ppl, 100.0 * res->ppl_increase, 100.0 * job->max_ppl_increase,
-                    res->kld, job->max_kld >= 0 ? "" : " (not bounded)", 100.0 * res->eval.same_top);
+        res->ppl_increase = res->ref.ppl > 0 ? res->eval.ppl / res->ref.ppl - 1.0 : 0;
+        res->kld = res->kld_measured ? res->eval.kld_mean : -1;
+        const bool ppl_ok = job->max_ppl_increase < 0 || res->ppl_increase <= job->max_ppl_increase;
+        const bool kld_ok = job->max_kld < 0 || res->kld <= job->max_kld;
+        res->passed = ppl_ok && kld_ok;
+        if (!ppl_ok) res->failed = "max-ppl-increase", res->failed_by = 100.0 * (res->ppl_increase - job->max_ppl_increase);
+        else if (!kld_ok) res->failed = "max-kld", res->failed_by = res->kld - job->max_kld;
+        if (report) {
+            fprintf(report, "shrink: PPL %.4f -> %.4f (%+.2f%%", res->ref.ppl, res->eval.ppl, 100.0 * res->ppl_increase);
+            if (job->max_ppl_increase >= 0) fprintf(report, ", bound %+.2f%%", 100.0 * job->max_ppl_increase);
+            if (res->kld_measured)
+                fprintf(report, "), mean KLD %.6f%s, same top token %.2f%%\n", res->kld,
+                        job->max_kld >= 0 ? "" : " (not bounded)", 100.0 * res->eval.same_top);
+            else
+                fprintf(report, "), KLD not measured (no --max-kld, reference %s)\n", res->ref_cached ? "from the cache" : "evaluated alone");
+        }
     }
     if (!st && !res->passed) {
-        st = pare_err_set(err, PARE_EQUALITY,
-                          "%s: quality gate failed: PPL %+.2f%% (bound %+.2f%%), mean KLD %.6f%s; nothing written", out,
-                          100.0 * res->ppl_increase, 100.0 * job->max_ppl_increase, res->kld,
-                          job->max_kld >= 0 ? " (bound given)" : "");
+        char detail[200];
+        if (!strcmp(res->failed, "max-kld"))
+            snprintf(detail, sizeof detail, "mean KLD %.6f, bound %.6f", res->kld, job->max_kld);
+        else
+            snprintf(detail, sizeof detail, "PPL %+.2f%%, bound %+.2f%%", 100.0 * res->ppl_increase,
+                     100.0 * job->max_ppl_increase);
+        st = pare_err_set(err, PARE_EQUALITY, "%s: quality gate failed: %s; nothing written", out, detail);
     }
     if (!st) {
+        struct stat sb;
+        if (stat(cand, &sb) == 0) res->out_bytes = (uint64_t)sb.st_size;
         if (rename(cand, out) != 0) {
             st = pare_err_errno(err, "%s: cannot rename into place", out);
         } else {

@@ -4,7 +4,13 @@
 F=tests/fixtures
 TXT=$F/eval.txt
 ppl() { $PARE eval "$1" --text $TXT --ctx 64 2>/dev/null | sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
-json() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p" $T/stdout; }
+# a figure of the --json report (docs/report-schema.json)
+json() { python3 -c "import json,sys
+d=json.load(open(sys.argv[1]))
+v={'passed': d['verdict'] == 'passed', 'written': d['output']['written'], 'ppl': d['result']['ppl'],
+   'ppl_reference': d['reference']['ppl']}[sys.argv[2]]
+print(str(v).lower() if isinstance(v, bool) else v)" $T/stdout "$1"; }
+export XDG_CACHE_HOME=$T/cache
 near() { awk -v g="$1" -v w="$2" -v t="$3" 'BEGIN { d = (g - w) / w; if (d < 0) d = -d; exit !(d <= t) }'; }
 leftovers() { ls -a "$1" | grep -c 'pare-' ; }
 # Q8_0 passes a 5% bound: the file is written and its perplexity is the one reported

@@ -4,7 +4,10 @@
 need_shared models/fortune-llama-gguf/fortune-llama-Q4_K_M.gguf
 R=$SHARED/models/fortune-llama-gguf
 TXT=$SHARED/data/gpl-3.txt
-json() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p" $T/stdout; }
+json() { python3 -c "import json,sys
+d=json.load(open(sys.argv[1]))
+print({'ppl': d['result']['ppl'], 'ppl_reference': d['reference']['ppl']}[sys.argv[2]])" $T/stdout "$1"; }
+export XDG_CACHE_HOME=$T/cache
 near() { awk -v g="$1" -v w="$2" -v t="$3" 'BEGIN { d = (g - w) / w; if (d < 0) d = -d; exit !(d <= t) }'; }
 expect_exit 0 $PARE shrink $R/fortune-llama-f32.gguf $T/q4.gguf --text $TXT --ctx 256 --type Q4_K_M --json
 cmp -s $T/q4.gguf $R/fortune-llama-Q4_K_M.gguf || fail "Q4_K_M result differs from llama-quantize's file"

@@ -1,0 +1,93 @@
+/*
+ * pipeline/gate.c - the evaluator as the gate and the budget search use it: the reference
+ * model and the tokenized text are loaded once, then any number of candidates (files or
+ * models built in memory) are evaluated against them, with or without the reference's
+ * forward pass (the KL divergence needs it; a perplexity ratio can use the reference's
+ * perplexity computed once, or read from the cache).
+ */
+#include "pipeline/pipeline.h"
+
+#include "formats/formats.h"
+#include "verify/llm.h"
+#include "verify/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pare_evalx {
+    pare_model *rm;
+    pare_llm *rl;
+    int32_t *ids;
+    size_t n_ids;
+    pare_ppl_opts po;
+    int n_pass;
+    pare_progress_fn progress;
+    void *progress_user;
+};
+
+pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx, int n_chunks,
+                            const pare_convert_opts *o, pare_evalx **out, pare_err *err) {
+    *out = NULL;
+    pare_evalx *e = calloc(1, sizeof *e);
+    FAIL_IF(!e, PARE_ENOMEM, "out of memory");
+    pare_tokenizer *tk = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    ctx = ctx > 0 ? ctx : PARE_PPL_DEFAULT_CTX;
+    e->progress = o->progress;
+    e->progress_user = o->progress_user;
+    pare_status st = pare_model_load_gguf(ref_path, &e->rm, err);
+    if (!st) st = pare_llm_new(e->rm, o->n_threads, &e->rl, err);
+    if (!st) st = pare_tokenizer_new(&e->rm->meta, &tk, err);
+    if (!st) st = pare_read_file(text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
+    if (!st) st = pare_tokenize(tk, text, len, true, &e->ids, &e->n_ids, err);
+    if (!st && e->n_ids < (size_t)2 * (size_t)ctx)
+        st = pare_err_set(err, PARE_EINPUT,
+                          "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)", text_path,
+                          e->n_ids, ctx);
+    e->po = (pare_ppl_opts){.n_ctx = ctx, .n_chunks = n_chunks > 0 ? n_chunks : -1, .n_threads = o->n_threads};
+    e->n_pass = st ? 0 : pare_ppl_n_chunks(e->n_ids, &e->po);
+    if (!st) st = pare_llm_prepare(e->rl, ctx, e->n_pass, err);
+    free(text);
+    pare_tokenizer_free(tk);
+    if (st) {
+        pare_evalx_free(e);
+        return st;
+    }
+    *out = e;
+    return PARE_OK;
+}
+
+void pare_evalx_free(pare_evalx *e) {
+    if (!e) return;
+    pare_llm_free(e->rl);
+    pare_model_free(e->rm);
+    free(e->ids);
+    free(e);
+}
+
+int pare_evalx_chunks(const pare_evalx *e) { return e->n_pass; }
+int pare_evalx_ctx(const pare_evalx *e) { return e->po.n_ctx; }
+
+pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err) {
+    return pare_perplexity(e->rl, NULL, e->ids, e->n_ids, &e->po, e->progress, e->progress_user, res, err);
+}
+
+pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err) {
+    pare_llm *cl = NULL;
+    pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
+    if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
+    if (!st)
+        st = pare_perplexity(cl, kld ? e->rl : NULL, e->ids, e->n_ids, &e->po, e->progress, e->progress_user, res,
+                             err);
+    pare_llm_free(cl);
+    return st;
+}
+
+pare_status pare_evalx_file(pare_evalx *e, const char *cand, bool kld, pare_ppl_result *res, pare_err *err) {
+    pare_model *cm = NULL;
+    TRY(pare_model_load_gguf(cand, &cm, err));
+    pare_status st = pare_evalx_model(e, cm, kld, res, err);
+    pare_model_free(cm);
+    return st;
+}
