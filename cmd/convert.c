@@ -12,7 +12,7 @@ static int run(const cmd_opts *o) {
     return 0;
 }
 
-static const cmd_use uses[] = {{&cmd_group_common, "type threads force verbose"}, {NULL, NULL}};
+static const cmd_use uses[] = {{&cmd_group_common, "type threads force verbose tokenizer-pre"}, {NULL, NULL}};
 
 const cmd_def cmd_convert = {
     .name = "convert",

@@ -43,7 +43,8 @@ int cmd_usage_error(const char *cmd, const char *fmt, ...) {
 
 pare_convert_opts cmd_convert_opts(const cmd_opts *o) {
     return (pare_convert_opts){.type = o->type, .n_threads = o->threads, .force = o->force,
-                               .log = o->verbose ? stderr : NULL, .progress = cmd_progress};
+                               .log = o->verbose ? stderr : NULL, .progress = cmd_progress,
+                               .tokenizer_pre = o->tokenizer_pre};
 }
 
 /* PATH:SCALE, where the part after the last ':' is a number: a malloc'ed PATH, *scale. */

@@ -178,6 +178,9 @@ static const cmd_opt common_rows[] = {
     {.key = "quiet", .short_name = 'q', .kind = CMD_OPT_FLAG, .at = CMD_AT(quiet),
      .help = "do not list the tensors"},
     {.key = "json", .kind = CMD_OPT_FLAG, .at = CMD_AT(json), .help = "print the result as JSON on stdout"},
+    {.key = "tokenizer-pre", .kind = CMD_OPT_STRING, .at = CMD_AT(tokenizer_pre), .arg = "NAME",
+     .help = "an HF folder's BPE pre-tokenizer, as llama.cpp names it (default: named from\n"
+             "tokenizer.json's pre_tokenizer; a definition pare does not know is refused)"},
 };
 const cmd_opt_group cmd_group_common = CMD_GROUP("options", common_rows);
 

@@ -23,7 +23,7 @@ static int run(const cmd_opts *o) {
     return 0;
 }
 
-static const cmd_use uses[] = {{&cmd_group_quant, NULL}, {&cmd_group_common, "threads force verbose"}, {NULL, NULL}};
+static const cmd_use uses[] = {{&cmd_group_quant, NULL}, {&cmd_group_common, "threads force verbose tokenizer-pre"}, {NULL, NULL}};
 
 const cmd_def cmd_quantize = {
     .name = "quantize",

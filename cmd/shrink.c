@@ -171,7 +171,7 @@ static const cmd_opt rows[] = {
 };
 static const cmd_opt_group group = CMD_GROUP("options", rows);
 static const cmd_use uses[] = {{&group, NULL},
-                               {&cmd_group_common, "threads force quiet json"},
+                               {&cmd_group_common, "threads force quiet json tokenizer-pre"},
                                {&cmd_group_eval, NULL},
                                {&cmd_group_prune, NULL},
                                {&cmd_group_quant, "type imatrix"},

@@ -43,12 +43,20 @@ pare_format pare_format_detect(const char *path) {
 }
 
 pare_status pare_model_load(const char *path, pare_model **out, pare_err *err) {
+    return pare_model_load_with(path, NULL, out, err);
+}
+
+pare_status pare_model_load_gguf(const char *path, pare_model **out, pare_err *err) {
+    return pare_model_load_gguf_with(path, NULL, out, err);
+}
+
+pare_status pare_model_load_with(const char *path, const pare_load_opts *lo, pare_model **out, pare_err *err) {
     *out = NULL;
     FAIL_IF(!pare_path_exists(path), PARE_EINPUT, "%s: no such file or folder", path);
     switch (pare_format_detect(path)) {
     case PARE_FORMAT_GGUF: return pare_gguf_load(path, out, err);
     case PARE_FORMAT_PYTORCH: return pare_pytorch_load(path, out, err);
-    case PARE_FORMAT_HF: return pare_hf_load(path, out, err);
+    case PARE_FORMAT_HF: return pare_hf_load_with(path, NULL, lo, out, err);
     case PARE_FORMAT_SAFETENSORS:
         if (pare_str_ends_with(path, ".json")) return pare_safetensors_load_index(path, out, err);
         return pare_safetensors_load(path, out, err);
@@ -60,7 +68,7 @@ pare_status pare_model_load(const char *path, pare_model **out, pare_err *err) {
     }
 }
 
-pare_status pare_model_load_gguf(const char *path, pare_model **out, pare_err *err) {
+pare_status pare_model_load_gguf_with(const char *path, const pare_load_opts *lo, pare_model **out, pare_err *err) {
     *out = NULL;
     pare_format f = pare_format_detect(path);
     if (f == PARE_FORMAT_SAFETENSORS || f == PARE_FORMAT_PYTORCH) {
@@ -81,11 +89,11 @@ pare_status pare_model_load_gguf(const char *path, pare_model **out, pare_err *e
                                 "%s: no config.json beside it, so its tensors cannot be given GGUF names "
                                 "(name the model folder instead)", path);
         }
-        pare_status st = pare_hf_load_weights(dir, path, out, err);
+        pare_status st = pare_hf_load_with(dir, path, lo, out, err);
         free(copy);
         if (st) return st;
     } else {
-        TRY(pare_model_load(path, out, err));
+        TRY(pare_model_load_with(path, lo, out, err));
     }
     if (!(*out)->gguf_names) {
         pare_status st = pare_hf_to_gguf(*out, err);

@@ -26,4 +26,15 @@ pare_status pare_model_load(const char *path, pare_model **out, pare_err *err);
  * beside it; without one it cannot be named and PARE_EUNSUPPORTED is returned. */
 pare_status pare_model_load_gguf(const char *path, pare_model **out, pare_err *err);
 
+/* What a reader cannot decide from the files alone (zero / NULL fields: the reader decides). */
+typedef struct {
+    /* The llama.cpp pre-tokenizer (tokenizer.ggml.pre) of an HF folder's BPE tokenizer,
+     * instead of the one named from tokenizer.json's definition (formats/hf_pretok.h). */
+    const char *tokenizer_pre;
+} pare_load_opts;
+
+/* pare_model_load and pare_model_load_gguf with those choices (lo may be NULL). */
+pare_status pare_model_load_with(const char *path, const pare_load_opts *lo, pare_model **out, pare_err *err);
+pare_status pare_model_load_gguf_with(const char *path, const pare_load_opts *lo, pare_model **out, pare_err *err);
+
 #endif

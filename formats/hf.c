@@ -19,6 +19,7 @@
 #include "formats/hf_impl.h"
 
 #include "core/arch.h"
+#include "formats/fp8.h"
 #include "formats/pytorch.h"
 #include "formats/safetensors.h"
 
@@ -775,7 +776,7 @@ static bool cfg_tied(const cJSON *cfg, const char *arch) {
 /* ------------------------------------------------------------------------ load */
 
 static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cfg_path, const char *arch,
-                            pare_model *m, pare_err *err) {
+                            const pare_load_opts *lo, pare_model *m, pare_err *err) {
     /* A tied lm_head holds the embedding's values: the converter's GGUF has no output for it
      * (llama, qwen2) or writes the embedding again (gpt2). */
     if (cfg_tied(cfg, arch))
@@ -820,7 +821,7 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
     if (!st) st = meta_names(folder, cfg, &pc, meta, err);
     for (size_t i = 0; !st && i < params.n; i++) st = pare_meta_set_kv(meta, &params.kv[i], err);
     pare_meta_free(&params);
-    if (!st) st = pare_hf_tokenizer_import(folder, arch, cfg, meta, err);
+    if (!st) st = pare_hf_tokenizer_import(folder, arch, cfg, lo ? lo->tokenizer_pre : NULL, meta, err);
     return st;
 }
 
@@ -840,7 +841,8 @@ static pare_status load_weights_file(const char *folder, const char *weights, pa
     return *is_st ? pare_safetensors_load(weights, out, err) : pare_pytorch_load(weights, out, err);
 }
 
-static pare_status hf_load(const char *folder, const char *weights, pare_model **out, pare_err *err) {
+static pare_status hf_load(const char *folder, const char *weights, const pare_load_opts *lo, pare_model **out,
+                           pare_err *err) {
     *out = NULL;
     FAIL_IF(!pare_path_is_dir(folder), PARE_EINPUT, "%s: not a folder", folder);
     cJSON *cfg;
@@ -852,6 +854,9 @@ static pare_status hf_load(const char *folder, const char *weights, pare_model *
     pare_status st = cfg_path ? cfg_arch(cfg_path, cfg, &arch, err) : pare_err_set(err, PARE_ENOMEM, "out of memory");
     if (!st) st = weights ? load_weights_file(folder, weights, &m, &is_st, err) : load_weights(folder, &m, &is_st, err);
     if (!st && is_st) st = pare_hf_sort_tensors(m, err);
+    /* FP8 weights with their scales become f32 tensors computed as they are read, before
+     * anything looks at types or names (formats/fp8.h) */
+    if (!st && is_st) st = pare_fp8_dequant_model(m, cfg, NULL, err);
     if (!st) {
         m->format = PARE_FORMAT_HF;
         m->gguf_names = false;
@@ -862,7 +867,7 @@ static pare_status hf_load(const char *folder, const char *weights, pare_model *
         pare_meta_free(&m->meta); /* safetensors __metadata__ is not model metadata */
         if (!m->path || !m->arch) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
     }
-    if (!st) st = hf_build(folder, cfg, cfg_path, arch, m, err);
+    if (!st) st = hf_build(folder, cfg, cfg_path, arch, lo, m, err);
     free(cfg_path);
     cJSON_Delete(cfg);
     if (st) {
@@ -874,9 +879,14 @@ static pare_status hf_load(const char *folder, const char *weights, pare_model *
 }
 
 pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err) {
-    return hf_load(folder, NULL, out, err);
+    return hf_load(folder, NULL, NULL, out, err);
 }
 
 pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_model **out, pare_err *err) {
-    return hf_load(folder, weights, out, err);
+    return hf_load(folder, weights, NULL, out, err);
+}
+
+pare_status pare_hf_load_with(const char *folder, const char *weights, const pare_load_opts *lo, pare_model **out,
+                              pare_err *err) {
+    return hf_load(folder, weights, lo, out, err);
 }

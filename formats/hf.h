@@ -50,6 +50,7 @@
 #define PARE_FORMATS_HF_H
 
 #include "core/core.h"
+#include "formats/formats.h"
 
 #define PARE_HF_MAX_JSON (512ull << 20) /* bytes of one JSON file (tokenizer.json can be big) */
 #define PARE_HF_MAX_LAYERS 4096
@@ -80,6 +81,9 @@ pare_status pare_hf_load(const char *folder, pare_model **out, pare_err *err);
  * model.safetensors.index.json, a torch checkpoint or pytorch_model.bin.index.json) instead
  * of the folder's default choice. */
 pare_status pare_hf_load_weights(const char *folder, const char *weights, pare_model **out, pare_err *err);
+/* Either of the two (weights NULL: the folder's choice) with the reader's options. */
+pare_status pare_hf_load_with(const char *folder, const char *weights, const pare_load_opts *lo, pare_model **out,
+                              pare_err *err);
 
 /* Turns a model with HF tensor names (from pare_hf_load, or a bare safetensors / pytorch file
  * with m->arch set and, for llama, {arch}.attention.head_count[_kv] in m->meta) into GGUF names

@@ -69,9 +69,11 @@ pare_status pare_hf_config_export(const pare_model *m, const char *arch, cJSON *
 
 /* Appends the tokenizer keys the converter writes for `arch` (tokenizer.ggml.model, pre,
  * tokens, scores, token_type, merges, special ids, add_* flags, chat_template and the
- * arch-specific extras) to meta, reading folder's tokenizer files. config is config.json. */
-pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const cJSON *config, pare_meta *meta,
-                                     pare_err *err);
+ * arch-specific extras) to meta, reading folder's tokenizer files. config is config.json.
+ * A BPE tokenizer's pre-tokenizer is named from tokenizer.json's definition
+ * (formats/hf_pretok.h), or is force_pre when not NULL (a name pare implements). */
+pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const cJSON *config, const char *force_pre,
+                                     pare_meta *meta, pare_err *err);
 /* Builds tokenizer.model (sentencepiece protobuf) from meta's tokenizer.ggml.* keys into a new
  * malloc'ed buffer. */
 pare_status pare_hf_sp_build(const pare_meta *meta, uint8_t **out, size_t *len, pare_err *err);

@@ -28,6 +28,7 @@
 #include "formats/hf_impl.h"
 
 #include "core/arch.h"
+#include "formats/hf_pretok.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -355,6 +356,8 @@ typedef struct {
     const cJSON *model; /* "model" */
     const cJSON *vocab; /* model.vocab: {token: id} */
     const cJSON *added; /* "added_tokens": [{id, content, special}], or NULL */
+    const char *arch;      /* the GGUF architecture, for the pre-tokenizer's name */
+    const char *force_pre; /* --tokenizer-pre, or NULL */
 } hf_tokjson;
 
 static void tokjson_free(hf_tokjson *t) {
@@ -397,41 +400,18 @@ static const char *json_str(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* The known pre-tokenizer regexes (see the header comment). */
-#define RE_LLAMA3                                                                                                    \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|" \
-    "\\s+(?!\\S)|\\s+"
-#define RE_QWEN2                                                                                                     \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"      \
-    "\\s+(?!\\S)|\\s+"
-static const struct {
-    const char *pre, *regex;
-} pre_regexes[] = {{"llama-bpe", RE_LLAMA3}, {"qwen2", RE_QWEN2}};
-
+/* tokenizer.ggml.pre: named from the pre_tokenizer / normalizer definition by the table of
+ * formats/hf_pretok.c (llama.cpp's converter hashes the tokens of a test string instead), or
+ * the name the user forced. */
 static pare_status tokjson_pre(const hf_tokjson *t, char *pre, size_t cap, pare_err *err) {
-    const cJSON *p = pare_hf_json_get(t->j, "pre_tokenizer");
-    const char *type = json_str(p, "type");
-    if (type && strcmp(type, "ByteLevel") == 0 && !cJSON_IsFalse(pare_hf_json_get(p, "use_regex")) &&
-        !cJSON_IsTrue(pare_hf_json_get(p, "add_prefix_space"))) {
-        snprintf(pre, cap, "gpt-2");
+    if (t->force_pre) {
+        FAIL_IF(!pare_pretok_find(t->force_pre), PARE_EUSAGE,
+                "--tokenizer-pre '%.60s' is not a pre-tokenizer pare implements (see pare tokenize --help)",
+                t->force_pre);
+        snprintf(pre, cap, "%s", t->force_pre);
         return PARE_OK;
     }
-    const cJSON *seq = type && strcmp(type, "Sequence") == 0 ? pare_hf_json_get(p, "pretokenizers") : NULL;
-    if (cJSON_GetArraySize(seq) == 2) {
-        const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
-        const char *re = json_str(pare_hf_json_get(split, "pattern"), "Regex");
-        const char *st = json_str(split, "type"), *bt = json_str(bl, "type");
-        if (re && st && bt && strcmp(st, "Split") == 0 && strcmp(bt, "ByteLevel") == 0)
-            for (size_t i = 0; i < sizeof pre_regexes / sizeof pre_regexes[0]; i++)
-                if (strcmp(re, pre_regexes[i].regex) == 0) {
-                    snprintf(pre, cap, "%s", pre_regexes[i].pre);
-                    return PARE_OK;
-                }
-    }
-    return pare_err_set(err, PARE_EUNSUPPORTED,
-                        "%s: BPE pre-tokenizer not recognized (pare knows GPT-2's, Llama 3's and Qwen2's; "
-                        "llama.cpp's converter needs its tokenizer hash table updated for others)",
-                        t->path);
+    return pare_hf_pretok_name(t->j, t->arch, t->path, pre, cap, err);
 }
 
 /* Model.get_vocab_base + _set_vocab_gpt2's token list: ids from the model vocabulary and the
@@ -865,8 +845,8 @@ static pare_status llama_extras(const cJSON *config, const cJSON *tokcfg, pare_m
     return PARE_OK;
 }
 
-pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const cJSON *config, pare_meta *meta,
-                                     pare_err *err) {
+pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const cJSON *config, const char *force_pre,
+                                     pare_meta *meta, pare_err *err) {
     const pare_arch *a = pare_arch_find(arch);
     FAIL_IF(!a, PARE_EUNSUPPORTED, "%s: architecture %s has no tokenizer mapping", folder, arch);
     const pare_arch_conv *conv = &a->conv;
@@ -878,6 +858,8 @@ pare_status pare_hf_tokenizer_import(const char *folder, const char *arch, const
     pare_status st = pare_hf_json_read(folder, "tokenizer_config.json", false, true, &tokcfg, err);
     if (!st) st = tokjson_load(folder, &t, err);
     else memset(&t, 0, sizeof t);
+    t.arch = arch;
+    t.force_pre = force_pre;
     if (!st) st = build_vocab(folder, conv, config, tokcfg, &t, &kind, &v, err);
     if (!st) st = vocab_emit(&v, meta, err);
     if (!st) st = special_load(folder, &t, tokcfg, config, kind == VOCAB_GPT2 ? -1 : v.n, &sv, err);
@@ -1055,49 +1037,6 @@ static bool is_pad_token(const pare_str *s, uint64_t i) {
     return s->len == (uint64_t)n && memcmp(s->s, b, (size_t)n) == 0;
 }
 
-/* GPT-2's byte-level pre-tokenizer, or a family's name for it (the table's bpe_pre). */
-static bool pre_is_byte_level(const char *pre) {
-    if (strcmp(pre, "gpt-2") == 0) return true;
-    size_t n;
-    const pare_arch *all = pare_arch_all(&n);
-    for (size_t i = 0; i < n; i++)
-        if (all[i].conv.bpe_pre && strcmp(all[i].conv.bpe_pre, pre) == 0) return true;
-    return false;
-}
-
-static cJSON *pre_tokenizer_json(const char *pre) {
-    cJSON *p = cJSON_CreateObject();
-    if (pre_is_byte_level(pre)) {
-        cJSON_AddStringToObject(p, "type", "ByteLevel");
-        cJSON_AddBoolToObject(p, "add_prefix_space", false);
-        cJSON_AddBoolToObject(p, "trim_offsets", true);
-        cJSON_AddBoolToObject(p, "use_regex", true);
-        return p;
-    }
-    const char *re = NULL;
-    for (size_t i = 0; i < sizeof pre_regexes / sizeof pre_regexes[0]; i++)
-        if (strcmp(pre, pre_regexes[i].pre) == 0) re = pre_regexes[i].regex;
-    if (!re) {
-        cJSON_Delete(p);
-        return NULL;
-    }
-    cJSON_AddStringToObject(p, "type", "Sequence");
-    cJSON *seq = cJSON_AddArrayToObject(p, "pretokenizers");
-    cJSON *split = cJSON_CreateObject(), *pat = cJSON_CreateObject(), *bl = cJSON_CreateObject();
-    cJSON_AddStringToObject(split, "type", "Split");
-    cJSON_AddStringToObject(pat, "Regex", re);
-    cJSON_AddItemToObject(split, "pattern", pat);
-    cJSON_AddStringToObject(split, "behavior", "Isolated");
-    cJSON_AddBoolToObject(split, "invert", false);
-    cJSON_AddStringToObject(bl, "type", "ByteLevel");
-    cJSON_AddBoolToObject(bl, "add_prefix_space", false);
-    cJSON_AddBoolToObject(bl, "trim_offsets", true);
-    cJSON_AddBoolToObject(bl, "use_regex", false);
-    cJSON_AddItemToArray(seq, split);
-    cJSON_AddItemToArray(seq, bl);
-    return p;
-}
-
 static cJSON *byte_level(bool prefix, bool trim, bool regex) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "ByteLevel");
@@ -1112,19 +1051,16 @@ pare_status pare_hf_tokjson_build(const pare_meta *meta, cJSON **out, pare_err *
     meta_vocab v;
     TRY(meta_vocab_get(meta, &v, err));
     FAIL_IF(!v.pre, PARE_EUNSUPPORTED, "the metadata has no tokenizer.ggml.pre");
-    cJSON *pre = pre_tokenizer_json(v.pre);
-    FAIL_IF(!pre, PARE_EUNSUPPORTED, "tokenizer.ggml.pre '%s' has no tokenizer.json pre-tokenizer in pare", v.pre);
+    /* the definition Hugging Face writes for that pre-tokenizer (formats/hf_pretok.c) */
+    cJSON *pre = NULL, *norm = NULL;
+    bool ignore_merges = false;
+    TRY(pare_hf_pretok_json(v.pre, &pre, &norm, &ignore_merges, err));
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "version", "1.0");
     cJSON_AddNullToObject(j, "truncation");
     cJSON_AddNullToObject(j, "padding");
     cJSON *added = cJSON_AddArrayToObject(j, "added_tokens");
-    if (strcmp(v.pre, "qwen2") == 0) {
-        cJSON *nfc = cJSON_AddObjectToObject(j, "normalizer");
-        cJSON_AddStringToObject(nfc, "type", "NFC");
-    } else {
-        cJSON_AddNullToObject(j, "normalizer");
-    }
+    cJSON_AddItemToObject(j, "normalizer", norm);
     cJSON_AddItemToObject(j, "pre_tokenizer", pre);
     cJSON_AddItemToObject(j, "post_processor", byte_level(false, false, false));
     cJSON_AddItemToObject(j, "decoder", byte_level(true, true, true));
@@ -1136,7 +1072,7 @@ pare_status pare_hf_tokjson_build(const pare_meta *meta, cJSON **out, pare_err *
     cJSON_AddNullToObject(model, "end_of_word_suffix");
     cJSON_AddBoolToObject(model, "fuse_unk", false);
     cJSON_AddBoolToObject(model, "byte_fallback", false);
-    cJSON_AddBoolToObject(model, "ignore_merges", strcmp(v.pre, "llama-bpe") == 0);
+    cJSON_AddBoolToObject(model, "ignore_merges", ignore_merges);
     cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
     for (uint64_t i = 0; i < v.n; i++) {
         int32_t t = vtype(&v, i);

@@ -183,10 +183,11 @@ static pare_status st_meta_of(const pare_model *m, pare_meta *out, pare_err *err
 /* Loads `in` for an output of this kind. A GGUF of a family without HF names (a vision
  * projector, an embedding model, an architecture pare does not know) is still a container
  * of tensors: to safetensors it keeps its GGUF names, its metadata goes to __metadata__. */
-static pare_status load_for(const char *in, pare_out_kind kind, pare_model **out, pare_meta *st_meta,
+static pare_status load_for(const char *in, pare_out_kind kind, const pare_convert_opts *o, pare_model **out, pare_meta *st_meta,
                             pare_err *err) {
-    if (kind != PARE_OUT_SAFETENSORS) return pare_model_load_for(in, kind, out, err);
-    TRY(pare_model_load(in, out, err));
+    if (kind != PARE_OUT_SAFETENSORS) return pare_model_load_for(in, kind, o, out, err);
+    const pare_load_opts lo = pare_load_opts_of(o);
+    TRY(pare_model_load_with(in, &lo, out, err));
     pare_model *m = *out;
     pare_status st = PARE_OK;
     if (m->gguf_names && !hf_mapped(m->arch)) st = st_meta_of(m, st_meta, err);
@@ -208,7 +209,7 @@ pare_status pare_convert(const char *in, const char *out, const pare_convert_opt
             "%s: safetensors cannot hold q8_0; write a .gguf", out);
     pare_model *m = NULL;
     pare_meta st_meta = {0};
-    pare_status st = load_for(in, kind, &m, &st_meta, err);
+    pare_status st = load_for(in, kind, o, &m, &st_meta, err);
     pare_type *types = NULL;
     if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");

@@ -16,7 +16,7 @@ pare_status pare_merge_lora(const char *base, const pare_adapter_spec *spec, siz
     pare_status st;
     /* Merge in the layout that is written: GGUF names and permuted q/k for GGUF output, HF
      * names and layout otherwise; the adapters are brought to the same layout. */
-    st = pare_model_load_for(base, kind, &m, err);
+    st = pare_model_load_for(base, kind, o, &m, err);
     if (st) return st;
     pare_lora_adapter **ad = calloc(n_ad, sizeof *ad);
     if (!ad) st = pare_err_set(err, PARE_ENOMEM, "out of memory");

@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "prune/prune.h"
+#include "formats/formats.h"
 #include "prune/structured.h"
 #include "quant/plan.h"
 #include "verify/llm.h"
@@ -25,9 +26,14 @@ pare_out_kind pare_out_kind_for(const char *path);
 
 /* Loads `in` in the layout an output of this kind is written in: GGUF names and permuted
  * q/k for GGUF, HF names and layout otherwise (passes then work on what is written). */
-pare_status pare_model_load_for(const char *in, pare_out_kind kind, pare_model **out, pare_err *err);
+typedef struct pare_convert_opts pare_convert_opts;
+pare_status pare_model_load_for(const char *in, pare_out_kind kind, const pare_convert_opts *o, pare_model **out,
+                                pare_err *err);
 
-typedef struct {
+/* The reader's choices that come from a job's options (o may be NULL). */
+pare_load_opts pare_load_opts_of(const pare_convert_opts *o);
+
+struct pare_convert_opts {
     /* Target type of the weights that llama.cpp's converter would convert (2-D ".weight"
      * tensors other than position embeddings): F32, F16, BF16 or Q8_0. PARE_TYPE_INVALID
      * keeps each tensor's type where the output format can hold it (f64/f8 become F32;
@@ -38,7 +44,8 @@ typedef struct {
     pare_progress_fn progress;
     void *progress_user;
     FILE *log; /* per-tensor lines ("name type -> type shape"); NULL for none */
-} pare_convert_opts;
+    const char *tokenizer_pre; /* an HF BPE tokenizer's llama.cpp pre-tokenizer, forced (NULL: named) */
+};
 
 /* A pass rewrites the f32 values of the tensors it wants (LoRA merge, pruning, ...). The
  * pipeline dequantizes such a tensor, runs every pass that wants it in order, and converts

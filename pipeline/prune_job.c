@@ -205,7 +205,7 @@ pare_status pare_prune_model(const char *in, const char *out, const pare_prune_j
     FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
     pare_model *m = NULL;
     pare_status st;
-    st = pare_model_load_for(in, kind, &m, err);
+    st = pare_model_load_for(in, kind, o, &m, err);
     if (st) return st;
     /* quantizing in the same pass: llama-quantize's plan (which orders m's tensors its way,
      * before any per-tensor state below is indexed) */

@@ -563,7 +563,7 @@ pare_status pare_struct_prune_model(const char *in, const char *out, const pare_
     pare_out_kind kind = pare_out_kind_for(out);
     FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
     pare_model *m = NULL, *v = NULL;
-    TRY(pare_model_load_for(in, PARE_OUT_GGUF, &m, err));
+    TRY(pare_model_load_for(in, PARE_OUT_GGUF, o, &m, err));
     pare_struct_shape s;
     pare_struct_plan p = {0};
     pare_status st = pare_struct_shape_of(m, &s, err);

@@ -93,7 +93,8 @@ pare_status pare_quantize_model(const char *in, const char *out, const pare_quan
     pare_model *m = NULL;
     pare_quant_setup qs = {0};
     double *rel = NULL;
-    pare_status st = pare_model_load_gguf(in, &m, err);
+    const pare_load_opts lo = pare_load_opts_of(o);
+    pare_status st = pare_model_load_gguf_with(in, &lo, &m, err);
     if (!st) st = pare_quant_setup_for(m, job, &qs, err);
     if (!st && qs.requant && report)
         fprintf(report, "warning: %zu tensors are already quantized and are requantized (quality drops twice)\n",

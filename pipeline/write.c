@@ -18,9 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-pare_status pare_model_load_for(const char *in, pare_out_kind kind, pare_model **out, pare_err *err) {
-    if (kind == PARE_OUT_GGUF) return pare_model_load_gguf(in, out, err);
-    TRY(pare_model_load(in, out, err));
+pare_load_opts pare_load_opts_of(const pare_convert_opts *o) {
+    return (pare_load_opts){.tokenizer_pre = o ? o->tokenizer_pre : NULL};
+}
+
+pare_status pare_model_load_for(const char *in, pare_out_kind kind, const pare_convert_opts *o, pare_model **out,
+                                pare_err *err) {
+    const pare_load_opts lo = pare_load_opts_of(o);
+    if (kind == PARE_OUT_GGUF) return pare_model_load_gguf_with(in, &lo, out, err);
+    TRY(pare_model_load_with(in, &lo, out, err));
     pare_status st = (*out)->gguf_names ? pare_gguf_to_hf(*out, err) : PARE_OK;
     if (st) {
         pare_model_free(*out);

@@ -65,6 +65,23 @@ grep -q "the tokenizations differ at token [0-9]*, byte 3 of the text" $T/stdout
 grep -q "llama.cpp's 'qwen2'" $T/stdout && grep -q "tokenizer.json's own" $T/stdout || fail "sides: $(cat $T/stdout)"
 cat $T/stdout
 
+# convert names the pre-tokenizer the same way: the planted regex is refused, naming the file
+# and showing the regex, and nothing is written; --tokenizer-pre forces a name; an unknown
+# name is refused
+expect_exit 2 $PARE convert $T/m2 $T/m2.gguf
+grep -q 'tokenizer.json' $T/stderr && grep -q 'p{N}{1,2}' $T/stderr || fail "convert refusal: $(cat $T/stderr)"
+[ -e $T/m2.gguf ] && fail "a refused conversion left $T/m2.gguf"
+expect_exit 0 $PARE convert $T/m2 $T/m2.gguf --tokenizer-pre qwen2
+expect_exit 0 $PARE inspect $T/m2.gguf
+grep -q 'tokenizer.ggml.pre.*qwen2' $T/stdout || fail "forced pre not written: $(grep pre $T/stdout)"
+expect_exit 0 $PARE quantize $T/m2 $T/m2-q8.gguf --type Q8_0 --tokenizer-pre qwen2
+expect_exit 1 $PARE convert $T/m2 $T/m2b.gguf --tokenizer-pre no-such-pre
+grep -q 'no-such-pre' $T/stderr || fail "unknown forced name: $(cat $T/stderr)"
+[ -e $T/m2b.gguf ] && fail "a refused conversion left $T/m2b.gguf"
+# the unmodified folder converts to qwen2 unforced
+expect_exit 0 $PARE inspect $T/q.gguf
+grep -q 'tokenizer.ggml.pre.*qwen2' $T/stdout || fail "qwen2 not named at conversion: $(grep pre $T/stdout)"
+
 # Llama 3's digit rule (without Llama 3's ignore_merges: llama.cpp's smaug-bpe) in a folder whose
 # GGUF would say qwen2: named smaug-bpe, and as qwen2 it differs
 plant $T/m3 '\p{N}{1,3}'
