@@ -975,7 +975,11 @@ static void test_llama3_tokjson(void) {
     cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex",
                             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
                             "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+    /* as Meta's file has it: without use_regex false, HF's ByteLevel would split with GPT-2's
+     * regex again (its default), which is another pre-tokenizer */
     cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", false);
+    cJSON_AddBoolToObject(bl, "use_regex", false);
     cJSON_AddItemToArray(seq, split);
     cJSON_AddItemToArray(seq, bl);
     cJSON *model = cJSON_AddObjectToObject(tj, "model"), *vocab = cJSON_AddObjectToObject(model, "vocab");
