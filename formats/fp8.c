@@ -12,6 +12,11 @@ typedef struct {
     pare_tensor s;     /* its scales, moved out of the model */
     int64_t br, bc;    /* block rows, block columns (per-tensor: R x C; per-row: 1 x C) */
     int64_t sr, sc;    /* scale grid: rows, columns */
+    /* where w's bytes are in a file the model has mapped (NULL: not mapped): they are read
+     * with pread, never through the mapping, whose touched pages would count in the
+     * process's resident memory until the end (the whole checkpoint, by the last tensor) */
+    const pare_map *wmap;
+    uint64_t woff;
 } fp8_ctx;
 
 static void fp8_ctx_free(void *p) {
@@ -31,8 +36,16 @@ static pare_status fp8_read(const pare_tensor *t, void *dst, pare_err *err) {
     pare_status st = pare_tensor_plain_to_f32(&c->s, scale, err);
     const void *q = NULL;
     void *tmp = NULL;
-    if (!st) st = pare_tensor_bytes(&c->w, &q, &tmp, err);
+    if (!st && c->wmap) {
+        tmp = malloc(c->w.n_bytes ? (size_t)c->w.n_bytes : 1);
+        if (!tmp) st = pare_err_set(err, PARE_ENOMEM, "tensor '%s': out of memory", t->name);
+        else st = pare_map_pread(c->wmap, tmp, c->woff, (size_t)c->w.n_bytes, err);
+        q = tmp;
+    } else if (!st) {
+        st = pare_tensor_bytes(&c->w, &q, &tmp, err);
+    }
     if (st) {
+        free(tmp);
         free(scale);
         return st;
     }
@@ -183,6 +196,7 @@ pare_status pare_fp8_dequant_model(pare_model *m, const cJSON *config, size_t *n
         }
         /* Move both tensors into the reader's context; the weight's slot becomes the lazy
          * f32 tensor of the same name and shape, the scale's slot is dropped. */
+        c->wmap = pare_model_map_of(m, w, &c->woff);
         c->w = *w;
         c->s = m->tensors[si];
         pare_tensor nt;
