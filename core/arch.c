@@ -184,6 +184,7 @@ static const pare_arch_hparam gemma3_hparams[] = {
     HP(PARE_HP_U32_REQ, KEYS("sliding_window"), "attention.sliding_window"),
     {PARE_HP_U32_DEFAULT, KEYS("num_key_value_heads"), "attention.head_count_kv", 4, NULL},
     {PARE_HP_ROPE_SCALING_RT, NULL, "rope.scaling", 0, "linear"},
+    {PARE_HP_QUERY_SCALAR, KEYS("query_pre_attn_scalar"), NULL, 62, NULL},
     {PARE_HP_END, NULL, NULL, 0, NULL},
 };
 static const pare_arch_name gemma3_block[] = {

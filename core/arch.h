@@ -70,6 +70,9 @@ typedef enum {
                             * original context for yarn) */
     PARE_HP_ROPE_SCALING_RT, /* the same, the type read from rope_type (else type): Gemma 3 */
     PARE_HP_F32_DEFAULT,   /* a number -> {arch}.gguf (f32), the decimal str when absent or null */
+    PARE_HP_QUERY_SCALAR,  /* export only: keys[0] = the head size, or n_embd / n_head when block_count is
+                            * ival (Gemma's query_pre_attn_scalar, which the GGUF does not keep: llama.cpp
+                            * derives the q scale so) */
     PARE_HP_STR,           /* the constant str -> {arch}.gguf */
     PARE_HP_FILE_TYPE,     /* general.file_type */
     PARE_HP_ABS_BOOL,      /* the constant ival -> the key gguf as it is (not {arch}.) */

@@ -241,6 +241,8 @@ static pare_status run_step(hf_cfg *c, const pare_arch_hparam *hp, pare_err *err
         return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
     case PARE_HP_ABS_BOOL:
         return pare_meta_set_bool(c->meta, hp->gguf, hp->ival != 0, err);
+    case PARE_HP_QUERY_SCALAR:
+        return PARE_OK;
     case PARE_HP_END:
         break;
     }
@@ -424,6 +426,13 @@ static void export_step(hf_out *o, const pare_arch_hparam *hp) {
             if (mget_u(o, "rope.scaling.original_context_length", &oc))
                 cJSON_AddNumberToObject(rs, "original_max_position_embeddings", (double)oc);
         }
+        break;
+    }
+    case PARE_HP_QUERY_SCALAR: {
+        uint64_t n_layer = 0, hd = 0;
+        mget_u(o, "block_count", &n_layer);
+        if (n_head && n_layer == (uint64_t)hp->ival) set_num(o->cfg, hp->keys[0], (double)(n_embd / n_head));
+        else if (mget_u(o, "attention.key_length", &hd)) set_num(o->cfg, hp->keys[0], (double)hd);
         break;
     }
     default: /* derived (rope dimensions), constants and general.* keys need no config key */

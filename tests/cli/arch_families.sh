@@ -41,4 +41,22 @@ for f in qwen3 qwen3moe gemma3 gemma3mm; do
     done
     rm -rf $T/$f-b $T/$f-b.gguf $T/$f-hf $T/$f-lora
 done
+# a multimodal checkpoint's text_config without the keys Gemma3Model has defaults for (as the
+# 4B-27B checkpoints ship it): the converter's defaults
+"$PY" - $T/gemma3mm/config.json <<'PYEOF' || fail "editing config.json"
+import json, sys
+c = json.load(open(sys.argv[1]))
+for k in ["num_attention_heads", "head_dim", "num_key_value_heads", "rms_norm_eps", "rope_theta",
+          "max_position_embeddings"]:
+    c["text_config"].pop(k)
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+expect_exit 0 $PARE convert $T/gemma3mm $T/sparse.gguf --type f32
+expect_exit 0 $PARE inspect $T/sparse.gguf
+for kv in "context_length u32 131072" "attention.head_count u32 8" "attention.key_length u32 256" \
+          "attention.value_length u32 256" "attention.head_count_kv u32 4" "rope.freq_base f32 1000000" \
+          "attention.layer_norm_rms_epsilon f32 9.99999997e-07" "rope.scaling.factor f32 8"; do
+    set -- $kv
+    grep -Eq "^  gemma3\.$1 +$2 +$3\$" $T/stdout || { cat $T/stdout; fail "gemma3 default: $kv"; }
+done
 echo ok
