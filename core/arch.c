@@ -1,8 +1,10 @@
 /* core/arch.c - the architecture table (see arch.h). One entry per GGUF architecture.
  *
  * The conversion tables follow gguf-py's TensorNameMap; the forward-pass features follow
- * src/llama.cpp's build_* functions and llama_rope_type() (NEOX for gemma, gemma2, phi2, phi3,
- * qwen2, qwen2moe, starcoder2, olmo2, gptneox; NORM for llama and command-r). */
+ * src/llama.cpp's build_* functions and llama_rope_type() (NEOX for gemma, gemma2, gemma3, phi2,
+ * phi3, qwen2, qwen2moe, qwen3, qwen3moe, starcoder2, olmo2, gptneox; NORM for llama and
+ * command-r). The newer families (qwen3, qwen3moe, gemma3) follow llama.cpp of spring 2025,
+ * when they were added; tests/fixtures/arch_families.txt records what was relied on. */
 #include "core/arch.h"
 
 #include <string.h>
