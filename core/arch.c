@@ -1,8 +1,10 @@
 /* core/arch.c - the architecture table (see arch.h). One entry per GGUF architecture.
  *
  * The conversion tables follow gguf-py's TensorNameMap; the forward-pass features follow
- * src/llama.cpp's build_* functions and llama_rope_type() (NEOX for gemma, gemma2, phi2, phi3,
- * qwen2, qwen2moe, starcoder2, olmo2, gptneox; NORM for llama and command-r). */
+ * src/llama.cpp's build_* functions and llama_rope_type() (NEOX for gemma, gemma2, gemma3, phi2,
+ * phi3, qwen2, qwen2moe, qwen3, qwen3moe, starcoder2, olmo2, gptneox; NORM for llama and
+ * command-r). The newer families (qwen3, qwen3moe, gemma3) follow llama.cpp of spring 2025,
+ * when they were added; tests/fixtures/arch_families.txt records what was relied on. */
 #include "core/arch.h"
 
 #include <string.h>
@@ -148,6 +150,62 @@ static const pare_arch_hparam qwen2moe_hparams[] = {
     {PARE_HP_END, NULL, NULL, 0, NULL},
 };
 
+/* Qwen3 (Qwen3Model, a Qwen2Model: the same hyperparameters): Qwen2's names without the
+ * biases, plus the per-head q/k norms. Qwen3-MoE (Qwen3MoeModel, a Qwen2MoeModel): Qwen2-MoE's
+ * hyperparameters and experts, no shared expert. */
+static const pare_arch_name qwen3_block[] = {
+    {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+    {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+static const pare_arch_name qwen3moe_block[] = {
+    {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+    {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate", "ffn_gate_inp"},
+};
+
+/* Gemma 3 (Gemma3Model.set_gguf_parameters, as first written for Gemma3ForCausalLM and
+ * Gemma3ForConditionalGeneration): defaults for the keys a multimodal checkpoint's text_config
+ * leaves out; no soft-capping; linear rope scaling (global layers only, llama.cpp's loader
+ * applies it so). The sliding-window pattern (6) and the local RoPE base (10000) are not
+ * written: llama.cpp's loader fixes them (the forward part below). */
+static const pare_arch_hparam gemma3_hparams[] = {
+    {PARE_HP_U32_DEFAULT, KEYS("max_position_embeddings"), "context_length", 131072, NULL},
+    HP(PARE_HP_U32_REQ, KEYS("hidden_size"), "embedding_length"),
+    HP(PARE_HP_U32_REQ, KEYS("num_hidden_layers"), "block_count"),
+    HP(PARE_HP_U32_REQ, KEYS("intermediate_size"), "feed_forward_length"),
+    {PARE_HP_U32_DEFAULT, KEYS("num_attention_heads"), "attention.head_count", 8, NULL},
+    {PARE_HP_F32_DEFAULT, KEYS("rms_norm_eps"), "attention.layer_norm_rms_epsilon", 0, "1e-6"},
+    {PARE_HP_U32_DEFAULT, KEYS("head_dim"), "attention.key_length", 256, NULL},
+    {PARE_HP_U32_DEFAULT, KEYS("head_dim"), "attention.value_length", 256, NULL},
+    HP(PARE_HP_FILE_TYPE, NULL, NULL),
+    {PARE_HP_F32_DEFAULT, KEYS("rope_theta"), "rope.freq_base", 0, "1000000.0"},
+    HP(PARE_HP_U32_REQ, KEYS("sliding_window"), "attention.sliding_window"),
+    {PARE_HP_U32_DEFAULT, KEYS("num_key_value_heads"), "attention.head_count_kv", 4, NULL},
+    {PARE_HP_ROPE_SCALING_RT, NULL, "rope.scaling", 0, "linear"},
+    {PARE_HP_QUERY_SCALAR, KEYS("query_pre_attn_scalar"), NULL, 62, NULL},
+    {PARE_HP_END, NULL, NULL, 0, NULL},
+};
+static const pare_arch_name gemma3_block[] = {
+    {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+    {"post_attention_layernorm", "post_attention_norm"}, {"pre_feedforward_layernorm", "ffn_norm"},
+    {"post_feedforward_layernorm", "post_ffw_norm"},     {"mlp.gate_proj", "ffn_gate"},
+    {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
+};
+/* Gemma3ForConditionalGeneration: the language model's tensors under language_model. (older
+ * checkpoints) or model.language_model. (transformers 4.52 on, with lm_head at the top); the
+ * vision tower and projector are another GGUF (the mmproj) and are left out. */
+static const pare_arch_name gemma3_prefix_map[] = {
+    {"language_model.", ""}, {"model.language_model.", "model."}, {NULL, NULL}};
+static const char *const gemma3_skip[] = {"vision_tower.", "multi_modal_projector.", "multimodal_projector.",
+                                          "vision_model.", "model.vision_tower.", "model.multi_modal_projector.",
+                                          NULL};
+
 /* Model.set_gguf_parameters alone (StarCoder2, OLMo 2). */
 static const pare_arch_hparam base_hparams[] = {
     HP(PARE_HP_BASE, NULL, NULL),
@@ -258,6 +316,12 @@ static const char *const commandr_classes[] = {"CohereForCausalLM", NULL};
 static const char *const commandr_types[] = {"cohere", NULL};
 static const char *const phi2_classes[] = {"PhiForCausalLM", NULL};
 static const char *const phi2_types[] = {"phi", NULL};
+static const char *const qwen3_classes[] = {"Qwen3ForCausalLM", NULL};
+static const char *const qwen3_types[] = {"qwen3", NULL};
+static const char *const qwen3moe_classes[] = {"Qwen3MoeForCausalLM", NULL};
+static const char *const qwen3moe_types[] = {"qwen3_moe", NULL};
+static const char *const gemma3_classes[] = {"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration", NULL};
+static const char *const gemma3_types[] = {"gemma3_text", "gemma3", NULL};
 
 /* ------------------------------------------------------------------------ the table */
 
@@ -320,7 +384,7 @@ static const pare_arch arch_table[] = {
         .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX,
                 PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_SOFTCAP | PARE_FWD_SWA | PARE_FWD_Q_PRESCALE |
                     PARE_FWD_Q_SCALE_BY_TYPE,
-                2, 4096},
+                2, 4096, 0, 46},
     },
     {
         .name = "phi3",
@@ -397,6 +461,42 @@ static const pare_arch arch_table[] = {
         .fwd = {PARE_NORM_LAYER, PARE_FFN_GELU, PARE_ROPE_NEOX,
                 PARE_FWD_PARALLEL | PARE_FWD_PAR_ATTN_FFN | PARE_FWD_Q_PRESCALE},
     },
+    {
+        .name = "qwen3",
+        .hf_classes = qwen3_classes,
+        .model_types = qwen3_types,
+        .conv = {TABLES(llama_global, qwen3_block, llama_prefixes), .hparams = qwen2_hparams, .tok = PARE_TOK_SP,
+                 .hf_class = "Qwen3ForCausalLM", .model_type = "qwen3", .hidden_act = "silu",
+                 .tokenizer_class = "Qwen2Tokenizer"},
+
+        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX, PARE_FWD_QK_NORM},
+    },
+    {
+        .name = "qwen3moe",
+        .hf_classes = qwen3moe_classes,
+        .model_types = qwen3moe_types,
+        .conv = {TABLES(llama_global, qwen3moe_block, llama_prefixes), .flags = PARE_CONV_MERGE_EXPERTS,
+                 .experts_prefix = "mlp.experts.", .experts = qwen2moe_experts, .expert_count_keys = KEYS("num_experts"),
+                 .hparams = qwen2moe_hparams, .tok = PARE_TOK_SP, .hf_class = "Qwen3MoeForCausalLM",
+                 .model_type = "qwen3_moe", .hidden_act = "silu", .tokenizer_class = "Qwen2Tokenizer"},
+
+        .fwd = {PARE_NORM_RMS, PARE_FFN_SWIGLU, PARE_ROPE_NEOX, PARE_FWD_MOE | PARE_FWD_QK_NORM},
+    },
+    {
+        .name = "gemma3", /* text; also the language model of Gemma3ForConditionalGeneration */
+        .hf_classes = gemma3_classes,
+        .model_types = gemma3_types,
+        .conv = {TABLES(llama_global, gemma3_block, llama_prefixes),
+                 .flags = PARE_CONV_NORM_PLUS1 | PARE_CONV_DROP_LM_HEAD | PARE_CONV_TIED_DEFAULT, .hparams = gemma3_hparams,
+                 .tok = PARE_TOK_SP | PARE_TOK_SP_ONLY | PARE_TOK_NO_SPACE_PREFIX, .hf_class = "Gemma3ForCausalLM",
+                 .model_type = "gemma3_text", .hidden_act = "gelu_pytorch_tanh", .prefix_map = gemma3_prefix_map,
+                 .skip_prefixes = gemma3_skip},
+
+        .fwd = {PARE_NORM_RMS, PARE_FFN_GEGLU, PARE_ROPE_NEOX,
+                PARE_FWD_EMBD_SCALE | PARE_FWD_POST_NORM | PARE_FWD_QK_NORM | PARE_FWD_SWA | PARE_FWD_Q_PRESCALE |
+                    PARE_FWD_Q_SCALE_BY_TYPE,
+                6, 0, 10000.0f, 62},
+    },
 };
 
 const pare_arch *pare_arch_find(const char *name) {
@@ -423,5 +523,5 @@ const pare_arch *pare_arch_all(size_t *n) {
 
 const char *pare_arch_names(void) {
     return "llama (with Mistral and Mixtral), qwen2, gpt2, gemma, gemma2, phi3, qwen2moe, starcoder2, olmo2, "
-           "gptneox, command-r, phi2";
+           "gptneox, command-r, phi2, qwen3, qwen3moe, gemma3";
 }

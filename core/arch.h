@@ -68,6 +68,11 @@ typedef enum {
     PARE_HP_ROPE_PART_EMBD,/* int(keys * hidden_size) // heads (Phi-2 partial_rotary_factor) */
     PARE_HP_ROPE_SCALING,  /* rope_scaling of type str ("linear", "yarn"): type, factor (and the
                             * original context for yarn) */
+    PARE_HP_ROPE_SCALING_RT, /* the same, the type read from rope_type (else type): Gemma 3 */
+    PARE_HP_F32_DEFAULT,   /* a number -> {arch}.gguf (f32), the decimal str when absent or null */
+    PARE_HP_QUERY_SCALAR,  /* export only: keys[0] = the head size, or n_embd / n_head when block_count is
+                            * ival (Gemma's query_pre_attn_scalar, which the GGUF does not keep: llama.cpp
+                            * derives the q scale so) */
     PARE_HP_STR,           /* the constant str -> {arch}.gguf */
     PARE_HP_FILE_TYPE,     /* general.file_type */
     PARE_HP_ABS_BOOL,      /* the constant ival -> the key gguf as it is (not {arch}.) */
@@ -120,6 +125,10 @@ typedef struct {
     const char *moe_model_type;
     const char *hidden_act;            /* ... and "hidden_act" (NULL: not written) */
     const char *tokenizer_class;       /* tokenizer_config.json's class for a tokenizer.json (NULL: PreTrainedTokenizerFast) */
+    const pare_arch_name *prefix_map;  /* HF name prefixes rewritten before mapping, .hf -> .gguf (the language
+                                          model inside a multimodal checkpoint: "language_model." -> ""),
+                                          terminated by hf == NULL */
+    const char *const *skip_prefixes;  /* HF names starting so are dropped (its vision tower), NULL-terminated */
 } pare_arch_conv;
 
 /* ------------------------------------------------------------------------ forward pass */
@@ -173,8 +182,13 @@ typedef struct {
     pare_ffn_kind ffn;
     pare_rope_kind rope;
     unsigned flags; /* PARE_FWD_* */
-    int swa_period; /* SWA: 0 = every layer, p = layers with il % p == 0 (gemma2: 2) */
+    int swa_period; /* SWA: 0 = every layer, p = layers with il % p < p - 1, every p-th global (gemma2: 2,
+                       the even layers; gemma3: 6, as llama.cpp's loader fixes it) */
     int swa_window; /* SWA: the window when the file has no sliding_window key (0: no SWA) */
+    float rope_base_swa;  /* > 0: the sliding-window layers' RoPE base, with no RoPE scaling (gemma3: 10000,
+                             fixed by llama.cpp's loader); the others use rope.freq_base and its scaling */
+    int q_scale_layers;   /* Q_SCALE_BY_TYPE: the block count of the size whose q scale is
+                             1/sqrt(n_embd/n_head) (gemma2 27B: 46, gemma3 27B: 62) */
 } pare_arch_fwd;
 
 /* ------------------------------------------------------------------------ quantization */

@@ -134,11 +134,13 @@ static pare_status step_base(hf_cfg *c, const char *const *ctx_keys, pare_err *e
     return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
 }
 
-/* rope_scaling {"type": T, "factor": F, ...} when T is the one the model class handles. */
-static pare_status step_rope_scaling(hf_cfg *c, const char *type, pare_err *err) {
+/* rope_scaling {"type": T, "factor": F, ...} when T is the one the model class handles
+ * (rope_type: read from "rope_type" first, as Gemma3Model does). */
+static pare_status step_rope_scaling(hf_cfg *c, const char *type, bool rope_type, pare_err *err) {
     const cJSON *rs = pare_hf_json_get(c->cfg, "rope_scaling");
     if (!cJSON_IsObject(rs) || !cJSON_GetObjectItemCaseSensitive(rs, "factor")) return PARE_OK;
-    const cJSON *t = pare_hf_json_get(rs, "type");
+    const cJSON *t = rope_type && pare_hf_json_get(rs, "rope_type") ? pare_hf_json_get(rs, "rope_type")
+                                                                     : pare_hf_json_get(rs, "type");
     if (!cJSON_IsString(t) || strcmp(t->valuestring, type) != 0) return PARE_OK;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(rs, "factor");
     FAIL_IF(!cJSON_IsNumber(f), PARE_EINPUT, "%s: rope_scaling.factor must be a number", c->path);
@@ -228,26 +230,54 @@ static pare_status run_step(hf_cfg *c, const pare_arch_hparam *hp, pare_err *err
         TRY(step_fraction(c, hp, &f, err));
         return put_u32(c, hp->gguf, (int64_t)(f * (double)c->n_embd) / c->n_head, err);
     case PARE_HP_ROPE_SCALING:
-        return step_rope_scaling(c, hp->str, err);
+    case PARE_HP_ROPE_SCALING_RT:
+        return step_rope_scaling(c, hp->str, hp->kind == PARE_HP_ROPE_SCALING_RT, err);
+    case PARE_HP_F32_DEFAULT:
+        if (cfg_find(c, hp->keys, NULL)) return step_f32(c, hp->keys, hp->gguf, false, err);
+        return put_f32(c, hp->gguf, strtod(hp->str, NULL), err);
     case PARE_HP_STR:
         return put_str(c, hp->gguf, hp->str, err);
     case PARE_HP_FILE_TYPE:
         return pare_meta_set_uint(c->meta, "general.file_type", PARE_META_U32, c->ftype, err);
     case PARE_HP_ABS_BOOL:
         return pare_meta_set_bool(c->meta, hp->gguf, hp->ival != 0, err);
+    case PARE_HP_QUERY_SCALAR:
+        return PARE_OK;
     case PARE_HP_END:
         break;
     }
     return PARE_OK;
 }
 
+cJSON *pare_hf_config_flatten(const cJSON *cfg) {
+    const cJSON *tc = pare_hf_json_get(cfg, "text_config");
+    if (!cJSON_IsObject(tc)) return NULL;
+    cJSON *out = cJSON_Duplicate(cfg, true);
+    if (!out) return NULL;
+    for (const cJSON *it = tc->child; it; it = it->next) {
+        cJSON *dup = cJSON_Duplicate(it, true);
+        if (!dup || !it->string) {
+            cJSON_Delete(dup);
+            continue;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(out, it->string);
+        cJSON_AddItemToObject(out, it->string, dup);
+    }
+    return out;
+}
+
 pare_status pare_hf_config_import(const char *path, const cJSON *cfg, const char *arch, uint32_t ftype,
                                   pare_meta *meta, pare_err *err) {
     const pare_arch *a = pare_arch_find(arch);
     FAIL_IF(!a || !a->conv.hparams, PARE_EUNSUPPORTED, "%s: architecture %s has no config.json mapping", path, arch);
-    hf_cfg c = {path, cfg, arch, meta, ftype, 0, 0, 0, 0};
-    for (const pare_arch_hparam *hp = a->conv.hparams; hp->kind != PARE_HP_END; hp++) TRY(run_step(&c, hp, err));
-    return check_heads(&c, err);
+    /* a multimodal checkpoint's language model: its text_config over the top level */
+    cJSON *flat = pare_hf_config_flatten(cfg);
+    hf_cfg c = {path, flat ? flat : cfg, arch, meta, ftype, 0, 0, 0, 0};
+    pare_status st = PARE_OK;
+    for (const pare_arch_hparam *hp = a->conv.hparams; !st && hp->kind != PARE_HP_END; hp++) st = run_step(&c, hp, err);
+    if (!st) st = check_heads(&c, err);
+    cJSON_Delete(flat);
+    return st;
 }
 
 /* ------------------------------------------------------------------------ export */
@@ -358,6 +388,7 @@ static void export_step(hf_out *o, const pare_arch_hparam *hp) {
         break;
     case PARE_HP_F32:
     case PARE_HP_F32_REQ:
+    case PARE_HP_F32_DEFAULT:
         out_f(o, hp->keys[0], hp->gguf);
         break;
     case PARE_HP_BOOL_DEFAULT: {
@@ -380,7 +411,8 @@ static void export_step(hf_out *o, const pare_arch_hparam *hp) {
             set_num(o->cfg, hp->keys[0],
                     fraction_for((int64_t)u, (int64_t)(u * n_head), (int64_t)n_embd, (int64_t)n_embd, (int64_t)n_head));
         break;
-    case PARE_HP_ROPE_SCALING: {
+    case PARE_HP_ROPE_SCALING:
+    case PARE_HP_ROPE_SCALING_RT: {
         char key[128];
         snprintf(key, sizeof key, "%s.rope.scaling.type", o->arch);
         const char *rt = pare_meta_get_str(o->meta, key);
@@ -394,6 +426,13 @@ static void export_step(hf_out *o, const pare_arch_hparam *hp) {
             if (mget_u(o, "rope.scaling.original_context_length", &oc))
                 cJSON_AddNumberToObject(rs, "original_max_position_embeddings", (double)oc);
         }
+        break;
+    }
+    case PARE_HP_QUERY_SCALAR: {
+        uint64_t n_layer = 0, hd = 0;
+        mget_u(o, "block_count", &n_layer);
+        if (n_head && n_layer == (uint64_t)hp->ival) set_num(o->cfg, hp->keys[0], (double)(n_embd / n_head));
+        else if (mget_u(o, "attention.key_length", &hd)) set_num(o->cfg, hp->keys[0], (double)hd);
         break;
     }
     default: /* derived (rope dimensions), constants and general.* keys need no config key */

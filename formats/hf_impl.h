@@ -61,6 +61,11 @@ pare_status pare_hf_tensor_alias(pare_tensor *t, const pare_tensor *src, const c
  * converter's order and types, to meta. ftype is general.file_type of the weights as they are. */
 pare_status pare_hf_config_import(const char *path, const cJSON *cfg, const char *arch, uint32_t ftype,
                                   pare_meta *meta, pare_err *err);
+/* A config.json with a "text_config" object (a multimodal checkpoint, e.g.
+ * Gemma3ForConditionalGeneration) flattened as llama.cpp's converter reads it: the top level
+ * with text_config's members over it ({**hparams, **text_config}); a new object to free with
+ * cJSON_Delete. NULL when cfg has no text_config (or out of memory): use cfg as it is. */
+cJSON *pare_hf_config_flatten(const cJSON *cfg);
 /* The inverse: adds to cfg (an object) the config.json keys that give meta's hyperparameters
  * back, with the family's class and model_type. */
 pare_status pare_hf_config_export(const pare_model *m, const char *arch, cJSON *cfg, pare_err *err);

@@ -47,7 +47,20 @@ bool pare_hf_name_skipped(const char *arch, const char *hf_name) {
     const hf_arch_names *a = arch_find(arch);
     for (const char *const *s = a ? a->skip_suffixes : NULL; s && *s; s++)
         if (pare_str_ends_with(hf_name, *s)) return true;
+    for (const char *const *s = a ? a->skip_prefixes : NULL; s && *s; s++)
+        if (strncmp(hf_name, *s, strlen(*s)) == 0) return true;
     return false;
+}
+
+/* The HF name with the family's prefix rewrite applied (the longest matching prefix), in buf;
+ * the name itself when none applies or it does not fit. */
+static const char *rewrite_prefix(const hf_arch_names *a, const char *hf_name, char *buf, size_t cap) {
+    const pare_arch_name *best = NULL;
+    for (const pare_arch_name *p = a->prefix_map; p && p->hf; p++)
+        if (strncmp(hf_name, p->hf, strlen(p->hf)) == 0 && (!best || strlen(p->hf) > strlen(best->hf))) best = p;
+    if (!best) return hf_name;
+    int n = snprintf(buf, cap, "%s%s", best->gguf, hf_name + strlen(best->hf));
+    return n > 0 && (size_t)n < cap ? buf : hf_name;
 }
 
 /* ------------------------------------------------------------------------ mapping */
@@ -138,6 +151,8 @@ static bool gguf_stem_known(const hf_arch_names *a, const char *stem, size_t len
 bool pare_hf_map_name(const char *arch, const char *hf_name, char *out, size_t cap, int *bid) {
     const hf_arch_names *a = arch_find(arch);
     if (!a || !hf_name || !cap) return false;
+    char rw[512];
+    hf_name = rewrite_prefix(a, hf_name, rw, sizeof rw);
     size_t len;
     const char *sfx = name_suffix(hf_name, &len);
     if (map_stem_to_gguf(a, hf_name, len, out, cap, sfx, bid)) return true;

@@ -144,6 +144,7 @@ typedef struct {
     int n_heads;        /* OP_ROPE: heads of n_embd_head in the row */
     int pos0;           /* OP_ROPE: position of row 0 */
     int period;         /* OP_ROPE: rows of one sequence when several follow each other, else 0 */
+    const float *cache; /* OP_ROPE: cos, sin per position (llm->rope, or rope_swa for a sliding-window layer) */
     float scale;        /* OP_SCALE, OP_SOFTCAP */
 } row_job;
 
@@ -366,7 +367,7 @@ static void row_run(void *ctx, int64_t r, int thread) {
     case OP_COPY: memcpy(d, s, (size_t)n * sizeof *d); break;
     case OP_ROPE: {
         const int64_t pos = j->period ? (r + j->pos0) % j->period : r + j->pos0;
-        rope_row(j->llm, d, j->n_heads, j->llm->rope + pos * j->llm->n_rot);
+        rope_row(j->llm, d, j->n_heads, j->cache + pos * j->llm->n_rot);
         break;
     }
     }
@@ -454,19 +455,29 @@ static pare_status linear(pare_llm *llm, const char *name, const llm_mat *w, con
 
 /* cos/sin of every rotated pair at positions 0..T-1, as ggml_rope_cache_init computes them:
  * theta multiplied by freq_base^(-2/n_rot) from pair to pair, in float. */
-static void rope_cache(pare_llm *llm, int T) {
+static void rope_cache_fill(const pare_llm *llm, float *cache, float base, float scale, int T) {
     const int nr = llm->n_rot;
-    const float theta_scale = powf(llm->rope_freq_base, -2.0f / (float)nr);
+    const float theta_scale = powf(base, -2.0f / (float)nr);
     for (int p = 0; p < T; p++) {
-        float theta = (float)p, *c = llm->rope + (size_t)p * nr;
+        float theta = (float)p, *c = cache + (size_t)p * nr;
         for (int i0 = 0; i0 < nr; i0 += 2) {
             const float ff = llm->rope_freqs ? llm->rope_freqs[i0 / 2] : 1.0f;
-            const float t = llm->rope_freq_scale * (theta / ff);
+            const float t = scale * (theta / ff);
             c[i0] = cosf(t);
             c[i0 + 1] = sinf(t);
             theta *= theta_scale;
         }
     }
+}
+
+/* Whether sliding-window layers rotate with a base or scale of their own (gemma3). */
+static bool rope_swa_own(const pare_llm *llm) {
+    return llm->rope_freq_base_swa != llm->rope_freq_base || llm->rope_freq_scale_swa != llm->rope_freq_scale;
+}
+
+static void rope_cache(pare_llm *llm, int T) {
+    rope_cache_fill(llm, llm->rope, llm->rope_freq_base, llm->rope_freq_scale, T);
+    if (rope_swa_own(llm)) rope_cache_fill(llm, llm->rope_swa, llm->rope_freq_base_swa, llm->rope_freq_scale_swa, T);
 }
 
 /* ------------------------------------------------------------------------ attention */
@@ -729,7 +740,7 @@ static void att_head(void *ctx, int64_t item, int thread) {
         for (int t = T; t < Tp; t++) vt[(size_t)d * Tp + t] = 0;
     }
 #if defined(ATT_LANES)
-    if (llm->ggml_round && llm->att_exact && hd % ATT_LANES == 0) { /* llama.cpp's order, output by output */
+    if (llm->ggml_round && llm->kv_f16 && llm->att_exact && hd % ATT_LANES == 0) { /* llama.cpp's order, output by output */
         enum { L = ATT_LANES };
         /* Blocks of ATT_BLOCK queries; keys 64 at a time (16 KiB for a head of 64, kept in
          * L1 while every query of the block uses them), then v^T 16 rows at a time (all
@@ -764,7 +775,7 @@ static void att_head(void *ctx, int64_t item, int thread) {
         llm_gemm_nt(NULL, nr, nc, hd, qh + r0 * j->ldq, (int)j->ldq, kg, (int)ldkv, S, nc, ws);
         for (int i = 0; i < nr; i++) {
             score_fix(j, S + (size_t)i * nc, r0 + i);
-            softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round);
+            softmax_row(S + (size_t)i * nc, r0 + i, nc, llm->kq_scale, llm->ggml_round && llm->kv_f16);
         }
         llm_gemm_nt(NULL, nr, hd, nc, S, nc, vt, Tp, out + r0 * ldo, (int)ldo, ws);
     }
@@ -848,13 +859,13 @@ static pare_status attn_block(pare_llm *llm, int il, const float *in, int n_seq,
     qk_norm(llm, R, hkv, llm->k, L->k_norm, L->k_norm_b, L->k_norm_n);
     if (llm->ad->fwd.rope != PARE_ROPE_NONE) {
         row_job j = {.llm = llm, .op = OP_ROPE, .dst = q + qr0 * hq, .ld_dst = hq, .n_heads = L->n_head,
-                     .pos0 = qr0, .period = T};
+                     .pos0 = qr0, .period = T, .cache = L->swa && rope_swa_own(llm) ? llm->rope_swa : llm->rope};
         pare_pool_for(llm->pool, nq, row_run, &j);
         j.dst = llm->k, j.ld_dst = hkv, j.n_heads = L->n_head_kv, j.pos0 = 0;
         pare_pool_for(llm->pool, R, row_run, &j);
     }
     if (llm->q_scale != 1.0f) scale_rows(llm, OP_SCALE, nq, hq, q + qr0 * hq, hq, llm->q_scale);
-    if (llm->ggml_round) { /* the f16 KV cache, and q converted for the f16 k */
+    if (llm->ggml_round && llm->kv_f16) { /* the f16 KV cache, and q converted for the f16 k */
         row_job j = {.llm = llm, .op = OP_ROUND, .n = hq, .src = q + qr0 * hq, .dst = q + qr0 * hq, .ld_src = hq,
                      .ld_dst = hq, .at = PARE_TYPE_F16};
         pare_pool_for(llm->pool, nq, row_run, &j);

@@ -11,8 +11,9 @@
  * parallel blocks (one or two norms), post-sublayer norms, q/k norms (per head or full width),
  * q scaled before the f16 cache, attention and final logit soft-capping, sliding-window layers,
  * embedding and logit scales, biases and output.bias when present, tied output, mixture of
- * experts (verify/moe.c). llama (Mistral, Mixtral), qwen2, gpt2, gemma, gemma2, phi3, qwen2moe,
- * starcoder2, olmo2, gptneox, command-r, phi2. {arch}.attention.head_count and .head_count_kv
+ * experts (verify/moe.c), per-layer RoPE bases (gemma3's local layers). llama (Mistral,
+ * Mixtral), qwen2, gpt2, gemma, gemma2, phi3, qwen2moe, starcoder2, olmo2, gptneox, command-r,
+ * phi2, qwen3, qwen3moe, gemma3. {arch}.attention.head_count and .head_count_kv
  * may be per-layer arrays (as llama.cpp reads them; pruned models), and the FFN width is each
  * layer's ffn_up. Any other architecture (a vision projector, an embedding model...) is
  * PARE_EUNSUPPORTED, naming it.
@@ -84,6 +85,10 @@ typedef void (*pare_llm_expert_fn)(void *user, const char *weight_name, int expe
 void pare_llm_set_expert_hook(pare_llm *llm, pare_llm_expert_fn fn, void *user);
 /* true (the default): reproduce llama.cpp's roundings listed above; false: plain f32. */
 void pare_llm_set_ggml_rounding(pare_llm *llm, bool on);
+/* true (the default, llama.cpp's -ctk f16 -ctv f16): the KV cache holds f16; false: K and V
+ * stay in f32 (llama.cpp's -ctk f32 -ctv f32: q, k, v and the attention probabilities are not
+ * rounded), the other roundings as set above. */
+void pare_llm_set_kv_f16(pare_llm *llm, bool on);
 
 /* ------------------------------------------------------------------------ perplexity */
 

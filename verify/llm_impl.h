@@ -42,6 +42,7 @@ struct pare_llm {
     float norm_eps;       /* RMSNorm or LayerNorm epsilon */
     float rope_freq_base; /* theta */
     float rope_freq_scale; /* 1 / linear scaling factor */
+    float rope_freq_base_swa, rope_freq_scale_swa; /* the same for sliding-window layers (gemma3: their own) */
     bool rope_neox;       /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     float kq_scale;       /* the softmax's scale: 1 / sqrt(n_embd_head), or 1 when q is prescaled */
     float q_scale;        /* PARE_FWD_Q_PRESCALE: q's scale after RoPE, else 1 */
@@ -67,6 +68,8 @@ struct pare_llm {
     int n_threads;
     pare_pool *pool; /* n_threads threads, kept across products (llm_sync_pool) */
     bool ggml_round;
+    bool kv_f16;    /* with ggml_round: K and V rounded to f16 as llama.cpp's default cache (and q and the
+                       probabilities for the f16 products); false keeps them in f32 (pare_llm_set_kv_f16) */
     bool f32_exact; /* f32 weights' products in ggml's (tinyBLAS's) order too */
     bool att_exact; /* some weight rounds activations to 8 bits: attention in ggml's exact order */
     pare_llm_act_fn hook;
@@ -91,6 +94,7 @@ struct pare_llm {
     float *h2;   /* [T][n_ff_max] */
     float *tmp;  /* [T][max(n_embd, n_ff_max, q|k|v)]: a matmul's rounded input */
     float *rope; /* [T][n_rot] cos, sin pairs per position */
+    float *rope_swa; /* the same with the sliding-window layers' base and scale */
     float *gws;  /* workspace of the matrix products */
     size_t gws_cap; /* bytes */
     void *qws;   /* workspace of the integer products (quantized activations) */

@@ -128,7 +128,7 @@ static pare_status read_hparams(pare_llm *llm, const char *a, pare_err *err) {
     FAIL_IF(kl != vl, PARE_EUNSUPPORTED, "%s: key_length %d differs from value_length %d", llm->name, kl, vl);
     llm->n_embd_head = kl;
     float scale = 1.0f / sqrtf((float)kl);
-    if ((f->flags & PARE_FWD_Q_SCALE_BY_TYPE) && llm->n_layer == 46) /* gemma2 27B */
+    if ((f->flags & PARE_FWD_Q_SCALE_BY_TYPE) && llm->n_layer == f->q_scale_layers) /* gemma2, gemma3 27B */
         scale = 1.0f / sqrtf((float)(llm->n_embd / h0));
     llm->kq_scale = f->flags & PARE_FWD_Q_PRESCALE ? 1.0f : scale;
     llm->q_scale = f->flags & PARE_FWD_Q_PRESCALE ? scale : 1.0f;
@@ -153,7 +153,7 @@ static pare_status read_hparams(pare_llm *llm, const char *a, pare_err *err) {
     if (f->flags & PARE_FWD_SWA) {
         TRY(meta_int(llm, a, "attention.sliding_window", f->swa_window, 0, INT32_MAX, &llm->n_swa, err));
         for (int il = 0; il < llm->n_layer; il++)
-            llm->layers[il].swa = llm->n_swa > 0 && (f->swa_period <= 1 || il % f->swa_period == 0);
+            llm->layers[il].swa = llm->n_swa > 0 && (f->swa_period <= 1 || il % f->swa_period < f->swa_period - 1);
     }
     if (f->flags & PARE_FWD_MOE) TRY(llm_moe_hparams(llm, err));
     if (f->rope == PARE_ROPE_NONE) {
@@ -178,6 +178,9 @@ static pare_status read_hparams(pare_llm *llm, const char *a, pare_err *err) {
         FAIL_IF(!(factor > 0), PARE_EINPUT, "%s: linear RoPE scaling without a positive factor", llm->name);
     }
     if ((!st_ || strcmp(st_, "none") != 0) && factor > 0) llm->rope_freq_scale = 1.0f / factor;
+    /* gemma3: the sliding-window layers' own base, unscaled (llama.cpp's loader fixes both) */
+    llm->rope_freq_base_swa = f->rope_base_swa > 0 ? f->rope_base_swa : llm->rope_freq_base;
+    llm->rope_freq_scale_swa = f->rope_base_swa > 0 ? 1.0f : llm->rope_freq_scale;
     return PARE_OK;
 }
 
@@ -426,6 +429,7 @@ pare_status pare_llm_new(const pare_model *m, int n_threads, pare_llm **out, par
     snprintf(llm->name, sizeof llm->name, "%s", path);
     llm->n_threads = n_threads > 0 ? n_threads : pare_default_threads();
     llm->ggml_round = true;
+    llm->kv_f16 = true;
     pare_status st = read_hparams(llm, arch, err);
     if (!st) st = load_tensors(llm, err);
     if (st) {
@@ -486,7 +490,7 @@ void pare_llm_free(pare_llm *llm) {
     free(llm->qws);
     free(llm->lbuf);
     float *b[] = {llm->x,  llm->xn, llm->q,   llm->k,   llm->v,   llm->att, llm->h1,
-                  llm->h2, llm->tmp, llm->rope, llm->qkv, llm->ao, llm->fo};
+                  llm->h2, llm->tmp, llm->rope, llm->rope_swa, llm->qkv, llm->ao, llm->fo};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) free(b[i]);
     free(llm);
 }
@@ -502,6 +506,7 @@ void pare_llm_set_act_hook(pare_llm *llm, pare_llm_act_fn fn, void *user) {
 }
 
 void pare_llm_set_ggml_rounding(pare_llm *llm, bool on) { llm->ggml_round = on; }
+void pare_llm_set_kv_f16(pare_llm *llm, bool on) { llm->kv_f16 = on; }
 
 /* ------------------------------------------------------------------------ scratch */
 
@@ -555,6 +560,7 @@ pare_status llm_reserve(pare_llm *llm, int n_tokens, pare_err *err) {
     TRY(grow(&llm->tmp, T * wide, err));
     if (fused) TRY(grow(&llm->qkv, T * (hq + 2 * hkv), err));
     TRY(grow(&llm->rope, T * (size_t)(llm->n_rot > 0 ? llm->n_rot : 1), err));
+    TRY(grow(&llm->rope_swa, T * (size_t)(llm->n_rot > 0 ? llm->n_rot : 1), err));
     /* touched now, once, rather than page by page inside the products */
     float *b[] = {llm->x, llm->xn, llm->ao, llm->fo, llm->att, llm->h1, llm->h2, llm->tmp, llm->q, llm->k, llm->v};
     const size_t nb[] = {T * D, T * D, T * D, T * D, T * hq, T * F, T * F, T * wide, T * hq, T * hkv, T * hkv};

@@ -36,6 +36,7 @@ static const struct {
 } MOE_FAMILIES[] = {
     {"llama", true},
     {"qwen2moe", false},
+    {"qwen3moe", true}, /* llama.cpp's build_qwen3moe renormalises (the checkpoints' norm_topk_prob) */
 };
 
 /* One 3-D expert tensor [n_in, n_out, n_expert]. */
