@@ -162,37 +162,32 @@ static pare_status neox_reorder(float *rows, int64_t n_rows, int64_t row_len, in
 
 /* ---- experts --------------------------------------------------------------------------- */
 
-/* One expert's HF module within a block ("model.layers.N." + hf with %d the expert) and the
- * 3-D GGUF tensor of all experts it is a slice of (convert_hf_to_gguf.py stacks them). */
-static const struct {
-    const char *hf;
-    const char *gguf;
-} EXPERT_MODULES[] = {
-    {"block_sparse_moe.experts.%d.w1", "ffn_gate_exps"}, /* Mixtral */
-    {"block_sparse_moe.experts.%d.w2", "ffn_down_exps"},
-    {"block_sparse_moe.experts.%d.w3", "ffn_up_exps"},
-    {"mlp.experts.%d.gate_proj", "ffn_gate_exps"}, /* Qwen2-MoE */
-    {"mlp.experts.%d.up_proj", "ffn_up_exps"},
-    {"mlp.experts.%d.down_proj", "ffn_down_exps"},
-};
-
-/* Whether PEFT module `module` is one expert's: *layer, *expert and the GGUF name of the
- * stacked tensor ("blk.L.ffn_gate_exps.weight"). */
-static bool expert_module(const char *module, int *layer, int *expert, char *gguf, size_t cap) {
-    int l = -1, pos = 0;
-    if (sscanf(module, "model.layers.%d.%n", &l, &pos) != 1 || pos == 0 || l < 0) return false;
-    const char *rest = module + pos;
-    for (size_t i = 0; i < sizeof EXPERT_MODULES / sizeof EXPERT_MODULES[0]; i++) {
-        const char *f = EXPERT_MODULES[i].hf, *pct = strstr(f, "%d");
-        const size_t pre = (size_t)(pct - f);
-        if (strncmp(rest, f, pre) != 0) continue;
+/* Whether PEFT module `module` is one expert's, as the architecture table's .conv names them
+ * ("<block prefix>L.<experts prefix>E.<hf>", e.g. Mixtral's
+ * model.layers.L.block_sparse_moe.experts.E.w1, Qwen2-MoE's model.layers.L.mlp.experts.E.
+ * gate_proj): *layer, *expert and the GGUF name of the 3-D tensor convert_hf_to_gguf.py
+ * stacks the experts into ("blk.L.ffn_gate_exps.weight"). */
+static bool expert_module(const char *arch, const char *module, int *layer, int *expert, char *gguf, size_t cap) {
+    const pare_arch *a = arch ? pare_arch_find(arch) : NULL;
+    if (!a || !a->conv.experts || !a->conv.experts_prefix || !a->conv.block_prefixes) return false;
+    const size_t pl = strlen(a->conv.experts_prefix);
+    for (const char *const *bp = a->conv.block_prefixes; *bp; bp++) {
+        const size_t bl = strlen(*bp);
+        if (strncmp(module, *bp, bl) != 0) continue;
         char *end = NULL;
-        const long e = strtol(rest + pre, &end, 10);
-        if (end == rest + pre || e < 0 || e > 1 << 20 || strcmp(end, pct + 2) != 0) continue;
-        *layer = l;
-        *expert = (int)e;
-        snprintf(gguf, cap, "blk.%d.%s.weight", l, EXPERT_MODULES[i].gguf);
-        return true;
+        const long l = strtol(module + bl, &end, 10);
+        if (end == module + bl || *end != '.' || l < 0 || l > 1 << 20 || strncmp(end + 1, a->conv.experts_prefix, pl))
+            continue;
+        const char *at = end + 1 + pl;
+        const long e = strtol(at, &end, 10);
+        if (end == at || *end != '.' || e < 0 || e > 1 << 20) continue;
+        for (const pare_arch_expert *x = a->conv.experts; x->hf; x++) {
+            if (strcmp(end + 1, x->hf) != 0) continue;
+            *layer = (int)l;
+            *expert = (int)e;
+            snprintf(gguf, cap, "blk.%ld.%s.weight", l, x->gguf);
+            return true;
+        }
     }
     return false;
 }
@@ -319,7 +314,7 @@ static pare_status peft_pair(pare_lora_adapter *ad, const pare_model *w, const c
     }
     snprintf(hf, sizeof hf, "%s.weight", module);
     int layer, expert;
-    if (!emb && expert_module(module, &layer, &expert, gg, sizeof gg)) {
+    if (!emb && expert_module(arch, module, &layer, &expert, gg, sizeof gg)) {
         p.is_expert = true;
         p.expert = expert;
         if (!(p.hf_name = strdup(hf))) return pare_err_set(err, PARE_ENOMEM, "out of memory");
