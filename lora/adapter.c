@@ -358,8 +358,8 @@ static pare_status peft_full(pare_lora_adapter *ad, const pare_tensor *t, const 
     if (heads > 0) TRY(permute_in_place(v, pare_tensor_nrows(&f->t), f->t.ne[0], heads, false, err));
     if (qkv_heads > 0) {
         /* a bias is one row per element */
-        int64_t rows = f->t.n_dims == 1 ? f->t.ne[0] : pare_tensor_nrows(&f->t), len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
-        TRY(neox_reorder(v, rows, len, qkv_heads, false, ad->path, gg, err));
+        const int64_t len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
+        TRY(neox_reorder(v, pare_tensor_nelements(&f->t) / len, len, qkv_heads, false, ad->path, gg, err));
     }
     return PARE_OK;
 }
@@ -560,8 +560,9 @@ pare_status pare_lora_to_hf_view(pare_lora_adapter *a, const char *arch, const p
         if (heads > 0)
             TRY(permute_in_place(f->t.owned, pare_tensor_nrows(&f->t), f->t.ne[0], heads, true, err));
         if (qkv_heads > 0) {
-            int64_t rows = f->t.n_dims == 1 ? f->t.ne[0] : pare_tensor_nrows(&f->t), len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
-            TRY(neox_reorder(f->t.owned, rows, len, qkv_heads, true, a->path, f->target, err));
+            const int64_t len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
+            TRY(neox_reorder(f->t.owned, pare_tensor_nelements(&f->t) / len, len, qkv_heads, true, a->path, f->target,
+                             err));
         }
         char *n = strdup(hf);
         FAIL_IF(!n, PARE_ENOMEM, "out of memory");
