@@ -1,6 +1,7 @@
 /* lora/adapter.c - loading PEFT and GGUF LoRA adapters into pare's canonical form. */
 #include "lora/lora.h"
 
+#include "core/arch.h"
 #include "formats/formats.h"
 #include "formats/gguf.h"
 #include "formats/hf.h"
@@ -114,39 +115,79 @@ static pare_status permute_in_place(float *rows, int64_t n_rows, int64_t row_len
     return PARE_OK;
 }
 
+/* GPT-NeoX's fused query_key_value (the arch's PARE_CONV_NEOX_QKV): the converter reorders
+ * its rows from HF's per-head (head, {q,k,v}, head_dim) to llama.cpp's ({q,k,v}, head,
+ * head_dim), so the rows of B (and of a replaced weight or bias) must follow, or the merge
+ * adds q's change to another head's k. Returns the head count to reorder a GGUF-named
+ * tensor's rows with, 0 when it is not reordered. */
+static int neox_qkv_heads(const char *arch, const pare_meta *meta, const char *gguf_name) {
+    const pare_arch *e = arch ? pare_arch_find(arch) : NULL;
+    if (!e || !(e->conv.flags & PARE_CONV_NEOX_QKV)) return 0;
+    const char *dot = strstr(gguf_name, ".attn_qkv.");
+    if (strncmp(gguf_name, "blk.", 4) != 0 || !dot ||
+        (strcmp(dot, ".attn_qkv.weight") != 0 && strcmp(dot, ".attn_qkv.bias") != 0))
+        return 0;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.head_count", arch);
+    uint64_t v;
+    if (!pare_meta_get_u64(meta, key, &v) || v == 0 || v > 65536) return 0;
+    return (int)v;
+}
+
+/* Reorders n_rows rows (3 * n_head * head_dim of row_len floats) in place: per-head to
+ * q | k | v, or back with inverse (the same map as formats/hf_names.c's). */
+static pare_status neox_reorder(float *rows, int64_t n_rows, int64_t row_len, int n_head, bool inverse,
+                                const char *path, const char *name, pare_err *err) {
+    FAIL_IF(n_rows % (3 * (int64_t)n_head) != 0, PARE_EINPUT,
+            "%s: '%s': %lld rows cannot be split into q, k, v of %d heads", path, name, (long long)n_rows, n_head);
+    const int64_t hd = n_rows / 3 / n_head;
+    size_t bytes = (size_t)(n_rows * row_len) * sizeof(float);
+    float *tmp = malloc(bytes ? bytes : 1);
+    FAIL_IF(!tmp, PARE_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < n_rows; r++) {
+        int64_t src;
+        if (!inverse) { /* dst (part, head, j) <- src (head, part, j) */
+            int64_t part = r / (n_head * hd), h = (r / hd) % n_head, j = r % hd;
+            src = (h * 3 + part) * hd + j;
+        } else { /* dst (head, part, j) <- src (part, head, j) */
+            int64_t h = r / (3 * hd), part = (r / hd) % 3, j = r % hd;
+            src = (part * n_head + h) * hd + j;
+        }
+        memcpy(tmp + r * row_len, rows + src * row_len, (size_t)row_len * sizeof(float));
+    }
+    memcpy(rows, tmp, bytes);
+    free(tmp);
+    return PARE_OK;
+}
+
 /* ---- experts --------------------------------------------------------------------------- */
 
-/* One expert's HF module within a block ("model.layers.N." + hf with %d the expert) and the
- * 3-D GGUF tensor of all experts it is a slice of (convert_hf_to_gguf.py stacks them). */
-static const struct {
-    const char *hf;
-    const char *gguf;
-} EXPERT_MODULES[] = {
-    {"block_sparse_moe.experts.%d.w1", "ffn_gate_exps"}, /* Mixtral */
-    {"block_sparse_moe.experts.%d.w2", "ffn_down_exps"},
-    {"block_sparse_moe.experts.%d.w3", "ffn_up_exps"},
-    {"mlp.experts.%d.gate_proj", "ffn_gate_exps"}, /* Qwen2-MoE */
-    {"mlp.experts.%d.up_proj", "ffn_up_exps"},
-    {"mlp.experts.%d.down_proj", "ffn_down_exps"},
-};
-
-/* Whether PEFT module `module` is one expert's: *layer, *expert and the GGUF name of the
- * stacked tensor ("blk.L.ffn_gate_exps.weight"). */
-static bool expert_module(const char *module, int *layer, int *expert, char *gguf, size_t cap) {
-    int l = -1, pos = 0;
-    if (sscanf(module, "model.layers.%d.%n", &l, &pos) != 1 || pos == 0 || l < 0) return false;
-    const char *rest = module + pos;
-    for (size_t i = 0; i < sizeof EXPERT_MODULES / sizeof EXPERT_MODULES[0]; i++) {
-        const char *f = EXPERT_MODULES[i].hf, *pct = strstr(f, "%d");
-        const size_t pre = (size_t)(pct - f);
-        if (strncmp(rest, f, pre) != 0) continue;
+/* Whether PEFT module `module` is one expert's, as the architecture table's .conv names them
+ * ("<block prefix>L.<experts prefix>E.<hf>", e.g. Mixtral's
+ * model.layers.L.block_sparse_moe.experts.E.w1, Qwen2-MoE's model.layers.L.mlp.experts.E.
+ * gate_proj): *layer, *expert and the GGUF name of the 3-D tensor convert_hf_to_gguf.py
+ * stacks the experts into ("blk.L.ffn_gate_exps.weight"). */
+static bool expert_module(const char *arch, const char *module, int *layer, int *expert, char *gguf, size_t cap) {
+    const pare_arch *a = arch ? pare_arch_find(arch) : NULL;
+    if (!a || !a->conv.experts || !a->conv.experts_prefix || !a->conv.block_prefixes) return false;
+    const size_t pl = strlen(a->conv.experts_prefix);
+    for (const char *const *bp = a->conv.block_prefixes; *bp; bp++) {
+        const size_t bl = strlen(*bp);
+        if (strncmp(module, *bp, bl) != 0) continue;
         char *end = NULL;
-        const long e = strtol(rest + pre, &end, 10);
-        if (end == rest + pre || e < 0 || e > 1 << 20 || strcmp(end, pct + 2) != 0) continue;
-        *layer = l;
-        *expert = (int)e;
-        snprintf(gguf, cap, "blk.%d.%s.weight", l, EXPERT_MODULES[i].gguf);
-        return true;
+        const long l = strtol(module + bl, &end, 10);
+        if (end == module + bl || *end != '.' || l < 0 || l > 1 << 20 || strncmp(end + 1, a->conv.experts_prefix, pl))
+            continue;
+        const char *at = end + 1 + pl;
+        const long e = strtol(at, &end, 10);
+        if (end == at || *end != '.' || e < 0 || e > 1 << 20) continue;
+        for (const pare_arch_expert *x = a->conv.experts; x->hf; x++) {
+            if (strcmp(end + 1, x->hf) != 0) continue;
+            *layer = (int)l;
+            *expert = (int)e;
+            snprintf(gguf, cap, "blk.%ld.%s.weight", l, x->gguf);
+            return true;
+        }
     }
     return false;
 }
@@ -273,19 +314,20 @@ static pare_status peft_pair(pare_lora_adapter *ad, const pare_model *w, const c
     }
     snprintf(hf, sizeof hf, "%s.weight", module);
     int layer, expert;
-    if (!emb && expert_module(module, &layer, &expert, gg, sizeof gg)) {
+    if (!emb && expert_module(arch, module, &layer, &expert, gg, sizeof gg)) {
         p.is_expert = true;
         p.expert = expert;
         if (!(p.hf_name = strdup(hf))) return pare_err_set(err, PARE_ENOMEM, "out of memory");
     } else if (!pare_hf_name_to_gguf(arch, hf, gg, sizeof gg)) {
         return pare_err_set(err, PARE_EINPUT, "%s: module '%s' is not a tensor of a %s model", ad->path, module, arch);
     }
-    /* q and k: B's rows get the GGUF head order, so B is a copy */
-    int heads = permute_heads(arch, meta, gg);
+    /* q and k (and NeoX's qkv): B's rows get the GGUF order, so B is a copy */
+    int heads = permute_heads(arch, meta, gg), qkv_heads = neox_qkv_heads(arch, meta, gg);
     pare_status st = tensor_f32_view(ta, true, &p.a, &p.a_borrowed, err);
-    if (!st) st = tensor_f32_view(tb, heads == 0, &p.b, &p.b_borrowed, err);
+    if (!st) st = tensor_f32_view(tb, heads == 0 && qkv_heads == 0, &p.b, &p.b_borrowed, err);
     if (!st && !(p.target = strdup(gg))) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
     if (!st && heads > 0) st = permute_in_place(p.b, p.n_out, p.r, heads, false, err);
+    if (!st && qkv_heads > 0) st = neox_reorder(p.b, p.n_out, p.r, qkv_heads, false, ad->path, gg, err);
     if (!st) st = add_pair(ad, &p, err);
     if (st) pair_clear(&p);
     return st;
@@ -312,8 +354,13 @@ static pare_status peft_full(pare_lora_adapter *ad, const pare_tensor *t, const 
     f->target = strdup(gg);
     ad->n_fulls++;
     FAIL_IF(!f->target, PARE_ENOMEM, "out of memory");
-    int heads = permute_heads(arch, meta, gg);
+    int heads = permute_heads(arch, meta, gg), qkv_heads = neox_qkv_heads(arch, meta, gg);
     if (heads > 0) TRY(permute_in_place(v, pare_tensor_nrows(&f->t), f->t.ne[0], heads, false, err));
+    if (qkv_heads > 0) {
+        /* a bias is one row per element */
+        const int64_t len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
+        TRY(neox_reorder(v, pare_tensor_nelements(&f->t) / len, len, qkv_heads, false, ad->path, gg, err));
+    }
     return PARE_OK;
 }
 
@@ -488,10 +535,14 @@ pare_status pare_lora_to_hf_view(pare_lora_adapter *a, const char *arch, const p
         }
         FAIL_IF(!pare_gguf_name_to_hf(arch, p->target, hf, sizeof hf), PARE_EINPUT,
                 "%s: no HF name for '%s'", a->path, p->target);
-        int heads = permute_heads(arch, meta, p->target);
+        int heads = permute_heads(arch, meta, p->target), qkv_heads = neox_qkv_heads(arch, meta, p->target);
         if (heads > 0) {
             TRY(own_values(&p->b, &p->b_borrowed, p->n_out * p->r, err));
             TRY(permute_in_place(p->b, p->n_out, p->r, heads, true, err));
+        }
+        if (qkv_heads > 0) {
+            TRY(own_values(&p->b, &p->b_borrowed, p->n_out * p->r, err));
+            TRY(neox_reorder(p->b, p->n_out, p->r, qkv_heads, true, a->path, p->target, err));
         }
         char *n = strdup(hf);
         FAIL_IF(!n, PARE_ENOMEM, "out of memory");
@@ -505,9 +556,14 @@ pare_status pare_lora_to_hf_view(pare_lora_adapter *a, const char *arch, const p
         pare_lora_full *f = &a->fulls[i];
         FAIL_IF(!pare_gguf_name_to_hf(arch, f->target, hf, sizeof hf), PARE_EINPUT,
                 "%s: no HF name for '%s'", a->path, f->target);
-        int heads = permute_heads(arch, meta, f->target);
+        int heads = permute_heads(arch, meta, f->target), qkv_heads = neox_qkv_heads(arch, meta, f->target);
         if (heads > 0)
             TRY(permute_in_place(f->t.owned, pare_tensor_nrows(&f->t), f->t.ne[0], heads, true, err));
+        if (qkv_heads > 0) {
+            const int64_t len = f->t.n_dims == 1 ? 1 : f->t.ne[0];
+            TRY(neox_reorder(f->t.owned, pare_tensor_nelements(&f->t) / len, len, qkv_heads, true, a->path, f->target,
+                             err));
+        }
         char *n = strdup(hf);
         FAIL_IF(!n, PARE_ENOMEM, "out of memory");
         free(f->target);

@@ -219,6 +219,74 @@ static void check_pieces(int R, int tr) {
     free(a), free(b);
 }
 
+/* Adds an f32 tensor of n_dims dims (ne ggml order) with values v to m. */
+static void add_f32(pare_model *m, const char *name, int n_dims, const int64_t *ne, const float *v, int64_t n) {
+    pare_err err = {0};
+    pare_tensor t;
+    float *buf = malloc((size_t)n * sizeof(float));
+    memcpy(buf, v, (size_t)n * sizeof(float));
+    CHECK_OK(pare_tensor_init(&t, name, PARE_TYPE_F32, n_dims, ne, &err), &err);
+    pare_tensor_set_owned(&t, buf, (uint64_t)n * sizeof(float));
+    CHECK_OK(pare_model_add_tensor(m, &t, &err), &err);
+}
+
+/* GPT-NeoX's query_key_value: the converter reorders its rows from per-head (head, {q,k,v},
+ * head_dim) to q | k | v, so an adapter's B rows and a replaced bias follow into GGUF layout,
+ * and come back in the HF view. 2 heads of 2: HF row (h, part, j) = h * 6 + part * 2 + j. */
+static void test_neox_qkv(void) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    char path[128];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 1, \"lora_alpha\": 2, \"target_modules\": [\"query_key_value\"]}", f);
+    fclose(f);
+    float a[4] = {1, 2, 3, 4}, b[12], bias[12];
+    for (int i = 0; i < 12; i++) b[i] = (float)(100 + i), bias[i] = (float)(200 + i);
+    pare_model *w = pare_model_new(PARE_FORMAT_SAFETENSORS, NULL);
+    const char *mod = "base_model.model.gpt_neox.layers.0.attention.query_key_value";
+    char name[160];
+    snprintf(name, sizeof name, "%s.lora_A.weight", mod);
+    add_f32(w, name, 2, (int64_t[]){4, 1}, a, 4);
+    snprintf(name, sizeof name, "%s.lora_B.weight", mod);
+    add_f32(w, name, 2, (int64_t[]){1, 12}, b, 12);
+    snprintf(name, sizeof name, "%s.bias", mod);
+    add_f32(w, name, 1, (int64_t[]){12}, bias, 12);
+    pare_err err = {0};
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    CHECK_OK(pare_safetensors_save(w, path, true, &err), &err);
+    pare_model_free(w);
+    pare_meta meta = {0};
+    CHECK_OK(pare_meta_set_uint(&meta, "gptneox.attention.head_count", PARE_META_U32, 2, &err), &err);
+    pare_lora_adapter *ad = NULL;
+    CHECK_OK(pare_lora_load(dir, "gptneox", &meta, 1.0, &ad, &err), &err);
+    if (ad) {
+        CHECK(ad->n_pairs == 1 && ad->n_fulls == 1);
+        CHECK(!strcmp(ad->pairs[0].target, "blk.0.attn_qkv.weight"));
+        CHECK(!strcmp(ad->fulls[0].target, "blk.0.attn_qkv.bias"));
+        CHECK(fabs(ad->pairs[0].scale - 2.0) < 1e-12);
+        /* GGUF row (part, h, j) = part * 4 + h * 2 + j holds HF row (h, part, j) */
+        for (int part = 0; part < 3; part++)
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 2; j++) {
+                    int g = part * 4 + h * 2 + j, hf = h * 6 + part * 2 + j;
+                    CHECK_MSG(ad->pairs[0].b[g] == b[hf], "B row %d: %g, want %g", g, ad->pairs[0].b[g], b[hf]);
+                    const float *fv = ad->fulls[0].t.owned;
+                    CHECK_MSG(fv[g] == bias[hf], "bias %d: %g, want %g", g, fv[g], bias[hf]);
+                }
+        CHECK_OK(pare_lora_to_hf_view(ad, "gptneox", &meta, &err), &err);
+        CHECK(!strcmp(ad->pairs[0].target, "gpt_neox.layers.0.attention.query_key_value.weight"));
+        CHECK(memcmp(ad->pairs[0].b, b, sizeof b) == 0);
+        CHECK(memcmp(ad->fulls[0].t.owned, bias, sizeof bias) == 0);
+    }
+    pare_lora_free(ad);
+    pare_meta_free(&meta);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_pieces(void) {
     static const int ranks[] = {1, 5, 16, 21};
     for (size_t i = 0; i < sizeof ranks / sizeof *ranks; i++)
@@ -229,6 +297,7 @@ int main(void) {
     TH_RUN(test_pieces);
     TH_RUN(test_delta_transposed);
     TH_RUN(test_refusals);
+    TH_RUN(test_neox_qkv);
     TH_RUN(test_peft_into_hf_and_gguf);
     return th_done();
 }
