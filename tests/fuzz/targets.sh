@@ -6,7 +6,7 @@ fuzz_max_len() {
     case $1 in
         st_index) echo 8192;;
         imatrix) echo 16384;;
-        tokenizer) echo 4096;;
+        tokenizer|recipe) echo 4096;;
         *) echo 65536;;
     esac
 }
