@@ -47,6 +47,21 @@ int cmd_shrink_exec(const cmd_opts *o, const char *in, const char *out, const ch
 struct cJSON;
 struct cJSON *cmd_recipe_json(const cmd_opts *o, const char *in, const char *out);
 int cmd_recipe_print(const cmd_opts *o, const char *in, const char *out, FILE *f);
+/* A recipe read and checked (cmd/run.c): shrink's options as the recipe and then the command
+ * line ro (pare run's options) set them, and the resolved input and output paths. */
+typedef struct {
+    cmd_opts o;
+    char *in, *out;
+    /* owned storage the options point into */
+    struct cJSON *json;
+    char **strings;
+    size_t n_strings;
+} cmd_recipe;
+/* Reads and checks the recipe at path without running anything: 0 and *r filled (free it
+ * with cmd_recipe_free), or the exit code after a one-line message on stderr (*r empty).
+ * pare run is this, then cmd_shrink_exec; tests/fuzz/fuzz_recipe.c drives it alone. */
+int cmd_recipe_load(const char *path, const cmd_opts *ro, cmd_recipe *r);
+void cmd_recipe_free(cmd_recipe *r);
 
 extern const cmd_def cmd_run;
 extern const cmd_def cmd_inspect, cmd_convert, cmd_hash, cmd_quantize, cmd_eval, cmd_merge_lora, cmd_extract_lora,

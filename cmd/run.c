@@ -152,14 +152,15 @@ static const char *kind_name(const cmd_opt *r) {
     }
 }
 
-static int run(const cmd_opts *ro) {
-    const char *path = ro->pos[0];
-    char *text = NULL, *dir = NULL, *in = NULL, *out = NULL;
+int cmd_recipe_load(const char *path, const cmd_opts *ro, cmd_recipe *rc_out) {
+    cmd_recipe *r = rc_out;
+    memset(r, 0, sizeof *r);
+    char *text = NULL, *dir = NULL;
     size_t len = 0;
     cJSON *j = NULL;
     arena a = {0};
-    cmd_opts o;
-    cmd_opts_init(&o, &cmd_shrink);
+    cmd_opts *o = &r->o;
+    cmd_opts_init(o, &cmd_shrink);
     int rc = 1;
     pare_err err = {0};
     if (pare_read_file(path, 1 << 20, &text, &len, &err)) {
@@ -186,29 +187,30 @@ static int run(const cmd_opts *ro) {
             else outp = p;
             continue;
         }
-        const cmd_opt *r = cmd_opts_find(&cmd_shrink, key);
-        if (!r) RFAIL("unknown key '%s' (the keys are pare shrink's options: pare help-options)", key);
-        if (r->no_recipe) RFAIL("key '%s' is not for recipes", key);
+        const cmd_opt *opt = cmd_opts_find(&cmd_shrink, key);
+        if (!opt) RFAIL("unknown key '%s' (the keys are pare shrink's options: pare help-options)", key);
+        if (opt->no_recipe) RFAIL("key '%s' is not for recipes", key);
         if (cmd_opts_given(ro, key)) continue; /* the command line wins */
-        const bool many = r->kind == CMD_OPT_LIST || r->kind == CMD_OPT_TYPE_RULES;
-        if (many != cJSON_IsArray(it)) RFAIL("key '%s' must be %s", key, kind_name(r));
+        const bool many = opt->kind == CMD_OPT_LIST || opt->kind == CMD_OPT_TYPE_RULES;
+        if (many != cJSON_IsArray(it)) RFAIL("key '%s' must be %s", key, kind_name(opt));
         const cJSON *first = many ? it->child : it;
-        if (many && !first) RFAIL("key '%s' must be %s, not empty", key, kind_name(r));
+        if (many && !first) RFAIL("key '%s' must be %s, not empty", key, kind_name(opt));
         for (const cJSON *v = first; v; v = many ? v->next : NULL) {
             char buf[64];
-            const char *s = value_string(r, v, buf, sizeof buf);
-            if (!s) RFAIL("key '%s' must be %s", key, kind_name(r));
-            if (r->path) {
+            const char *s = value_string(opt, v, buf, sizeof buf);
+            if (!s) RFAIL("key '%s' must be %s", key, kind_name(opt));
+            if (opt->path) {
                 s = resolve(&a, dir, s);
                 if (!s) RFAIL("out of memory");
             } else if (s == buf) {
                 s = keep(&a, strdup(buf));
-            } else if (r->kind == CMD_OPT_FLAG && !cJSON_IsTrue(v)) {
+            } else if (opt->kind == CMD_OPT_FLAG && !cJSON_IsTrue(v)) {
                 s = "false";
             }
-            if (cmd_opts_set(&o, key, s, &err)) RFAIL("key '%s': %s", key, err.msg);
+            if (cmd_opts_set(o, key, s, &err)) RFAIL("key '%s': %s", key, err.msg);
             /* the paths a job reads must be there before it starts */
-            if (r->path && strcmp(key, "report") && !(r->kind == CMD_OPT_LIST ? adapter_exists(s) : pare_path_exists(s)))
+            if (opt->path && strcmp(key, "report") &&
+                !(opt->kind == CMD_OPT_LIST ? adapter_exists(s) : pare_path_exists(s)))
                 RFAIL("key '%s': %s does not exist", key, s);
         }
     }
@@ -217,29 +219,49 @@ static int run(const cmd_opts *ro) {
     if (!pare_path_exists(inp)) RFAIL("key 'input': %s does not exist", inp);
     if (!pare_str_ends_with(outp, ".gguf")) RFAIL("key 'output': %s is not a .gguf file", outp);
     if (pare_path_is_dir(outp)) RFAIL("key 'output': %s is a directory", outp);
-    if (!cmd_opts_given(&o, "text") && !cmd_opts_given(ro, "text")) RFAIL("key 'text' is missing (the gate's text)");
-    if (!cmd_opts_given(&o, "type") && !cmd_opts_given(&o, "lora") && !cmd_opts_given(&o, "sparsity") &&
-        !cmd_opts_given(&o, "pattern"))
+    if (!cmd_opts_given(o, "text") && !cmd_opts_given(ro, "text")) RFAIL("key 'text' is missing (the gate's text)");
+    if (!cmd_opts_given(o, "type") && !cmd_opts_given(o, "lora") && !cmd_opts_given(o, "sparsity") &&
+        !cmd_opts_given(o, "pattern"))
         RFAIL("nothing to do: give 'type', 'lora', 'sparsity' or 'pattern'");
     /* the command line's own options, after the recipe's */
     for (size_t i = 0; i < ro->n_given; i++) {
-        const cmd_opt *r = ro->given[i];
-        if (cmd_opts_set(&o, r->key, ro->raw[i], &err)) RFAIL("option '--%s': %s", r->key, err.msg);
+        const cmd_opt *opt = ro->given[i];
+        if (cmd_opts_set(o, opt->key, ro->raw[i], &err)) RFAIL("option '--%s': %s", opt->key, err.msg);
     }
-    in = strdup(inp);
-    out = strdup(outp);
-    rc = in && out ? cmd_shrink_exec(&o, in, out, path) : 2;
+    r->in = strdup(inp);
+    r->out = strdup(outp);
+    rc = r->in && r->out ? 0 : 2;
     goto done;
 fail:
     rc = 1;
 done:
-    cJSON_Delete(j);
-    cmd_opts_free(&o);
-    arena_free(&a);
+    /* the options point into the parsed JSON and the arena: the recipe keeps them */
+    r->json = j;
+    r->strings = a.v;
+    r->n_strings = a.n;
     free(text);
     free(dir);
-    free(in);
-    free(out);
+    if (rc) cmd_recipe_free(r);
+    return rc;
+}
+
+void cmd_recipe_free(cmd_recipe *r) {
+    if (!r) return;
+    cJSON_Delete(r->json);
+    cmd_opts_free(&r->o);
+    arena a = {r->strings, r->n_strings};
+    arena_free(&a);
+    free(r->in);
+    free(r->out);
+    memset(r, 0, sizeof *r);
+}
+
+static int run(const cmd_opts *ro) {
+    const char *path = ro->pos[0];
+    cmd_recipe r;
+    int rc = cmd_recipe_load(path, ro, &r);
+    if (!rc) rc = cmd_shrink_exec(&r.o, r.in, r.out, path);
+    cmd_recipe_free(&r);
     return rc;
 }
 

@@ -317,7 +317,8 @@ static void describe(const steps_in *s, char *buf, size_t cap) {
         if (s->v[i].kind == PARE_PRETOK_SPLIT) {
             o = strlen(buf);
             snprintf(buf + o, cap - o, s->v[i].literal ? " \"" : " /");
-            append_escaped(buf, cap, s->v[i].regex, per);
+            /* a Split without a pattern is kept as a step (refused by s->bad) with none */
+            append_escaped(buf, cap, s->v[i].regex ? s->v[i].regex : "", per);
             o = strlen(buf);
             snprintf(buf + o, cap - o, s->v[i].literal ? "\"" : "/");
         }

@@ -3,7 +3,8 @@
 # other (under nice, one process at a time), FUZZ_SECONDS each (default 60). `make fuzz`.
 #
 # Seeds: tests/fuzz/regress/NAME (committed), the fixtures tests/fuzz/targets.sh lists, real
-# files of ../shared (fuzz_shared_seeds, cut to -max_len), and
+# files of ../shared (fuzz_shared_seeds, cut to -max_len; tokenizer texts cut into their test
+# cases), and
 # the malformed files the module tests write (test_gguf, test_safetensors, test_pytorch,
 # test_hf --write-corpus) when those binaries are built. New inputs go to
 # build/fuzz/corpus/NAME (kept between runs), crashes, leaks and timeouts to
@@ -45,6 +46,16 @@ seeds_for() {
             hf) hf_join "$f" | head -c "$max" >"$s/shared-$k";;
             lora) { cat "$f/adapter_config.json"; printf "$SEP"; cat "$f/adapter_model.safetensors" 2>/dev/null; } |
                       head -c "$max" >"$s/shared-$k";;
+            # one seed per test case, each after a selector byte (fuzz_tokenizer.c) that
+            # goes round the vocabularies with and without BOS/EOS
+            tokenizer)
+                awk -v RS='\n__ggml_vocab_test__\n' -v out="$tmp/case-" '{ f = out NR; printf "%s", $0 > f; close(f) }' "$f"
+                for c in "$tmp"/case-*; do
+                    [ -f "$c" ] || continue
+                    sel=$(( (k * 7 + ${c##*-}) % 36 ))
+                    { printf "\\$(printf %03o $sel)"; head -c $((max - 1)) "$c"; } >"$s/shared-$k-${c##*-}"
+                    rm -f "$c"
+                done;;
             *) head -c "$max" "$f" >"$s/shared-$k";;
         esac
     done

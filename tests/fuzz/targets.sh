@@ -6,7 +6,7 @@ fuzz_max_len() {
     case $1 in
         st_index) echo 8192;;
         imatrix) echo 16384;;
-        tokenizer) echo 4096;;
+        tokenizer|recipe) echo 4096;;
         *) echo 65536;;
     esac
 }
@@ -36,6 +36,8 @@ fuzz_shared_seeds() {
         pytorch) find -L "$sh_dir/models" -name '*.bin' -size -64k | sort;;
         hf) find -L "$sh_dir/models" -name config.json | sort | while read -r c; do dirname "$c"; done;;
         lora) find -L "$sh_dir/models" -name adapter_config.json | sort | while read -r c; do dirname "$c"; done;;
+        # llama.cpp's tokenizer test inputs (cases separated by __ggml_vocab_test__) and texts
+        tokenizer) find -L "$sh_dir/data" \( -name '*.inp' -o -name '*.txt' \) -size -4M | sort;;
         *) ;;
     esac
 }
