@@ -77,6 +77,12 @@ pare_status pare_hf_json_read(const char *folder, const char *name, bool require
     return st;
 }
 
+const cJSON *pare_hf_vocab_size(const cJSON *cfg) {
+    const cJSON *v = pare_hf_json_get(cfg, "vocab_size");
+    const cJSON *tc = v ? NULL : pare_hf_json_get(cfg, "text_config");
+    return v ? v : cJSON_IsObject(tc) ? pare_hf_json_get(tc, "vocab_size") : NULL;
+}
+
 const cJSON *pare_hf_json_get(const cJSON *obj, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return (v && !cJSON_IsNull(v)) ? v : NULL;
@@ -793,7 +799,7 @@ static pare_status hf_build(const char *folder, const cJSON *cfg, const char *cf
     for (size_t i = 0; i < m->n_tensors; i++)
         if (is_embedding(arch, m->tensors[i].name)) emb = &m->tensors[i];
     FAIL_IF(!emb || emb->n_dims != 2, PARE_EINPUT, "%s: the weights have no 2-D token embedding", folder);
-    const cJSON *vs = pare_hf_json_get(cfg, "vocab_size");
+    const cJSON *vs = pare_hf_vocab_size(cfg);
     int64_t n_vocab;
     if (vs && pare_hf_json_int(vs, &n_vocab))
         FAIL_IF(n_vocab > emb->ne[1], PARE_EINPUT, "%s: vocab_size %lld is more than the %lld rows of '%s'", cfg_path,

@@ -60,8 +60,9 @@
 #define PARE_HF_MAX_CONTEXT (1ll << 32) /* max_position_embeddings */
 
 /* Loads an HF folder: config.json (a class or model_type of the architecture table: llama,
- * mistral, mixtral, qwen2, qwen2_moe, gpt2, gemma, gemma2, phi3, starcoder2, olmo2, gpt_neox,
- * cohere, phi; others -> PARE_EUNSUPPORTED naming the architecture), weights from model.safetensors, or
+ * mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, gpt2, gemma, gemma2, gemma3_text, gemma3
+ * (its language model), phi3, starcoder2, olmo2, gpt_neox, cohere, phi; others ->
+ * PARE_EUNSUPPORTED naming the architecture), weights from model.safetensors, or
  * model.safetensors.index.json (or model*.safetensors parts), or pytorch_model.bin (or its
  * index pytorch_model.bin.index.json, or pytorch_model*.bin parts), and the tokenizer
  * (tokenizer.model, or tokenizer.json, plus tokenizer_config.json / added_tokens.json).

@@ -66,6 +66,10 @@ pare_status pare_hf_config_import(const char *path, const cJSON *cfg, const char
  * with text_config's members over it ({**hparams, **text_config}); a new object to free with
  * cJSON_Delete. NULL when cfg has no text_config (or out of memory): use cfg as it is. */
 cJSON *pare_hf_config_flatten(const cJSON *cfg);
+/* config.json's vocab_size: the top level's, else text_config's (a multimodal checkpoint,
+ * e.g. Gemma3ForConditionalGeneration, whose vocabulary the converter pads to it); NULL when
+ * neither has one. */
+const cJSON *pare_hf_vocab_size(const cJSON *cfg);
 /* The inverse: adds to cfg (an object) the config.json keys that give meta's hyperparameters
  * back, with the family's class and model_type. */
 pare_status pare_hf_config_export(const pare_model *m, const char *arch, cJSON *cfg, pare_err *err);

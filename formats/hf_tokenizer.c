@@ -793,7 +793,7 @@ static bool tokjson_is_llama_hf(const hf_tokjson *t) {
 static pare_status build_vocab(const char *folder, const pare_arch_conv *conv, const cJSON *config,
                                const cJSON *tokcfg, const hf_tokjson *t, vocab_kind *kind, hf_vocab *v, pare_err *err) {
     int64_t vocab_size = 0;
-    const cJSON *vs = pare_hf_json_get(config, "vocab_size");
+    const cJSON *vs = pare_hf_vocab_size(config);
     if (vs)
         FAIL_IF(!pare_hf_json_int(vs, &vocab_size) || vocab_size < 1 || vocab_size > PARE_HF_MAX_VOCAB, PARE_EINPUT,
                 "%s/config.json: vocab_size must be an integer from 1 to %d", folder, PARE_HF_MAX_VOCAB);
