@@ -13,9 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* HF-named projections of the architectures pare knows (what PEFT targets by default). */
-static const char *const targets[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-                                      "c_attn", "c_proj", "c_fc"};
+/* HF-named attention and MLP projections of the architectures pare knows: llama-like,
+ * GPT-2 / starcoder2 (c_*), phi3's fused qkv_proj / gate_up_proj, GPT-NeoX (query_key_value,
+ * dense, dense_h_to_4h, dense_4h_to_h), phi2 (dense, fc1, fc2), Mixtral's experts (w1-w3). */
+static const char *const targets[] = {"q_proj",          "k_proj",        "v_proj",        "o_proj",    "gate_proj",
+                                      "up_proj",         "down_proj",     "qkv_proj",      "gate_up_proj",
+                                      "c_attn",          "c_proj",        "c_fc",          "query_key_value",
+                                      "dense",           "dense_h_to_4h", "dense_4h_to_h", "fc1",
+                                      "fc2",             "w1",            "w2",            "w3"};
 
 static const char *target_of(const char *hf_name) {
     if (!pare_str_ends_with(hf_name, ".weight")) return NULL;
