@@ -196,6 +196,21 @@ pare_status pare_job_run(const pare_job *j, pare_err *err);
 pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
                                 const pare_convert_opts *o, FILE *report, pare_err *err);
 
+/* A model evaluated on a text (pipeline/evaltext.c): the model (a GGUF, or anything pare
+ * reads, with GGUF names), its evaluator and the text's tokens by the model's tokenizer (BOS
+ * first). text_path NULL: no tokens. Close releases all (also after a failed open). */
+typedef struct {
+    pare_model *m;
+    pare_llm *llm;
+    int32_t *ids;
+    size_t n_ids;
+} pare_model_text;
+pare_status pare_model_text_open(const char *model, const char *text_path, int n_threads, pare_model_text *mt,
+                                 pare_err *err);
+void pare_model_text_close(pare_model_text *mt);
+/* The tokens of a text file (up to PARE_TEXT_MAX_BYTES) by model m's tokenizer, BOS first. */
+pare_status pare_text_tokens(const pare_model *m, const char *text_path, int32_t **ids, size_t *n_ids, pare_err *err);
+
 /* Input activation statistics of every linear layer over calibration text: for weight
  * `names[i]` (GGUF name), sumsq[i][j] = sum over tokens of x_j^2, from n_tokens tokens in
  * n_calls forward passes (chunks). Feeds Wanda (||X_j|| = sqrt(sumsq)) and imatrix files. */

@@ -27,7 +27,6 @@
 #include "prune/structured.h"
 #include "quant/quant.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -140,16 +139,9 @@ static pare_status read_f32(const pare_model *m, const char *name, int64_t n, fl
 /* Tokens of the calibration text, at most max_tokens (0: all). */
 static pare_status calib_tokens(const pare_model *m, const char *path, int64_t max_tokens, int32_t **ids,
                                 size_t *n_ids, pare_err *err) {
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    pare_status st = pare_tokenizer_new(&m->meta, &tk, err);
-    if (!st) st = pare_read_file(path, PARE_TEXT_MAX_BYTES, &text, &len, err);
-    if (!st) st = pare_tokenize(tk, text, len, true, ids, n_ids, err);
-    if (!st && max_tokens > 0 && (size_t)max_tokens < *n_ids) *n_ids = (size_t)max_tokens;
-    free(text);
-    pare_tokenizer_free(tk);
-    return st;
+    TRY(pare_text_tokens(m, path, ids, n_ids, err));
+    if (max_tokens > 0 && (size_t)max_tokens < *n_ids) *n_ids = (size_t)max_tokens;
+    return PARE_OK;
 }
 
 static pare_status calib_pass(const pare_model *m, const pare_struct_shape *s, const int32_t *ids, size_t n_ids,

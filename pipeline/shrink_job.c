@@ -14,7 +14,6 @@
 
 #include "formats/formats.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <libgen.h>
 #include <math.h>
