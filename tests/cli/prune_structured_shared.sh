@@ -66,7 +66,7 @@ expect_exit 0 $PARE prune $F $T/dry.gguf --structured --ffn-keep 0.5 --dry-run $
 grep -q "FFN width per layer" $T/stdout && [ ! -e $T/dry.gguf ] || fail "dry run"
 # in pare shrink: the gate compares with the unpruned model
 expect_exit 0 $PARE shrink $F $T/sh.gguf --text $TXT --ctx 128 --chunks 16 --ffn-keep 0.75 $C --type Q8_0 --max-ppl-increase 10
-grep -q "gate passed" $T/stdout || fail "shrink: $(cat $T/stdout)"
+grep -q "gate passed" $T/stderr || fail "shrink: $(cat $T/stderr)"
 expect_exit 3 $PARE shrink $F $T/sh2.gguf --text $TXT --ctx 128 --chunks 16 --drop-layers 2 $C --max-ppl-increase 1
 [ ! -e $T/sh2.gguf ] || fail "a refused shrink result was written"
 # usage
