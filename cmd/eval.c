@@ -4,7 +4,6 @@
 
 #include "formats/formats.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <cJSON.h>
 #include <limits.h>
@@ -236,21 +235,6 @@ static int merge_parts(int n, const char *const *paths, bool json) {
 
 /* ---- the run ------------------------------------------------------------------------------ */
 
-typedef struct {
-    pare_model *m;
-    pare_llm *llm;
-} loaded;
-
-static pare_status load_llm(const char *path, int n_threads, loaded *l, pare_err *err) {
-    TRY(pare_model_load_gguf(path, &l->m, err));
-    return pare_llm_new(l->m, n_threads, &l->llm, err);
-}
-
-static void unload(loaded *l) {
-    pare_llm_free(l->llm);
-    pare_model_free(l->m);
-}
-
 /* The two vocabularies must be the same for the comparison to mean anything. */
 static pare_status same_vocab(const pare_model *a, const pare_model *b, pare_err *err) {
     const pare_kv *ta = pare_meta_get(&a->meta, "tokenizer.ggml.tokens"), *tb = pare_meta_get(&b->meta, "tokenizer.ggml.tokens");
@@ -267,19 +251,13 @@ static pare_status same_vocab(const pare_model *a, const pare_model *b, pare_err
 static int run_eval(const char *model, const char *text_path, const char *base_path, pare_ppl_opts *po,
                     int n_threads, bool json) {
     pare_err err = {0};
-    loaded l = {0}, b = {0};
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
+    pare_model_text l = {0}, b = {0}; /* the model on the text; the base for the KL divergence */
     pare_ppl_result r;
     memset(&r, 0, sizeof r);
-    pare_status st = load_llm(model, n_threads, &l, &err);
-    if (!st) st = pare_tokenizer_new(&l.m->meta, &tk, &err);
-    if (!st) st = pare_read_file(text_path, CMD_TEXT_MAX_BYTES, &text, &len, &err);
-    if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, &err);
-    if (!st && base_path) st = load_llm(base_path, n_threads, &b, &err);
+    pare_status st = pare_model_text_open(model, text_path, n_threads, &l, &err);
+    const int32_t *ids = l.ids;
+    const size_t n_ids = l.n_ids;
+    if (!st && base_path) st = pare_model_text_open(base_path, NULL, n_threads, &b, &err);
     if (!st && base_path) st = same_vocab(l.m, b.m, &err);
     if (!st && (size_t)2 * (size_t)po->n_ctx > n_ids)
         st = pare_err_set(&err, PARE_EINPUT, "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)",
@@ -301,11 +279,8 @@ static int run_eval(const char *model, const char *text_path, const char *base_p
     }
     if (!st) print_result(&r, json, model, base_path);
     pare_ppl_result_free(&r);
-    free(ids);
-    free(text);
-    pare_tokenizer_free(tk);
-    unload(&b);
-    unload(&l);
+    pare_model_text_close(&b);
+    pare_model_text_close(&l);
     return st ? cmd_fail(&err) : 0;
 }
 

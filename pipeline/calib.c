@@ -11,7 +11,6 @@
 #include "formats/formats.h"
 #include "quant/plan.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -116,19 +115,13 @@ const double *pare_act_stats_find(const pare_act_stats *s, const char *gguf_name
 static pare_status collect(const char *model, const char *text_path, int ctx, int64_t max_tokens, int n_threads,
                            pare_act_stats *out, collector *c_out, pare_err *err) {
     memset(out, 0, sizeof *out);
-    pare_model *m = NULL;
-    pare_llm *llm = NULL;
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0, n_ids = 0;
-    int32_t *ids = NULL;
+    pare_model_text mt;
     float *logits = NULL;
     collector c = {.s = out};
-    pare_status st = pare_model_load_gguf(model, &m, err);
-    if (!st) st = pare_llm_new(m, n_threads, &llm, err);
-    if (!st) st = pare_tokenizer_new(&m->meta, &tk, err);
-    if (!st) st = pare_read_file(text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
-    if (!st) st = pare_tokenize(tk, text, len, true, &ids, &n_ids, err);
+    pare_status st = pare_model_text_open(model, text_path, n_threads, &mt, err);
+    pare_llm *llm = mt.llm;
+    int32_t *ids = mt.ids;
+    size_t n_ids = mt.n_ids;
     if (!st && max_tokens > 0 && (size_t)max_tokens < n_ids) n_ids = (size_t)max_tokens;
     if (!st && n_ids < (size_t)ctx)
         st = pare_err_set(err, PARE_EINPUT, "%s: %zu tokens, fewer than one chunk of %d", text_path, n_ids, ctx);
@@ -149,11 +142,7 @@ static pare_status collect(const char *model, const char *text_path, int ctx, in
         }
     }
     free(logits);
-    free(ids);
-    free(text);
-    pare_tokenizer_free(tk);
-    pare_llm_free(llm);
-    pare_model_free(m);
+    pare_model_text_close(&mt);
     if (st) {
         pare_act_stats_free(out);
         collector_free(&c);

@@ -1,6 +1,7 @@
-/* pipeline/convert_job.c - pare convert: any model format to GGUF, safetensors or an HF folder,
- * with the type choices llama.cpp's convert_hf_to_gguf.py makes. */
-#include "pipeline/pipeline.h"
+/* pipeline/convert_job.c - what a job writes when it does not quantize: any model format to
+ * GGUF, safetensors or an HF folder, with the type choices and metadata llama.cpp's
+ * convert_hf_to_gguf.py makes. */
+#include "pipeline/passes.h"
 
 #include "core/arch.h"
 #include "formats/formats.h"
@@ -180,11 +181,11 @@ static pare_status st_meta_of(const pare_model *m, pare_meta *out, pare_err *err
     return PARE_OK;
 }
 
-/* Loads `in` for an output of this kind. A GGUF of a family without HF names (a vision
- * projector, an embedding model, an architecture pare does not know) is still a container
- * of tensors: to safetensors it keeps its GGUF names, its metadata goes to __metadata__. */
-static pare_status load_for(const char *in, pare_out_kind kind, const pare_convert_opts *o, pare_model **out, pare_meta *st_meta,
-                            pare_err *err) {
+/* A GGUF of a family without HF names (a vision projector, an embedding model, an
+ * architecture pare does not know) is still a container of tensors: to safetensors it keeps
+ * its GGUF names, its metadata goes to __metadata__. */
+pare_status pare_model_load_out(const char *in, pare_out_kind kind, const pare_convert_opts *o, pare_model **out,
+                                pare_meta *st_meta, pare_err *err) {
     if (kind != PARE_OUT_SAFETENSORS) return pare_model_load_for(in, kind, o, out, err);
     const pare_load_opts lo = pare_load_opts_of(o);
     TRY(pare_model_load_with(in, &lo, out, err));
@@ -196,32 +197,5 @@ static pare_status load_for(const char *in, pare_out_kind kind, const pare_conve
         pare_model_free(m);
         *out = NULL;
     }
-    return st;
-}
-
-pare_status pare_convert(const char *in, const char *out, const pare_convert_opts *o, pare_err *err) {
-    pare_out_kind kind = pare_out_kind_for(out);
-    FAIL_IF(o->type != PARE_TYPE_INVALID && o->type != PARE_TYPE_F32 && o->type != PARE_TYPE_F16 &&
-                o->type != PARE_TYPE_BF16 && o->type != PARE_TYPE_Q8_0,
-            PARE_EUSAGE, "convert writes f32, f16, bf16 or q8_0 (use 'pare quantize' for %s)",
-            pare_type_name(o->type));
-    FAIL_IF(kind != PARE_OUT_GGUF && o->type == PARE_TYPE_Q8_0, PARE_EUSAGE,
-            "%s: safetensors cannot hold q8_0; write a .gguf", out);
-    pare_model *m = NULL;
-    pare_meta st_meta = {0};
-    pare_status st = load_for(in, kind, o, &m, &st_meta, err);
-    pare_type *types = NULL;
-    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
-        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < m->n_tensors; i++) types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
-    pare_meta meta = {0};
-    if (!st && kind == PARE_OUT_GGUF) st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
-    const char *inputs[1] = {in};
-    pare_write_extra x = {.meta_override = kind == PARE_OUT_GGUF ? &meta : NULL, .st_meta = st_meta.n ? &st_meta : NULL};
-    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, 1, err);
-    pare_meta_free(&meta);
-    pare_meta_free(&st_meta);
-    free(types);
-    pare_model_free(m);
     return st;
 }

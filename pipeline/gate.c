@@ -9,16 +9,11 @@
 
 #include "formats/formats.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 struct pare_evalx {
-    pare_model *rm;
-    pare_llm *rl;
-    int32_t *ids;
-    size_t n_ids;
+    pare_model_text ref; /* the reference, its evaluator and the text's tokens */
     pare_ppl_opts po;
     int n_pass;
     pare_progress_fn progress;
@@ -30,26 +25,17 @@ pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx
     *out = NULL;
     pare_evalx *e = calloc(1, sizeof *e);
     FAIL_IF(!e, PARE_ENOMEM, "out of memory");
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0;
     ctx = ctx > 0 ? ctx : PARE_PPL_DEFAULT_CTX;
     e->progress = o->progress;
     e->progress_user = o->progress_user;
-    pare_status st = pare_model_load_gguf(ref_path, &e->rm, err);
-    if (!st) st = pare_llm_new(e->rm, o->n_threads, &e->rl, err);
-    if (!st) st = pare_tokenizer_new(&e->rm->meta, &tk, err);
-    if (!st) st = pare_read_file(text_path, PARE_TEXT_MAX_BYTES, &text, &len, err);
-    if (!st) st = pare_tokenize(tk, text, len, true, &e->ids, &e->n_ids, err);
-    if (!st && e->n_ids < (size_t)2 * (size_t)ctx)
+    pare_status st = pare_model_text_open(ref_path, text_path, o->n_threads, &e->ref, err);
+    if (!st && e->ref.n_ids < (size_t)2 * (size_t)ctx)
         st = pare_err_set(err, PARE_EINPUT,
                           "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)", text_path,
-                          e->n_ids, ctx);
+                          e->ref.n_ids, ctx);
     e->po = (pare_ppl_opts){.n_ctx = ctx, .n_chunks = n_chunks > 0 ? n_chunks : -1, .n_threads = o->n_threads};
-    e->n_pass = st ? 0 : pare_ppl_n_chunks(e->n_ids, &e->po);
-    if (!st) st = pare_llm_prepare(e->rl, ctx, e->n_pass, err);
-    free(text);
-    pare_tokenizer_free(tk);
+    e->n_pass = st ? 0 : pare_ppl_n_chunks(e->ref.n_ids, &e->po);
+    if (!st) st = pare_llm_prepare(e->ref.llm, ctx, e->n_pass, err);
     if (st) {
         pare_evalx_free(e);
         return st;
@@ -60,9 +46,7 @@ pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx
 
 void pare_evalx_free(pare_evalx *e) {
     if (!e) return;
-    pare_llm_free(e->rl);
-    pare_model_free(e->rm);
-    free(e->ids);
+    pare_model_text_close(&e->ref);
     free(e);
 }
 
@@ -70,7 +54,7 @@ int pare_evalx_chunks(const pare_evalx *e) { return e->n_pass; }
 int pare_evalx_ctx(const pare_evalx *e) { return e->po.n_ctx; }
 
 pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err) {
-    return pare_perplexity(e->rl, NULL, e->ids, e->n_ids, &e->po, e->progress, e->progress_user, res, err);
+    return pare_perplexity(e->ref.llm, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
 }
 
 pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err) {
@@ -78,7 +62,7 @@ pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare
     pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
     if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
     if (!st)
-        st = pare_perplexity(cl, kld ? e->rl : NULL, e->ids, e->n_ids, &e->po, e->progress, e->progress_user, res,
+        st = pare_perplexity(cl, kld ? e->ref.llm : NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res,
                              err);
     pare_llm_free(cl);
     return st;

@@ -1,69 +1,60 @@
-/* pipeline/merge_lora_job.c - pare merge-lora: base + adapters -> merged model, one tensor at a time. */
-#include "pipeline/pipeline.h"
+/* pipeline/merge_lora_job.c - the merge-lora pass: base + adapters, one tensor at a time. */
+#include "pipeline/passes.h"
 
-#include "formats/formats.h"
-#include "formats/hf.h"
 #include "lora/lora.h"
 
 #include <stdlib.h>
-#include <string.h>
 
-pare_status pare_merge_lora(const char *base, const pare_adapter_spec *spec, size_t n_ad, const char *out,
-                            const pare_convert_opts *o, FILE *report, pare_err *err) {
-    FAIL_IF(n_ad == 0, PARE_EUSAGE, "no adapter given");
-    pare_out_kind kind = pare_out_kind_for(out);
-    pare_model *m = NULL;
-    pare_status st;
-    /* Merge in the layout that is written: GGUF names and permuted q/k for GGUF output, HF
-     * names and layout otherwise; the adapters are brought to the same layout. */
-    st = pare_model_load_for(base, kind, o, &m, err);
-    if (st) return st;
-    pare_lora_adapter **ad = calloc(n_ad, sizeof *ad);
-    if (!ad) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < n_ad; i++) {
-        st = pare_lora_load(spec[i].path, m->arch, &m->meta, spec[i].scale, &ad[i], err);
-        if (!st && kind != PARE_OUT_GGUF) st = pare_lora_to_hf_view(ad[i], m->arch, &m->meta, err);
-    }
-    if (!st) st = pare_lora_check((const pare_lora_adapter *const *)ad, n_ad, m, err);
-    pare_lora_merger *mg = NULL;
-    if (!st) st = pare_lora_merger_new(ad, n_ad, &mg, err);
-    pare_type *types = NULL;
-    if (!st && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
-        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < m->n_tensors; i++) {
-        const pare_tensor *t = &m->tensors[i];
-        /* A GGUF base keeps every tensor's type (quantized ones are requantized to it). */
-        types[i] = (m->format == PARE_FORMAT_GGUF && kind == PARE_OUT_GGUF && o->type == PARE_TYPE_INVALID)
-                       ? t->type
-                       : pare_pick_type(m, t, kind, o->type);
-    }
-    pare_meta meta = {0};
-    if (!st && kind == PARE_OUT_GGUF)
-        st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
-    pare_pass pass = {.name = "merge-lora", .wants = pare_lora_merger_wants, .apply = pare_lora_merger_apply, .ctx = mg,
-                      .apply_rows = pare_lora_merger_apply_rows};
-    pare_write_extra x = {.passes = &pass, .n_passes = 1, .meta_override = kind == PARE_OUT_GGUF ? &meta : NULL};
-    const char **inputs = calloc(n_ad + 1, sizeof *inputs);
-    if (!st && !inputs) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) {
-        inputs[0] = base;
-        for (size_t i = 0; i < n_ad; i++) inputs[i + 1] = spec[i].path;
-        st = pare_write_model(m, out, types, &x, o, inputs, n_ad + 1, err);
-    }
-    if (!st && report) {
-        for (size_t i = 0; i < pare_lora_merger_n_done(mg); i++) {
-            const char *name;
-            double rel;
-            pare_lora_merger_done(mg, i, &name, &rel);
-            fprintf(report, "merged %-40s relative change %.3e\n", name, rel);
-        }
-    }
-    free(inputs);
-    pare_meta_free(&meta);
-    free(types);
-    pare_lora_merger_free(mg);
-    for (size_t i = 0; ad && i < n_ad; i++) pare_lora_free(ad[i]);
-    free(ad);
-    pare_model_free(m);
-    return st;
+typedef struct {
+    pare_lora_adapter **ad;
+    size_t n_ad;
+    pare_lora_merger *mg;
+} merge_state;
+
+static bool merge_asked(const pare_job *j) { return j->n_adapters > 0; }
+
+static void merge_close(void *state) {
+    merge_state *s = state;
+    if (!s) return;
+    pare_lora_merger_free(s->mg);
+    for (size_t i = 0; s->ad && i < s->n_ad; i++) pare_lora_free(s->ad[i]);
+    free(s->ad);
+    free(s);
 }
+
+/* The adapters are brought to the layout that is written: GGUF names and permuted q/k for
+ * GGUF output, HF names and layout otherwise (the model is read in the same layout). */
+static pare_status merge_open(const pare_job *j, const pare_model *m, pare_out_kind kind, void **state,
+                              pare_pass *pass, pare_err *err) {
+    merge_state *s = calloc(1, sizeof *s);
+    FAIL_IF(!s, PARE_ENOMEM, "out of memory");
+    s->n_ad = j->n_adapters;
+    pare_status st = (s->ad = calloc(s->n_ad, sizeof *s->ad)) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    for (size_t i = 0; !st && i < s->n_ad; i++) {
+        st = pare_lora_load(j->adapters[i].path, m->arch, &m->meta, j->adapters[i].scale, &s->ad[i], err);
+        if (!st && kind != PARE_OUT_GGUF) st = pare_lora_to_hf_view(s->ad[i], m->arch, &m->meta, err);
+    }
+    if (!st) st = pare_lora_check((const pare_lora_adapter *const *)s->ad, s->n_ad, m, err);
+    if (!st) st = pare_lora_merger_new(s->ad, s->n_ad, &s->mg, err);
+    if (st) {
+        merge_close(s);
+        return st;
+    }
+    *pass = (pare_pass){.name = "merge-lora", .wants = pare_lora_merger_wants, .apply = pare_lora_merger_apply,
+                        .ctx = s->mg, .apply_rows = pare_lora_merger_apply_rows};
+    *state = s;
+    return PARE_OK;
+}
+
+/* One line per merged tensor with its relative change. */
+static void merge_done(const pare_job *j, void *state) {
+    const merge_state *s = state;
+    for (size_t i = 0; j->report && i < pare_lora_merger_n_done(s->mg); i++) {
+        const char *name;
+        double rel;
+        pare_lora_merger_done(s->mg, i, &name, &rel);
+        fprintf(j->report, "merged %-40s relative change %.3e\n", name, rel);
+    }
+}
+
+const pare_pass_kind pare_pass_merge_lora = {"merge-lora", merge_asked, merge_open, merge_done, merge_close};

@@ -155,11 +155,6 @@ typedef struct {
 pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
                              pare_prune_stat **stats, size_t *n_stats, pare_err *err);
 
-/* pare prune --structured (pare_prune_model calls it when job->structured asks for
- * anything): removes layers, FFN channels, attention heads and experts; the plan and scores
- * go to job->structured.report. */
-pare_status pare_struct_prune_model(const char *in, const char *out, const pare_prune_job *job,
-                                    const pare_convert_opts *o, pare_err *err);
 
 /* llama-quantize's plan for m, which it reorders to llama-quantize's tensor order: the types,
  * the imatrix (loaded and checked against every tensor), the GGUF metadata to write, and how
@@ -176,10 +171,45 @@ pare_status pare_quant_setup_for(pare_model *m, const pare_quantize_job *job, pa
 void pare_quant_setup_free(pare_quant_setup *s);
 const float *pare_quant_setup_imatrix(void *ctx, const pare_tensor *t);
 
+/* A job (pipeline/job.c): one input, passes over its tensors in order (merge LoRA, prune),
+ * the output types (convert's choice of o->type, or llama-quantize's plan), one output,
+ * streamed one tensor at a time. convert, merge-lora, prune, quantize and the stages of
+ * shrink are configurations of it. Structured pruning replaces the model read by its pruned
+ * view (pipeline/prune_struct_job.c) before the passes. */
+typedef struct {
+    const char *in, *out;
+    const pare_convert_opts *o;
+    const pare_adapter_spec *adapters; /* merge-lora pass (none: no merge) */
+    size_t n_adapters;
+    const pare_prune_job *prune;       /* prune pass, or structured pruning (NULL: none); its
+                                          .quantize is not read: see quantize */
+    const pare_quantize_job *quantize; /* the output's types from llama-quantize's plan (the
+                                          output is a .gguf); NULL: convert's choice */
+    FILE *report;                      /* merged tensors, the quantization plan (NULL: none) */
+    pare_prune_stat **prune_stats;     /* when non-NULL: one malloc'ed entry per pruned tensor */
+    size_t *n_prune_stats;
+} pare_job;
+pare_status pare_job_run(const pare_job *j, pare_err *err);
+
 /* pare quantize: llama-quantize's per-tensor plan, then quantize and write a GGUF. Writes
  * the per-tensor plan / results and a summary to `report`. */
 pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
                                 const pare_convert_opts *o, FILE *report, pare_err *err);
+
+/* A model evaluated on a text (pipeline/evaltext.c): the model (a GGUF, or anything pare
+ * reads, with GGUF names), its evaluator and the text's tokens by the model's tokenizer (BOS
+ * first). text_path NULL: no tokens. Close releases all (also after a failed open). */
+typedef struct {
+    pare_model *m;
+    pare_llm *llm;
+    int32_t *ids;
+    size_t n_ids;
+} pare_model_text;
+pare_status pare_model_text_open(const char *model, const char *text_path, int n_threads, pare_model_text *mt,
+                                 pare_err *err);
+void pare_model_text_close(pare_model_text *mt);
+/* The tokens of a text file (up to PARE_TEXT_MAX_BYTES) by model m's tokenizer, BOS first. */
+pare_status pare_text_tokens(const pare_model *m, const char *text_path, int32_t **ids, size_t *n_ids, pare_err *err);
 
 /* Input activation statistics of every linear layer over calibration text: for weight
  * `names[i]` (GGUF name), sumsq[i][j] = sum over tokens of x_j^2, from n_tokens tokens in

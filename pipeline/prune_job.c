@@ -1,7 +1,6 @@
-/* pipeline/prune_job.c - pare prune: select tensors, score, zero, write. */
-#include "pipeline/pipeline.h"
+/* pipeline/prune_job.c - the prune pass: select tensors, score, zero (a job writes them). */
+#include "pipeline/passes.h"
 
-#include "formats/formats.h"
 #include "formats/hf.h"
 #include "prune/prune.h"
 #include "quant/quant.h"
@@ -196,74 +195,57 @@ static pare_status wanda_norms(const char *in, const pare_prune_job *job, const 
     return st;
 }
 
-pare_status pare_prune_model(const char *in, const char *out, const pare_prune_job *job, const pare_convert_opts *o,
-                             pare_prune_stat **stats, size_t *n_stats, pare_err *err) {
-    if (stats) *stats = NULL;
-    if (n_stats) *n_stats = 0;
-    if (pare_struct_requested(&job->structured)) return pare_struct_prune_model(in, out, job, o, err);
-    pare_out_kind kind = pare_out_kind_for(out);
-    FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
-    pare_model *m = NULL;
-    pare_status st;
-    st = pare_model_load_for(in, kind, o, &m, err);
-    if (st) return st;
-    /* quantizing in the same pass: llama-quantize's plan (which orders m's tensors its way,
-     * before any per-tensor state below is indexed) */
-    pare_quant_setup qs = {0};
-    if (job->quantize && (st = pare_quant_setup_for(m, job->quantize, &qs, err))) {
-        pare_model_free(m);
+static bool prune_asked(const pare_job *j) { return j->prune && !pare_struct_requested(&j->prune->structured); }
+
+static void prune_close(void *state) {
+    prune_ctx *c = state;
+    if (!c) return;
+    for (size_t i = 0; c->col_norm && i < c->m->n_tensors; i++) free(c->col_norm[i]);
+    free(c->col_norm);
+    free(c->stats);
+    free(c->seen);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* The selection, Wanda's column norms and the global threshold, from the model as read. */
+static pare_status prune_open(const pare_job *j, const pare_model *m, pare_out_kind kind, void **state,
+                              pare_pass *pass, pare_err *err) {
+    (void)kind;
+    const pare_prune_job *job = j->prune;
+    prune_ctx *c = calloc(1, sizeof *c);
+    FAIL_IF(!c, PARE_ENOMEM, "out of memory");
+    *c = (prune_ctx){.job = job, .m = m};
+    pthread_mutex_init(&c->mu, NULL);
+    c->stats = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c->stats);
+    c->seen = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c->seen);
+    pare_status st = c->stats && c->seen ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    size_t n_sel = 0;
+    for (size_t i = 0; !st && i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
+    if (!st && !n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", j->in);
+    if (!st && job->method == PARE_PRUNE_WANDA) st = wanda_norms(j->in, job, m, j->o->n_threads, &c->col_norm, err);
+    if (!st && job->scope == PARE_PRUNE_GLOBAL && !job->m) st = global_threshold(c, j->o->n_threads, err);
+    if (st) {
+        prune_close(c);
         return st;
     }
-    prune_ctx c = {.job = job, .m = m};
-    pthread_mutex_init(&c.mu, NULL);
-    c.stats = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c.stats);
-    c.seen = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *c.seen);
-    if (!c.stats || !c.seen) {
-        free(c.stats);
-        free(c.seen);
-        pthread_mutex_destroy(&c.mu);
-        pare_quant_setup_free(&qs);
-        pare_model_free(m);
-        return pare_err_set(err, PARE_ENOMEM, "out of memory");
-    }
-    size_t n_sel = 0;
-    for (size_t i = 0; i < m->n_tensors; i++) n_sel += selected(job, &m->tensors[i]);
-    if (!n_sel) st = pare_err_set(err, PARE_EUSAGE, "%s: no tensor is selected for pruning", in);
-    if (!st && job->method == PARE_PRUNE_WANDA) st = wanda_norms(in, job, m, o->n_threads, &c.col_norm, err);
-    if (!st && job->scope == PARE_PRUNE_GLOBAL && !job->m) st = global_threshold(&c, o->n_threads, err);
-    pare_type *types = qs.types;
-    if (!st && !types && !(types = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types)))
-        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && !qs.types && i < m->n_tensors; i++)
-        types[i] = pare_pick_type(m, &m->tensors[i], kind, o->type);
-    pare_meta meta = {0};
-    if (!st && kind == PARE_OUT_GGUF && !job->quantize)
-        st = pare_gguf_meta_for(m, types, m->format == PARE_FORMAT_GGUF && o->type == PARE_TYPE_INVALID, &meta, err);
     const bool row_local = job->m || job->scope == PARE_PRUNE_ROW;
-    pare_pass pass = {.name = "prune", .wants = prune_wants, .apply = prune_apply, .ctx = &c,
-                      .apply_rows = row_local ? prune_apply_rows : NULL};
-    pare_write_extra x = {.passes = &pass, .n_passes = 1,
-                          .meta_override = job->quantize ? &qs.meta : kind == PARE_OUT_GGUF ? &meta : NULL,
-                          .imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs};
-    const char *inputs[2] = {in, job->quantize ? job->quantize->imatrix_path : NULL};
-    if (!st) st = pare_write_model(m, out, types, &x, o, inputs, inputs[1] ? 2 : 1, err);
-    pare_meta_free(&meta);
-    if (types != qs.types) free(types);
-    pare_quant_setup_free(&qs);
-    for (size_t i = 0; c.col_norm && i < m->n_tensors; i++) free(c.col_norm[i]);
-    free(c.col_norm);
-    const size_t m_tensors = m->n_tensors;
-    pare_model_free(m);
-    if (!st && stats) { /* the pruned tensors in file order */
-        size_t n = 0;
-        for (size_t i = 0; i < m_tensors; i++)
-            if (c.seen[i]) c.stats[n++] = c.stats[i];
-        *stats = c.stats;
-        *n_stats = n;
-    } else {
-        free(c.stats);
-    }
-    free(c.seen);
-    pthread_mutex_destroy(&c.mu);
-    return st;
+    *pass = (pare_pass){.name = "prune", .wants = prune_wants, .apply = prune_apply, .ctx = c,
+                        .apply_rows = row_local ? prune_apply_rows : NULL};
+    *state = c;
+    return PARE_OK;
 }
+
+/* The pruned tensors' statistics, in file order, to the job's caller. */
+static void prune_done(const pare_job *j, void *state) {
+    prune_ctx *c = state;
+    if (!j->prune_stats) return;
+    size_t n = 0;
+    for (size_t i = 0; i < c->m->n_tensors; i++)
+        if (c->seen[i]) c->stats[n++] = c->stats[i];
+    *j->prune_stats = c->stats;
+    *j->n_prune_stats = n;
+    c->stats = NULL;
+}
+
+const pare_pass_kind pare_pass_prune = {"prune", prune_asked, prune_open, prune_done, prune_close};

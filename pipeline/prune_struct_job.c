@@ -21,13 +21,12 @@
  *   expert e    a callback (pare_struct_opts has none yet from the evaluator: the weight
  *               proxy of prune/structured.h).
  */
-#include "pipeline/pipeline.h"
+#include "pipeline/passes.h"
 
 #include "formats/formats.h"
 #include "prune/structured.h"
 #include "quant/quant.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -140,16 +139,9 @@ static pare_status read_f32(const pare_model *m, const char *name, int64_t n, fl
 /* Tokens of the calibration text, at most max_tokens (0: all). */
 static pare_status calib_tokens(const pare_model *m, const char *path, int64_t max_tokens, int32_t **ids,
                                 size_t *n_ids, pare_err *err) {
-    pare_tokenizer *tk = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    pare_status st = pare_tokenizer_new(&m->meta, &tk, err);
-    if (!st) st = pare_read_file(path, PARE_TEXT_MAX_BYTES, &text, &len, err);
-    if (!st) st = pare_tokenize(tk, text, len, true, ids, n_ids, err);
-    if (!st && max_tokens > 0 && (size_t)max_tokens < *n_ids) *n_ids = (size_t)max_tokens;
-    free(text);
-    pare_tokenizer_free(tk);
-    return st;
+    TRY(pare_text_tokens(m, path, ids, n_ids, err));
+    if (max_tokens > 0 && (size_t)max_tokens < *n_ids) *n_ids = (size_t)max_tokens;
+    return PARE_OK;
 }
 
 static pare_status calib_pass(const pare_model *m, const pare_struct_shape *s, const int32_t *ids, size_t n_ids,
@@ -538,9 +530,9 @@ static pare_status make_plan(const char *in, const pare_model *m, const pare_pru
     return st;
 }
 
-/* The type a column cut of a block-type tensor is stored in: the input's type where the new
- * rows fit its blocks, else llama-quantize's fallback for that type (llama-quant.cpp), else F16. */
-static pare_type cut_type(pare_type src, int64_t ne0) {
+/* The input's type where the new rows fit its blocks, else llama-quantize's fallback for
+ * that type (llama-quant.cpp), else F16. */
+pare_type pare_struct_cut_type(pare_type src, int64_t ne0) {
     if (pare_type_row_size(src, ne0)) return src;
     pare_type nt = PARE_TYPE_F16;
     switch (src) {
@@ -556,22 +548,14 @@ static pare_type cut_type(pare_type src, int64_t ne0) {
     return pare_type_row_size(nt, ne0) ? nt : PARE_TYPE_F16;
 }
 
-pare_status pare_struct_prune_model(const char *in, const char *out, const pare_prune_job *job,
-                                    const pare_convert_opts *o, pare_err *err) {
+pare_status pare_struct_view_open(const char *in, const pare_model *m, const pare_prune_job *job, pare_out_kind kind,
+                                  const char *out, int n_threads, pare_model **view, pare_err *err) {
     const pare_struct_opts *so = &job->structured;
-    FAIL_IF(job->sparsity > 0 || job->m, PARE_EUSAGE, "structured pruning does not combine with --sparsity / --pattern");
-    pare_out_kind kind = pare_out_kind_for(out);
-    FAIL_IF(job->quantize && kind != PARE_OUT_GGUF, PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
-    pare_model *m = NULL, *v = NULL;
-    TRY(pare_model_load_for(in, PARE_OUT_GGUF, o, &m, err));
+    *view = NULL;
     pare_struct_shape s;
     pare_struct_plan p = {0};
-    pare_status st = pare_struct_shape_of(m, &s, err);
-    if (st) {
-        pare_model_free(m);
-        return st;
-    }
-    st = make_plan(in, m, job, &s, o->n_threads, &p, err);
+    TRY(pare_struct_shape_of(m, &s, err));
+    pare_status st = make_plan(in, m, job, &s, n_threads, &p, err);
     if (!st && kind != PARE_OUT_GGUF) {
         /* Hugging Face configs have one width for all layers */
         int *ff = malloc((size_t)s.n_layer * sizeof *ff), *hk = malloc((size_t)s.n_layer * sizeof *hk);
@@ -587,62 +571,16 @@ pare_status pare_struct_prune_model(const char *in, const char *out, const pare_
         free(ff);
         free(hk);
     }
+    pare_model *v = NULL;
     if (!st) st = pare_struct_build(m, &p, &v, err);
     if (!st && so->report) {
         fprintf(so->report, "parameters: %llu -> %llu (%.2f%%)\n", (unsigned long long)pare_model_nparams(m),
                 (unsigned long long)pare_model_nparams(v),
                 100.0 * (double)pare_model_nparams(v) / (double)pare_model_nparams(m));
     }
-    if (!st && !so->dry_run) {
-        if (kind == PARE_OUT_GGUF) {
-            pare_quant_setup qs = {0};
-            pare_type *types = NULL;
-            pare_meta meta = {0};
-            if (job->quantize) st = pare_quant_setup_for(v, job->quantize, &qs, err);
-            types = qs.types;
-            if (!st && !types && !(types = calloc(v->n_tensors ? v->n_tensors : 1, sizeof *types)))
-                st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-            for (size_t i = 0; !st && !qs.types && i < v->n_tensors; i++) {
-                const pare_tensor *t = &v->tensors[i];
-                types[i] = pare_pick_type(v, t, kind, o->type);
-                const pare_type src = pare_struct_view_source_type(t);
-                if (o->type == PARE_TYPE_INVALID && src != PARE_TYPE_INVALID) types[i] = cut_type(src, t->ne[0]);
-            }
-            if (!st && !job->quantize) st = pare_gguf_meta_for(v, types, o->type == PARE_TYPE_INVALID, &meta, err);
-            pare_write_extra x = {.meta_override = job->quantize ? &qs.meta : &meta,
-                                  .imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs};
-            const char *inputs[2] = {in, job->quantize ? job->quantize->imatrix_path : NULL};
-            if (!st) st = pare_write_model(v, out, types, &x, o, inputs, inputs[1] ? 2 : 1, err);
-            pare_meta_free(&meta);
-            if (types != qs.types) free(types);
-            pare_quant_setup_free(&qs);
-        } else {
-            /* through a GGUF in a working folder, then the converter (HF names, config.json) */
-            pare_tmpdir *td = NULL;
-            st = pare_tmpdir_new(out, "struct", &td, err);
-            char *tmp = st ? NULL : pare_path_join(pare_tmpdir_path(td), "pruned.gguf");
-            if (!st && !tmp) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-            pare_convert_opts co = *o;
-            co.force = true;
-            co.type = PARE_TYPE_INVALID;
-            pare_type *types = st ? NULL : calloc(v->n_tensors ? v->n_tensors : 1, sizeof *types);
-            if (!st && !types) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-            for (size_t i = 0; !st && i < v->n_tensors; i++) types[i] = v->tensors[i].type;
-            pare_meta meta = {0};
-            if (!st) st = pare_gguf_meta_for(v, types, true, &meta, err);
-            pare_write_extra x = {.meta_override = &meta};
-            const char *inputs[1] = {in};
-            if (!st) st = pare_write_model(v, tmp, types, &x, &co, inputs, 1, err);
-            if (!st) st = pare_convert(tmp, out, o, err);
-            pare_meta_free(&meta);
-            free(types);
-            free(tmp);
-            pare_tmpdir_free(td);
-        }
-    }
-    pare_model_free(v);
     pare_struct_plan_free(&p);
     pare_struct_shape_free(&s);
-    pare_model_free(m);
+    if (!st && so->dry_run) pare_model_free(v);
+    else if (!st) *view = v;
     return st;
 }

@@ -1,5 +1,5 @@
-/* pipeline/quantize_job.c - pare quantize: llama-quantize's plan, then one tensor at a time. */
-#include "pipeline/pipeline.h"
+/* pipeline/quantize_job.c - a job's quantization: llama-quantize's plan, the imatrix, the metadata. */
+#include "pipeline/passes.h"
 
 #include "formats/formats.h"
 #include "quant/plan.h"
@@ -34,7 +34,7 @@ static pare_status reorder(pare_model *m, pare_err *err) {
     return PARE_OK;
 }
 
-static void print_plan(FILE *r, const pare_model *m, const pare_type *types, const double *rel) {
+void pare_quant_print_plan(FILE *r, const pare_model *m, const pare_type *types, const double *rel) {
     uint64_t before = 0, after = 0, n_params = 0;
     for (size_t i = 0; i < m->n_tensors; i++) {
         const pare_tensor *t = &m->tensors[i];
@@ -85,34 +85,4 @@ void pare_quant_setup_free(pare_quant_setup *s) {
     pare_imatrix_free(s->im);
     pare_meta_free(&s->meta);
     memset(s, 0, sizeof *s);
-}
-
-pare_status pare_quantize_model(const char *in, const char *out, const pare_quantize_job *job,
-                                const pare_convert_opts *o, FILE *report, pare_err *err) {
-    FAIL_IF(!pare_str_ends_with(out, ".gguf"), PARE_EUSAGE, "%s: quantized models are written as .gguf", out);
-    pare_model *m = NULL;
-    pare_quant_setup qs = {0};
-    double *rel = NULL;
-    const pare_load_opts lo = pare_load_opts_of(o);
-    pare_status st = pare_model_load_gguf_with(in, &lo, &m, err);
-    if (!st) st = pare_quant_setup_for(m, job, &qs, err);
-    if (!st && qs.requant && report)
-        fprintf(report, "warning: %zu tensors are already quantized and are requantized (quality drops twice)\n",
-                qs.requant);
-    if (!st && job->dry_run) {
-        print_plan(report, m, qs.types, NULL);
-        goto done;
-    }
-    if (!st && job->stats && !(rel = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *rel)))
-        st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    pare_write_extra x = {.imatrix = qs.im ? pare_quant_setup_imatrix : NULL, .imatrix_ctx = &qs,
-                          .meta_override = &qs.meta, .rel_error = rel};
-    const char *inputs[2] = {in, job->imatrix_path};
-    if (!st) st = pare_write_model(m, out, qs.types, &x, o, inputs, job->imatrix_path ? 2 : 1, err);
-    if (!st) print_plan(report, m, qs.types, rel);
-done:
-    free(rel);
-    pare_quant_setup_free(&qs);
-    pare_model_free(m);
-    return st;
 }

@@ -14,7 +14,6 @@
 
 #include "formats/formats.h"
 #include "verify/llm.h"
-#include "verify/tokenizer.h"
 
 #include <libgen.h>
 #include <math.h>
@@ -69,33 +68,30 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
     double t0 = pare_now();
     if (!st && job->n_adapters) {
         if (report) fprintf(report, "shrink: merging %zu adapter(s)\n", job->n_adapters);
-        st = pare_merge_lora(cur, job->adapters, job->n_adapters, merged, &so, report, err);
+        st = pare_job_run(&(pare_job){.in = cur, .out = merged, .o = &so, .adapters = job->adapters,
+                                      .n_adapters = job->n_adapters, .report = report}, err);
         if (!st) ref = cur = merged;
         stage_end(res, "merge", t0);
     }
+    /* pruning and quantizing in one pass: one write of the model instead of two (--type auto
+     * quantizes later, from the pruned file) */
     pare_quantize_job qj = {.ftype = job->ftype, .output_type = PARE_TYPE_INVALID,
                             .token_embd_type = PARE_TYPE_INVALID, .imatrix_path = job->imatrix_path};
-    if (!st && job->prune) {
-        /* with quantization, in the same pass: one write of the model instead of two */
+    const pare_quantize_job *quantize = job->ftype >= 0 && !is_auto ? &qj : NULL;
+    if (!st && (job->prune || quantize)) {
         t0 = pare_now();
-        pare_prune_job pj = *job->prune;
-        pj.quantize = job->ftype >= 0 && !is_auto ? &qj : NULL;
-        st = pare_prune_model(cur, pj.quantize ? cand : pruned, &pj, &so, &res->prune, &res->n_prune, err);
-        if (!st) {
+        const char *dst = quantize ? cand : pruned;
+        st = pare_job_run(&(pare_job){.in = cur, .out = dst, .o = &so, .prune = job->prune, .quantize = quantize,
+                                      .prune_stats = &res->prune, .n_prune_stats = &res->n_prune}, err);
+        if (!st) cur = dst;
+        if (!st && job->prune) {
             int64_t z = 0, n = 0;
             for (size_t i = 0; i < res->n_prune; i++) z += res->prune[i].zeros, n += res->prune[i].n;
             if (report)
                 fprintf(report, "shrink: pruned %zu tensors, %.4f%% of their weights are zero%s\n", res->n_prune,
-                        n ? 100.0 * (double)z / (double)n : 0.0, pj.quantize ? ", and quantized" : "");
-            cur = pj.quantize ? cand : pruned;
+                        n ? 100.0 * (double)z / (double)n : 0.0, quantize ? ", and quantized" : "");
         }
-        stage_end(res, "prune", t0);
-    }
-    if (!st && job->ftype >= 0 && !is_auto && cur != cand) {
-        t0 = pare_now();
-        st = pare_quantize_model(cur, cand, &qj, &so, NULL, err);
-        if (!st) cur = cand;
-        stage_end(res, "quantize", t0);
+        stage_end(res, job->prune ? "prune" : "quantize", t0);
     }
     if (!st && !is_auto && cur != cand) {
         /* no quantization: the last stage is the candidate */

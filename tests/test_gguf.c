@@ -30,35 +30,10 @@ const char *__asan_default_options(void) { return "max_allocation_size_mb=256"; 
 
 /* ------------------------------------------------------------------------ helpers */
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-typedef struct {
-    uint8_t *b;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *p, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 256;
-        b->b = realloc(b->b, b->cap);
-        if (!b->b) abort();
-    }
-    if (n) memcpy(b->b + b->n, p, n);
-    b->n += n;
-}
-static void u32(buf *b, uint32_t v) { put(b, &v, 4); }
-static void u64(buf *b, uint64_t v) { put(b, &v, 8); }
-static void strn(buf *b, const char *s, size_t n) { u64(b, n); put(b, s, n); }
-static void str(buf *b, const char *s) { strn(b, s, strlen(s)); }
-static void pad(buf *b, size_t a) { while (b->n % a) put(b, "", 1); }
+/* GGUF pieces (tests/th.h's buffer) */
+static void strn(th_buf *b, const char *s, size_t n) { th_buf_u64(b, n); th_buf_put(b, s, n); }
+static void str(th_buf *b, const char *s) { strn(b, s, strlen(s)); }
+static void pad(th_buf *b, size_t a) { while (b->n % a) th_buf_put(b, "", 1); }
 
 static bool read_whole(const char *path, pare_map **m) {
     pare_err err = {0};
@@ -83,20 +58,6 @@ static int count_files(const char *dir) {
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
     if (d) closedir(d);
     return n;
-}
-
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = pare_path_join(dir, e->d_name);
-        if (pare_path_is_dir(p)) rm_rf(p);
-        else unlink(p);
-        free(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
 }
 
 /* ---- comparing models: why is filled with the first difference ---- */
@@ -178,28 +139,28 @@ static tiny_opts tiny_default(void) {
 /* KVs: general.architecture="tiny", a.u32=7, a.str="hello", general.alignment=32,
  * a.arr=[1,2,3] (u32), a.bool=true. Tensors: t1 f32 [8] = 0..7 at 0, t2 f32 [8,2] = 8..23
  * at 32. The file ends right after t2 (at a multiple of 32). */
-static void tiny(buf *b, tiny_opts o) {
+static void tiny(th_buf *b, tiny_opts o) {
     b->n = 0;
-    put(b, o.magic, 4);
-    u32(b, o.version);
-    u64(b, o.n_tensors);
-    u64(b, o.n_kv);
-    strn(b, o.key1, o.key1_len ? o.key1_len : strlen(o.key1)); u32(b, PARE_META_STRING); str(b, "tiny");
-    str(b, "a.u32"); u32(b, o.u32_type); u32(b, 7);
-    str(b, o.key_str); u32(b, PARE_META_STRING); u64(b, o.str_len); put(b, "hello", 5);
-    str(b, "general.alignment"); u32(b, o.align_type); u32(b, o.align);
-    str(b, "a.arr"); u32(b, PARE_META_ARRAY);
-    if (o.nested) { u32(b, PARE_META_ARRAY); u64(b, 1); u32(b, PARE_META_U32); u64(b, 1); u32(b, 1); }
-    else { u32(b, o.arr_type); u64(b, o.arr_n); u32(b, 1); u32(b, 2); u32(b, 3); }
-    str(b, "a.bool"); u32(b, PARE_META_BOOL); put(b, &o.bool_val, 1);
-    str(b, "t1"); u32(b, 1); u64(b, 8); u32(b, PARE_TYPE_F32); u64(b, 0);
+    th_buf_put(b, o.magic, 4);
+    th_buf_u32(b, o.version);
+    th_buf_u64(b, o.n_tensors);
+    th_buf_u64(b, o.n_kv);
+    strn(b, o.key1, o.key1_len ? o.key1_len : strlen(o.key1)); th_buf_u32(b, PARE_META_STRING); str(b, "tiny");
+    str(b, "a.u32"); th_buf_u32(b, o.u32_type); th_buf_u32(b, 7);
+    str(b, o.key_str); th_buf_u32(b, PARE_META_STRING); th_buf_u64(b, o.str_len); th_buf_put(b, "hello", 5);
+    str(b, "general.alignment"); th_buf_u32(b, o.align_type); th_buf_u32(b, o.align);
+    str(b, "a.arr"); th_buf_u32(b, PARE_META_ARRAY);
+    if (o.nested) { th_buf_u32(b, PARE_META_ARRAY); th_buf_u64(b, 1); th_buf_u32(b, PARE_META_U32); th_buf_u64(b, 1); th_buf_u32(b, 1); }
+    else { th_buf_u32(b, o.arr_type); th_buf_u64(b, o.arr_n); th_buf_u32(b, 1); th_buf_u32(b, 2); th_buf_u32(b, 3); }
+    str(b, "a.bool"); th_buf_u32(b, PARE_META_BOOL); th_buf_put(b, &o.bool_val, 1);
+    str(b, "t1"); th_buf_u32(b, 1); th_buf_u64(b, 8); th_buf_u32(b, PARE_TYPE_F32); th_buf_u64(b, 0);
     strn(b, o.t2_name, o.t2_name_len ? o.t2_name_len : strlen(o.t2_name));
-    u32(b, o.n_dims);
-    for (uint32_t d = 0; d < o.n_dims && d < 8; d++) u64(b, o.dims[d]);
-    u32(b, o.type2); u64(b, o.off2);
+    th_buf_u32(b, o.n_dims);
+    for (uint32_t d = 0; d < o.n_dims && d < 8; d++) th_buf_u64(b, o.dims[d]);
+    th_buf_u32(b, o.type2); th_buf_u64(b, o.off2);
     pad(b, 32);
-    for (int i = 0; i < 8 + 16; i++) { float f = (float)i; put(b, &f, 4); }
-    for (size_t i = 0; i < o.extra; i++) put(b, "P", 1);
+    for (int i = 0; i < 8 + 16; i++) { float f = (float)i; th_buf_put(b, &f, 4); }
+    for (size_t i = 0; i < o.extra; i++) th_buf_put(b, "P", 1);
     if (o.truncate) b->n = o.truncate;
     if (o.empty) b->n = 0;
 }
@@ -274,10 +235,10 @@ static size_t corrupt_cases(corrupt_case *c) {
 }
 
 static void test_tiny_valid(void) {
-    buf b = {0};
+    th_buf b = {0};
     tiny(&b, tiny_default());
-    const char *path = tmp_path("tiny.gguf");
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    const char *path = th_tmp_path("tiny.gguf");
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
@@ -309,7 +270,7 @@ static void test_tiny_valid(void) {
     tiny_opts o = tiny_default();
     o.version = 2;
     tiny(&b, o);
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     CHECK(m && m->version == 2 && m->n_tensors == 2);
     pare_model_free(m);
@@ -319,11 +280,11 @@ static void test_tiny_valid(void) {
     o.dims[0] = 7;
     tiny(&b, o);
     b.n = 288 + 32 + 28; /* t2 (28 bytes at data offset 32) ends the file */
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     pare_model_free(m);
     unlink(path);
-    free(b.b);
+    free(b.p);
 }
 
 /* ------------------------------------------------------------------------ malformed files */
@@ -331,11 +292,11 @@ static void test_tiny_valid(void) {
 static void test_corrupt(void) {
     corrupt_case cases[MAX_CASES];
     size_t n = corrupt_cases(cases), refused = 0;
-    buf b = {0};
+    th_buf b = {0};
     for (size_t i = 0; i < n; i++) {
         tiny(&b, cases[i].o);
-        const char *path = tmp_path(cases[i].name);
-        CHECK(th_write_file(path, b.b, b.n) == 0);
+        const char *path = th_tmp_path(cases[i].name);
+        CHECK(th_write_file(path, b.p, b.n) == 0);
         pare_model *m = NULL;
         pare_err err = {0};
         pare_status st = pare_gguf_load(path, &m, &err);
@@ -346,19 +307,19 @@ static void test_corrupt(void) {
         pare_model_free(m);
         unlink(path);
     }
-    free(b.b);
+    free(b.p);
     printf("  %zu of %zu malformed GGUF files refused with the expected status and message\n", refused, n);
     CHECK(n >= 40);
 }
 
 /* Every strict prefix of the tiny file is refused. */
 static void test_truncations(void) {
-    buf b = {0};
+    th_buf b = {0};
     tiny(&b, tiny_default());
-    const char *path = tmp_path("prefix.gguf");
+    const char *path = th_tmp_path("prefix.gguf");
     size_t refused = 0;
     for (size_t len = 0; len < b.n; len++) {
-        CHECK(th_write_file(path, b.b, len) == 0);
+        CHECK(th_write_file(path, b.p, len) == 0);
         pare_model *m = NULL;
         pare_err err = {0};
         pare_status st = pare_gguf_load(path, &m, &err);
@@ -369,7 +330,7 @@ static void test_truncations(void) {
     }
     printf("  %zu of %zu truncations refused\n", refused, b.n);
     unlink(path);
-    free(b.b);
+    free(b.p);
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -393,7 +354,7 @@ static bool model_sane(const pare_model *m) {
 /* Random byte changes in a header: every result is a clean load or a clean refusal. */
 static void mutate_file(const uint8_t *orig, size_t n, size_t span, int rounds, uint64_t seed, int counts[3]) {
     uint8_t *b = malloc(n);
-    const char *path = tmp_path("mutant.gguf");
+    const char *path = th_tmp_path("mutant.gguf");
     for (int r = 0; r < rounds; r++) {
         memcpy(b, orig, n);
         int k = 1 + (int)(rng_next(&seed) % 4);
@@ -422,11 +383,11 @@ static void mutate_file(const uint8_t *orig, size_t n, size_t span, int rounds, 
 }
 
 static void test_mutations(void) {
-    buf b = {0};
+    th_buf b = {0};
     tiny(&b, tiny_default());
     int counts[3] = {0};
-    mutate_file(b.b, b.n, b.n, 2500, 0x9e3779b97f4a7c15ull, counts);
-    free(b.b);
+    mutate_file(b.p, b.n, b.n, 2500, 0x9e3779b97f4a7c15ull, counts);
+    free(b.p);
     const char *lora = th_shared("models/fortune-llama-lora/lora-licenses-f32.gguf");
     if (lora) {
         pare_map *m;
@@ -438,16 +399,16 @@ static void test_mutations(void) {
 
 /* Many keys or tensors, each well-formed: loading stays linear. */
 static void test_hostile_counts(void) {
-    buf b = {0};
+    th_buf b = {0};
     const uint32_t n_kv = 200000, n_t = 100000;
-    put(&b, "GGUF", 4); u32(&b, 3); u64(&b, 0); u64(&b, n_kv);
+    th_buf_put(&b, "GGUF", 4); th_buf_u32(&b, 3); th_buf_u64(&b, 0); th_buf_u64(&b, n_kv);
     char k[32];
     for (uint32_t i = 0; i < n_kv; i++) {
         snprintf(k, sizeof k, "k%07u", i);
-        str(&b, k); u32(&b, PARE_META_U8); put(&b, "x", 1);
+        str(&b, k); th_buf_u32(&b, PARE_META_U8); th_buf_put(&b, "x", 1);
     }
-    const char *path = tmp_path("many.gguf");
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    const char *path = th_tmp_path("many.gguf");
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     double t0 = pare_now();
@@ -456,35 +417,35 @@ static void test_hostile_counts(void) {
     CHECK(m && m->meta.n == n_kv);
     pare_model_free(m);
     /* The last key repeats the first. */
-    memcpy(b.b + b.n - 1 - 4 - 8, "k0000000", 8);
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    memcpy(b.p + b.n - 1 - 4 - 8, "k0000000", 8);
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     CHECK(pare_gguf_load(path, &m, &err) == PARE_EINPUT && strstr(err.msg, "duplicate key"));
     /* 100k empty tensors, all at offset 0 (ne[0] = 0: zero bytes each). */
     b.n = 0;
-    put(&b, "GGUF", 4); u32(&b, 3); u64(&b, n_t); u64(&b, 0);
+    th_buf_put(&b, "GGUF", 4); th_buf_u32(&b, 3); th_buf_u64(&b, n_t); th_buf_u64(&b, 0);
     for (uint32_t i = 0; i < n_t; i++) {
         snprintf(k, sizeof k, "t%07u", i);
-        str(&b, k); u32(&b, 2); u64(&b, 0); u64(&b, 7); u32(&b, PARE_TYPE_F32); u64(&b, 0);
+        str(&b, k); th_buf_u32(&b, 2); th_buf_u64(&b, 0); th_buf_u64(&b, 7); th_buf_u32(&b, PARE_TYPE_F32); th_buf_u64(&b, 0);
     }
     size_t last_name = b.n - 48 + 8;
     pad(&b, 32);
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     t0 = pare_now();
     CHECK_OK(pare_gguf_load(path, &m, &err), &err);
     double t_t = pare_now() - t0;
     CHECK(m && m->n_tensors == n_t && m->tensors[n_t - 1].n_bytes == 0);
     /* ... and the writer handles them as fast. */
-    if (m) CHECK_OK(pare_gguf_save(m, tmp_path("many-copy.gguf"), false, &err), &err);
-    CHECK(same_file_bytes(path, tmp_path("many-copy.gguf")));
+    if (m) CHECK_OK(pare_gguf_save(m, th_tmp_path("many-copy.gguf"), false, &err), &err);
+    CHECK(same_file_bytes(path, th_tmp_path("many-copy.gguf")));
     pare_model_free(m);
-    memcpy(b.b + last_name, "t0000000", 8); /* the last tensor named as the first */
-    CHECK(th_write_file(path, b.b, b.n) == 0);
+    memcpy(b.p + last_name, "t0000000", 8); /* the last tensor named as the first */
+    CHECK(th_write_file(path, b.p, b.n) == 0);
     CHECK(pare_gguf_load(path, &m, &err) == PARE_EINPUT && strstr(err.msg, "duplicate tensor name"));
     printf("  %u keys loaded in %.2f s, %u tensors in %.2f s\n", n_kv, t_kv, n_t, t_t);
     CHECK(t_kv < HOSTILE_COUNT_SECONDS && t_t < HOSTILE_COUNT_SECONDS);
     unlink(path);
-    unlink(tmp_path("many-copy.gguf"));
-    free(b.b);
+    unlink(th_tmp_path("many-copy.gguf"));
+    free(b.p);
 }
 
 /* ------------------------------------------------------------------------ writer */
@@ -605,7 +566,7 @@ static void test_writer_roundtrip(void) {
         pare_meta meta = {0};
         pare_err err = {0};
         build_meta(&meta, aligns[a], &err);
-        const char *p1 = tmp_path("synthetic.gguf"), *p2 = tmp_path("synthetic-2.gguf");
+        const char *p1 = th_tmp_path("synthetic.gguf"), *p2 = th_tmp_path("synthetic-2.gguf");
         CHECK_OK(write_synthetic(p1, &meta, &err), &err);
         check_synthetic(p1, aligns[a]);
         /* Load and save again: the same bytes. */
@@ -621,12 +582,12 @@ static void test_writer_roundtrip(void) {
         unlink(p2);
     }
     /* A version 2 file is rewritten as version 3 with the same bytes otherwise. */
-    buf b = {0};
+    th_buf b = {0};
     tiny_opts o = tiny_default();
     o.version = 2;
     tiny(&b, o);
-    const char *v2 = tmp_path("v2.gguf"), *v3 = tmp_path("v3.gguf");
-    CHECK(th_write_file(v2, b.b, b.n) == 0);
+    const char *v2 = th_tmp_path("v2.gguf"), *v3 = th_tmp_path("v3.gguf");
+    CHECK(th_write_file(v2, b.p, b.n) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
     CHECK_OK(pare_gguf_load(v2, &m, &err), &err);
@@ -634,18 +595,18 @@ static void test_writer_roundtrip(void) {
     pare_model_free(m);
     pare_map *mv3;
     if (read_whole(v3, &mv3)) {
-        b.b[4] = 3;
-        CHECK(mv3->size == b.n && !memcmp(mv3->data, b.b, b.n));
+        b.p[4] = 3;
+        CHECK(mv3->size == b.n && !memcmp(mv3->data, b.p, b.n));
         pare_map_free(mv3);
     }
     unlink(v2);
     unlink(v3);
-    free(b.b);
+    free(b.p);
 }
 
 static void test_writer_errors(void) {
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/werr", tmpdir);
+    snprintf(dir, sizeof dir, "%s/werr", th.tmpdir);
     mkdir(dir, 0755);
     char *out = pare_path_join(dir, "out.gguf");
     pare_err err = {0};
@@ -733,7 +694,7 @@ typedef struct {
 
 static void roundtrip_one(const char *path, void *ctx) {
     rt_stats *s = ctx;
-    const char *copy = tmp_path("copy.gguf");
+    const char *copy = th_tmp_path("copy.gguf");
     pare_model *a = NULL, *b = NULL;
     pare_err err = {0};
     CHECK_OK(pare_gguf_load(path, &a, &err), &err);
@@ -829,7 +790,7 @@ static void test_split(void) {
     free(src);
     if (!m) return;
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/split", tmpdir);
+    snprintf(dir, sizeof dir, "%s/split", th.tmpdir);
     mkdir(dir, 0755);
     char *prefix = pare_path_join(dir, "fl");
     /* Expected parts, counted independently: llama-gguf-split's rule with 2 MB parts. */
@@ -915,14 +876,14 @@ static void test_split(void) {
     free(lone);
     free(prefix);
     pare_model_free(m);
-    rm_rf(dir);
+    th_rm_rf(dir);
 }
 
 /* Hand-made parts: wrong split.tensors.count, a tensor in two parts. */
 static void test_split_bad(void) {
     pare_err err = {0};
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/splitbad", tmpdir);
+    snprintf(dir, sizeof dir, "%s/splitbad", th.tmpdir);
     mkdir(dir, 0755);
     int64_t ne[1] = {8};
     pare_tensor t[2];
@@ -958,7 +919,7 @@ static void test_split_bad(void) {
     }
     pare_tensor_clear(&t[0]);
     pare_tensor_clear(&t[1]);
-    rm_rf(dir);
+    th_rm_rf(dir);
 }
 
 /* ------------------------------------------------------------------------ memory */
@@ -977,7 +938,7 @@ static long status_kb(const char *field) {
 /* Saving a 96 MB model from its mapping does not hold it in memory. */
 static void test_save_rss(void) {
     enum { N = 24, ROWS = 1024, COLS = 1024 }; /* 24 tensors of 4 MB */
-    const char *in = tmp_path("big.gguf"), *out = tmp_path("big-copy.gguf");
+    const char *in = th_tmp_path("big.gguf"), *out = th_tmp_path("big-copy.gguf");
     pare_err err = {0};
     pare_tensor t[N];
     int64_t ne[2] = {COLS, ROWS};
@@ -1027,28 +988,24 @@ static void test_save_rss(void) {
 static int write_corpus(const char *dir) {
     corrupt_case cases[MAX_CASES];
     size_t n = corrupt_cases(cases);
-    buf b = {0};
+    th_buf b = {0};
     for (size_t i = 0; i < n; i++) {
         tiny(&b, cases[i].o);
         char path[1024];
         snprintf(path, sizeof path, "%s/gguf-%s", dir, cases[i].name);
-        if (th_write_file(path, b.b, b.n)) {
+        if (th_write_file(path, b.p, b.n)) {
             perror(path);
-            free(b.b);
+            free(b.p);
             return 1;
         }
     }
-    free(b.b);
+    free(b.p);
     return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--write-corpus")) return write_corpus(argv[2]);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-gguf-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!th_tmpdir("pare-gguf-test")) return 1;
     TH_RUN(test_tiny_valid);
     TH_RUN(test_corrupt);
     TH_RUN(test_truncations);
@@ -1061,6 +1018,6 @@ int main(int argc, char **argv) {
     TH_RUN(test_split);
     TH_RUN(test_split_bad);
     TH_RUN(test_save_rss);
-    rm_rf(tmpdir);
+    th_rm_rf(th.tmpdir);
     return th_done();
 }

@@ -9,6 +9,7 @@
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 #include "th.h"
+#include "th_model.h"
 
 #include <cJSON.h>
 
@@ -21,40 +22,6 @@
 #define SHARED_BF16 "models/fortune-llama-gguf/fortune-llama-bf16-sharded-bf16.gguf"
 #define SHARED_DIR "models/fortune-llama"
 #define SHARED_SHARDED "models/fortune-llama-bf16-sharded"
-
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void rm_rf(const char *path) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", path);
-}
-
-static void write_text(const char *dir, const char *name, const char *text) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    if (!f) return;
-    fwrite(text, 1, strlen(text), f);
-    fclose(f);
-}
-
-static void write_bytes(const char *dir, const char *name, const void *data, size_t n) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    if (!f) return;
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
 
 /* ------------------------------------------------------------------------ metadata compare */
 
@@ -271,7 +238,7 @@ static void test_pytorch_only(void) {
         free(src);
         return;
     }
-    const char *folder = tmp_path("fortune-llama");
+    const char *folder = th_tmp_path("fortune-llama");
     mkdir(folder, 0755);
     static const char *const files[] = {"config.json", "generation_config.json", "pytorch_model.bin",
                                         "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json"};
@@ -295,9 +262,9 @@ static void test_pytorch_only(void) {
         for (size_t i = 0; i < m->n_tensors; i++)
             cJSON_AddStringToObject(wm, m->tensors[i].name, "pytorch_model-00001-of-00001.bin");
         char *text = cJSON_Print(idx), a[1024], b[1024];
-        const char *f2 = tmp_path("fortune-llama-idx");
+        const char *f2 = th_tmp_path("fortune-llama-idx");
         mkdir(f2, 0755);
-        write_text(f2, "pytorch_model.bin.index.json", text);
+        th_write_text(f2, "pytorch_model.bin.index.json", text);
         static const char *const links[][2] = {{"pytorch_model.bin", "pytorch_model-00001-of-00001.bin"},
                                                {"config.json", "config.json"},
                                                {"tokenizer.model", "tokenizer.model"}};
@@ -317,20 +284,20 @@ static void test_pytorch_only(void) {
         cJSON_AddStringToObject(wm, "model.extra.weight", "pytorch_model-00001-of-00001.bin");
         free(text);
         text = cJSON_Print(idx);
-        write_text(f2, "pytorch_model.bin.index.json", text);
+        th_write_text(f2, "pytorch_model.bin.index.json", text);
         pare_model *m3 = NULL;
         CHECK(pare_hf_load(f2, &m3, &err) == PARE_EINPUT && strstr(err.msg, "weight_map"));
         free(text);
         cJSON_Delete(idx);
         pare_model_free(m2);
         pare_model_free(m3);
-        rm_rf(f2);
+        th_rm_rf(f2);
         CHECK_OK(pare_hf_to_gguf(m, &err), &err);
         tensors_compare_ex(m, r, false, true);
     }
     pare_model_free(m);
     pare_model_free(r);
-    rm_rf(folder);
+    th_rm_rf(folder);
     free(src);
 }
 
@@ -509,13 +476,13 @@ static void test_fortune_roundtrip(void) {
     CHECK_OK(pare_gguf_load(ref, &g, &err), &err);
     CHECK_OK(pare_gguf_load(ref, &want, &err), &err);
     if (g && want) {
-        const char *dir = tmp_path("rt");
+        const char *dir = th_tmp_path("rt");
         mkdir(dir, 0755);
-        roundtrip_folder(g, tmp_path("rt/fortune-llama"), want);
+        roundtrip_folder(g, th_tmp_path("rt/fortune-llama"), want);
         /* tokenizer.model: the same pieces, scores and types as the original */
         pare_model *g2 = NULL;
         CHECK_OK(pare_gguf_load(ref, &g2, &err), &err);
-        rm_rf(dir);
+        th_rm_rf(dir);
         pare_model_free(g2);
     }
     pare_model_free(g);
@@ -523,19 +490,6 @@ static void test_fortune_roundtrip(void) {
 }
 
 /* ------------------------------------------------------------------------ synthetic folders */
-
-/* Adds an F32 tensor with a torch-order shape (d0 outermost) and values seed + k / 64. */
-static void add_f32(pare_model *m, const char *name, int64_t d0, int64_t d1, int seed) {
-    pare_err err = {0};
-    pare_tensor t = {0};
-    int64_t ne[2] = {d1 ? d1 : d0, d1 ? d0 : 1};
-    CHECK_OK(pare_tensor_init(&t, name, PARE_TYPE_F32, d1 ? 2 : 1, ne, &err), &err);
-    int64_t n = d0 * (d1 ? d1 : 1);
-    float *v = malloc((size_t)n * sizeof *v);
-    for (int64_t k = 0; k < n; k++) v[k] = (float)seed + (float)(k % 997) / 64.0f;
-    pare_tensor_set_owned(&t, v, (uint64_t)n * sizeof *v);
-    CHECK_OK(pare_model_add_tensor(m, &t, &err), &err);
-}
 
 #define GPT2_CONFIG                                                                                                  \
     "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_layer\": 2, \"n_ctx\": 64, "          \
@@ -553,11 +507,11 @@ static void add_f32(pare_model *m, const char *name, int64_t d0, int64_t d1, int
 
 static pare_model *gpt2_weights(void) {
     pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "gpt2");
-    add_f32(m, "transformer.wte.weight", 12, 16, 1);
-    add_f32(m, "transformer.wpe.weight", 64, 16, 2);
+    th_add_f32(m, "transformer.wte.weight", 12, 16, 1);
+    th_add_f32(m, "transformer.wpe.weight", 64, 16, 2);
     for (int l = 0; l < 2; l++) {
         char n[128];
-#define GP(suffix, d0, d1, seed) (snprintf(n, sizeof n, "transformer.h.%d." suffix, l), add_f32(m, n, d0, d1, seed))
+#define GP(suffix, d0, d1, seed) (snprintf(n, sizeof n, "transformer.h.%d." suffix, l), th_add_f32(m, n, d0, d1, seed))
         GP("ln_1.weight", 16, 0, 3);
         GP("ln_1.bias", 16, 0, 4);
         GP("attn.bias", 1, 64 * 64, 0); /* the causal mask buffer: dropped */
@@ -573,16 +527,16 @@ static pare_model *gpt2_weights(void) {
         GP("mlp.c_proj.bias", 16, 0, 14);
 #undef GP
     }
-    add_f32(m, "transformer.ln_f.weight", 16, 0, 15);
-    add_f32(m, "transformer.ln_f.bias", 16, 0, 16);
+    th_add_f32(m, "transformer.ln_f.weight", 16, 0, 15);
+    th_add_f32(m, "transformer.ln_f.bias", 16, 0, 16);
     return m;
 }
 
 static void make_folder(const char *dir, const char *config, const char *tokjson, const char *tokcfg, pare_model *w) {
     mkdir(dir, 0755);
-    write_text(dir, "config.json", config);
-    if (tokjson) write_text(dir, "tokenizer.json", tokjson);
-    if (tokcfg) write_text(dir, "tokenizer_config.json", tokcfg);
+    th_write_text(dir, "config.json", config);
+    if (tokjson) th_write_text(dir, "tokenizer.json", tokjson);
+    if (tokcfg) th_write_text(dir, "tokenizer_config.json", tokcfg);
     if (w) save_weights(w, dir);
 }
 
@@ -608,7 +562,7 @@ static void key_list(const pare_meta *m, char *buf, size_t cap) {
 }
 
 static void test_gpt2_folder(void) {
-    const char *dir = tmp_path("tiny-gpt2");
+    const char *dir = th_tmp_path("tiny-gpt2");
     pare_model *w = gpt2_weights();
     make_folder(dir, GPT2_CONFIG, GPT2_TOKENIZER, GPT2_TOKCFG, w);
     pare_err err = {0};
@@ -697,7 +651,7 @@ static void test_gpt2_folder(void) {
 
 /* GPT-2 through GGUF and back to a folder: tokenizer.json, merges, special ids. */
 static void test_gpt2_roundtrip(void) {
-    const char *dir = tmp_path("tiny-gpt2");
+    const char *dir = th_tmp_path("tiny-gpt2");
     pare_err err = {0};
     pare_model *m = NULL, *want = NULL;
     CHECK_OK(pare_hf_load(dir, &m, &err), &err);
@@ -705,8 +659,8 @@ static void test_gpt2_roundtrip(void) {
     if (m && want) {
         CHECK_OK(pare_hf_to_gguf(m, &err), &err);
         CHECK_OK(pare_hf_to_gguf(want, &err), &err);
-        mkdir(tmp_path("rt2"), 0755);
-        roundtrip_folder(m, tmp_path("rt2/tiny-gpt2"), want);
+        mkdir(th_tmp_path("rt2"), 0755);
+        roundtrip_folder(m, th_tmp_path("rt2/tiny-gpt2"), want);
     }
     pare_model_free(m);
     pare_model_free(want);
@@ -733,26 +687,26 @@ static void test_gpt2_roundtrip(void) {
 
 static pare_model *qwen2_weights(void) {
     pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "qwen2");
-    add_f32(m, "model.embed_tokens.weight", 16, 16, 1);
-    add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
-    add_f32(m, "model.layers.0.self_attn.q_proj.bias", 16, 0, 4);
-    add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 5);
-    add_f32(m, "model.layers.0.self_attn.k_proj.bias", 8, 0, 6);
-    add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 7);
-    add_f32(m, "model.layers.0.self_attn.v_proj.bias", 8, 0, 8);
-    add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 9);
-    add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 10);
-    add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 11);
-    add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 12);
-    add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 13);
-    add_f32(m, "model.norm.weight", 16, 0, 14);
-    add_f32(m, "lm_head.weight", 16, 16, 1); /* tied: dropped */
+    th_add_f32(m, "model.embed_tokens.weight", 16, 16, 1);
+    th_add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.bias", 16, 0, 4);
+    th_add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 5);
+    th_add_f32(m, "model.layers.0.self_attn.k_proj.bias", 8, 0, 6);
+    th_add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 7);
+    th_add_f32(m, "model.layers.0.self_attn.v_proj.bias", 8, 0, 8);
+    th_add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 9);
+    th_add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 10);
+    th_add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 11);
+    th_add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 12);
+    th_add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 13);
+    th_add_f32(m, "model.norm.weight", 16, 0, 14);
+    th_add_f32(m, "lm_head.weight", 16, 16, 1); /* tied: dropped */
     return m;
 }
 
 static void test_qwen2_folder(void) {
-    const char *dir = tmp_path("qwen-tiny");
+    const char *dir = th_tmp_path("qwen-tiny");
     pare_model *w = qwen2_weights();
     make_folder(dir, QWEN2_CONFIG, QWEN2_TOKENIZER, QWEN2_TOKCFG, w);
     pare_err err = {0};
@@ -806,8 +760,8 @@ static void test_qwen2_folder(void) {
     CHECK_OK(pare_hf_load(dir, &want, &err), &err);
     if (want) {
         CHECK_OK(pare_hf_to_gguf(want, &err), &err);
-        mkdir(tmp_path("rt3"), 0755);
-        roundtrip_folder(m, tmp_path("rt3/qwen-tiny"), want);
+        mkdir(th_tmp_path("rt3"), 0755);
+        roundtrip_folder(m, th_tmp_path("rt3/qwen-tiny"), want);
     }
     pare_model_free(want);
     pare_model_free(m);
@@ -869,19 +823,19 @@ static size_t tiny_sp(uint8_t *out) {
 
 static pare_model *llama_weights(void) {
     pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "llama");
-    add_f32(m, "model.embed_tokens.weight", 8, 16, 1);
-    add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
-    add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 4);
-    add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 5);
-    add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 6);
-    add_f32(m, "model.layers.0.self_attn.rotary_emb.inv_freq", 4, 0, 7); /* dropped */
-    add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 8);
-    add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 9);
-    add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 10);
-    add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 11);
-    add_f32(m, "model.norm.weight", 16, 0, 12);
-    add_f32(m, "lm_head.weight", 8, 16, 13); /* not tied: kept as output */
+    th_add_f32(m, "model.embed_tokens.weight", 8, 16, 1);
+    th_add_f32(m, "model.layers.0.input_layernorm.weight", 16, 0, 2);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 3);
+    th_add_f32(m, "model.layers.0.self_attn.k_proj.weight", 8, 16, 4);
+    th_add_f32(m, "model.layers.0.self_attn.v_proj.weight", 8, 16, 5);
+    th_add_f32(m, "model.layers.0.self_attn.o_proj.weight", 16, 16, 6);
+    th_add_f32(m, "model.layers.0.self_attn.rotary_emb.inv_freq", 4, 0, 7); /* dropped */
+    th_add_f32(m, "model.layers.0.post_attention_layernorm.weight", 16, 0, 8);
+    th_add_f32(m, "model.layers.0.mlp.gate_proj.weight", 32, 16, 9);
+    th_add_f32(m, "model.layers.0.mlp.up_proj.weight", 32, 16, 10);
+    th_add_f32(m, "model.layers.0.mlp.down_proj.weight", 16, 32, 11);
+    th_add_f32(m, "model.norm.weight", 16, 0, 12);
+    th_add_f32(m, "lm_head.weight", 8, 16, 13); /* not tied: kept as output */
     return m;
 }
 
@@ -889,7 +843,7 @@ static void make_tiny_llama(const char *dir) {
     pare_model *w = llama_weights();
     make_folder(dir, LLAMA_CONFIG, NULL, "{\"add_bos_token\": true, \"add_eos_token\": false}", w);
     uint8_t sp[4096];
-    write_bytes(dir, "tokenizer.model", sp, tiny_sp(sp));
+    th_write_in(dir, "tokenizer.model", sp, tiny_sp(sp));
     pare_model_free(w);
 }
 
@@ -905,7 +859,7 @@ static void check_rows_permuted(const pare_tensor *t, const pare_tensor *src, in
 }
 
 static void test_llama_tiny(void) {
-    const char *dir = tmp_path("tiny-llama");
+    const char *dir = th_tmp_path("tiny-llama");
     make_tiny_llama(dir);
     pare_err err = {0};
     pare_model *m = NULL, *w = llama_weights();
@@ -960,7 +914,7 @@ static void test_llama_tiny(void) {
  * scaling, for which the converter generates rope_freqs. */
 #define ROPE_TOL 1e-5 /* powf vs torch's pow: a few ulps at most */
 static void test_llama3_tokjson(void) {
-    const char *dir = tmp_path("tiny-llama3");
+    const char *dir = th_tmp_path("tiny-llama3");
     pare_model *w = llama_weights();
     const char *cfg = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 16, \"intermediate_size\": 32, "
                       "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
@@ -1034,7 +988,7 @@ static void test_llama3_tokjson(void) {
 /* Llama 2 style tokenizer.json without tokenizer.model (BPE with byte fallback): the
  * converter's LlamaHfVocab, every score -1000, <0xXX> bytes, special tokens control. */
 static void test_llama_hf_tokjson(void) {
-    const char *dir = tmp_path("tiny-llama-hf");
+    const char *dir = th_tmp_path("tiny-llama-hf");
     pare_model *w = llama_weights();
     const char *tj = "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true}, {\"id\": 1, "
                      "\"content\": \"<s>\", \"special\": true}, {\"id\": 2, \"content\": \"</s>\", \"special\": true}], "
@@ -1066,14 +1020,14 @@ static void test_llama_hf_tokjson(void) {
 
 /* GPT-2 with the merges in merges.txt (the slow tokenizer's file) instead of tokenizer.json. */
 static void test_gpt2_merges_txt(void) {
-    const char *dir = tmp_path("tiny-gpt2-mt");
+    const char *dir = th_tmp_path("tiny-gpt2-mt");
     pare_model *w = gpt2_weights();
     char tj[2048];
     snprintf(tj, sizeof tj, "%s", GPT2_TOKENIZER);
     char *mg = strstr(tj, ", \"merges\"");
     if (mg) strcpy(mg, "}}");
     make_folder(dir, GPT2_CONFIG, tj, GPT2_TOKCFG, w);
-    write_text(dir, "merges.txt", "#version: 0.2\na b\n\xc4\xa0 a\n\nbad line here\nab c\n");
+    th_write_text(dir, "merges.txt", "#version: 0.2\na b\n\xc4\xa0 a\n\nbad line here\nab c\n");
     pare_err err = {0};
     pare_model *m = NULL;
     CHECK_OK(pare_hf_load(dir, &m, &err), &err);
@@ -1100,11 +1054,11 @@ static void config_edit(const char *dir, const char *from, const char *to) {
         return;
     }
     snprintf(cfg, sizeof cfg, "%.*s%s%s", (int)(at - LLAMA_CONFIG), LLAMA_CONFIG, to, at + strlen(from));
-    write_text(dir, "config.json", cfg);
+    th_write_text(dir, "config.json", cfg);
 }
 
-static void c_config_not_json(const char *d) { write_text(d, "config.json", "{\"hidden_size\": 16,"); }
-static void c_config_not_object(const char *d) { write_text(d, "config.json", "[1, 2, 3]"); }
+static void c_config_not_json(const char *d) { th_write_text(d, "config.json", "{\"hidden_size\": 16,"); }
+static void c_config_not_object(const char *d) { th_write_text(d, "config.json", "[1, 2, 3]"); }
 static void c_config_missing(const char *d) { rm_file(d, "config.json"); }
 static void c_no_hidden_size(const char *d) { config_edit(d, "\"hidden_size\": 16, ", ""); }
 static void c_absurd_layers(const char *d) { config_edit(d, "\"num_hidden_layers\": 1", "\"num_hidden_layers\": 1000000000"); }
@@ -1119,53 +1073,53 @@ static void c_unsupported_arch(const char *d) { config_edit(d, "LlamaForCausalLM
 static void c_sp_truncated(const char *d) {
     uint8_t sp[4096];
     size_t n = tiny_sp(sp);
-    write_bytes(d, "tokenizer.model", sp, n / 2 + 1);
+    th_write_in(d, "tokenizer.model", sp, n / 2 + 1);
 }
 static void c_sp_length_past_end(const char *d) {
     static const uint8_t b[] = {0x0a, 0xff, 0xff, 0x03, 'x', 'y'}; /* a piece of 65535 bytes in 6 */
-    write_bytes(d, "tokenizer.model", b, sizeof b);
+    th_write_in(d, "tokenizer.model", b, sizeof b);
 }
 static void c_sp_bad_varint(const char *d) {
     static const uint8_t b[12] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    write_bytes(d, "tokenizer.model", b, sizeof b);
+    th_write_in(d, "tokenizer.model", b, sizeof b);
 }
 static void c_sp_inner_past_piece(const char *d) {
     /* a 4-byte piece message whose text claims 100 bytes */
     static const uint8_t b[] = {0x0a, 0x04, 0x0a, 100, 'a', 'b'};
-    write_bytes(d, "tokenizer.model", b, sizeof b);
+    th_write_in(d, "tokenizer.model", b, sizeof b);
 }
 static void c_sp_not_utf8(const char *d) {
     static const uint8_t b[] = {0x0a, 0x03, 0x0a, 0x01, 0xff};
-    write_bytes(d, "tokenizer.model", b, sizeof b);
+    th_write_in(d, "tokenizer.model", b, sizeof b);
 }
 static void c_sp_more_than_vocab(const char *d) { config_edit(d, "\"vocab_size\": 8", "\"vocab_size\": 4"); }
 static void c_tokjson_malformed(const char *d) {
     rm_file(d, "tokenizer.model");
-    write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,");
+    th_write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,");
 }
 static void c_tokjson_bad_id(const char *d) {
     rm_file(d, "tokenizer.model");
-    write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}");
+    th_write_text(d, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}");
 }
 static void c_tokjson_id_past_vocab(const char *d) {
     rm_file(d, "tokenizer.model");
-    write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+    th_write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
                                     "\"vocab\": {\"a\": 100}}}");
 }
 static void c_tokjson_unknown_pre(const char *d) {
     rm_file(d, "tokenizer.model");
-    write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
+    th_write_text(d, "tokenizer.json", "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", "
                                     "\"vocab\": {\"a\": 0}}}");
 }
 static void c_tokcfg_bad_decoder(const char *d) {
-    write_text(d, "tokenizer_config.json", "{\"added_tokens_decoder\": {\"99\": {\"content\": \"<x>\", \"special\": true}}}");
+    th_write_text(d, "tokenizer_config.json", "{\"added_tokens_decoder\": {\"99\": {\"content\": \"<x>\", \"special\": true}}}");
 }
-static void c_added_tokens_bad(const char *d) { write_text(d, "added_tokens.json", "{\"<x>\": \"seven\"}"); }
+static void c_added_tokens_bad(const char *d) { th_write_text(d, "added_tokens.json", "{\"<x>\": \"seven\"}"); }
 static void c_no_weights(const char *d) { rm_file(d, "model.safetensors"); }
 static void c_no_tokenizer(const char *d) { rm_file(d, "tokenizer.model"); }
 static void c_pt_index_escape(const char *d) {
     rm_file(d, "model.safetensors");
-    write_text(d, "pytorch_model.bin.index.json", "{\"weight_map\": {\"model.norm.weight\": \"../../etc/passwd\"}}");
+    th_write_text(d, "pytorch_model.bin.index.json", "{\"weight_map\": {\"model.norm.weight\": \"../../etc/passwd\"}}");
 }
 
 typedef struct {
@@ -1216,7 +1170,7 @@ static void test_corrupt(void) {
     for (size_t i = 0; i < N_CORRUPT; i++) {
         const corrupt_case *c = &corrupt_cases[i];
         char dir[512];
-        make_corrupt(tmpdir, c, dir, sizeof dir);
+        make_corrupt(th.tmpdir, c, dir, sizeof dir);
         pare_err err = {0};
         pare_model *m = NULL;
         pare_status st = pare_hf_load(dir, &m, &err);
@@ -1225,39 +1179,39 @@ static void test_corrupt(void) {
             bad++;
         }
         pare_model_free(m);
-        rm_rf(dir);
+        th_rm_rf(dir);
     }
     printf("  %zu corrupt folders refused\n", N_CORRUPT - (size_t)bad);
     CHECK_MSG(bad == 0, "%d corrupt folders not refused as expected", bad);
     /* the base folder itself is fine */
-    const char *dir = tmp_path("tiny-llama-ok");
+    const char *dir = th_tmp_path("tiny-llama-ok");
     make_tiny_llama(dir);
     pare_err err = {0};
     pare_model *m = NULL;
     CHECK_OK(pare_hf_load(dir, &m, &err), &err);
     pare_model_free(m);
-    CHECK(pare_hf_load(tmp_path("does-not-exist"), &m, &err) == PARE_EINPUT && !m);
+    CHECK(pare_hf_load(th_tmp_path("does-not-exist"), &m, &err) == PARE_EINPUT && !m);
 }
 
 /* Misuse of the name passes: unknown architecture, unknown tensor, GGUF names without heads. */
 static void test_to_gguf_errors(void) {
     pare_err err = {0};
     pare_model *m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
     CHECK(pare_hf_to_gguf(m, &err) == PARE_EUSAGE); /* no arch */
     m->arch = strdup("llama");
     CHECK(pare_hf_to_gguf(m, &err) == PARE_EINPUT && strstr(err.msg, "head_count")); /* no head count */
     pare_model_free(m);
     m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
     m->arch = strdup("llama");
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
-    add_f32(m, "model.layers.0.mystery.weight", 4, 0, 2);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 16, 16, 1);
+    th_add_f32(m, "model.layers.0.mystery.weight", 4, 0, 2);
     CHECK_OK(pare_meta_set_uint(&m->meta, "llama.attention.head_count", PARE_META_U32, 2, &err), &err);
     CHECK(pare_hf_to_gguf(m, &err) == PARE_EUNSUPPORTED && strstr(err.msg, "mystery"));
     pare_model_free(m);
     m = pare_model_new(PARE_FORMAT_SAFETENSORS, "bare.safetensors");
     m->arch = strdup("llama");
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 12, 16, 1); /* 12 rows: not 2 * 8 heads */
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 12, 16, 1); /* 12 rows: not 2 * 8 heads */
     CHECK_OK(pare_meta_set_uint(&m->meta, "llama.attention.head_count", PARE_META_U32, 8, &err), &err);
     CHECK(pare_hf_to_gguf(m, &err) == PARE_EINPUT && strstr(err.msg, "heads"));
     pare_model_free(m);
@@ -1278,14 +1232,10 @@ static int write_corpus(const char *root) {
 }
 
 int main(int argc, char **argv) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!th_tmpdir("pare-test-hf")) return 1;
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) {
         int rc = write_corpus(argv[2]);
-        rm_rf(tmpdir);
+        th_rm_rf(th.tmpdir);
         return rc;
     }
     TH_RUN(test_fortune_meta);
@@ -1304,6 +1254,6 @@ int main(int argc, char **argv) {
     TH_RUN(test_gpt2_merges_txt);
     TH_RUN(test_corrupt);
     TH_RUN(test_to_gguf_errors);
-    rm_rf(tmpdir);
+    th_rm_rf(th.tmpdir);
     return th_done();
 }

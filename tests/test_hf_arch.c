@@ -7,33 +7,10 @@
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 #include "th.h"
+#include "th_model.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
-
-static char tmpdir[256];
-
-static void write_text(const char *dir, const char *name, const char *text) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    if (!f) return;
-    fwrite(text, 1, strlen(text), f);
-    fclose(f);
-}
-
-/* An F32 tensor with a torch-order shape (d0 outermost; d1 0 for 1-D) and values seed + k / 64. */
-static void add_f32(pare_model *m, const char *name, int64_t d0, int64_t d1, int seed) {
-    pare_err err = {0};
-    pare_tensor t = {0};
-    int64_t ne[2] = {d1 ? d1 : d0, d1 ? d0 : 1};
-    CHECK_OK(pare_tensor_init(&t, name, PARE_TYPE_F32, d1 ? 2 : 1, ne, &err), &err);
-    int64_t n = d0 * (d1 ? d1 : 1);
-    float *v = malloc((size_t)n * sizeof *v);
-    for (int64_t k = 0; k < n; k++) v[k] = (float)seed + (float)(k % 997) / 64.0f;
-    pare_tensor_set_owned(&t, v, (uint64_t)n * sizeof *v);
-    CHECK_OK(pare_model_add_tensor(m, &t, &err), &err);
-}
 
 /* An empty model of a family with HF names (as pare_hf_load leaves it). */
 static pare_model *hf_model(const char *arch) {
@@ -74,10 +51,10 @@ static void same_tensors(const pare_model *a, const pare_model *b) {
  * w1/w2/w3 expert by expert. */
 static pare_model *mixtral_model(int n_exp) {
     pare_model *m = hf_model("llama");
-    add_f32(m, "model.embed_tokens.weight", 12, 8, 1);
+    th_add_f32(m, "model.embed_tokens.weight", 12, 8, 1);
     for (int l = 0; l < 2; l++) {
         char n[128];
-#define T(suffix, d0, d1, seed) (snprintf(n, sizeof n, "model.layers.%d." suffix, l), add_f32(m, n, d0, d1, seed + 100 * l))
+#define T(suffix, d0, d1, seed) (snprintf(n, sizeof n, "model.layers.%d." suffix, l), th_add_f32(m, n, d0, d1, seed + 100 * l))
         T("input_layernorm.weight", 8, 0, 2);
         T("self_attn.q_proj.weight", 8, 8, 3);
         T("self_attn.k_proj.weight", 4, 8, 4);
@@ -89,11 +66,11 @@ static pare_model *mixtral_model(int n_exp) {
         for (int e = 0; e < n_exp; e++)
             for (int w = 1; w <= 3; w++) {
                 snprintf(n, sizeof n, "model.layers.%d.block_sparse_moe.experts.%d.w%d.weight", l, e, w);
-                add_f32(m, n, w == 2 ? 8 : 6, w == 2 ? 6 : 8, 10 + 10 * e + w + 100 * l);
+                th_add_f32(m, n, w == 2 ? 8 : 6, w == 2 ? 6 : 8, 10 + 10 * e + w + 100 * l);
             }
     }
-    add_f32(m, "model.norm.weight", 8, 0, 90);
-    add_f32(m, "lm_head.weight", 12, 8, 91);
+    th_add_f32(m, "model.norm.weight", 8, 0, 90);
+    th_add_f32(m, "lm_head.weight", 12, 8, 91);
     set_u32(m, "llama.attention.head_count", 2);
     set_u32(m, "llama.attention.head_count_kv", 1);
     set_u32(m, "llama.block_count", 2);
@@ -170,11 +147,11 @@ static void test_qwen2moe_names(void) {
 static void test_gemma_norm(void) {
     pare_err err = {0};
     pare_model *m = hf_model("gemma");
-    add_f32(m, "model.embed_tokens.weight", 12, 8, 1);
-    add_f32(m, "model.layers.0.input_layernorm.weight", 8, 0, 2);
-    add_f32(m, "model.layers.0.self_attn.q_proj.weight", 8, 8, 3);
-    add_f32(m, "model.norm.weight", 8, 0, 4);
-    add_f32(m, "lm_head.weight", 12, 8, 5); /* Gemma's converter never writes one */
+    th_add_f32(m, "model.embed_tokens.weight", 12, 8, 1);
+    th_add_f32(m, "model.layers.0.input_layernorm.weight", 8, 0, 2);
+    th_add_f32(m, "model.layers.0.self_attn.q_proj.weight", 8, 8, 3);
+    th_add_f32(m, "model.norm.weight", 8, 0, 4);
+    th_add_f32(m, "lm_head.weight", 12, 8, 5); /* Gemma's converter never writes one */
     set_u32(m, "gemma.attention.head_count", 2);
     CHECK_OK(pare_hf_to_gguf(m, &err), &err);
     CHECK(m->n_tensors == 4 && !pare_model_find(m, "output.weight"));
@@ -200,14 +177,14 @@ static void test_neox_qkv(void) {
     pare_err err = {0};
     /* 2 heads of 4: HF rows (head, {q,k,v}, j) -> GGUF ({q,k,v}, head, j) */
     pare_model *m = hf_model("gptneox");
-    add_f32(m, "gpt_neox.embed_in.weight", 12, 8, 1);
-    add_f32(m, "gpt_neox.layers.0.attention.query_key_value.weight", 24, 8, 0);
-    add_f32(m, "gpt_neox.layers.0.attention.query_key_value.bias", 24, 0, 0);
+    th_add_f32(m, "gpt_neox.embed_in.weight", 12, 8, 1);
+    th_add_f32(m, "gpt_neox.layers.0.attention.query_key_value.weight", 24, 8, 0);
+    th_add_f32(m, "gpt_neox.layers.0.attention.query_key_value.bias", 24, 0, 0);
     set_u32(m, "gptneox.attention.head_count", 2);
     pare_model *orig = hf_model("gptneox");
-    add_f32(orig, "gpt_neox.embed_in.weight", 12, 8, 1);
-    add_f32(orig, "gpt_neox.layers.0.attention.query_key_value.weight", 24, 8, 0);
-    add_f32(orig, "gpt_neox.layers.0.attention.query_key_value.bias", 24, 0, 0);
+    th_add_f32(orig, "gpt_neox.embed_in.weight", 12, 8, 1);
+    th_add_f32(orig, "gpt_neox.layers.0.attention.query_key_value.weight", 24, 8, 0);
+    th_add_f32(orig, "gpt_neox.layers.0.attention.query_key_value.bias", 24, 0, 0);
     CHECK_OK(pare_hf_to_gguf(m, &err), &err);
     const pare_tensor *b = pare_model_find(m, "blk.0.attn_qkv.bias");
     if (b) {
@@ -248,10 +225,10 @@ static void key_list(const pare_meta *m, char *buf, size_t cap) {
 /* Writes a folder (config, BPE tokenizer, weights) and loads it. */
 static pare_model *load_folder(const char *name, const char *config, pare_model *w) {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    snprintf(dir, sizeof dir, "%s/%s", th.tmpdir, name);
     mkdir(dir, 0755);
-    write_text(dir, "config.json", config);
-    write_text(dir, "tokenizer.json", BPE_TOKENIZER);
+    th_write_text(dir, "config.json", config);
+    th_write_text(dir, "tokenizer.json", BPE_TOKENIZER);
     pare_err err = {0};
     char path[600];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -263,9 +240,9 @@ static pare_model *load_folder(const char *name, const char *config, pare_model 
 
 static void test_config_gptneox(void) {
     pare_model *w = pare_model_new(PARE_FORMAT_SAFETENSORS, NULL);
-    add_f32(w, "gpt_neox.embed_in.weight", 12, 16, 1);
-    add_f32(w, "gpt_neox.layers.0.attention.query_key_value.weight", 48, 16, 2);
-    add_f32(w, "embed_out.weight", 12, 16, 3);
+    th_add_f32(w, "gpt_neox.embed_in.weight", 12, 16, 1);
+    th_add_f32(w, "gpt_neox.layers.0.attention.query_key_value.weight", 48, 16, 2);
+    th_add_f32(w, "embed_out.weight", 12, 16, 3);
     pare_model *m = load_folder("tiny-neox",
                                 "{\"architectures\": [\"GPTNeoXForCausalLM\"], \"hidden_size\": 16, "
                                 "\"num_attention_heads\": 2, \"num_hidden_layers\": 1, \"intermediate_size\": 64, "
@@ -292,9 +269,9 @@ static void test_config_gptneox(void) {
 
 static void test_config_phi2(void) {
     pare_model *w = pare_model_new(PARE_FORMAT_SAFETENSORS, NULL);
-    add_f32(w, "model.embed_tokens.weight", 12, 20, 1);
-    add_f32(w, "lm_head.weight", 12, 20, 2);
-    add_f32(w, "lm_head.bias", 12, 0, 3);
+    th_add_f32(w, "model.embed_tokens.weight", 12, 20, 1);
+    th_add_f32(w, "lm_head.weight", 12, 20, 2);
+    th_add_f32(w, "lm_head.bias", 12, 0, 3);
     pare_model *m = load_folder("tiny-phi2",
                                 "{\"architectures\": [\"PhiForCausalLM\"], \"hidden_size\": 20, "
                                 "\"num_attention_heads\": 2, \"num_hidden_layers\": 1, \"intermediate_size\": 999, "
@@ -312,7 +289,7 @@ static void test_config_phi2(void) {
         /* back to a folder: partial_rotary_factor gives 4 again */
         pare_err err = {0};
         char dir[512];
-        snprintf(dir, sizeof dir, "%s/tiny-phi2-back", tmpdir);
+        snprintf(dir, sizeof dir, "%s/tiny-phi2-back", th.tmpdir);
         CHECK_OK(pare_hf_to_gguf(m, &err), &err);
         CHECK_OK(pare_hf_write_folder_meta(m, dir, true, &err), &err);
         CHECK_OK(pare_gguf_to_hf(m, &err), &err);
@@ -350,11 +327,7 @@ static void test_tables_both_ways(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-test-hf-arch-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!th_tmpdir("pare-test-hf-arch")) return 1;
     TH_RUN(test_experts);
     TH_RUN(test_qwen2moe_names);
     TH_RUN(test_gemma_norm);
@@ -362,8 +335,6 @@ int main(void) {
     TH_RUN(test_config_gptneox);
     TH_RUN(test_config_phi2);
     TH_RUN(test_tables_both_ways);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", tmpdir);
+    th_rm_rf(th.tmpdir);
     return th_done();
 }

@@ -17,55 +17,25 @@
  * except f64 thirds, which are compared to double rounding. */
 #define F64_TOL 1e-15
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-/* ------------------------------------------------------------------------ byte buffers */
-
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf_t;
-
-static void b_put(buf_t *b, const void *s, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-static void b_op(buf_t *b, uint8_t op) { b_put(b, &op, 1); }
-static void b_u32(buf_t *b, uint32_t v) {
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    b_put(b, x, 4);
-}
-
-/* Pickle pieces, as protocol 2 writes them. */
-static void pk_str(buf_t *b, const char *s) {
+/* Pickle pieces, as protocol 2 writes them (into tests/th.h's buffer). */
+static void b_op(th_buf *b, uint8_t op) { th_buf_put(b, &op, 1); }
+static void pk_str(th_buf *b, const char *s) {
     b_op(b, 'X');
-    b_u32(b, (uint32_t)strlen(s));
-    b_put(b, s, strlen(s));
+    th_buf_u32(b, (uint32_t)strlen(s));
+    th_buf_put(b, s, strlen(s));
 }
-static void pk_int(buf_t *b, int32_t v) {
+static void pk_int(th_buf *b, int32_t v) {
     b_op(b, 'J');
-    b_u32(b, (uint32_t)v);
+    th_buf_u32(b, (uint32_t)v);
 }
-static void pk_global(buf_t *b, const char *mod, const char *name) {
+static void pk_global(th_buf *b, const char *mod, const char *name) {
     b_op(b, 'c');
-    b_put(b, mod, strlen(mod));
+    th_buf_put(b, mod, strlen(mod));
     b_op(b, '\n');
-    b_put(b, name, strlen(name));
+    th_buf_put(b, name, strlen(name));
     b_op(b, '\n');
 }
-static void pk_int_tuple(buf_t *b, const int32_t *v, int n) {
+static void pk_int_tuple(th_buf *b, const int32_t *v, int n) {
     b_op(b, '(');
     for (int i = 0; i < n; i++) pk_int(b, v[i]);
     b_op(b, 't');
@@ -79,8 +49,8 @@ typedef struct {
 } pk_tensor;
 
 /* {name: tensor} as torch.save writes a one-tensor state dict. */
-static void pk_state_dict(buf_t *b, const pk_tensor *t) {
-    b_put(b, "\x80\x02}(", 4);
+static void pk_state_dict(th_buf *b, const pk_tensor *t) {
+    th_buf_put(b, "\x80\x02}(", 4);
     pk_str(b, t->name);
     pk_global(b, "torch._utils", "_rebuild_tensor_v2");
     b_op(b, '(');
@@ -97,8 +67,8 @@ static void pk_state_dict(buf_t *b, const pk_tensor *t) {
     pk_int_tuple(b, t->stride, t->ndim);
     b_op(b, 0x89);
     pk_global(b, "collections", "OrderedDict");
-    b_put(b, ")Rt", 3);
-    b_put(b, "Ru.", 3);
+    th_buf_put(b, ")Rt", 3);
+    th_buf_put(b, "Ru.", 3);
 }
 
 /* ------------------------------------------------------------------------ zips */
@@ -214,8 +184,8 @@ static const pt_case pt_cases[] = {
 
 /* Builds one case into a file; returns 0 on success. */
 static int write_case(const pt_case *c, const char *path) {
-    buf_t pkl = {0};
-    if (c->raw) b_put(&pkl, c->raw, c->raw_len);
+    th_buf pkl = {0};
+    if (c->raw) th_buf_put(&pkl, c->raw, c->raw_len);
     else pk_state_dict(&pkl, &c->t);
     uint8_t data[64];
     for (int i = 0; i < (int)sizeof data; i++) data[i] = (uint8_t)(i * 13);
@@ -256,7 +226,7 @@ static void test_corrupt_files(void) {
         const pt_case *c = &pt_cases[i];
         char name[128];
         snprintf(name, sizeof name, "%s.bin", c->name);
-        const char *path = tmp_path(name);
+        const char *path = th_tmp_path(name);
         CHECK_MSG(write_case(c, path) == 0, "%s: cannot build", c->name);
         pare_model *m = NULL;
         pare_err err = {0};
@@ -273,7 +243,7 @@ static void test_corrupt_files(void) {
 static void test_builder_valid(void) {
     static const pt_case good = {"pt-good", {"w", "FloatStorage", "0", 4, 1, 2, {1, 3}, {3, 1}}, NULL, 0, 16,
                                  false, "little", MUT_NONE, PARE_OK, ""};
-    const char *path = tmp_path("pt-good.bin");
+    const char *path = th_tmp_path("pt-good.bin");
     CHECK(write_case(&good, path) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
@@ -293,12 +263,12 @@ static void test_legacy_and_junk(void) {
     CHECK(pare_pytorch_load(FIXTURES "legacy.pt", &m, &err) == PARE_EUNSUPPORTED);
     CHECK_MSG(strstr(err.msg, "legacy (non-zip) PyTorch format; re-save with torch>=1.6") && strstr(err.msg, "legacy.pt"),
               "%s", err.msg);
-    const char *junk = tmp_path("pt-not-zip.bin");
+    const char *junk = th_tmp_path("pt-not-zip.bin");
     CHECK(th_write_file(junk, "hello, this is not a checkpoint", 31) == 0);
     CHECK(pare_pytorch_load(junk, &m, &err) == PARE_EINPUT && strstr(err.msg, junk));
     /* A zip that is not a checkpoint. */
     zentry e[1] = {{"readme.txt", "hi", 2}};
-    const char *nopkl = tmp_path("pt-no-pickle.bin");
+    const char *nopkl = th_tmp_path("pt-no-pickle.bin");
     CHECK(write_zip(nopkl, e, 1) == 0);
     CHECK(pare_pytorch_load(nopkl, &m, &err) == PARE_EINPUT && strstr(err.msg, "data.pkl"));
 }
@@ -493,7 +463,7 @@ static void test_to_safetensors(void) {
     pare_err err = {0};
     CHECK_OK(pare_pytorch_load(FIXTURES "basic.pt", &a, &err), &err);
     CHECK_OK(pare_pytorch_load(FIXTURES "compressed.pt", &c, &err), &err);
-    const char *out = tmp_path("from-pt.safetensors");
+    const char *out = th_tmp_path("from-pt.safetensors");
     if (c) CHECK_OK(pare_safetensors_save(c, out, false, &err), &err);
     CHECK_OK(pare_safetensors_load(out, &r, &err), &err);
     if (a && r) {
@@ -523,7 +493,7 @@ static void test_mutations(void) {
     const char *files[] = {FIXTURES "basic.pt", FIXTURES "compressed.pt", FIXTURES "zip64.pt"};
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     int loaded = 0, refused = 0, bad = 0;
-    const char *path = tmp_path("mutant.bin");
+    const char *path = th_tmp_path("mutant.bin");
     for (int f = 0; f < 3; f++) {
         size_t n = 0;
         uint8_t *orig = th_read_file(files[f], &n), *b = malloc(n ? n : 1);
@@ -590,11 +560,7 @@ static int write_corpus(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-pt-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!th_tmpdir("pare-pt-test")) return 1;
     TH_RUN(test_fixture_basic);
     TH_RUN(test_fixture_compressed);
     TH_RUN(test_fixture_zip64);
@@ -605,8 +571,6 @@ int main(int argc, char **argv) {
     TH_RUN(test_corrupt_files);
     TH_RUN(test_to_safetensors);
     TH_RUN(test_mutations);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    th_rm_rf(th.tmpdir);
     return th_done();
 }

@@ -459,14 +459,6 @@ static void test_options(void) {
 
 /* ------------------------------------------------------------------ imatrix files */
 
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name) {
-    static char buf[160];
-    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-    return buf;
-}
-
 static bool write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return false;
@@ -531,7 +523,7 @@ static void test_imatrix_round_trip(void) {
     CHECK(pare_imatrix_add(im, "blk.0.ffn_down.weight", 1, b, 2, &err) == PARE_EUSAGE);
     CHECK_OK(pare_imatrix_set_dataset(im, 7, "calib.txt", &err), &err);
     CHECK(im->entries[0].values[1] == 2.0f && im->entries[1].values[1] == 8.0f); /* ncall 0: kept */
-    const char *p = tmp_path("rt.dat");
+    const char *p = th_tmp_path("rt.dat");
     CHECK_OK(pare_imatrix_save(im, p, false, &err), &err);
     CHECK(pare_imatrix_save(im, p, false, &err) != PARE_OK); /* no silent overwrite */
     pare_imatrix *back = NULL;
@@ -554,7 +546,7 @@ static void test_imatrix_rewrite_reference(void) {
     const char *p = NULL;
     CHECK_OK(pare_imatrix_load(dat, &im, &err), &err);
     if (!im) return;
-    p = tmp_path("copy.dat");
+    p = th_tmp_path("copy.dat");
     CHECK_OK(pare_imatrix_save(im, p, true, &err), &err);
     char *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
@@ -586,7 +578,7 @@ static buf good_file(void) {
 
 /* Loading must give PARE_EINPUT and a message naming the file. Returns 1 on failure. */
 static int expect_einput(const char *label, const void *p, size_t n) {
-    const char *path = tmp_path("bad.dat");
+    const char *path = th_tmp_path("bad.dat");
     if (!write_bytes(path, p, n)) return 1;
     pare_err err = {0};
     pare_imatrix *im = NULL;
@@ -603,7 +595,7 @@ static void test_imatrix_corrupt(void) {
     buf g = good_file();
     int bad = 0, cases = 0;
     /* the hand-made file itself is fine */
-    const char *path = tmp_path("good.dat");
+    const char *path = th_tmp_path("good.dat");
     CHECK(write_bytes(path, g.b, g.n));
     pare_err err = {0};
     pare_imatrix *im = NULL;
@@ -642,12 +634,11 @@ static void test_imatrix_corrupt(void) {
     CHECK_MSG(bad == 0, "%d of %d corrupt files not refused as bad input", bad, cases);
     printf("  %d corrupt files refused with PARE_EINPUT naming the file\n", cases - bad);
     /* a missing file is an I/O error */
-    CHECK(pare_imatrix_load(tmp_path("none.dat"), &im, &err) == PARE_EIO);
+    CHECK(pare_imatrix_load(th_tmp_path("none.dat"), &im, &err) == PARE_EIO);
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-plan-XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (!th_tmpdir("pare-plan")) return 1;
     TH_RUN(test_ftype_names);
     TH_RUN(test_fortune_plans);
     TH_RUN(test_fortune_imatrix_plans);
@@ -659,7 +650,7 @@ int main(void) {
     TH_RUN(test_imatrix_rewrite_reference);
     TH_RUN(test_imatrix_corrupt);
     const char *names[] = {"rt.dat", "copy.dat", "bad.dat", "good.dat"};
-    for (size_t i = 0; i < 4; i++) unlink(tmp_path(names[i]));
-    rmdir(tmpdir);
+    for (size_t i = 0; i < 4; i++) unlink(th_tmp_path(names[i]));
+    rmdir(th.tmpdir);
     return th_done();
 }

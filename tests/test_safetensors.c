@@ -16,16 +16,6 @@
 
 /* ------------------------------------------------------------------------ helpers */
 
-static char tmpdir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[8][512];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
 /* A safetensors file from a header text (length field = hdr_len_field, or the real length
  * when UINT64_MAX) followed by data_len bytes of data. */
 static int write_st(const char *path, const char *hdr, size_t hdr_bytes, uint64_t hdr_len_field, size_t data_len) {
@@ -161,7 +151,7 @@ static void test_roundtrip_reference(void) {
     pare_err err = {0};
     CHECK_OK(pare_safetensors_load(p, &m, &err), &err);
     if (!m) return;
-    const char *out = tmp_path("rt.safetensors");
+    const char *out = th_tmp_path("rt.safetensors");
     CHECK_OK(pare_safetensors_save(m, out, false, &err), &err);
     size_t na = 0, nb = 0;
     void *fa = th_read_file(p, &na), *fb = th_read_file(out, &nb);
@@ -185,11 +175,11 @@ static void test_sharded_reference(void) {
     pare_err err = {0};
     CHECK_OK(pare_safetensors_load(p, &m, &err), &err);
     if (!m) return;
-    const char *dir = tmp_path("sharded");
+    const char *dir = th_tmp_path("sharded");
     /* 1 MB shards: the 768x256 f32 MLP weights (786,432 bytes) fit one per shard. */
     const uint64_t max = 1000000;
     CHECK_OK(pare_safetensors_save_sharded(m, dir, max, false, &err), &err);
-    CHECK_OK(pare_safetensors_load_index(tmp_path("sharded/model.safetensors.index.json"), &r, &err), &err);
+    CHECK_OK(pare_safetensors_load_index(th_tmp_path("sharded/model.safetensors.index.json"), &r, &err), &err);
     if (r) {
         CHECK(compare_models(m, r, false) == 0);
         uint64_t per_map[64] = {0};
@@ -205,15 +195,15 @@ static void test_sharded_reference(void) {
         CHECK(r->n_maps >= 13 && total == 13116416);
         char name[128];
         snprintf(name, sizeof name, "sharded/model-00001-of-%05zu.safetensors", r->n_maps);
-        CHECK(pare_path_exists(tmp_path(name)));
+        CHECK(pare_path_exists(th_tmp_path(name)));
         const char *fmt = pare_meta_get_str(&r->meta, "format");
         CHECK(fmt && strcmp(fmt, "pt") == 0);
     }
     /* Everything in one shard: model.safetensors and no index, as transformers. */
-    const char *dir1 = tmp_path("single");
+    const char *dir1 = th_tmp_path("single");
     CHECK_OK(pare_safetensors_save_sharded(m, dir1, 1ull << 40, false, &err), &err);
-    CHECK(pare_path_exists(tmp_path("single/model.safetensors")));
-    CHECK(!pare_path_exists(tmp_path("single/model.safetensors.index.json")));
+    CHECK(pare_path_exists(th_tmp_path("single/model.safetensors")));
+    CHECK(!pare_path_exists(th_tmp_path("single/model.safetensors.index.json")));
     pare_model_free(r);
     pare_model_free(m);
 }
@@ -256,7 +246,7 @@ static pare_model *make_model(void) {
 static void test_roundtrip_generated(void) {
     pare_model *m = make_model(), *r = NULL;
     pare_err err = {0};
-    const char *out = tmp_path("gen.safetensors");
+    const char *out = th_tmp_path("gen.safetensors");
     CHECK_OK(pare_safetensors_save(m, out, false, &err), &err);
     CHECK_OK(pare_safetensors_load(out, &r, &err), &err);
     if (r) {
@@ -273,11 +263,11 @@ static void test_roundtrip_generated(void) {
     /* Sharded with 40-byte shards: the 48-byte f16 and i64 tensors get shards of their own,
      * numbered when met, before the shard that was being filled (as huggingface_hub). */
     pare_model *s = NULL;
-    CHECK_OK(pare_safetensors_save_sharded(m, tmp_path("gen-sharded"), 40, false, &err), &err);
-    CHECK_OK(pare_safetensors_load_index(tmp_path("gen-sharded/model.safetensors.index.json"), &s, &err), &err);
+    CHECK_OK(pare_safetensors_save_sharded(m, th_tmp_path("gen-sharded"), 40, false, &err), &err);
+    CHECK_OK(pare_safetensors_load_index(th_tmp_path("gen-sharded/model.safetensors.index.json"), &s, &err), &err);
     if (s) CHECK(compare_models(m, s, false) == 0);
     size_t n_idx = 0;
-    char *idx = th_read_file(tmp_path("gen-sharded/model.safetensors.index.json"), &n_idx);
+    char *idx = th_read_file(th_tmp_path("gen-sharded/model.safetensors.index.json"), &n_idx);
     CHECK(idx && strstr(idx, "\"total_size\": 180"));
     CHECK(idx && strstr(idx, "\"w.f16\": \"model-00001-of-00005.safetensors\""));
     CHECK(idx && strstr(idx, "\"ids.i64\": \"model-00002-of-00005.safetensors\""));
@@ -295,7 +285,7 @@ static void test_writer_errors(void) {
     int64_t ne[] = {64, 2};
     add_tensor(m, "ok", PARE_TYPE_F32, 2, ne);
     add_tensor(m, "blk.0.q4", PARE_TYPE_Q4_0, 2, ne);
-    const char *out = tmp_path("q.safetensors");
+    const char *out = th_tmp_path("q.safetensors");
     CHECK(pare_safetensors_save(m, out, false, &err) == PARE_EUNSUPPORTED);
     CHECK_MSG(strstr(err.msg, "blk.0.q4") && strstr(err.msg, out), "%s", err.msg);
     CHECK(!pare_path_exists(out));
@@ -400,7 +390,7 @@ static void test_corrupt_files(void) {
         const st_case *c = &st_cases[i];
         char name[128];
         snprintf(name, sizeof name, "%s.safetensors", c->name);
-        const char *path = tmp_path(name);
+        const char *path = th_tmp_path(name);
         CHECK(write_case(c, path) == PARE_OK);
         pare_model *m = NULL;
         pare_err err = {0};
@@ -411,7 +401,7 @@ static void test_corrupt_files(void) {
         pare_model_free(m);
     }
     /* A 4-byte file is too short even for the length. */
-    const char *shortp = tmp_path("st-short.safetensors");
+    const char *shortp = th_tmp_path("st-short.safetensors");
     CHECK(th_write_file(shortp, "\x08\0\0\0", 4) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
@@ -430,7 +420,7 @@ static void test_deep_nesting(void) {
     for (size_t i = 0; i < depth; i++) h[k++] = '[';
     for (size_t i = 0; i < depth; i++) h[k++] = ']';
     h[k++] = '}';
-    const char *path = tmp_path("st-deep.safetensors");
+    const char *path = th_tmp_path("st-deep.safetensors");
     CHECK(write_st(path, h, k, UINT64_MAX, 0) == 0);
     free(h);
     pare_model *m = NULL;
@@ -489,17 +479,17 @@ static void test_corrupt_indexes(void) {
                                   "{\"metadata\":{\"total_size\":24},\"weight_map\":{\"c\":\"s2.safetensors\","
                                   "\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\"}}",
                                   ""};
-    const char *dir = tmp_path(good.name);
+    const char *dir = th_tmp_path(good.name);
     CHECK(write_index_case(dir, &good) == 0);
     pare_model *m = NULL;
     pare_err err = {0};
-    CHECK_OK(pare_safetensors_load_index(tmp_path("st-index-good/model.safetensors.index.json"), &m, &err), &err);
+    CHECK_OK(pare_safetensors_load_index(th_tmp_path("st-index-good/model.safetensors.index.json"), &m, &err), &err);
     CHECK(m && m->n_tensors == 3 && m->n_maps == 2 && pare_model_find(m, "c")->source == 0);
     pare_model_free(m);
     size_t n = sizeof idx_cases / sizeof idx_cases[0];
     for (size_t i = 0; i < n; i++) {
         const idx_case *c = &idx_cases[i];
-        dir = tmp_path(c->name);
+        dir = th_tmp_path(c->name);
         CHECK(write_index_case(dir, c) == 0);
         char path[600];
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
@@ -520,7 +510,7 @@ static void test_corrupt_indexes(void) {
 static void test_mutations(void) {
     pare_model *m = make_model(), *r = NULL;
     pare_err err = {0};
-    const char *src = tmp_path("mut-src.safetensors"), *path = tmp_path("mutant.safetensors");
+    const char *src = th_tmp_path("mut-src.safetensors"), *path = th_tmp_path("mutant.safetensors");
     CHECK_OK(pare_safetensors_save(m, src, false, &err), &err);
     pare_model_free(m);
     size_t n = 0;
@@ -553,12 +543,6 @@ static void test_mutations(void) {
 
 /* ------------------------------------------------------------------------ main */
 
-static int rm_rf(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
-}
-
 static int write_corpus(const char *dir) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         perror(dir);
@@ -581,11 +565,7 @@ static int write_corpus(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pare-st-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!th_tmpdir("pare-st-test")) return 1;
     TH_RUN(test_load_reference);
     TH_RUN(test_load_index_bf16);
     TH_RUN(test_roundtrip_reference);
@@ -596,6 +576,6 @@ int main(int argc, char **argv) {
     TH_RUN(test_deep_nesting);
     TH_RUN(test_corrupt_indexes);
     TH_RUN(test_mutations);
-    rm_rf(tmpdir);
+    th_rm_rf(th.tmpdir);
     return th_done();
 }

@@ -13,15 +13,19 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "th_files.h"
+
 typedef struct {
     int passed, failed, skipped;
     int cur_failed, cur_skipped;
+    char tmpdir[256]; /* the binary's scratch folder (th_tmpdir) */
 } th_state;
 static th_state th;
 
@@ -110,31 +114,23 @@ static inline char *th_shared_dup(const char *rel) {
     return p ? strdup(p) : NULL;
 }
 
-/* Writes n bytes to a new file at path, 0 on success. The old file is unlinked first rather
- * than truncated: ext4 flushes files that are truncated and rewritten (auto_da_alloc), which
- * makes thousands of small rewrites take seconds. */
-static inline int th_write_file(const char *path, const void *p, size_t n) {
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(p, 1, n, f);
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
+/* ---- files the tests make -------------------------------------------------------------- */
+
+/* Makes the binary's scratch folder /tmp/PREFIX-XXXXXX in th.tmpdir; false (with a message)
+ * when it cannot. th_rm_rf(th.tmpdir) removes it at the end. */
+static inline bool th_tmpdir(const char *prefix) {
+    snprintf(th.tmpdir, sizeof th.tmpdir, "/tmp/%s-XXXXXX", prefix);
+    if (mkdtemp(th.tmpdir)) return true;
+    perror("mkdtemp");
+    return false;
 }
 
-/* The whole file in a malloc'ed buffer (NULL on failure); *n gets its size. */
-static inline void *th_read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(len > 0 ? (size_t)len : 1);
-    if (p && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
+/* th.tmpdir/name, in one of 8 static buffers used in turn (a call may hold several). */
+static inline const char *th_tmp_path(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", th.tmpdir, name);
     return p;
 }
 

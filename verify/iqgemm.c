@@ -41,6 +41,10 @@
  */
 #include "verify/llm_impl.h"
 
+#include "quant/blocks.h"
+
+#include <stddef.h>
+
 #include "quant/iq_grids.h"
 
 #include <math.h>
@@ -55,7 +59,9 @@
 #endif
 #endif
 
-#define QK 256
+#define QK PARE_QK_K
+/* where a field of a weight block lies, from the shared block structs (quant/blocks.h) */
+#define OFF(type, field) offsetof(pare_block_##type, field)
 #if defined(IG_VNNI)
 #define MRI 4 /* activation rows per tile */
 #define NRI 3 /* weight rows: 12 integer and 12 float accumulators stay in the 32 registers (4 x 4 spills) */
@@ -135,7 +141,7 @@ static void put_scales(w_sb *w, int g, int lo, int hi) {
 
 /* f16 d, then per group of 32: 4 grid indices, a word of 4 x 7 sign bits and a 4-bit scale. */
 static void unpack_iq2_xxs(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2;
+    const uint8_t *qs = b + OFF(iq2_xxs, qs);
     for (int g = 0; g < 8; g++) {
         const uint32_t aux = rd32(qs + 8 * g + 4);
         for (int l = 0; l < 4; l++)
@@ -148,7 +154,7 @@ static void unpack_iq2_xxs(const uint8_t *b, w_sb *w) {
 
 /* f16 d, 32 x u16 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales. */
 static void unpack_iq2_xs(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2, *sc = b + 66;
+    const uint8_t *qs = b + OFF(iq2_xs, qs), *sc = b + OFF(iq2_xs, scales);
     for (int g = 0; g < 8; g++) {
         for (int l = 0; l < 4; l++) {
             const unsigned q = rd16(qs + 2 * (4 * g + l));
@@ -161,7 +167,8 @@ static void unpack_iq2_xs(const uint8_t *b, w_sb *w) {
 
 /* f16 d, qs[32] (index low bits), signs[32], qh[8] (2 high bits per index), scales[8]. */
 static void unpack_iq2_s(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2, *signs = b + 34, *qh = b + 66, *sc = b + 74;
+    const uint8_t *qs = b + OFF(iq2_s, qs), *signs = b + OFF(iq2_s, signs), *qh = b + OFF(iq2_s, qh),
+                  *sc = b + OFF(iq2_s, scales);
     for (int g = 0; g < 8; g++) {
         for (int l = 0; l < 4; l++) {
             const unsigned idx = qs[4 * g + l] | ((qh[g] >> (2 * l)) & 3u) << 8;
@@ -174,7 +181,7 @@ static void unpack_iq2_s(const uint8_t *b, w_sb *w) {
 
 /* f16 d, qs[64] (8 indices of 4-value points per group), 8 words of signs and scale. */
 static void unpack_iq3_xxs(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2, *ss = b + 66;
+    const uint8_t *qs = b + OFF(iq3_xxs, qs), *ss = b + OFF(iq3_xxs, scales_signs);
     for (int g = 0; g < 8; g++) {
         const uint32_t aux = rd32(ss + 4 * g);
         for (int l = 0; l < 4; l++) {
@@ -190,7 +197,8 @@ static void unpack_iq3_xxs(const uint8_t *b, w_sb *w) {
 
 /* f16 d, qs[64], qh[8] (9th index bit per point), signs[32], scales[4] (a nibble per group). */
 static void unpack_iq3_s(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *sc = b + 106;
+    const uint8_t *qs = b + OFF(iq3_s, qs), *qh = b + OFF(iq3_s, qh), *signs = b + OFF(iq3_s, signs),
+                  *sc = b + OFF(iq3_s, scales);
     for (int g = 0; g < 8; g++) {
         for (int l = 0; l < 4; l++) {
             const unsigned s = signs[4 * g + l];
@@ -207,9 +215,9 @@ static void unpack_iq3_s(const uint8_t *b, w_sb *w) {
 
 /* f16 d, qs[32], 8 x u16 qh (3 high index bits per point, a 3-bit scale, the delta's sign). */
 static void unpack_iq1_s(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 2;
+    const uint8_t *qs = b + OFF(iq1_s, qs);
     for (int g = 0; g < 8; g++) {
-        const unsigned qh = rd16(b + 34 + 2 * g);
+        const unsigned qh = rd16(b + OFF(iq1_s, qh) + 2 * g);
         for (int l = 0; l < 4; l++) {
             const uint64_t p = pare_iq1s_grid[qs[4 * g + l] | ((qh >> (3 * l)) & 7u) << 8];
             for (int j = 0; j < 8; j++) w->v[32 * g + 8 * l + j] = (int8_t)(p >> (8 * j));
@@ -224,9 +232,9 @@ static void unpack_iq1_s(const uint8_t *b, w_sb *w) {
 /* qs[32], qh[16] (a nibble per point: 3 high index bits, the delta's sign), scales[8] (four
  * u16: 3-bit scales per 16 values, the f16 d in their top nibbles). */
 static void unpack_iq1_m(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b, *qh = b + 32;
+    const uint8_t *qs = b + OFF(iq1_m, qs), *qh = b + OFF(iq1_m, qh);
     uint16_t sc[4];
-    for (int k = 0; k < 4; k++) sc[k] = rd16(b + 48 + 2 * k);
+    for (int k = 0; k < 4; k++) sc[k] = rd16(b + OFF(iq1_m, scales) + 2 * k);
     for (int g = 0; g < 8; g++) {
         for (int l = 0; l < 4; l++) {
             const unsigned nib = (qh[2 * g + l / 2] >> (4 * (l % 2))) & 0xf;
@@ -247,13 +255,13 @@ static void unpack_iq1_m(const uint8_t *b, w_sb *w) {
 }
 
 static const ig_type ig_types[] = {
-    {PARE_TYPE_IQ2_XXS, 66, FIN_SCALE, 0.125f, unpack_iq2_xxs},
-    {PARE_TYPE_IQ2_XS, 74, FIN_SCALE, 0.125f, unpack_iq2_xs},
-    {PARE_TYPE_IQ2_S, 82, FIN_SCALE, 0.125f, unpack_iq2_s},
-    {PARE_TYPE_IQ3_XXS, 98, FIN_SCALE, 0.25f, unpack_iq3_xxs},
-    {PARE_TYPE_IQ3_S, 110, FIN_SCALE, 1.0f, unpack_iq3_s},
-    {PARE_TYPE_IQ1_S, 50, FIN_IQ1S, 0, unpack_iq1_s},
-    {PARE_TYPE_IQ1_M, 56, FIN_IQ1M, 0, unpack_iq1_m},
+    {PARE_TYPE_IQ2_XXS, sizeof(pare_block_iq2_xxs), FIN_SCALE, 0.125f, unpack_iq2_xxs},
+    {PARE_TYPE_IQ2_XS, sizeof(pare_block_iq2_xs), FIN_SCALE, 0.125f, unpack_iq2_xs},
+    {PARE_TYPE_IQ2_S, sizeof(pare_block_iq2_s), FIN_SCALE, 0.125f, unpack_iq2_s},
+    {PARE_TYPE_IQ3_XXS, sizeof(pare_block_iq3_xxs), FIN_SCALE, 0.25f, unpack_iq3_xxs},
+    {PARE_TYPE_IQ3_S, sizeof(pare_block_iq3_s), FIN_SCALE, 1.0f, unpack_iq3_s},
+    {PARE_TYPE_IQ1_S, sizeof(pare_block_iq1_s), FIN_IQ1S, 0, unpack_iq1_s},
+    {PARE_TYPE_IQ1_M, sizeof(pare_block_iq1_m), FIN_IQ1M, 0, unpack_iq1_m},
 };
 
 static const ig_type *find_type(pare_type t) {

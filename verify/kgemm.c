@@ -51,6 +51,10 @@
  */
 #include "verify/llm_impl.h"
 
+#include "quant/blocks.h"
+
+#include <stddef.h>
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -66,7 +70,9 @@
 #define KG_NEON 1
 #endif
 
-#define QK 256
+#define QK PARE_QK_K
+/* where a field of a weight block lies, from the shared block structs (quant/blocks.h) */
+#define OFF(type, field) offsetof(pare_block_##type, field)
 #if defined(KG_VNNI)
 #define MRK 4 /* activation rows per tile */
 #define NRK 4 /* weight rows per tile: 16 accumulators of the 32 registers */
@@ -150,41 +156,41 @@ static void scale_min_k4(const uint8_t *q, int *s, int16_t *m) {
 
 /* f16 d, f16 dmin, scales[12], qs[128] */
 static void unpack_q4_K(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 16;
+    const uint8_t *qs = b + OFF(q4_K, qs);
     int s[8];
     memset(w->mins, 0, sizeof w->mins);
-    scale_min_k4(b + 4, s, w->mins);
+    scale_min_k4(b + OFF(q4_K, scales), s, w->mins);
     for (int j = 0; j < 4; j++)
         for (int l = 0; l < 32; l++) {
             w->v[64 * j + l] = qs[32 * j + l] & 0xF;
             w->v[64 * j + 32 + l] = qs[32 * j + l] >> 4;
         }
     spread_scales(w, s, 32);
-    w->d = f16(b);
-    w->dmin = f16(b + 2);
+    w->d = f16(b + OFF(q4_K, d));
+    w->dmin = f16(b + OFF(q4_K, dmin));
 }
 
 /* f16 d, f16 dmin, scales[12], qh[32], qs[128] */
 static void unpack_q5_K(const uint8_t *b, w_sb *w) {
-    const uint8_t *qh = b + 16, *qs = b + 48;
+    const uint8_t *qh = b + OFF(q5_K, qh), *qs = b + OFF(q5_K, qs);
     int s[8];
     memset(w->mins, 0, sizeof w->mins);
-    scale_min_k4(b + 4, s, w->mins);
+    scale_min_k4(b + OFF(q5_K, scales), s, w->mins);
     for (int j = 0; j < 4; j++)
         for (int l = 0; l < 32; l++) {
             w->v[64 * j + l] = (uint8_t)((qs[32 * j + l] & 0xF) | ((qh[l] >> (2 * j)) & 1) << 4);
             w->v[64 * j + 32 + l] = (uint8_t)((qs[32 * j + l] >> 4) | ((qh[l] >> (2 * j + 1)) & 1) << 4);
         }
     spread_scales(w, s, 32);
-    w->d = f16(b);
-    w->dmin = f16(b + 2);
+    w->d = f16(b + OFF(q5_K, d));
+    w->dmin = f16(b + OFF(q5_K, dmin));
 }
 
 /* ql[128], qh[64], int8 scales[16], f16 d; codes 0..63 are value + 32 */
 static void unpack_q6_K(const uint8_t *b, w_sb *w) {
-    const uint8_t *ql = b, *qh = b + 128;
+    const uint8_t *ql = b + OFF(q6_K, ql), *qh = b + OFF(q6_K, qh);
     int s[16];
-    for (int j = 0; j < 16; j++) s[j] = (int8_t)b[192 + j];
+    for (int j = 0; j < 16; j++) s[j] = (int8_t)b[OFF(q6_K, scales) + j];
     for (int h = 0; h < 2; h++, ql += 64, qh += 32)
         for (int l = 0; l < 32; l++) {
             w->v[128 * h + l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4);
@@ -194,14 +200,14 @@ static void unpack_q6_K(const uint8_t *b, w_sb *w) {
         }
     spread_scales(w, s, 16);
     memset(w->mins, 0, sizeof w->mins);
-    w->d = f16(b + 208);
+    w->d = f16(b + OFF(q6_K, d));
     w->dmin = 0;
 }
 
 /* hmask[32], qs[64], scales[12] (16 of 6 bits, offset by 32), f16 d; a value is its 2 low
  * bits minus 4 without its high bit, so the code low | high << 2 (0..7) is value + 4. */
 static void unpack_q3_K(const uint8_t *b, w_sb *w) {
-    const uint8_t *hm = b, *qs = b + 32, *sc = b + 96;
+    const uint8_t *hm = b + OFF(q3_K, hmask), *qs = b + OFF(q3_K, qs), *sc = b + OFF(q3_K, scales);
     int s[16];
     for (int j = 0; j < 16; j++) {
         const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
@@ -214,31 +220,31 @@ static void unpack_q3_K(const uint8_t *b, w_sb *w) {
                     (uint8_t)(((qs[32 * n + l] >> (2 * j)) & 3) | ((hm[l] >> (4 * n + j)) & 1) << 2);
     spread_scales(w, s, 16);
     memset(w->mins, 0, sizeof w->mins);
-    w->d = f16(b + 108);
+    w->d = f16(b + OFF(q3_K, d));
     w->dmin = 0;
 }
 
 /* scales[16] (scale in the low nibble, min in the high), qs[64], f16 d, f16 dmin */
 static void unpack_q2_K(const uint8_t *b, w_sb *w) {
-    const uint8_t *qs = b + 16;
+    const uint8_t *sc = b + OFF(q2_K, scales), *qs = b + OFF(q2_K, qs);
     int s[16];
-    for (int j = 0; j < 16; j++) s[j] = b[j] & 0xF, w->mins[j] = b[j] >> 4;
+    for (int j = 0; j < 16; j++) s[j] = sc[j] & 0xF, w->mins[j] = sc[j] >> 4;
     for (int n = 0; n < 2; n++)
         for (int j = 0; j < 4; j++)
             for (int l = 0; l < 32; l++) w->v[128 * n + 32 * j + l] = (qs[32 * n + l] >> (2 * j)) & 3;
     spread_scales(w, s, 16);
-    w->d = f16(b + 80);
-    w->dmin = f16(b + 82);
+    w->d = f16(b + OFF(q2_K, d));
+    w->dmin = f16(b + OFF(q2_K, dmin));
 }
 
 /* f16 d, u16 scales_h, scales_l[4], qs[128]; sub-block scales of 6 bits minus 32 */
 static void unpack_iq4_xs(const uint8_t *b, w_sb *w) {
     static const int8_t levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-    const unsigned sh = (unsigned)(b[2] | b[3] << 8);
-    const uint8_t *qs = b + 8;
+    const uint8_t *h = b + OFF(iq4_xs, scales_h), *sl = b + OFF(iq4_xs, scales_l), *qs = b + OFF(iq4_xs, qs);
+    const unsigned sh = (unsigned)(h[0] | h[1] << 8);
     int s[8];
     for (int ib = 0; ib < 8; ib++) {
-        s[ib] = (((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (int)((sh >> (2 * ib)) & 3) << 4) - 32;
+        s[ib] = (((sl[ib / 2] >> (4 * (ib % 2))) & 0xF) | (int)((sh >> (2 * ib)) & 3) << 4) - 32;
         for (int j = 0; j < 16; j++) {
             w->v[32 * ib + j] = (uint8_t)levels[qs[16 * ib + j] & 0xF];
             w->v[32 * ib + 16 + j] = (uint8_t)levels[qs[16 * ib + j] >> 4];
@@ -251,12 +257,12 @@ static void unpack_iq4_xs(const uint8_t *b, w_sb *w) {
 }
 
 static const kg_type kg_types[] = {
-    {PARE_TYPE_Q2_K, 84, -1, false, FIN_Q2K, unpack_q2_K},
-    {PARE_TYPE_Q3_K, 110, 2, false, FIN_D, unpack_q3_K},
-    {PARE_TYPE_Q4_K, 144, -1, false, FIN_Q4K, unpack_q4_K},
-    {PARE_TYPE_Q5_K, 176, -1, false, FIN_Q5K, unpack_q5_K},
-    {PARE_TYPE_Q6_K, 210, 5, false, FIN_D, unpack_q6_K},
-    {PARE_TYPE_IQ4_XS, 136, -1, true, FIN_D, unpack_iq4_xs},
+    {PARE_TYPE_Q2_K, sizeof(pare_block_q2_K), -1, false, FIN_Q2K, unpack_q2_K},
+    {PARE_TYPE_Q3_K, sizeof(pare_block_q3_K), 2, false, FIN_D, unpack_q3_K},
+    {PARE_TYPE_Q4_K, sizeof(pare_block_q4_K), -1, false, FIN_Q4K, unpack_q4_K},
+    {PARE_TYPE_Q5_K, sizeof(pare_block_q5_K), -1, false, FIN_Q5K, unpack_q5_K},
+    {PARE_TYPE_Q6_K, sizeof(pare_block_q6_K), 5, false, FIN_D, unpack_q6_K},
+    {PARE_TYPE_IQ4_XS, sizeof(pare_block_iq4_xs), -1, true, FIN_D, unpack_iq4_xs},
 };
 
 static const kg_type *find_type(pare_type t) {

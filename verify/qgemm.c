@@ -86,6 +86,10 @@
  */
 #include "verify/llm_impl.h"
 
+#include "quant/blocks.h"
+
+#include <stddef.h>
+
 #include <assert.h>
 #include <math.h>
 #include <stdint.h>
@@ -102,7 +106,9 @@
 #define QG_NEON 1
 #endif
 
-#define QK 32 /* values per block, weights and activations */
+#define QK PARE_QK_LEG /* values per block, weights and activations */
+/* where a field of a weight block lies, from the shared block structs (quant/blocks.h) */
+#define OFF(type, field) offsetof(pare_block_##type, field)
 #define MR 4  /* activation rows per tile (all paths pad M to a multiple) */
 
 #if defined(QG_VNNI)
@@ -145,53 +151,61 @@ typedef void (*decode_fn)(const uint8_t *b, int8_t q[QK], float *d, float *m);
 /* Q8_0 {f16 d; int8 qs[32]} */
 static void dec_q8_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
     *d = f16(b), *m = 0;
-    memcpy(q, b + 2, QK);
+    memcpy(q, b + OFF(q8_0, qs), QK);
 }
 /* Q4_0 {f16 d; u8 qs[16]}: value j = (qs[j] & 15) - 8, value j + 16 = (qs[j] >> 4) - 8 */
 static void dec_q4_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
     *d = f16(b), *m = 0;
-    for (int j = 0; j < 16; j++) q[j] = (int8_t)((b[2 + j] & 15) - 8), q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
+    const uint8_t *qs = b + OFF(q4_0, qs);
+    for (int j = 0; j < 16; j++) q[j] = (int8_t)((qs[j] & 15) - 8), q[j + 16] = (int8_t)((qs[j] >> 4) - 8);
 }
 /* Q4_1 {f16 d, m; u8 qs[16]} */
 static void dec_q4_1(const uint8_t *b, int8_t q[QK], float *d, float *m) {
-    *d = f16(b), *m = f16(b + 2);
-    for (int j = 0; j < 16; j++) q[j] = (int8_t)(b[4 + j] & 15), q[j + 16] = (int8_t)(b[4 + j] >> 4);
+    const uint8_t *qs = b + OFF(q4_1, qs);
+    *d = f16(b), *m = f16(b + OFF(q4_1, m));
+    for (int j = 0; j < 16; j++) q[j] = (int8_t)(qs[j] & 15), q[j + 16] = (int8_t)(qs[j] >> 4);
 }
 /* Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: bit j of qh is the 5th bit of value j; minus 16 */
 static void dec_q5_0(const uint8_t *b, int8_t q[QK], float *d, float *m) {
-    const uint32_t qh = le32(b + 2);
+    const uint32_t qh = le32(b + OFF(q5_0, qh));
+    const uint8_t *qs = b + OFF(q5_0, qs);
     *d = f16(b), *m = 0;
     for (int j = 0; j < 16; j++) {
-        q[j] = (int8_t)(((b[6 + j] & 15) | ((qh >> j) & 1) << 4) - 16);
-        q[j + 16] = (int8_t)(((b[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+        q[j] = (int8_t)(((qs[j] & 15) | ((qh >> j) & 1) << 4) - 16);
+        q[j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
     }
 }
 /* Q5_1 {f16 d, m; u8 qh[4]; u8 qs[16]} */
 static void dec_q5_1(const uint8_t *b, int8_t q[QK], float *d, float *m) {
-    const uint32_t qh = le32(b + 4);
-    *d = f16(b), *m = f16(b + 2);
+    const uint32_t qh = le32(b + OFF(q5_1, qh));
+    const uint8_t *qs = b + OFF(q5_1, qs);
+    *d = f16(b), *m = f16(b + OFF(q5_1, m));
     for (int j = 0; j < 16; j++) {
-        q[j] = (int8_t)((b[8 + j] & 15) | ((qh >> j) & 1) << 4);
-        q[j + 16] = (int8_t)((b[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+        q[j] = (int8_t)((qs[j] & 15) | ((qh >> j) & 1) << 4);
+        q[j + 16] = (int8_t)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
     }
 }
 /* IQ4_NL {f16 d; u8 qs[16]}: nibbles index kvalues_iq4nl */
 static void dec_iq4_nl(const uint8_t *b, int8_t q[QK], float *d, float *m) {
     *d = f16(b), *m = 0;
-    for (int j = 0; j < 16; j++) q[j] = kvalues_iq4nl[b[2 + j] & 15], q[j + 16] = kvalues_iq4nl[b[2 + j] >> 4];
+    const uint8_t *qs = b + OFF(iq4_nl, qs);
+    for (int j = 0; j < 16; j++) q[j] = kvalues_iq4nl[qs[j] & 15], q[j + 16] = kvalues_iq4nl[qs[j] >> 4];
 }
 
 typedef struct {
     pare_type type;
-    int bytes;    /* per block of 32 */
+    int bytes;    /* per block of 32: the sizeof of its block struct */
     bool has_min; /* activations Q8_1: the m_w * s_x term */
     decode_fn decode;
 } qg_traits;
 
 static const qg_traits TRAITS[] = {
-    {PARE_TYPE_Q8_0, 34, false, dec_q8_0}, {PARE_TYPE_Q4_0, 18, false, dec_q4_0},
-    {PARE_TYPE_Q5_0, 22, false, dec_q5_0}, {PARE_TYPE_IQ4_NL, 18, false, dec_iq4_nl},
-    {PARE_TYPE_Q4_1, 20, true, dec_q4_1},  {PARE_TYPE_Q5_1, 24, true, dec_q5_1},
+    {PARE_TYPE_Q8_0, sizeof(pare_block_q8_0), false, dec_q8_0},
+    {PARE_TYPE_Q4_0, sizeof(pare_block_q4_0), false, dec_q4_0},
+    {PARE_TYPE_Q5_0, sizeof(pare_block_q5_0), false, dec_q5_0},
+    {PARE_TYPE_IQ4_NL, sizeof(pare_block_iq4_nl), false, dec_iq4_nl},
+    {PARE_TYPE_Q4_1, sizeof(pare_block_q4_1), true, dec_q4_1},
+    {PARE_TYPE_Q5_1, sizeof(pare_block_q5_1), true, dec_q5_1},
 };
 
 static const qg_traits *traits_of(pare_type t) {
@@ -405,14 +419,16 @@ static inline __m256i bits32(const uint8_t *p) {
 static inline __m256i decode_v(pare_type t, const uint8_t *b, float *d, float *m) {
     *d = f16(b), *m = 0;
     switch (t) {
-    case PARE_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
-    case PARE_TYPE_Q4_0: return _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
-    case PARE_TYPE_Q4_1: *m = f16(b + 2); return nibbles32(b + 4);
-    case PARE_TYPE_Q5_0: return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), bits32(b + 2)), _mm256_set1_epi8(16));
-    case PARE_TYPE_Q5_1: *m = f16(b + 2); return _mm256_or_si256(nibbles32(b + 8), bits32(b + 4));
+    case PARE_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + OFF(q8_0, qs)));
+    case PARE_TYPE_Q4_0: return _mm256_sub_epi8(nibbles32(b + OFF(q4_0, qs)), _mm256_set1_epi8(8));
+    case PARE_TYPE_Q4_1: *m = f16(b + OFF(q4_1, m)); return nibbles32(b + OFF(q4_1, qs));
+    case PARE_TYPE_Q5_0:
+        return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + OFF(q5_0, qs)), bits32(b + OFF(q5_0, qh))),
+                               _mm256_set1_epi8(16));
+    case PARE_TYPE_Q5_1: *m = f16(b + OFF(q5_1, m)); return _mm256_or_si256(nibbles32(b + OFF(q5_1, qs)), bits32(b + OFF(q5_1, qh)));
     case PARE_TYPE_IQ4_NL: {
         const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kvalues_iq4nl));
-        return _mm256_shuffle_epi8(kv, nibbles32(b + 2));
+        return _mm256_shuffle_epi8(kv, nibbles32(b + OFF(iq4_nl, qs)));
     }
     default: assert(0 && "a type without traits"); return _mm256_setzero_si256();
     }
