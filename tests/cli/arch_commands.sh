@@ -62,21 +62,16 @@ for n in llama gemma gemma2 phi3 mixtral qwen2moe starcoder2 olmo2 gptneox comma
     check "$n: extract-lora round trip" $PY $F/make_peft_lora.py --compare $R/reference.npz $T/mx.safetensors $H
     ex="extract-lora $(relerr)"
     # prune: row scope and 2:4 on the attention and MLP projections (experts included)
-    no_exp=
     for how in "row 0.5" "nm 2 4"; do
         case $how in row*) opt="--sparsity 0.5" ;; *) opt="--pattern 2:4" ;; esac
         expect_exit 0 $PARE prune $G $T/p.gguf $opt --threads 2 --force
         grep -q "(50.0000%) in [0-9]* tensors" $T/stdout || { cat $T/stdout; fail "$n: prune $opt: sparsity"; }
         case $n in mixtral | qwen2moe)
-            if ! grep -q '_exps.weight' $T/stdout; then
-                # pipeline/prune_job.c selects 2-D tensors only and no shared expert by default
-                # (the fix is in the h-cmds report): the experts are left out of the count
-                no_exp=--no-experts
-            fi ;;
+            grep -q '_exps.weight' $T/stdout || fail "$n: prune $opt left the experts out" ;;
         esac
         rm -rf $T/p-hf
         expect_exit 0 $PARE convert $T/p.gguf $T/p-hf
-        check "$n: prune $opt" $PY $F/check_arch.py sparsity $T/p-hf $how $no_exp
+        check "$n: prune $opt" $PY $F/check_arch.py sparsity $T/p-hf $how
         evals $T/p.gguf
     done
     # imatrix over every attention/MLP matrix
@@ -89,7 +84,7 @@ for n in llama gemma gemma2 phi3 mixtral qwen2moe starcoder2 olmo2 gptneox comma
     [ -s $T/s.gguf ] || fail "$n: shrink wrote nothing"
     $FAST inspect $T/s.gguf | grep -Eq 'blk\.0\.(attn_q|attn_qkv)\.weight +q8_0' || fail "$n: shrink output is not Q8_0"
     ppl=$(sed -n 's/.*, \(PPL [0-9.]* ([^)]*)\).*/\1/p' $T/stdout)
-    echo "$n: merge max rel. error HF $e_hf, GGUF $e_gg; $ex; prune row + 2:4${no_exp:+ (experts left out)}; imatrix $im; shrink Q8_0 $ppl"
+    echo "$n: merge max rel. error HF $e_hf, GGUF $e_gg; $ex; prune row + 2:4; imatrix $im; shrink Q8_0 $ppl"
     rm -rf $T/m.safetensors $T/m.gguf $T/m-hf $T/base-hf $T/p.gguf $T/p-hf $T/s.gguf $R $T/ex $T/mx.safetensors
 done
 awk -v w="$worst" 'BEGIN { exit !(w <= 1e-6) }' || fail "largest merge error $worst"
@@ -101,15 +96,11 @@ for n in mixtral qwen2moe; do
         --include 'blk.*.ffn_*_exps.weight' --include 'blk.*.ffn_gate_shexp.weight' \
         --include 'blk.*.ffn_up_shexp.weight' --include 'blk.*.ffn_down_shexp.weight'
     grep -q '(50.0000%) in' $T/stdout || fail "$n: expert 2:4 sparsity"
-    if grep -q '_exps.weight' $T/stdout; then
-        [ "$(grep '_exps.weight' $T/stdout | grep -c '50.00% zero')" = 6 ] || fail "$n: 2:4 on the experts"
-        rm -rf $T/pe-hf
-        expect_exit 0 $PARE convert $T/pe.gguf $T/pe-hf
-        check "$n: expert 2:4" $PY $F/check_arch.py sparsity $T/pe-hf nm 2 4
-        echo "$n experts 2:4: $(head -n 1 $T/check)"
-        evals $T/pe.gguf
-    else
-        echo "$n: prune does not select 3-D expert tensors yet (pipeline/prune_job.c): expert 2:4 not checked"
-    fi
+    [ "$(grep '_exps.weight' $T/stdout | grep -c '50.00% zero')" = 6 ] || fail "$n: 2:4 on the experts"
+    rm -rf $T/pe-hf
+    expect_exit 0 $PARE convert $T/pe.gguf $T/pe-hf
+    check "$n: expert 2:4" $PY $F/check_arch.py sparsity $T/pe-hf nm 2 4
+    echo "$n experts 2:4: $(head -n 1 $T/check)"
+    evals $T/pe.gguf
 done
 echo ok
