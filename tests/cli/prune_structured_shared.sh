@@ -85,5 +85,9 @@ if [ -f $MX ]; then
     expect_exit 0 $PARE prune $MX $T/mx1.gguf --structured --experts-keep 0.25
     [ "$(key $T/mx1.gguf llama.expert_used_count)" = 1 ] || fail "expert_used_count above expert_count"
     expect_exit 0 $PARE hash $T/mx.gguf
+    # routing stays top-k over the kept experts: the evaluator runs it (PPL, 4 chunks of GPL-3)
+    p_all=$(ppl $MX $TXT 4) p_half=$(ppl $T/mx.gguf $TXT 4)
+    [ -n "$p_all" ] && [ -n "$p_half" ] || fail "Mixtral PPL before/after --experts-keep 0.5"
+    echo "Mixtral reference: PPL $p_all with 4 experts, $p_half with the 2 kept"
 fi
 echo "dropped layer $chosen (cheapest of 4, calibration PPL $best_ppl); FFN, heads, experts, HF round trip, shrink"
