@@ -72,44 +72,14 @@ static void round_f16_n(const float *x, float *y, int64_t n) {
     for (; i < n; i++) y[i] = round_f16(x[i]);
 }
 
-/* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: d = amax / 127 stored as f16, q = round to
- * nearest even of x * 127 / amax. */
-static void round_q8_0(const float *x, float *y, int64_t n) {
-    for (int64_t b = 0; b < n; b += 32) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
-        const float d = round_f16(amax / 127.f), id = amax != 0 ? 127.f / amax : 0.f;
-        for (int j = 0; j < 32; j++) y[b + j] = nearbyintf(x[b + j] * id) * d;
-    }
-}
-
-/* Q8_K as ggml's quantize_row_q8_K_ref: the signed value of largest magnitude maps to -127,
- * d = 1 / iscale kept in f32. */
-static void round_q8_K(const float *x, float *y, int64_t n) {
-    for (int64_t b = 0; b < n; b += 256) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 256; j++)
-            if (fabsf(x[b + j]) > amax) amax = fabsf(x[b + j]), max = x[b + j];
-        if (amax == 0) {
-            memset(y + b, 0, 256 * sizeof *y);
-            continue;
-        }
-        const float iscale = -127.f / max, d = 1 / iscale;
-        for (int j = 0; j < 256; j++) {
-            float q = nearbyintf(iscale * x[b + j]);
-            y[b + j] = (q < 127 ? q : 127) * d;
-        }
-    }
-}
-
 static void round_row(pare_type at, const float *x, float *y, int64_t n) {
     switch (at) {
     case PARE_TYPE_F16: round_f16_n(x, y, n); break;
     case PARE_TYPE_BF16:
         for (int64_t i = 0; i < n; i++) y[i] = pare_bf16_to_fp32(pare_fp32_to_bf16(x[i]));
         break;
-    case PARE_TYPE_Q8_0: round_q8_0(x, y, n); break;
-    case PARE_TYPE_Q8_K: round_q8_K(x, y, n); break;
+    case PARE_TYPE_Q8_0: llm_round_q8_0(x, y, n); break;
+    case PARE_TYPE_Q8_K: llm_round_q8_K(x, y, n); break;
     default: memcpy(y, x, (size_t)n * sizeof *y); break;
     }
 }

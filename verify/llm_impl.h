@@ -112,6 +112,11 @@ struct pare_llm {
  * out[T][n_embd] = the routed experts' outputs (and the shared expert's) for the normed
  * rows xn[T][n_embd], as llama.cpp's build_moe_ffn computes them. */
 struct llm_moe;
+/* Activations rounded to 8-bit blocks as ggml does before its integer dot products
+ * (model_llm.c): Q8_0 blocks of 32 (n a multiple of 32), Q8_K blocks of 256. */
+void llm_round_q8_0(const float *x, float *y, int64_t n);
+void llm_round_q8_K(const float *x, float *y, int64_t n);
+
 pare_status llm_moe_hparams(pare_llm *llm, pare_err *err);
 pare_status llm_moe_load(pare_llm *llm, int il, llm_layer *L, pare_err *err);
 void llm_moe_free(struct llm_moe *moe);

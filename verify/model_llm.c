@@ -261,6 +261,41 @@ static pare_status find_vec(const pare_llm *llm, bool required, int64_t n, float
     return PARE_OK;
 }
 
+/* ------------------------------------------------------------------------ activation rounding
+ * (shared by forward.c's products and moe.c's expert products; plain scalar code, no sum to
+ * contract, so every kernel level computes the same values) */
+
+/* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: d = amax / 127 stored as f16, q = round to
+ * nearest even of x * 127 / amax. */
+void llm_round_q8_0(const float *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n; b += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
+        const float d = pare_fp16_to_fp32(pare_fp32_to_fp16(amax / 127.f)), id = amax != 0 ? 127.f / amax : 0.f;
+        for (int j = 0; j < 32; j++) y[b + j] = nearbyintf(x[b + j] * id) * d;
+    }
+}
+
+/* Q8_K as ggml's quantize_row_q8_K_ref: the signed value of largest magnitude maps to -127,
+ * d = 1 / iscale kept in f32. */
+void llm_round_q8_K(const float *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n; b += 256) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[b + j]) > amax) amax = fabsf(x[b + j]), max = x[b + j];
+        if (amax == 0) {
+            memset(y + b, 0, 256 * sizeof *y);
+            continue;
+        }
+        const float iscale = -127.f / max, d = 1 / iscale;
+        for (int j = 0; j < 256; j++) {
+            float q = nearbyintf(iscale * x[b + j]);
+            y[b + j] = (q < 127 ? q : 127) * d;
+        }
+    }
+}
+
+
 /* ggml_table_gelu_f16: GELU (tanh approximation, in float) of every f16 value, rounded to
  * f16; kept here as f32. Entries for inputs outside (-10, 10) are not used. */
 static void gelu_table(float *tab) {

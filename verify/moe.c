@@ -200,30 +200,8 @@ static void round_act(pare_type wt, const float *x, float *y, int64_t n) {
     case PARE_TYPE_BF16:
         for (int64_t i = 0; i < n; i++) y[i] = pare_bf16_to_fp32(pare_fp32_to_bf16(x[i]));
         break;
-    case PARE_TYPE_Q8_0: /* quantize_row_q8_0 */
-        for (int64_t b = 0; b + 32 <= n; b += 32) {
-            float amax = 0;
-            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b + j]));
-            const float d = round_f16(amax / 127.f), id = amax != 0 ? 127.f / amax : 0.f;
-            for (int j = 0; j < 32; j++) y[b + j] = nearbyintf(x[b + j] * id) * d;
-        }
-        break;
-    case PARE_TYPE_Q8_K: /* quantize_row_q8_K_ref */
-        for (int64_t b = 0; b + 256 <= n; b += 256) {
-            float amax = 0, max = 0;
-            for (int j = 0; j < 256; j++)
-                if (fabsf(x[b + j]) > amax) amax = fabsf(x[b + j]), max = x[b + j];
-            if (amax == 0) {
-                memset(y + b, 0, 256 * sizeof *y);
-                continue;
-            }
-            const float iscale = -127.f / max, d = 1 / iscale;
-            for (int j = 0; j < 256; j++) {
-                const float v = nearbyintf(iscale * x[b + j]);
-                y[b + j] = (v < 127 ? v : 127) * d;
-            }
-        }
-        break;
+    case PARE_TYPE_Q8_0: llm_round_q8_0(x, y, n); break;
+    case PARE_TYPE_Q8_K: llm_round_q8_K(x, y, n); break;
     default: memcpy(y, x, (size_t)n * sizeof *y); break;
     }
 }

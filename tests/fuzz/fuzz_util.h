@@ -26,6 +26,7 @@
 
 #include "core/core.h"
 #include "quant/quant.h"
+#include "../th_files.h" /* th_rm_rf, th_buf */
 
 #include <dirent.h>
 #include <stdio.h>
@@ -60,24 +61,7 @@ typedef struct {
 
 /* ------------------------------------------------------------------ files */
 
-static inline void fuzz_rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            fuzz_rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
+static inline void fuzz_rm_rf(const char *path) { th_rm_rf(path); }
 
 static char fuzz_tmp_root[512];
 

@@ -32,20 +32,8 @@ static const char *fixtures;
 
 /* ------------------------------------------------------------------ byte buffers */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const void *p, size_t n) {
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 256;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
-    }
-    if (n) memcpy(b->p + b->n, p, n);
-    b->n += n;
-}
+typedef th_buf buf; /* tests/th_files.h */
+static void put(buf *b, const void *p, size_t n) { th_buf_put(b, p, n); }
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 static void put_sep(buf *b) { put(b, FUZZ_SEP, FUZZ_SEP_LEN); }
 
