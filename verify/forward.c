@@ -222,6 +222,12 @@ static void swiglu_row(float *d, const float *s, int64_t n) {
     for (; i < n; i++) d[i] = silu(d[i]) * s[i];
 }
 
+/* SwiGLU over M rows of F values (verify/moe.c's experts): the dense FFN's vector loops, so
+ * that expert activations round to 8-bit blocks next exactly as llama.cpp's do. */
+void llm_swiglu_rows(float *d, const float *s, int M, int64_t F) {
+    for (int m = 0; m < M; m++) swiglu_row(d + (size_t)m * F, s + (size_t)m * F, F);
+}
+
 /* ggml_gelu (tanh approximation); with rounding, through ggml's f16 table: the input is
  * rounded to f16 and so is the result. */
 static float gelu(float x, bool f16_table) {

@@ -21,6 +21,7 @@ PARE_ISA_FN(pare_status, pare_perplexity,
 PARE_ISA_VOID_FN(pare_ppl_finish, (pare_ppl_result * r), (r))
 PARE_ISA_FN(pare_status, pare_ppl_merge, (const pare_ppl_result *parts, size_t n_parts, pare_ppl_result *out, pare_err *err),
             (parts, n_parts, out, err))
+PARE_ISA_VOID_FN(llm_swiglu_rows, (float *d, const float *s, int M, int64_t F), (d, s, M, F))
 PARE_ISA_FN(int, llm_batch_seqs, (int n_ctx, int n_chunks), (n_ctx, n_chunks))
 PARE_ISA_FN(int, pare_ppl_n_chunks, (size_t n_tokens, const pare_ppl_opts *o), (n_tokens, o))
 PARE_ISA_VOID_FN(pare_ppl_result_free, (pare_ppl_result * r), (r))

@@ -115,6 +115,8 @@ struct llm_moe;
 /* Activations rounded to 8-bit blocks as ggml does before its integer dot products
  * (model_llm.c): Q8_0 blocks of 32 (n a multiple of 32), Q8_K blocks of 256. */
 void llm_round_q8_0(const float *x, float *y, int64_t n);
+/* d = silu(d) * s over M rows of F, with ggml's vector e^x of the kernel level (forward.c). */
+void llm_swiglu_rows(float *d, const float *s, int M, int64_t F);
 void llm_round_q8_K(const float *x, float *y, int64_t n);
 
 pare_status llm_moe_hparams(pare_llm *llm, pare_err *err);

@@ -247,75 +247,6 @@ static pare_status mm(pare_llm *llm, const pare_tensor *t, int64_t n_in, int64_t
 /* ggml's silu: x / (1 + e^-x) */
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-/* ------------------------------------------------------------------------ ggml's vector e^x
- * ggml-cpu computes e^x for SiLU and softmax 16 (AVX-512) or 8 (AVX2) lanes at a time with
- * its own ggml_v_expf, libm's expf only for the last n % 16 (n % 8) values; the dense FFN
- * (forward.c) has it in registers. Here, in plain C, each lane's operations one by one (the
- * same constants, the same fused multiply-adds through fmaf): the same bits, so that the
- * expert activations, rounded to 8-bit blocks next, round as llama.cpp's do. The level is
- * the one the products run at (pare_isa_active). */
-static uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-static float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* ggml_v_expf's shared first steps: x = n ln2 + b (n through the 1.5 * 2^23 trick, ln2 in
- * two parts); j the polynomial in b, without its 1 for the AVX2 form (minus1). */
-static float v_exp_reduce(float x, float *n, float *z) {
-    *z = fmaf(x, 0x1.715476p+0f, 0x1.8p23f);
-    *n = *z - 0x1.8p23f;
-    return fmaf(-*n, 0x1.7f7d1cp-20f, fmaf(-*n, 0x1.62e4p-1f, x));
-}
-
-/* The AVX-512 form (llm_exp16): degree-5 polynomial with its 1, scaled by 2^n (scalef). */
-static float v_exp16(float x) {
-    float n, z;
-    const float b = v_exp_reduce(x, &n, &z), u = b * b;
-    const float hi = fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f));
-    const float j = fmaf(hi, u, fmaf(0x1.ffffecp-1f, b, 1.0f));
-    if (fabsf(n) > 192) return n <= 0 ? 0.0f : INFINITY;
-    return ldexpf(j, (int)n);
-}
-
-/* The AVX2 form (llm_exp8): j = e^b - 1, 2^n built in the exponent field, k + k j; two
- * factors where |n| > 126. */
-static float v_exp8(float x) {
-    float n, z;
-    const float b = v_exp_reduce(x, &n, &z), u = b * b;
-    const uint32_t e = f2u(z) << 23;
-    const float k = u2f(e + f2u(1.0f));
-    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
-                         0x1.ffffecp-1f * b);
-    const float an = fabsf(n);
-    if (!(an > 126)) return fmaf(k, j, k);
-    const uint32_t g = n <= 0 ? 0x82000000u : 0;
-    const float s1 = u2f(g + 0x7f000000u), s2 = u2f(e - g);
-    if (an > 192) return s1 * s1;
-    return fmaf(s2, j, s2) * s1;
-}
-
-/* Lanes of ggml's vector loops at the active level (0: scalar libm only). */
-static int v_lanes(void) {
-    const pare_isa isa = pare_isa_active();
-    return isa == PARE_ISA_AVX512 ? 16 : isa == PARE_ISA_AVX2 ? 8 : 0;
-}
-
-static float v_exp(float x, int lanes) { return lanes == 16 ? v_exp16(x) : v_exp8(x); }
-
-/* d[i] = silu(d[i]) * s[i] over a row of n, as ggml_vec_silu_f32 then ggml_mul. */
-static void swiglu_row(float *d, const float *s, int64_t n, int lanes) {
-    const int64_t nv = lanes ? n - n % lanes : 0; /* the vector loop's share */
-    int64_t i = 0;
-    for (; i < nv; i++) d[i] = d[i] / (1.0f + v_exp(0.0f - d[i], lanes)) * s[i];
-    for (; i < n; i++) d[i] = silu(d[i]) * s[i];
-}
-
 /* One expert (or the shared one) on M rows: y = down(silu(gate x) * up x). */
 static pare_status expert_ffn(pare_llm *llm, const pare_tensor *const ts[3], const int64_t io[3][2], int e,
                               const float *x, int M, float *y, float *hu, float *hg, float *xr, int il,
@@ -330,8 +261,7 @@ static pare_status expert_ffn(pare_llm *llm, const pare_tensor *const ts[3], con
     TRY(mm(llm, ts[0], io[0][0], io[0][1], e, x, M, hu, xr, err)); /* up */
     TRY(mm(llm, ts[1], io[1][0], io[1][1], e, x, M, hg, xr, err)); /* gate */
     const int64_t F = io[0][1];
-    const int lanes = llm->ggml_round ? v_lanes() : 0;
-    for (int m = 0; m < M; m++) swiglu_row(hg + (size_t)m * F, hu + (size_t)m * F, F, lanes);
+    llm_swiglu_rows(hg, hu, M, F); /* the dense FFN's loops (forward.c) */
     if (experts && llm->expert_hook)
         llm->expert_hook(llm->expert_hook_user, names[2], e, llm->n_expert, hg, M, (int)io[2][0]);
     else if (!experts && llm->hook)
