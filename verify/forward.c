@@ -476,12 +476,14 @@ typedef struct {
  * sums either). */
 static void score_fix(const att_job *j, float *s, int pos) {
     const float cap = j->llm->attn_softcap;
+    /* keys outside a sliding window are masked whatever their score: no tanh for them */
+    int t0 = 0;
+    if (j->n_swa > 0)
+        for (; t0 <= pos - j->n_swa; t0++) s[t0] = -INFINITY;
     if (cap > 0) {
         const float inv = 1.0f / cap;
-        for (int t = 0; t <= pos; t++) s[t] = tanhf(s[t] * inv) * cap;
+        for (int t = t0; t <= pos; t++) s[t] = tanhf(s[t] * inv) * cap;
     }
-    if (j->n_swa > 0)
-        for (int t = 0; t <= pos - j->n_swa; t++) s[t] = -INFINITY;
 }
 
 /* Causal softmax of one score row (position pos sees keys 0..pos), as ggml's soft_max_ext:
