@@ -1,6 +1,7 @@
 # pare convert of the ten architectures in ../shared/models/arch (gemma, gemma2, phi3,
 # Mixtral, qwen2moe, starcoder2, olmo2, gptneox, command-r, phi2) gives llama.cpp's f32 GGUF
-# byte for byte, and GGUF -> HF folder -> GGUF keeps every byte.
+# byte for byte, GGUF -> HF folder -> GGUF keeps every byte, pare quantize gives llama-quantize's
+# Q8_0 and Q4_K_M files and pare tokenize llama.cpp's tokens of GPL-3.
 . tests/clilib.sh
 need_shared models/arch/README.md
 A=$SHARED/models/arch
@@ -18,7 +19,17 @@ for n in gemma gemma2 phi3 mixtral qwen2moe starcoder2 olmo2 gptneox command-r p
     expect_exit 0 $PARE convert $T/$n-hf $T/$n-rt.gguf
     expect_exit 0 $PARE diff $T/$n-rt.gguf $REF $IGN
     cmp -s $T/$n-rt.gguf $REF || fail "$n: GGUF -> HF -> GGUF changed bytes"
+    # llama-quantize's files byte for byte
+    for q in Q8_0 Q4_K_M; do
+        expect_exit 0 $PARE quantize $REF $T/$n-$q.gguf --type $q
+        cmp -s $T/$n-$q.gguf $A/$n/$n-$q.gguf || fail "$n: $q differs from llama-quantize's file"
+        rm -f $T/$n-$q.gguf
+    done
+    # llama.cpp's tokens of GPL-3
+    $PARE tokenize $REF --text $SHARED/data/gpl-3.txt --ids 2>/dev/null | tr -d '[] ' | tr ',' '\n' >$T/$n.tok
+    cmp -s $T/$n.tok $A/$n/tokens-gpl3.txt || fail "$n: tokens differ from llama.cpp's"
 done
+echo "ten families: HF -> GGUF, GGUF -> HF -> GGUF, Q8_0 and Q4_K_M, tokens: llama.cpp's bytes"
 # the folders name the family's class and keep HF tensor names
 grep -q '"MixtralForCausalLM"' $T/mixtral-hf/config.json || fail "mixtral: config.json class"
 grep -q '"Gemma2ForCausalLM"' $T/gemma2-hf/config.json || fail "gemma2: config.json class"
