@@ -534,18 +534,8 @@ static pare_status make_plan(const char *in, const pare_model *m, const pare_pru
  * that type (llama-quant.cpp), else F16. */
 pare_type pare_struct_cut_type(pare_type src, int64_t ne0) {
     if (pare_type_row_size(src, ne0)) return src;
-    pare_type nt = PARE_TYPE_F16;
-    switch (src) {
-    case PARE_TYPE_TQ1_0: case PARE_TYPE_TQ2_0: nt = PARE_TYPE_Q4_0; break;
-    case PARE_TYPE_IQ2_XXS: case PARE_TYPE_IQ2_XS: case PARE_TYPE_IQ2_S: case PARE_TYPE_IQ3_XXS:
-    case PARE_TYPE_IQ3_S: case PARE_TYPE_IQ1_S: case PARE_TYPE_IQ1_M: case PARE_TYPE_Q2_K:
-    case PARE_TYPE_Q3_K: case PARE_TYPE_IQ4_XS: nt = PARE_TYPE_IQ4_NL; break;
-    case PARE_TYPE_Q4_K: nt = PARE_TYPE_Q5_0; break;
-    case PARE_TYPE_Q5_K: nt = PARE_TYPE_Q5_1; break;
-    case PARE_TYPE_Q6_K: nt = PARE_TYPE_Q8_0; break;
-    default: break;
-    }
-    return pare_type_row_size(nt, ne0) ? nt : PARE_TYPE_F16;
+    const pare_type nt = pare_quant_fallback_type(src); /* quant/plan.h */
+    return nt != PARE_TYPE_INVALID && pare_type_row_size(nt, ne0) ? nt : PARE_TYPE_F16;
 }
 
 pare_status pare_struct_view_open(const char *in, const pare_model *m, const pare_prune_job *job, pare_out_kind kind,

@@ -323,24 +323,29 @@ static pare_status type_ffn_gate_up(plan_state *st, int *counter, int n, pare_ty
     return PARE_OK;
 }
 
+pare_type pare_quant_fallback_type(pare_type t) {
+    switch (t) {
+    case PARE_TYPE_TQ1_0: case PARE_TYPE_TQ2_0: return PARE_TYPE_Q4_0;
+    case PARE_TYPE_IQ2_XXS: case PARE_TYPE_IQ2_XS: case PARE_TYPE_IQ2_S: case PARE_TYPE_IQ3_XXS:
+    case PARE_TYPE_IQ3_S: case PARE_TYPE_IQ1_S: case PARE_TYPE_IQ1_M: case PARE_TYPE_Q2_K:
+    case PARE_TYPE_Q3_K: case PARE_TYPE_IQ4_XS: return PARE_TYPE_IQ4_NL;
+    case PARE_TYPE_Q4_K: return PARE_TYPE_Q5_0;
+    case PARE_TYPE_Q5_K: return PARE_TYPE_Q5_1;
+    case PARE_TYPE_Q6_K: return PARE_TYPE_Q8_0;
+    default: return PARE_TYPE_INVALID;
+    }
+}
+
 /* When ne[0] is not a multiple of the chosen type's block: a type with smaller blocks. */
 static pare_status fallback(pare_type *ntp, const pare_tensor *t, pare_err *err) {
     pare_type nt = *ntp;
     if (t->ne[0] % blck(nt) == 0) return PARE_OK;
-    switch (nt) {
-    case PARE_TYPE_TQ1_0: case PARE_TYPE_TQ2_0: nt = PARE_TYPE_Q4_0; break;
-    case PARE_TYPE_IQ2_XXS: case PARE_TYPE_IQ2_XS: case PARE_TYPE_IQ2_S: case PARE_TYPE_IQ3_XXS:
-    case PARE_TYPE_IQ3_S: case PARE_TYPE_IQ1_S: case PARE_TYPE_IQ1_M: case PARE_TYPE_Q2_K:
-    case PARE_TYPE_Q3_K: case PARE_TYPE_IQ4_XS: nt = PARE_TYPE_IQ4_NL; break;
-    case PARE_TYPE_Q4_K: nt = PARE_TYPE_Q5_0; break;
-    case PARE_TYPE_Q5_K: nt = PARE_TYPE_Q5_1; break;
-    case PARE_TYPE_Q6_K: nt = PARE_TYPE_Q8_0; break;
-    default:
+    nt = pare_quant_fallback_type(nt);
+    if (nt == PARE_TYPE_INVALID)
         return pare_err_set(err, PARE_EUNSUPPORTED,
                             "tensor '%s': %" PRId64 " columns are not a multiple of %s's block of %" PRId64
                             " and llama-quantize has no fallback type for it",
-                            t->name, t->ne[0], pare_type_name(nt), blck(nt));
-    }
+                            t->name, t->ne[0], pare_type_name(*ntp), blck(*ntp));
     if (t->ne[0] % blck(nt) != 0) nt = PARE_TYPE_F16;
     *ntp = nt;
     return PARE_OK;

@@ -87,6 +87,11 @@ typedef struct pare_quant_plan_opts {
  * PARE_EINPUT for a missing block_count or a bad imatrix entry. */
 pare_status pare_quant_plan(const pare_model *m, const pare_quant_plan_opts *o, pare_type *types, pare_err *err);
 
+/* llama-quantize's type for a tensor whose rows do not fit t's blocks (llama-quant.cpp's
+ * fallback switch; the caller still checks the new type's block, F16 when it does not fit
+ * either). PARE_TYPE_INVALID when llama-quantize has none for t. */
+pare_type pare_quant_fallback_type(pare_type t);
+
 /* The order llama-quantize visits and writes tensors (the plan's layer counters follow
  * it): tensors without a "blk.N." prefix first, then by layer number, ties by name
  * (strcmp). Fills order[0..m->n_tensors) with tensor indices. */
