@@ -8,6 +8,7 @@
 #include "verify/llm.h"
 #include "verify/llm_impl.h"
 #include "th.h"
+#include "th_model.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -25,38 +26,6 @@
 
 /* ------------------------------------------------------------------------ golden logits */
 
-typedef struct {
-    uint32_t n_tokens, n_vocab;
-    int32_t *tokens;
-    float *logits;
-} plog;
-
-static bool plog_read(const char *path, plog *p) {
-    char *buf;
-    size_t len;
-    pare_err err;
-    memset(p, 0, sizeof *p);
-    if (pare_read_file(path, 64u << 20, &buf, &len, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        return false;
-    }
-    bool ok = len >= 12 && memcmp(buf, "PLOG", 4) == 0;
-    if (ok) {
-        memcpy(&p->n_tokens, buf + 4, 4);
-        memcpy(&p->n_vocab, buf + 8, 4);
-        uint64_t need = 12 + 4ull * p->n_tokens + 4ull * p->n_tokens * p->n_vocab;
-        ok = p->n_tokens > 0 && p->n_vocab > 0 && need == len;
-    }
-    if (ok) {
-        p->tokens = malloc(4ull * p->n_tokens);
-        p->logits = malloc(4ull * p->n_tokens * p->n_vocab);
-        memcpy(p->tokens, buf + 12, 4ull * p->n_tokens);
-        memcpy(p->logits, buf + 12 + 4ull * p->n_tokens, 4ull * p->n_tokens * p->n_vocab);
-    }
-    free(buf);
-    CHECK_MSG(ok, "%s is not a PLOG file of the expected size", path);
-    return ok;
-}
 
 static bool can_read(const pare_model *m) {
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -77,9 +46,9 @@ static double golden_diff(const char *model_rel, const char *logits_rel, bool ro
     double maxd = -1;
     pare_model *m = NULL;
     pare_llm *llm = NULL;
-    plog g = {0};
+    th_plog g = {0};
     pare_err err;
-    if (!mp || !lp || !plog_read(lp, &g)) goto out;
+    if (!mp || !lp || !th_plog_read(lp, &g)) goto out;
     CHECK_OK(pare_gguf_load(mp, &m, &err), &err);
     if (!m) goto out;
     if (!can_read(m)) {

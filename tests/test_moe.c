@@ -11,6 +11,7 @@
 #include "quant/quant.h"
 #include "verify/llm.h"
 #include "th.h"
+#include "th_model.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -18,31 +19,6 @@
 
 #define TOL_GOLDEN_F32 2e-3 /* |logit - llama.cpp's| for the f32 models (the bound) */
 
-typedef struct {
-    uint32_t n_tokens, n_vocab;
-    int32_t *tokens;
-    float *logits;
-} plog;
-
-static bool plog_read(const char *path, plog *p) {
-    size_t len = 0;
-    uint8_t *buf = th_read_file(path, &len);
-    bool ok = buf && len >= 12 && memcmp(buf, "PLOG", 4) == 0;
-    if (ok) {
-        memcpy(&p->n_tokens, buf + 4, 4);
-        memcpy(&p->n_vocab, buf + 8, 4);
-        ok = p->n_tokens > 0 && p->n_vocab > 0 && 12 + 4ull * p->n_tokens * (1 + p->n_vocab) == len;
-    }
-    if (ok) {
-        p->tokens = malloc(4ull * p->n_tokens);
-        p->logits = malloc(4ull * p->n_tokens * p->n_vocab);
-        memcpy(p->tokens, buf + 12, 4ull * p->n_tokens);
-        memcpy(p->logits, buf + 12 + 4ull * p->n_tokens, 4ull * p->n_tokens * p->n_vocab);
-    }
-    free(buf);
-    CHECK_MSG(ok, "%s is not a PLOG file of the expected size", path);
-    return ok;
-}
 
 /* max |pare's logit - llama.cpp's| over every position of the reference's 128 tokens. */
 static void golden(const char *arch) {
@@ -53,9 +29,9 @@ static void golden(const char *arch) {
     char *lp = mp ? th_shared_dup(rel) : NULL;
     pare_model *m = NULL;
     pare_llm *llm = NULL;
-    plog g = {0};
+    th_plog g = {0};
     pare_err err;
-    if (!lp || !plog_read(lp, &g)) goto out;
+    if (!lp || !th_plog_read(lp, &g)) goto out;
     CHECK_OK(pare_gguf_load(mp, &m, &err), &err);
     if (!m) goto out;
     CHECK_OK(pare_llm_new(m, 2, &llm, &err), &err);
