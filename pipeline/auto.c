@@ -74,7 +74,9 @@ typedef struct {
 } step;
 
 typedef struct {
-    pare_model *sm;   /* source (GGUF names), read-only */
+    const pare_model *sm; /* source (GGUF names), read-only: the gate's reference model when
+                           * that is the source, else loaded here (own_sm) */
+    pare_model *own_sm;
     tinfo *ti;
     size_t n_t;
     char **roles;
@@ -86,7 +88,7 @@ typedef struct {
     char *im_path;    /* the imatrix file the writer uses, or NULL */
     bool im_made;     /* made here from --calib (recorded without its temporary path) */
     int *pos;         /* per tensor: hull position in the plan being built */
-    pare_model *cm;   /* the candidate in memory */
+    pare_model *cm;   /* the candidate in memory: sm's tensors, borrowed, or quantized (owned) */
     pare_type *cm_type;
     const pare_convert_opts *o;
     FILE *log;
@@ -134,6 +136,32 @@ static double *col_weights(const auto_state *s, const pare_tensor *t) {
     return w;
 }
 
+/* Rows r0, r0 + step, ... (n of them) of a source tensor as f32, read with pread from a
+ * mapped file (the mapping's pages are not touched: they would stay in the process's
+ * resident memory, and the search runs beside an evaluator of the same model). raw holds
+ * one row of the source type. */
+static pare_status rows_f32(const auto_state *s, const pare_tensor *t, int64_t r0, int64_t step, int64_t n,
+                            float *dst, void *raw, pare_err *err) {
+    const int64_t ne0 = t->ne[0];
+    const size_t rb = pare_type_row_size(t->type, ne0);
+    uint64_t off = 0;
+    const pare_map *map = pare_model_map_of(s->sm, t, &off);
+    const void *all = NULL;
+    void *tmp = NULL;
+    if (!map) TRY(pare_tensor_bytes(t, &all, &tmp, err));
+    pare_status st = PARE_OK;
+    for (int64_t i = 0; !st && i < n; i++) {
+        const uint64_t at = (uint64_t)(r0 + i * step) * rb;
+        const void *row = raw;
+        if (map) st = pare_map_pread(map, raw, off + at, rb, err);
+        else row = (const uint8_t *)all + at;
+        if (!st && !pare_plain_to_f32(t->type, row, dst + i * ne0, ne0))
+            st = pare_dequantize(t->type, row, dst + i * ne0, 1, ne0, 1, err);
+    }
+    free(tmp);
+    return st;
+}
+
 /* Measures every candidate's error on a sample of t's rows and keeps the hull. */
 static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
     const pare_tensor *t = &s->sm->tensors[ti->ti];
@@ -141,14 +169,13 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
     int64_t step_r = 1;
     while (rows / step_r * ne0 > SAMPLE_ELEMS && step_r < rows) step_r++;
     const int64_t ns = (rows + step_r - 1) / step_r;
-    float *all = malloc((size_t)pare_tensor_nelements(t) * sizeof(float));
+    void *raw = malloc(pare_type_row_size(t->type, ne0) + 64);
     float *smp = malloc((size_t)(ns * ne0) * sizeof(float)), *deq = malloc((size_t)(ns * ne0) * sizeof(float));
     void *q = malloc((size_t)(ns * ne0) * 4 + 4096);
     double *w = col_weights(s, t);
     double *w2 = NULL;
-    pare_status st = (all && smp && deq && q && w) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = pare_tensor_to_f32(t, all, s->o->n_threads, err);
-    for (int64_t r = 0; !st && r < ns; r++) memcpy(smp + r * ne0, all + r * step_r * ne0, (size_t)ne0 * sizeof(float));
+    pare_status st = (raw && smp && deq && q && w) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    if (!st) st = rows_f32(s, t, 0, step_r, ns, smp, raw, err);
     /* a tied embedding is also the output head: its rows' errors count twice, as looked up
      * (one row per token, uniform) and as the head's (weighted by its inputs) */
     const bool tied = !strcmp(t->name, "token_embd.weight") && !pare_model_find(s->sm, "output.weight");
@@ -198,7 +225,7 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
         ti->err[ti->n_c++] = errs[k];
     }
     if (!st && !ti->n_c) st = pare_err_set(err, PARE_EUNSUPPORTED, "tensor '%s': no candidate type fits its rows", t->name);
-    free(all);
+    free(raw);
     free(smp);
     free(deq);
     free(q);
@@ -207,20 +234,44 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
     return st;
 }
 
-/* Sets the in-memory candidate's tensor k to hull position p (quantizing it). */
+#define SET_ROWS 1024 /* rows converted and quantized at a time: a few MB, not the tensor in f32 */
+
+/* Sets the in-memory candidate's tensor k to hull position p: back to the source's bytes when
+ * that is the source's type, else quantized from the source (read by rows with pread), and
+ * the source's pages given back (the candidate's evaluator reads the quantized copy). */
 static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
     const tinfo *ti = &s->ti[k];
     const pare_type ty = cands[ti->c[p]].type;
     pare_tensor *ct = &s->cm->tensors[ti->ti];
     if (s->cm_type[k] == ty) return PARE_OK;
     const pare_tensor *t = &s->sm->tensors[ti->ti];
+    if (ty == t->type) {
+        pare_tensor_set_owned(ct, NULL, 0);
+        ct->data = t->data;
+        ct->n_bytes = t->n_bytes;
+        ct->type = ty;
+        s->cm_type[k] = ty;
+        return PARE_OK;
+    }
     const int64_t ne0 = t->ne[0], rows = pare_tensor_nrows(t);
-    float *v = malloc((size_t)pare_tensor_nelements(t) * sizeof(float));
-    void *q = malloc(ti->bytes[p] ? ti->bytes[p] : 1);
-    pare_status st = (v && q) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = pare_tensor_to_f32(t, v, s->o->n_threads, err);
-    if (!st) st = pare_quantize(ty, v, q, rows, ne0, imatrix_of(s, t), s->o->n_threads, err);
+    const size_t qrow = pare_type_row_size(ty, ne0);
+    const float *imx = imatrix_of(s, t);
+    /* an expert stack's importance is per expert (ne[0] values for each of ne[2]): one
+     * expert's rows at a time, with its slice */
+    const bool per_expert = imx && t->n_dims == 3 && t->ne[2] > 1;
+    const int64_t blk = per_expert ? t->ne[1] : rows < SET_ROWS ? rows : SET_ROWS;
+    float *v = malloc((size_t)(blk * ne0) * sizeof(float));
+    void *raw = malloc(pare_type_row_size(t->type, ne0) + 64);
+    uint8_t *q = malloc(ti->bytes[p] ? ti->bytes[p] : 1);
+    pare_status st = (v && q && raw) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    for (int64_t r = 0; !st && r < rows; r += blk) {
+        const int64_t n = rows - r < blk ? rows - r : blk;
+        st = rows_f32(s, t, r, 1, n, v, raw, err);
+        const float *im = per_expert ? imx + (r / t->ne[1]) * ne0 : imx;
+        if (!st) st = pare_quantize(ty, v, q + (size_t)r * qrow, n, ne0, im, s->o->n_threads, err);
+    }
     free(v);
+    free(raw);
     if (st) {
         free(q);
         return st;
@@ -230,11 +281,46 @@ static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
     ct->read = NULL;
     ct->source = -1;
     s->cm_type[k] = ty;
+    pare_model_release_tensor(s->sm, t);
     return PARE_OK;
 }
 
 static pare_status set_plan(auto_state *s, const int *pos, pare_err *err) {
     for (size_t k = 0; k < s->n_t; k++) TRY(set_tensor(s, k, pos[k], err));
+    return PARE_OK;
+}
+
+/* A model whose tensors are sm's, borrowed (no second mapping or copy): the candidate. */
+static pare_status model_view(const pare_model *sm, pare_model **out, pare_err *err) {
+    pare_model *m = pare_model_new(sm->format, sm->path);
+    FAIL_IF(!m, PARE_ENOMEM, "out of memory");
+    m->version = sm->version;
+    m->gguf_names = sm->gguf_names;
+    m->alignment = sm->alignment;
+    pare_status st = sm->arch && !(m->arch = strdup(sm->arch)) ? pare_err_set(err, PARE_ENOMEM, "out of memory") : PARE_OK;
+    if (!st) st = pare_meta_copy(&m->meta, &sm->meta, err);
+    for (size_t i = 0; !st && i < sm->n_tensors; i++) {
+        const pare_tensor *t = &sm->tensors[i];
+        pare_tensor v;
+        st = pare_tensor_init(&v, t->name, t->type, t->n_dims, t->ne, err);
+        if (st) break;
+        if (!t->data) {
+            pare_tensor_clear(&v);
+            st = pare_err_set(err, PARE_EUNSUPPORTED, "%s: tensor '%s' is not in memory", sm->path, t->name);
+            break;
+        }
+        v.data = t->data;
+        v.n_bytes = t->n_bytes;
+        v.file_offset = t->file_offset;
+        v.source = -1;
+        st = pare_model_push_tensor(m, &v, err);
+        if (st) pare_tensor_clear(&v);
+    }
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    *out = m;
     return PARE_OK;
 }
 
@@ -246,7 +332,7 @@ static void plan_at(const auto_state *s, const step *path, size_t k, int *pos) {
 
 /* ------------------------------------------------------------------ importance */
 
-static pare_status importance(auto_state *s, const char *src, const pare_shrink_job *job, const char *workdir,
+static pare_status importance(auto_state *s, const pare_shrink_job *job, const char *workdir,
                               pare_err *err) {
     if (job->imatrix_path) {
         TRY(pare_imatrix_load(job->imatrix_path, &s->im, err));
@@ -256,7 +342,7 @@ static pare_status importance(auto_state *s, const char *src, const pare_shrink_
     if (!job->calib_path) return PARE_OK;
     if (s->log) fprintf(s->log, "auto: activation statistics over %s\n", job->calib_path);
     const int ctx = job->calib_ctx > 0 ? job->calib_ctx : PARE_PPL_DEFAULT_CTX;
-    TRY(pare_act_stats_collect(src, job->calib_path, ctx, job->calib_tokens, s->o->n_threads, &s->acts, err));
+    TRY(pare_act_stats_collect_model(s->sm, job->calib_path, ctx, job->calib_tokens, s->o->n_threads, &s->acts, err));
     s->have_acts = true;
     if (s->im) return PARE_OK; /* the user's imatrix quantizes; the statistics weigh the errors */
     pare_imatrix *im = pare_imatrix_new();
@@ -439,7 +525,7 @@ static uint64_t file_size(const char *path) {
 }
 
 /* Sensitivity per role: evaluations of the model with one role at about CAL_BPW bits. */
-static pare_status calibrate(auto_state *s, const char *src, const pare_shrink_job *job, pare_err *err) {
+static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err *err) {
     const char *text = job->calib_path ? job->calib_path : job->text_path;
     pare_evalx *cal = NULL;
     int ctx = job->ctx > 0 ? job->ctx : PARE_PPL_DEFAULT_CTX;
@@ -447,7 +533,7 @@ static pare_status calibrate(auto_state *s, const char *src, const pare_shrink_j
     /* a short calibration text gets shorter chunks, down to 16 tokens */
     for (;;) {
         pare_err e2 = {0};
-        st = pare_evalx_open(src, text, ctx, CAL_CHUNKS, s->o, &cal, &e2);
+        st = pare_evalx_open_model(s->sm, text, ctx, CAL_CHUNKS, s->o, &cal, &e2);
         if (!st || e2.code != PARE_EINPUT || ctx <= 16) {
             if (st) *err = e2;
             break;
@@ -497,9 +583,9 @@ static pare_status calibrate(auto_state *s, const char *src, const pare_shrink_j
     return st;
 }
 
-pare_status pare_auto_quantize(const char *src, const char *out, const char *workdir, const pare_shrink_job *job,
-                               pare_evalx *gate, double ref_ppl, const pare_convert_opts *o, FILE *log,
-                               pare_auto_info *info, pare_err *err) {
+pare_status pare_auto_quantize(const char *src, const pare_model *src_model, const char *out, const char *workdir,
+                               const pare_shrink_job *job, pare_evalx *gate, double ref_ppl,
+                               const pare_convert_opts *o, FILE *log, pare_auto_info *info, pare_err *err) {
     memset(info, 0, sizeof *info);
     auto_state s = {.o = o, .log = log};
     step *path = NULL;
@@ -507,9 +593,11 @@ pare_status pare_auto_quantize(const char *src, const char *out, const char *wor
     double *pred = NULL;
     pare_type *base_types = NULL;
     size_t n_steps = 0;
-    pare_status st = pare_model_load_gguf(src, &s.sm, err);
-    if (!st) st = pare_model_load_gguf(src, &s.cm, err);
-    if (!st) st = importance(&s, src, job, workdir, err);
+    pare_status st = PARE_OK;
+    if (src_model) s.sm = src_model;
+    else if (!(st = pare_model_load_gguf(src, &s.own_sm, err))) s.sm = s.own_sm;
+    if (!st) st = model_view(s.sm, &s.cm, err);
+    if (!st) st = importance(&s, job, workdir, err);
     /* the tensors llama-quantize quantizes: the ones Q8_0's plan changes */
     if (!st && !(base_types = calloc(s.sm->n_tensors + 1, sizeof *base_types)))
         st = pare_err_set(err, PARE_ENOMEM, "out of memory");
@@ -538,7 +626,7 @@ pare_status pare_auto_quantize(const char *src, const char *out, const char *wor
     if (!st && log) fprintf(log, "auto: errors of %zu candidate types for %zu tensors in %.2f s\n", N_CANDS, s.n_t,
                             pare_now() - t0);
     if (!st && !(s.gain = calloc(s.n_roles + 1, sizeof *s.gain))) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = calibrate(&s, src, job, err);
+    if (!st) st = calibrate(&s, job, err);
     /* the path */
     size_t cap = 0;
     for (size_t k = 0; k < s.n_t; k++) cap += (size_t)s.ti[k].n_c;
@@ -650,6 +738,6 @@ pare_status pare_auto_quantize(const char *src, const char *out, const char *wor
     pare_imatrix_free(s.im);
     if (s.have_acts) pare_act_stats_free(&s.acts);
     pare_model_free(s.cm);
-    pare_model_free(s.sm);
+    pare_model_free(s.own_sm);
     return st;
 }

@@ -112,13 +112,14 @@ const double *pare_act_stats_find(const pare_act_stats *s, const char *gguf_name
 }
 
 /* The statistics into out and c (whose s is out). */
-static pare_status collect(const char *model, const char *text_path, int ctx, int64_t max_tokens, int n_threads,
-                           pare_act_stats *out, collector *c_out, pare_err *err) {
+static pare_status collect(const char *model, const pare_model *loaded, const char *text_path, int ctx,
+                           int64_t max_tokens, int n_threads, pare_act_stats *out, collector *c_out, pare_err *err) {
     memset(out, 0, sizeof *out);
     pare_model_text mt;
     float *logits = NULL;
     collector c = {.s = out};
-    pare_status st = pare_model_text_open(model, text_path, n_threads, &mt, err);
+    pare_status st = loaded ? pare_model_text_open_model(loaded, text_path, n_threads, &mt, err)
+                            : pare_model_text_open(model, text_path, n_threads, &mt, err);
     pare_llm *llm = mt.llm;
     int32_t *ids = mt.ids;
     size_t n_ids = mt.n_ids;
@@ -154,7 +155,15 @@ static pare_status collect(const char *model, const char *text_path, int ctx, in
 pare_status pare_act_stats_collect(const char *model, const char *text_path, int ctx, int64_t max_tokens,
                                    int n_threads, pare_act_stats *out, pare_err *err) {
     collector c;
-    pare_status st = collect(model, text_path, ctx, max_tokens, n_threads, out, &c, err);
+    pare_status st = collect(model, NULL, text_path, ctx, max_tokens, n_threads, out, &c, err);
+    collector_free(&c);
+    return st;
+}
+
+pare_status pare_act_stats_collect_model(const pare_model *m, const char *text_path, int ctx, int64_t max_tokens,
+                                         int n_threads, pare_act_stats *out, pare_err *err) {
+    collector c;
+    pare_status st = collect(NULL, m, text_path, ctx, max_tokens, n_threads, out, &c, err);
     collector_free(&c);
     return st;
 }
@@ -198,7 +207,7 @@ pare_status pare_imatrix_make(const char *model, const char *text_path, const ch
             "%s: refusing to overwrite an input file", out);
     pare_act_stats s;
     collector c;
-    TRY(collect(model, text_path, ctx, max_tokens, o->n_threads, &s, &c, err));
+    TRY(collect(model, NULL, text_path, ctx, max_tokens, o->n_threads, &s, &c, err));
     pare_imatrix *im = pare_imatrix_new();
     pare_status st = im ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
     for (size_t i = 0; !st && i < s.n; i++) {

@@ -32,9 +32,20 @@ pare_status pare_model_text_open(const char *model, const char *text_path, int n
     return st;
 }
 
+pare_status pare_model_text_open_model(const pare_model *m, const char *text_path, int n_threads,
+                                       pare_model_text *mt, pare_err *err) {
+    memset(mt, 0, sizeof *mt);
+    mt->m = (pare_model *)m; /* read only: not freed by close */
+    mt->borrowed = true;
+    pare_status st = pare_llm_new(mt->m, n_threads, &mt->llm, err);
+    if (!st && text_path) st = pare_text_tokens(mt->m, text_path, &mt->ids, &mt->n_ids, err);
+    if (st) pare_model_text_close(mt);
+    return st;
+}
+
 void pare_model_text_close(pare_model_text *mt) {
     pare_llm_free(mt->llm);
-    pare_model_free(mt->m);
+    if (!mt->borrowed) pare_model_free(mt->m);
     free(mt->ids);
     memset(mt, 0, sizeof *mt);
 }

@@ -3,7 +3,9 @@
  * model and the tokenized text are loaded once, then any number of candidates (files or
  * models built in memory) are evaluated against them, with or without the reference's
  * forward pass (the KL divergence needs it; a perplexity ratio can use the reference's
- * perplexity computed once, or read from the cache).
+ * perplexity computed once, or read from the cache). The reference's log-probabilities for
+ * the KL divergence are computed at its first use and kept (pare_ppl_base), so every later
+ * candidate costs one forward pass, not two.
  */
 #include "pipeline/pipeline.h"
 
@@ -14,21 +16,23 @@
 
 struct pare_evalx {
     pare_model_text ref; /* the reference, its evaluator and the text's tokens */
+    pare_ppl_base *kept; /* the reference's side of the KLD, once computed */
     pare_ppl_opts po;
     int n_pass;
     pare_progress_fn progress;
     void *progress_user;
 };
 
-pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx, int n_chunks,
-                            const pare_convert_opts *o, pare_evalx **out, pare_err *err) {
+static pare_status evalx_open(const char *ref_path, const pare_model *ref_model, const char *text_path, int ctx,
+                              int n_chunks, const pare_convert_opts *o, pare_evalx **out, pare_err *err) {
     *out = NULL;
     pare_evalx *e = calloc(1, sizeof *e);
     FAIL_IF(!e, PARE_ENOMEM, "out of memory");
     ctx = ctx > 0 ? ctx : PARE_PPL_DEFAULT_CTX;
     e->progress = o->progress;
     e->progress_user = o->progress_user;
-    pare_status st = pare_model_text_open(ref_path, text_path, o->n_threads, &e->ref, err);
+    pare_status st = ref_model ? pare_model_text_open_model(ref_model, text_path, o->n_threads, &e->ref, err)
+                               : pare_model_text_open(ref_path, text_path, o->n_threads, &e->ref, err);
     if (!st && e->ref.n_ids < (size_t)2 * (size_t)ctx)
         st = pare_err_set(err, PARE_EINPUT,
                           "%s: %zu tokens, fewer than two chunks of %d (use a longer text or a smaller --ctx)", text_path,
@@ -44,8 +48,21 @@ pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx
     return PARE_OK;
 }
 
+pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx, int n_chunks,
+                            const pare_convert_opts *o, pare_evalx **out, pare_err *err) {
+    return evalx_open(ref_path, NULL, text_path, ctx, n_chunks, o, out, err);
+}
+
+pare_status pare_evalx_open_model(const pare_model *ref, const char *text_path, int ctx, int n_chunks,
+                                  const pare_convert_opts *o, pare_evalx **out, pare_err *err) {
+    return evalx_open(NULL, ref, text_path, ctx, n_chunks, o, out, err);
+}
+
+const pare_model *pare_evalx_ref_model(const pare_evalx *e) { return e->ref.m; }
+
 void pare_evalx_free(pare_evalx *e) {
     if (!e) return;
+    pare_ppl_base_free(e->kept);
     pare_model_text_close(&e->ref);
     free(e);
 }
@@ -61,9 +78,12 @@ pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare
     pare_llm *cl = NULL;
     pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
     if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
-    if (!st)
-        st = pare_perplexity(cl, kld ? e->ref.llm : NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res,
-                             err);
+    if (!st && kld && !e->kept)
+        st = pare_ppl_base_new(e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, NULL, NULL, &e->kept, err);
+    if (!st && kld)
+        st = pare_perplexity_kept(cl, e->kept, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
+    else if (!st)
+        st = pare_perplexity(cl, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     pare_llm_free(cl);
     return st;
 }

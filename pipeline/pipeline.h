@@ -204,9 +204,13 @@ typedef struct {
     pare_llm *llm;
     int32_t *ids;
     size_t n_ids;
+    bool borrowed; /* m is the caller's (pare_model_text_open_model) */
 } pare_model_text;
 pare_status pare_model_text_open(const char *model, const char *text_path, int n_threads, pare_model_text *mt,
                                  pare_err *err);
+/* The same with a model the caller keeps (it must outlive mt). */
+pare_status pare_model_text_open_model(const pare_model *m, const char *text_path, int n_threads,
+                                       pare_model_text *mt, pare_err *err);
 void pare_model_text_close(pare_model_text *mt);
 /* The tokens of a text file (up to PARE_TEXT_MAX_BYTES) by model m's tokenizer, BOS first. */
 pare_status pare_text_tokens(const pare_model *m, const char *text_path, int32_t **ids, size_t *n_ids, pare_err *err);
@@ -227,6 +231,9 @@ typedef struct {
  * llama-imatrix), up to max_tokens (0: all), collecting the statistics. */
 pare_status pare_act_stats_collect(const char *model, const char *text_path, int ctx, int64_t max_tokens,
                                    int n_threads, pare_act_stats *out, pare_err *err);
+/* The same on a loaded model (the caller's). */
+pare_status pare_act_stats_collect_model(const pare_model *m, const char *text_path, int ctx, int64_t max_tokens,
+                                         int n_threads, pare_act_stats *out, pare_err *err);
 void pare_act_stats_free(pare_act_stats *s);
 const double *pare_act_stats_find(const pare_act_stats *s, const char *gguf_name, int64_t n_in);
 
@@ -295,22 +302,29 @@ void pare_auto_info_free(pare_auto_info *info);
 typedef struct pare_evalx pare_evalx;
 pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx, int n_chunks,
                             const pare_convert_opts *o, pare_evalx **out, pare_err *err);
+/* The same on a model already loaded (borrowed: it must outlive the evaluator), so that one
+ * mapping of a large model serves the gate, the calibration and the search. */
+pare_status pare_evalx_open_model(const pare_model *ref, const char *text_path, int ctx, int n_chunks,
+                                  const pare_convert_opts *o, pare_evalx **out, pare_err *err);
+const pare_model *pare_evalx_ref_model(const pare_evalx *e);
 void pare_evalx_free(pare_evalx *e);
 int pare_evalx_chunks(const pare_evalx *e);
 int pare_evalx_ctx(const pare_evalx *e);
 /* The reference's own perplexity. */
 pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err);
-/* A candidate (in memory, or a file) against the reference; kld: run the reference too. */
+/* A candidate (in memory, or a file) against the reference; kld: also the KL divergence (the
+ * reference's log-probabilities are computed at the first such call and kept). */
 pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err);
 pare_status pare_evalx_file(pare_evalx *e, const char *cand, bool kld, pare_ppl_result *res, pare_err *err);
 
 /* --type auto: searches the per-tensor types of src (GGUF names) and writes the plan chosen
  * to out (see pipeline/auto.c); gate evaluates the probes, against ref_ppl (the reference's
- * perplexity on the gate text) when no KLD bound is given. Working files go to workdir.
+ * perplexity on the gate text) when no KLD bound is given. src_model: src already loaded
+ * (the gate's reference when that is src), or NULL. Working files go to workdir.
  * info is filled (free with pare_auto_info_free). */
-pare_status pare_auto_quantize(const char *src, const char *out, const char *workdir, const pare_shrink_job *job,
-                               pare_evalx *gate, double ref_ppl, const pare_convert_opts *o, FILE *log,
-                               pare_auto_info *info, pare_err *err);
+pare_status pare_auto_quantize(const char *src, const pare_model *src_model, const char *out, const char *workdir,
+                               const pare_shrink_job *job, pare_evalx *gate, double ref_ppl,
+                               const pare_convert_opts *o, FILE *log, pare_auto_info *info, pare_err *err);
 
 /* One stage of a job: its wall time and the process's peak resident memory at its end. */
 typedef struct {

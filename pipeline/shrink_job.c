@@ -125,7 +125,8 @@ pare_status pare_shrink(const char *in, const char *out, const pare_shrink_job *
     if (!st && is_auto) {
         t0 = pare_now();
         if (report) fprintf(report, "shrink: searching the types (--type auto)\n");
-        st = pare_auto_quantize(cur, cand, dir, job, gate, res->ref.ppl, o, report, &res->autoq, err);
+        st = pare_auto_quantize(cur, cur == ref ? pare_evalx_ref_model(gate) : NULL, cand, dir, job, gate, res->ref.ppl, o,
+                                report, &res->autoq, err);
         stage_end(res, "auto", t0);
     }
     if (!st) {

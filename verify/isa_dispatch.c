@@ -18,6 +18,15 @@ PARE_ISA_FN(pare_status, pare_perplexity,
             (pare_llm * llm, pare_llm *base, const int32_t *tokens, size_t n_tokens, const pare_ppl_opts *o,
              pare_progress_fn progress, void *user, pare_ppl_result *res, pare_err *err),
             (llm, base, tokens, n_tokens, o, progress, user, res, err))
+PARE_ISA_FN(pare_status, pare_perplexity_kept,
+            (pare_llm * llm, const pare_ppl_base *kept, const int32_t *tokens, size_t n_tokens, const pare_ppl_opts *o,
+             pare_progress_fn progress, void *user, pare_ppl_result *res, pare_err *err),
+            (llm, kept, tokens, n_tokens, o, progress, user, res, err))
+PARE_ISA_FN(pare_status, pare_ppl_base_new,
+            (pare_llm * base, const int32_t *tokens, size_t n_tokens, const pare_ppl_opts *o, pare_progress_fn progress,
+             void *user, pare_ppl_base **out, pare_err *err),
+            (base, tokens, n_tokens, o, progress, user, out, err))
+PARE_ISA_VOID_FN(pare_ppl_base_free, (pare_ppl_base * b), (b))
 PARE_ISA_VOID_FN(pare_ppl_finish, (pare_ppl_result * r), (r))
 PARE_ISA_FN(pare_status, pare_ppl_merge, (const pare_ppl_result *parts, size_t n_parts, pare_ppl_result *out, pare_err *err),
             (parts, n_parts, out, err))

@@ -157,6 +157,19 @@ int pare_ppl_n_chunks(size_t n_tokens, const pare_ppl_opts *o);
 pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens, size_t n_tokens,
                             const pare_ppl_opts *o, pare_progress_fn progress, void *user,
                             pare_ppl_result *res, pare_err *err);
+/* The base model's side of the KL divergence, kept: its 16-bit log-probabilities of every
+ * scored token (2 bytes x vocabulary per token: 16 MB per chunk of 512 with 32,000 tokens),
+ * computed once for a text and options, so that many models are compared with it without
+ * running the base model again (the budget search's probes and calibration).
+ * pare_perplexity_kept(llm, kept, ...) gives exactly what pare_perplexity(llm, base, ...)
+ * gives with the same tokens and options (it refuses others). */
+typedef struct pare_ppl_base pare_ppl_base;
+pare_status pare_ppl_base_new(pare_llm *base, const int32_t *tokens, size_t n_tokens, const pare_ppl_opts *o,
+                              pare_progress_fn progress, void *user, pare_ppl_base **out, pare_err *err);
+void pare_ppl_base_free(pare_ppl_base *b);
+pare_status pare_perplexity_kept(pare_llm *llm, const pare_ppl_base *kept, const int32_t *tokens, size_t n_tokens,
+                                 const pare_ppl_opts *o, pare_progress_fn progress, void *user,
+                                 pare_ppl_result *res, pare_err *err);
 /* Recomputes the derived figures (ppl, ppl_err, KLD statistics) from the sums and arrays. */
 void pare_ppl_finish(pare_ppl_result *r);
 /* Merges partial runs of the same text and n_ctx into *out (as if run in one go): parts are

@@ -164,15 +164,18 @@ typedef struct {
     int32_t *chunk;      /* [n_seq][n_ctx] the tokens of the chunks, each with BOS in front */
     float *logits;       /* [n_ctx - first][n_vocab] */
     tok_job j;
+    bool own_b;          /* j.b_* are this state's (else they point into a pare_ppl_base) */
 } ppl_state;
 
 static void state_free(ppl_state *s) {
     free(s->chunk);
     free(s->j.nll);
-    free(s->j.b_scale);
-    free(s->j.b_nll);
-    free(s->j.b_min);
-    free(s->j.b_q);
+    if (s->own_b) {
+        free(s->j.b_scale);
+        free(s->j.b_nll);
+        free(s->j.b_min);
+        free(s->j.b_q);
+    }
     free(s->j.k_nll);
     free(s->j.k_nll_base);
     free(s->j.p_diff);
@@ -181,25 +184,28 @@ static void state_free(ppl_state *s) {
 }
 
 /* s->logits is llm's buffer (kept between runs, reserved by pare_llm_prepare), not s's own. */
-static pare_status state_alloc(ppl_state *s, pare_llm *llm, bool kld, pare_err *err) {
+static pare_status state_alloc(ppl_state *s, pare_llm *llm, bool kld, bool own_b, pare_err *err) {
     const size_t R = (size_t)s->n_score, V = (size_t)s->n_vocab;
     s->chunk = malloc((size_t)s->n_seq * (size_t)s->n_ctx * sizeof *s->chunk);
     s->logits = llm_ws_reserve(&llm->lbuf, &llm->lbuf_cap, (size_t)(s->n_ctx - s->first) * V * sizeof *s->logits)
                     ? llm->lbuf : NULL;
     s->j.nll = malloc(R * sizeof(double));
     bool ok = s->chunk && s->logits && s->j.nll;
-    if (kld) {
+    if (kld && own_b) {
+        s->own_b = true;
         s->j.b_scale = malloc(R * sizeof(float));
         s->j.b_nll = malloc(R * sizeof(double));
         s->j.b_min = malloc(R * sizeof(float));
         s->j.b_q = malloc(R * V * sizeof(uint16_t));
+        ok = ok && s->j.b_scale && s->j.b_nll && s->j.b_min && s->j.b_q;
+    }
+    if (kld) {
         s->j.k_nll = malloc(R * sizeof(float));
         s->j.k_nll_base = malloc(R * sizeof(float));
         s->j.p_diff = malloc(R * sizeof(float));
         s->j.kld = malloc(R * sizeof(double));
         s->j.same_top = malloc(R);
-        ok = ok && s->j.b_scale && s->j.b_nll && s->j.b_min && s->j.b_q && s->j.k_nll && s->j.k_nll_base && s->j.p_diff &&
-             s->j.kld && s->j.same_top;
+        ok = ok && s->j.k_nll && s->j.k_nll_base && s->j.p_diff && s->j.kld && s->j.same_top;
     }
     FAIL_IF(!ok, PARE_ENOMEM, "out of memory for perplexity buffers (%d x %d logits)", s->n_ctx - s->first,
             s->n_vocab);
@@ -233,8 +239,30 @@ static void add_kld_sums(pare_ppl_result *r, const tok_job *j, int n, int64_t at
     }
 }
 
-static pare_status run_chunks(pare_llm *llm, pare_llm *base, const int32_t *tokens, ppl_state *s,
-                              pare_progress_fn progress, void *user, pare_ppl_result *r, int n_chunks, pare_err *err) {
+/* The base model's side of a KL divergence, kept: its 16-bit log-probabilities of every
+ * scored token of every chunk (what base_row writes), for the options it was made with. */
+struct pare_ppl_base {
+    int n_ctx, first_chunk, n_chunks, n_score, n_vocab;
+    size_t n_tokens;
+    float *scale, *min; /* [n_chunks * n_score] */
+    double *nll;        /* [n_chunks * n_score] */
+    uint16_t *q;        /* [n_chunks * n_score][n_vocab] */
+};
+
+/* Points the base side of s->j at chunk c of a kept base. */
+static void use_base(ppl_state *s, const pare_ppl_base *b, int c) {
+    const size_t at = (size_t)c * (size_t)s->n_score;
+    s->j.b_scale = b->scale + at;
+    s->j.b_min = b->min + at;
+    s->j.b_nll = b->nll + at;
+    s->j.b_q = b->q + at * (size_t)s->n_vocab;
+}
+
+/* The chunks: base (a live model, or kept_base) and llm, then the per-token sums. With
+ * llm NULL only the base runs, into fill (pare_ppl_base_new). */
+static pare_status run_chunks(pare_llm *llm, pare_llm *base, const pare_ppl_base *kept_base, pare_ppl_base *fill,
+                              const int32_t *tokens, ppl_state *s, pare_progress_fn progress, void *user,
+                              pare_ppl_result *r, int n_chunks, pare_err *err) {
     for (int c0 = 0; c0 < n_chunks; c0 += s->n_seq) {
         const int n_seq = n_chunks - c0 < s->n_seq ? n_chunks - c0 : s->n_seq;
         const int32_t *ct0 = tokens + (size_t)(r->first_chunk + c0) * s->n_ctx;
@@ -242,24 +270,31 @@ static pare_status run_chunks(pare_llm *llm, pare_llm *base, const int32_t *toke
             load_chunks(base, s, ct0, n_seq);
             TRY(llm_run_layers(base, s->chunk, n_seq, s->n_ctx, s->first, err));
         }
-        load_chunks(llm, s, ct0, n_seq);
-        TRY(llm_run_layers(llm, s->chunk, n_seq, s->n_ctx, s->first, err));
+        if (llm) {
+            load_chunks(llm, s, ct0, n_seq);
+            TRY(llm_run_layers(llm, s->chunk, n_seq, s->n_ctx, s->first, err));
+        }
+        pare_pool *pool = llm ? llm->pool : base->pool;
         for (int q = 0; q < n_seq; q++) {
             const int c = c0 + q;
             s->j.next = ct0 + (size_t)q * s->n_ctx + s->first + 1;
+            if (fill) use_base(s, fill, c);
+            if (kept_base) use_base(s, kept_base, c);
             if (base) {
                 TRY(llm_tail_logits(base, q, s->n_ctx - s->first, s->logits, err));
-                pare_pool_for(llm->pool, s->n_score, base_row, &s->j);
+                pare_pool_for(pool, s->n_score, base_row, &s->j);
             }
+            if (progress) progress(user, "perplexity", (uint64_t)c + 1, (uint64_t)n_chunks);
+            if (!llm) continue;
             TRY(llm_tail_logits(llm, q, s->n_ctx - s->first, s->logits, err));
-            pare_pool_for(llm->pool, s->n_score, nll_row, &s->j);
+            pare_pool_for(pool, s->n_score, nll_row, &s->j);
             double sum = 0;
             for (int i = 0; i < s->n_score; i++) {
                 sum += s->j.nll[i];
                 r->nll2_sum += s->j.nll[i] * s->j.nll[i];
             }
-            if (base) {
-                pare_pool_for(llm->pool, s->n_score, kld_row, &s->j);
+            if (base || kept_base) {
+                pare_pool_for(pool, s->n_score, kld_row, &s->j);
                 add_kld_sums(r, &s->j, s->n_score, r->n_scored);
             }
             r->chunk_nll[c] = sum;
@@ -267,7 +302,6 @@ static pare_status run_chunks(pare_llm *llm, pare_llm *base, const int32_t *toke
             r->n_scored += s->n_score;
             r->n_chunks_done = c + 1;
             r->chunk_ppl[c] = exp(r->nll_sum / (double)r->n_scored);
-            if (progress) progress(user, "perplexity", (uint64_t)c + 1, (uint64_t)n_chunks);
         }
     }
     return PARE_OK;
@@ -293,10 +327,9 @@ int pare_ppl_n_chunks(size_t n_tokens, const pare_ppl_opts *o) {
     return o->n_chunks >= 0 && o->n_chunks < n ? o->n_chunks : n;
 }
 
-pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens, size_t n_tokens,
-                            const pare_ppl_opts *o, pare_progress_fn progress, void *user, pare_ppl_result *res,
-                            pare_err *err) {
-    memset(res, 0, sizeof *res);
+/* The checks and the state both entry points share; n_chunks_out is what will run. */
+static pare_status begin(pare_llm *llm, int n_vocab_other, const char *other, size_t n_tokens, const pare_ppl_opts *o,
+                         ppl_state *s, int *n_chunks_out, int *n_max_out, pare_err *err) {
     const int n_ctx = o->n_ctx > 0 ? o->n_ctx : PARE_PPL_DEFAULT_CTX;
     FAIL_IF(n_ctx < PARE_PPL_MIN_CTX, PARE_EUSAGE, "context of %d tokens is too small to score (at least %d)", n_ctx,
             PARE_PPL_MIN_CTX);
@@ -308,30 +341,98 @@ pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens
             o->first_chunk, n_max);
     const int n_chunks = pare_ppl_n_chunks(n_tokens, o);
     FAIL_IF(n_chunks < 1, PARE_EUSAGE, "no chunk to evaluate");
-    FAIL_IF(base && base->n_vocab != llm->n_vocab, PARE_EINPUT, "%s has %d tokens in its vocabulary, %s has %d",
-            llm->name, llm->n_vocab, base->name, base->n_vocab);
-    if (o->n_threads > 0) {
-        llm->n_threads = o->n_threads;
-        if (base) base->n_threads = o->n_threads;
-    }
-    ppl_state s = {.n_ctx = n_ctx, .first = n_ctx / 2, .n_vocab = llm->n_vocab, .n_seq = llm_batch_seqs(n_ctx, n_chunks)};
-    s.n_score = n_ctx - 1 - s.first;
-    s.j.n_vocab = s.n_vocab;
-    res->n_ctx = n_ctx;
+    FAIL_IF(other && n_vocab_other != llm->n_vocab, PARE_EINPUT, "%s has %d tokens in its vocabulary, %s has %d",
+            llm->name, llm->n_vocab, other, n_vocab_other);
+    if (o->n_threads > 0) llm->n_threads = o->n_threads;
+    *s = (ppl_state){.n_ctx = n_ctx, .first = n_ctx / 2, .n_vocab = llm->n_vocab, .n_seq = llm_batch_seqs(n_ctx, n_chunks)};
+    s->n_score = n_ctx - 1 - s->first;
+    s->j.n_vocab = s->n_vocab;
+    *n_chunks_out = n_chunks;
+    *n_max_out = n_max;
+    return PARE_OK;
+}
+
+static pare_status ppl_run(pare_llm *llm, pare_llm *base, const pare_ppl_base *kept, const int32_t *tokens,
+                           size_t n_tokens, const pare_ppl_opts *o, pare_progress_fn progress, void *user,
+                           pare_ppl_result *res, pare_err *err) {
+    memset(res, 0, sizeof *res);
+    ppl_state s;
+    int n_chunks, n_max;
+    TRY(begin(llm, base ? base->n_vocab : kept ? kept->n_vocab : 0, base ? base->name : kept ? "the kept base" : NULL,
+              n_tokens, o, &s, &n_chunks, &n_max, err));
+    FAIL_IF(kept && (kept->n_ctx != s.n_ctx || kept->first_chunk != o->first_chunk || kept->n_chunks != n_chunks ||
+                     kept->n_tokens != n_tokens),
+            PARE_EINTERNAL, "%s: the kept base log-probabilities are of other chunks", llm->name);
+    if (base && o->n_threads > 0) base->n_threads = o->n_threads;
+    const bool kld = base || kept;
+    res->n_ctx = s.n_ctx;
     res->n_vocab = llm->n_vocab;
     res->first_chunk = o->first_chunk;
     res->n_chunks_total = n_max;
-    res->has_kld = base != NULL;
-    pare_status st = state_alloc(&s, llm, base != NULL, err);
-    if (!st) st = result_alloc(res, n_chunks, s.n_score, base != NULL, err);
+    res->has_kld = kld;
+    pare_status st = state_alloc(&s, llm, kld, base != NULL, err);
+    if (!st) st = result_alloc(res, n_chunks, s.n_score, kld, err);
     s.j.logits = s.logits;
-    if (!st) st = run_chunks(llm, base, tokens, &s, progress, user, res, n_chunks, err);
+    if (!st) st = run_chunks(llm, base, kept, NULL, tokens, &s, progress, user, res, n_chunks, err);
     state_free(&s);
     if (st) {
         pare_ppl_result_free(res);
         return st;
     }
     pare_ppl_finish(res);
+    return PARE_OK;
+}
+
+pare_status pare_perplexity(pare_llm *llm, pare_llm *base, const int32_t *tokens, size_t n_tokens,
+                            const pare_ppl_opts *o, pare_progress_fn progress, void *user, pare_ppl_result *res,
+                            pare_err *err) {
+    return ppl_run(llm, base, NULL, tokens, n_tokens, o, progress, user, res, err);
+}
+
+pare_status pare_perplexity_kept(pare_llm *llm, const pare_ppl_base *base, const int32_t *tokens, size_t n_tokens,
+                                 const pare_ppl_opts *o, pare_progress_fn progress, void *user, pare_ppl_result *res,
+                                 pare_err *err) {
+    return ppl_run(llm, NULL, base, tokens, n_tokens, o, progress, user, res, err);
+}
+
+void pare_ppl_base_free(pare_ppl_base *b) {
+    if (!b) return;
+    free(b->scale);
+    free(b->min);
+    free(b->nll);
+    free(b->q);
+    free(b);
+}
+
+pare_status pare_ppl_base_new(pare_llm *base, const int32_t *tokens, size_t n_tokens, const pare_ppl_opts *o,
+                              pare_progress_fn progress, void *user, pare_ppl_base **out, pare_err *err) {
+    *out = NULL;
+    ppl_state s;
+    int n_chunks, n_max;
+    TRY(begin(base, 0, NULL, n_tokens, o, &s, &n_chunks, &n_max, err));
+    pare_ppl_base *b = calloc(1, sizeof *b);
+    FAIL_IF(!b, PARE_ENOMEM, "out of memory");
+    *b = (pare_ppl_base){.n_ctx = s.n_ctx, .first_chunk = o->first_chunk, .n_chunks = n_chunks, .n_score = s.n_score,
+                         .n_vocab = s.n_vocab, .n_tokens = n_tokens};
+    const size_t R = (size_t)n_chunks * (size_t)s.n_score;
+    b->scale = malloc(R * sizeof *b->scale);
+    b->min = malloc(R * sizeof *b->min);
+    b->nll = malloc(R * sizeof *b->nll);
+    b->q = malloc(R * (size_t)s.n_vocab * sizeof *b->q);
+    pare_status st = b->scale && b->min && b->nll && b->q
+                         ? PARE_OK
+                         : pare_err_set(err, PARE_ENOMEM, "%s: out of memory for the log-probabilities of %zu tokens",
+                                        base->name, R);
+    pare_ppl_result r = {.first_chunk = o->first_chunk};
+    if (!st) st = state_alloc(&s, base, false, false, err);
+    s.j.logits = s.logits;
+    if (!st) st = run_chunks(NULL, base, NULL, b, tokens, &s, progress, user, &r, n_chunks, err);
+    state_free(&s);
+    if (st) {
+        pare_ppl_base_free(b);
+        return st;
+    }
+    *out = b;
     return PARE_OK;
 }
 
