@@ -39,24 +39,29 @@
 #include <sys/stat.h>
 
 /* candidate types, largest first, with the ftype a file mostly of that type records */
+/* candidate types, largest first, with the ftype a file mostly of that type records, and
+ * whether quantizing to it is slow (the i-quants' searches: 10-20x a K-quant's time; the
+ * sensitivity probes, which may use any type, use the others) */
 static const struct {
     pare_type type;
     int ftype;
+    bool slow;
 } cands[] = {
-    {PARE_TYPE_F16, PARE_FTYPE_F16},         {PARE_TYPE_Q8_0, PARE_FTYPE_Q8_0},
-    {PARE_TYPE_Q6_K, PARE_FTYPE_Q6_K},       {PARE_TYPE_Q5_0, PARE_FTYPE_Q5_0},
-    {PARE_TYPE_Q5_K, PARE_FTYPE_Q5_K_M},     {PARE_TYPE_IQ4_NL, PARE_FTYPE_IQ4_NL},
-    {PARE_TYPE_Q4_0, PARE_FTYPE_Q4_0},       {PARE_TYPE_Q4_K, PARE_FTYPE_Q4_K_M},
-    {PARE_TYPE_IQ4_XS, PARE_FTYPE_IQ4_XS},
-    {PARE_TYPE_Q3_K, PARE_FTYPE_Q3_K_M},     {PARE_TYPE_IQ3_S, PARE_FTYPE_IQ3_S},
-    {PARE_TYPE_IQ3_XXS, PARE_FTYPE_IQ3_XXS}, {PARE_TYPE_Q2_K, PARE_FTYPE_Q2_K},
-    {PARE_TYPE_IQ2_S, PARE_FTYPE_IQ2_M},     {PARE_TYPE_IQ2_XS, PARE_FTYPE_IQ2_XS},
-    {PARE_TYPE_IQ2_XXS, PARE_FTYPE_IQ2_XXS},
+    {PARE_TYPE_F16, PARE_FTYPE_F16, false},         {PARE_TYPE_Q8_0, PARE_FTYPE_Q8_0, false},
+    {PARE_TYPE_Q6_K, PARE_FTYPE_Q6_K, false},       {PARE_TYPE_Q5_0, PARE_FTYPE_Q5_0, false},
+    {PARE_TYPE_Q5_K, PARE_FTYPE_Q5_K_M, false},     {PARE_TYPE_IQ4_NL, PARE_FTYPE_IQ4_NL, true},
+    {PARE_TYPE_Q4_0, PARE_FTYPE_Q4_0, false},       {PARE_TYPE_Q4_K, PARE_FTYPE_Q4_K_M, false},
+    {PARE_TYPE_IQ4_XS, PARE_FTYPE_IQ4_XS, true},    {PARE_TYPE_Q3_K, PARE_FTYPE_Q3_K_M, false},
+    {PARE_TYPE_IQ3_S, PARE_FTYPE_IQ3_S, true},      {PARE_TYPE_IQ3_XXS, PARE_FTYPE_IQ3_XXS, true},
+    {PARE_TYPE_Q2_K, PARE_FTYPE_Q2_K, false},       {PARE_TYPE_IQ2_S, PARE_FTYPE_IQ2_M, true},
+    {PARE_TYPE_IQ2_XS, PARE_FTYPE_IQ2_XS, true},    {PARE_TYPE_IQ2_XXS, PARE_FTYPE_IQ2_XXS, true},
 };
 #define N_CANDS (sizeof cands / sizeof cands[0])
 #define SAMPLE_ELEMS (1 << 16) /* values per tensor the error is measured on */
-#define CAL_CHUNKS 8           /* chunks of the calibration text per sensitivity probe */
+#define CAL_CHUNKS 8           /* chunks of the calibration text per sensitivity probe, at most
+                                * half the gate's chunks: the search's cost follows the gate's */
 #define MAX_PROBES 12
+#define PROBE_TOL 0.01 /* stop probing when the bracket's sizes differ by less than this share */
 #define CAL_BPW 3.5            /* bits per weight of a role's sensitivity probe */
 
 typedef struct {
@@ -92,6 +97,7 @@ typedef struct {
     pare_type *cm_type;
     const pare_convert_opts *o;
     FILE *log;
+    int64_t gate_tokens; /* tokens the gate evaluates */
 } auto_state;
 
 /* "blk.3.ffn_down.weight" -> "ffn_down.weight" */
@@ -342,7 +348,9 @@ static pare_status importance(auto_state *s, const pare_shrink_job *job, const c
     if (!job->calib_path) return PARE_OK;
     if (s->log) fprintf(s->log, "auto: activation statistics over %s\n", job->calib_path);
     const int ctx = job->calib_ctx > 0 ? job->calib_ctx : PARE_PPL_DEFAULT_CTX;
-    TRY(pare_act_stats_collect_model(s->sm, job->calib_path, ctx, job->calib_tokens, s->o->n_threads, &s->acts, err));
+    /* no more of the calibration text than the gate evaluates, unless --calib-tokens says */
+    const int64_t max_tokens = job->calib_tokens > 0 ? job->calib_tokens : s->gate_tokens;
+    TRY(pare_act_stats_collect_model(s->sm, job->calib_path, ctx, max_tokens, s->o->n_threads, &s->acts, err));
     s->have_acts = true;
     if (s->im) return PARE_OK; /* the user's imatrix quantizes; the statistics weigh the errors */
     pare_imatrix *im = pare_imatrix_new();
@@ -449,7 +457,26 @@ static pare_status write_plan(auto_state *s, const char *src, const char *out, c
     pare_convert_opts wo = *s->o;
     wo.force = true;
     const char *inputs[1] = {src};
-    if (!st) st = pare_write_model(m, out, qs.types, &x, &wo, inputs, 1, err);
+    /* the candidate holds the plan's tensors already quantized (the same quantizer, rows and
+     * importance as the writer's: tests/cli/auto_fixture.sh checks that pare quantize with the
+     * printed rules writes the same bytes), so the writer copies them instead of quantizing
+     * the model once more */
+    pare_model *w = NULL;
+    if (!st) st = set_plan(s, pos, err);
+    if (!st) st = model_view(m, &w, err); /* the file's order, the candidate's bytes */
+    for (size_t i = 0; !st && i < w->n_tensors; i++) {
+        pare_tensor *t = &w->tensors[i];
+        const pare_tensor *c = pare_model_find(s->cm, t->name);
+        if (!c) {
+            st = pare_err_set(err, PARE_EINTERNAL, "%s: tensor '%s' is not in the search's model", src, t->name);
+            break;
+        }
+        t->type = c->type;
+        t->data = c->data;
+        t->n_bytes = c->n_bytes;
+    }
+    if (!st) st = pare_write_model(w, out, qs.types, &x, &wo, inputs, 1, err);
+    pare_model_free(w);
     pare_quant_setup_free(&qs);
     pare_model_free(m);
     return st;
@@ -533,7 +560,9 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
     /* a short calibration text gets shorter chunks, down to 16 tokens */
     for (;;) {
         pare_err e2 = {0};
-        st = pare_evalx_open_model(s->sm, text, ctx, CAL_CHUNKS, s->o, &cal, &e2);
+        int64_t n = s->gate_tokens / 2 / ctx;
+        n = n < 2 ? 2 : n > CAL_CHUNKS ? CAL_CHUNKS : n;
+        st = pare_evalx_open_model(s->sm, text, ctx, (int)n, s->o, &cal, &e2);
         if (!st || e2.code != PARE_EINPUT || ctx <= 16) {
             if (st) *err = e2;
             break;
@@ -543,16 +572,24 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
     if (st) return st;
     double *meas = calloc(s->n_roles + 1, sizeof *meas), *pred = calloc(s->n_roles + 1, sizeof *pred);
     if (!meas || !pred) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
+    /* the top plan is the source itself when every tensor's largest candidate is its own type
+     * (an F16 source): its divergence from the source is nil, no evaluation needed */
+    bool top_is_source = true;
+    for (size_t k = 0; k < s->n_t; k++)
+        top_is_source = top_is_source && cands[s->ti[k].c[0]].type == s->sm->tensors[s->ti[k].ti].type;
     for (size_t r = 0; !st && r <= s->n_roles; r++) {
         /* r == n_roles: the all-F16 (top) plan, the floor the others are measured from */
+        if (r == s->n_roles && top_is_source) break;
         for (size_t k = 0; k < s->n_t; k++) {
             int p = 0;
             if (s->ti[k].role == (int)r) {
+                /* the hull's type nearest CAL_BPW, one that quantizes fast when there is one */
                 const pare_tensor *t = &s->sm->tensors[s->ti[k].ti];
                 double best = 1e30;
-                for (int h = 0; h < s->ti[k].n_c; h++) {
+                for (int h = 1; h < s->ti[k].n_c; h++) {
                     const double bpw = 8.0 * (double)s->ti[k].bytes[h] / (double)pare_tensor_nelements(t);
-                    if (fabs(bpw - CAL_BPW) < best) best = fabs(bpw - CAL_BPW), p = h;
+                    const double d = fabs(bpw - CAL_BPW) + (cands[s->ti[k].c[h]].slow ? 100 : 0);
+                    if (d < best) best = d, p = h;
                 }
                 pred[r] += s->ti[k].err[p];
             }
@@ -587,7 +624,8 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
                                const pare_shrink_job *job, pare_evalx *gate, double ref_ppl,
                                const pare_convert_opts *o, FILE *log, pare_auto_info *info, pare_err *err) {
     memset(info, 0, sizeof *info);
-    auto_state s = {.o = o, .log = log};
+    auto_state s = {.o = o, .log = log,
+                    .gate_tokens = (int64_t)pare_evalx_chunks(gate) * (int64_t)pare_evalx_ctx(gate)};
     step *path = NULL;
     uint64_t *bytes = NULL;
     double *pred = NULL;
@@ -691,7 +729,9 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
         while (k + 1 <= (int64_t)n_steps && c * pred[k + 1] <= 1.0) k++;
         bool ok = false;
         double stress = 0;
-        while (!st && hi - lo > 1 && info->n_probes < MAX_PROBES) {
+        /* until the bracket is closed, or narrower than PROBE_TOL of the passing plan's bytes */
+        while (!st && hi - lo > 1 && info->n_probes < MAX_PROBES &&
+               !(lo >= 0 && hi <= (int64_t)n_steps && (double)(bytes[lo] - bytes[hi]) < PROBE_TOL * (double)bytes[lo])) {
             if (k <= lo || k >= hi) k = lo + (hi - lo) / 2;
             st = probe(&s, gate, job, ref_ppl, path, (size_t)k, bytes, info, &ok, &stress, err);
             if (st) break;
