@@ -142,19 +142,18 @@ static double *col_weights(const auto_state *s, const pare_tensor *t) {
     return w;
 }
 
-/* Rows r0, r0 + step, ... (n of them) of a source tensor as f32, read with pread from a
- * mapped file (the mapping's pages are not touched: they would stay in the process's
- * resident memory, and the search runs beside an evaluator of the same model). raw holds
- * one row of the source type. */
-static pare_status rows_f32(const auto_state *s, const pare_tensor *t, int64_t r0, int64_t step, int64_t n,
-                            float *dst, void *raw, pare_err *err) {
+/* Rows r0, r0 + step, ... (n of them) of a source tensor as f32: from `all` (its bytes) when
+ * given, else read with pread from a mapped file (the mapping's pages are not touched: they
+ * would stay in the process's resident memory, and the search runs beside an evaluator of
+ * the same model), else through pare_tensor_bytes. raw holds one row of the source type. */
+static pare_status rows_f32(const auto_state *s, const pare_tensor *t, const void *all, int64_t r0, int64_t step,
+                            int64_t n, float *dst, void *raw, pare_err *err) {
     const int64_t ne0 = t->ne[0];
     const size_t rb = pare_type_row_size(t->type, ne0);
     uint64_t off = 0;
-    const pare_map *map = pare_model_map_of(s->sm, t, &off);
-    const void *all = NULL;
+    const pare_map *map = all ? NULL : pare_model_map_of(s->sm, t, &off);
     void *tmp = NULL;
-    if (!map) TRY(pare_tensor_bytes(t, &all, &tmp, err));
+    if (!map && !all) TRY(pare_tensor_bytes(t, &all, &tmp, err));
     pare_status st = PARE_OK;
     for (int64_t i = 0; !st && i < n; i++) {
         const uint64_t at = (uint64_t)(r0 + i * step) * rb;
@@ -181,7 +180,7 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
     double *w = col_weights(s, t);
     double *w2 = NULL;
     pare_status st = (raw && smp && deq && q && w) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = rows_f32(s, t, 0, step_r, ns, smp, raw, err);
+    if (!st) st = rows_f32(s, t, NULL, 0, step_r, ns, smp, raw, err);
     /* a tied embedding is also the output head: its rows' errors count twice, as looked up
      * (one row per token, uniform) and as the head's (weighted by its inputs) */
     const bool tied = !strcmp(t->name, "token_embd.weight") && !pare_model_find(s->sm, "output.weight");
@@ -254,6 +253,8 @@ static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
     if (ty == t->type) {
         pare_tensor_set_owned(ct, NULL, 0);
         ct->data = t->data;
+        ct->read = t->read;
+        ct->read_ctx = t->read_ctx;
         ct->n_bytes = t->n_bytes;
         ct->type = ty;
         s->cm_type[k] = ty;
@@ -270,14 +271,20 @@ static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
     void *raw = malloc(pare_type_row_size(t->type, ne0) + 64);
     uint8_t *q = malloc(ti->bytes[p] ? ti->bytes[p] : 1);
     pare_status st = (v && q && raw) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    /* a tensor not in a mapped file (lazy) is read once, not once per block of rows */
+    uint64_t off;
+    const void *all = NULL;
+    void *tmp = NULL;
+    if (!st && !pare_model_map_of(s->sm, t, &off)) st = pare_tensor_bytes(t, &all, &tmp, err);
     for (int64_t r = 0; !st && r < rows; r += blk) {
         const int64_t n = rows - r < blk ? rows - r : blk;
-        st = rows_f32(s, t, r, 1, n, v, raw, err);
+        st = rows_f32(s, t, all, r, 1, n, v, raw, err);
         const float *im = per_expert ? imx + (r / t->ne[1]) * ne0 : imx;
         if (!st) st = pare_quantize(ty, v, q + (size_t)r * qrow, n, ne0, im, s->o->n_threads, err);
     }
     free(v);
     free(raw);
+    free(tmp);
     if (st) {
         free(q);
         return st;
@@ -310,12 +317,9 @@ static pare_status model_view(const pare_model *sm, pare_model **out, pare_err *
         pare_tensor v;
         st = pare_tensor_init(&v, t->name, t->type, t->n_dims, t->ne, err);
         if (st) break;
-        if (!t->data) {
-            pare_tensor_clear(&v);
-            st = pare_err_set(err, PARE_EUNSUPPORTED, "%s: tensor '%s' is not in memory", sm->path, t->name);
-            break;
-        }
         v.data = t->data;
+        v.read = t->read; /* a lazy tensor (an HF folder's permuted q/k): sm's reader, borrowed */
+        v.read_ctx = t->read_ctx;
         v.n_bytes = t->n_bytes;
         v.file_offset = t->file_offset;
         v.source = -1;
@@ -563,6 +567,7 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
         int64_t n = s->gate_tokens / 2 / ctx;
         n = n < 2 ? 2 : n > CAL_CHUNKS ? CAL_CHUNKS : n;
         st = pare_evalx_open_model(s->sm, text, ctx, (int)n, s->o, &cal, &e2);
+        if (!st) pare_evalx_keep_base(cal);
         if (!st || e2.code != PARE_EINPUT || ctx <= 16) {
             if (st) *err = e2;
             break;
@@ -624,6 +629,7 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
                                const pare_shrink_job *job, pare_evalx *gate, double ref_ppl,
                                const pare_convert_opts *o, FILE *log, pare_auto_info *info, pare_err *err) {
     memset(info, 0, sizeof *info);
+    if (job->max_kld >= 0) pare_evalx_keep_base(gate); /* the probes' KLD */
     auto_state s = {.o = o, .log = log,
                     .gate_tokens = (int64_t)pare_evalx_chunks(gate) * (int64_t)pare_evalx_ctx(gate)};
     step *path = NULL;

@@ -17,6 +17,8 @@
 struct pare_evalx {
     pare_model_text ref; /* the reference, its evaluator and the text's tokens */
     pare_ppl_base *kept; /* the reference's side of the KLD, once computed */
+    bool keep;           /* keep it (pare_evalx_keep_base) rather than run the reference beside
+                          * each candidate */
     pare_ppl_opts po;
     int n_pass;
     pare_progress_fn progress;
@@ -60,6 +62,17 @@ pare_status pare_evalx_open_model(const pare_model *ref, const char *text_path, 
 
 const pare_model *pare_evalx_ref_model(const pare_evalx *e) { return e->ref.m; }
 
+/* 2 bytes per vocabulary entry per scored token: beyond this the reference runs again
+ * beside each candidate instead */
+#define KEEP_MAX_BYTES ((uint64_t)512 << 20)
+
+bool pare_evalx_keep_base(pare_evalx *e) {
+    const uint64_t bytes = (uint64_t)e->n_pass * (uint64_t)(e->po.n_ctx - 1 - e->po.n_ctx / 2) *
+                           (uint64_t)pare_llm_n_vocab(e->ref.llm) * 2;
+    e->keep = bytes <= KEEP_MAX_BYTES;
+    return e->keep;
+}
+
 void pare_evalx_free(pare_evalx *e) {
     if (!e) return;
     pare_ppl_base_free(e->kept);
@@ -70,17 +83,26 @@ void pare_evalx_free(pare_evalx *e) {
 int pare_evalx_chunks(const pare_evalx *e) { return e->n_pass; }
 int pare_evalx_ctx(const pare_evalx *e) { return e->po.n_ctx; }
 
+/* The reference's working memory is given back after each of its uses: candidates are
+ * evaluated beside it, each with its own. */
 pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err) {
-    return pare_perplexity(e->ref.llm, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
+    pare_status st =
+        pare_perplexity(e->ref.llm, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
+    pare_llm_trim(e->ref.llm);
+    return st;
 }
 
 pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err) {
     pare_llm *cl = NULL;
     pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
     if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
-    if (!st && kld && !e->kept)
+    if (!st && kld && e->keep && !e->kept) {
         st = pare_ppl_base_new(e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, NULL, NULL, &e->kept, err);
-    if (!st && kld)
+        pare_llm_trim(e->ref.llm);
+    }
+    if (!st && kld && !e->kept)
+        st = pare_perplexity(cl, e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
+    else if (!st && kld)
         st = pare_perplexity_kept(cl, e->kept, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     else if (!st)
         st = pare_perplexity(cl, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);

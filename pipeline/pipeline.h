@@ -307,13 +307,16 @@ pare_status pare_evalx_open(const char *ref_path, const char *text_path, int ctx
 pare_status pare_evalx_open_model(const pare_model *ref, const char *text_path, int ctx, int n_chunks,
                                   const pare_convert_opts *o, pare_evalx **out, pare_err *err);
 const pare_model *pare_evalx_ref_model(const pare_evalx *e);
+/* For many candidates: the reference's log-probabilities are computed at the first KLD
+ * evaluation and kept (2 bytes x vocabulary per scored token), so that each candidate costs
+ * one forward pass, not two. False (and not kept) when they would take over 512 MB. */
+bool pare_evalx_keep_base(pare_evalx *e);
 void pare_evalx_free(pare_evalx *e);
 int pare_evalx_chunks(const pare_evalx *e);
 int pare_evalx_ctx(const pare_evalx *e);
 /* The reference's own perplexity. */
 pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err);
-/* A candidate (in memory, or a file) against the reference; kld: also the KL divergence (the
- * reference's log-probabilities are computed at the first such call and kept). */
+/* A candidate (in memory, or a file) against the reference; kld: also the KL divergence. */
 pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err);
 pare_status pare_evalx_file(pare_evalx *e, const char *cand, bool kld, pare_ppl_result *res, pare_err *err);
 

@@ -499,6 +499,20 @@ pare_status llm_sync_pool(pare_llm *llm, pare_err *err) {
     return PARE_OK;
 }
 
+void pare_llm_trim(pare_llm *llm) {
+    float **b[] = {&llm->x,  &llm->xn,  &llm->q,    &llm->k,        &llm->v,   &llm->att, &llm->h1,
+                   &llm->h2, &llm->tmp, &llm->rope, &llm->rope_swa, &llm->qkv, &llm->ao,  &llm->fo};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        free(*b[i]);
+        *b[i] = NULL;
+    }
+    llm->cap_tokens = 0;
+    free(llm->wbuf), llm->wbuf = NULL, llm->wbuf_cap = 0;
+    free(llm->gws), llm->gws = NULL, llm->gws_cap = 0;
+    free(llm->qws), llm->qws = NULL, llm->qws_cap = 0;
+    free(llm->lbuf), llm->lbuf = NULL, llm->lbuf_cap = 0;
+}
+
 void pare_llm_free(pare_llm *llm) {
     if (!llm) return;
     for (int il = 0; llm->layers && il < llm->n_layer; il++) {
