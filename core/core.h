@@ -396,6 +396,11 @@ pare_tensor *pare_model_find(const pare_model *m, const char *name);
 uint64_t pare_model_nparams(const pare_model *m);
 /* Releases the mapped pages behind a tensor (see pare_map_release); no-op if not mapped. */
 void pare_model_release_tensor(const pare_model *m, const pare_tensor *t);
+/* Hands the allocator's free memory back to the system (glibc: malloc_trim). The command-line
+ * tool keeps freed tensor-sized buffers in the heap (cmd/main.c), which suits one pass over a
+ * model; where large working buffers are freed while a model stays mapped (one evaluation
+ * after another in the budget search), keeping them would add to the peak. */
+void pare_release_free_memory(void);
 /* The file of m whose mapping holds t's bytes, and their offset in it; NULL when t's bytes
  * are owned or produced by a reader. */
 const pare_map *pare_model_map_of(const pare_model *m, const pare_tensor *t, uint64_t *off);

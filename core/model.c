@@ -2,6 +2,9 @@
 #include "core.h"
 
 #include <stdio.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +202,12 @@ const pare_map *pare_model_map_of(const pare_model *m, const pare_tensor *t, uin
         return NULL;
     *off = (uint64_t)(p - map->data);
     return map;
+}
+
+void pare_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 void pare_model_release_tensor(const pare_model *m, const pare_tensor *t) {

@@ -300,6 +300,7 @@ static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
 
 static pare_status set_plan(auto_state *s, const int *pos, pare_err *err) {
     for (size_t k = 0; k < s->n_t; k++) TRY(set_tensor(s, k, pos[k], err));
+    pare_release_free_memory(); /* the conversion buffers and the replaced tensors */
     return PARE_OK;
 }
 

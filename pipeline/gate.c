@@ -89,6 +89,7 @@ pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err) {
     pare_status st =
         pare_perplexity(e->ref.llm, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     pare_llm_trim(e->ref.llm);
+    pare_release_free_memory();
     return st;
 }
 
@@ -99,6 +100,7 @@ pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare
     if (!st && kld && e->keep && !e->kept) {
         st = pare_ppl_base_new(e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, NULL, NULL, &e->kept, err);
         pare_llm_trim(e->ref.llm);
+        pare_release_free_memory();
     }
     if (!st && kld && !e->kept)
         st = pare_perplexity(cl, e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
@@ -107,6 +109,7 @@ pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare
     else if (!st)
         st = pare_perplexity(cl, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     pare_llm_free(cl);
+    pare_release_free_memory();
     return st;
 }
 
