@@ -15,7 +15,8 @@
  * NEON activation codes (id = 1 / d); with sdot tinyBLAS_Q0_ARM for Q8_0 and Q4_0, and the
  * Q4_0x4 repack's one float per output for Q4_0 with N % 4 == 0; ggml_vec_dot_*'s NEON pair
  * form for Q5_0, Q4_1, Q5_1 (and Q8_0, Q4_0 without sdot), with the fallback's lanes
- * without sdot; IQ4_NL keeps the x86 lanes.
+ * without sdot; IQ4_NL: ggml_vec_dot_iq4_nl_q8_0's NEON form (one float over pairs of blocks),
+ * or with sdot and N % 4 == 0 the IQ4_NLx4 repack's one float per output (multiply, add).
  * The weight codes are read here the way ggml's reference dequantizers read them, not with
  * qgemm.c's decoders. Bit-exact equality is required for shapes that leave partial tiles of
  * every path, on one thread and on a pool. Which path runs is the kernels' level of the process
@@ -202,6 +203,40 @@ static float ref_pair(pare_type t, int bytes, const act_block *a, const uint8_t 
     return r;
 }
 
+/* The dot of one IQ4_NL block with its activations. */
+static int nl_dot(const uint8_t *b, const act_block *a) {
+    int s = 0;
+    for (int k = 0; k < 32; k++) s += wcode(PARE_TYPE_IQ4_NL, b, k) * a->qs[k];
+    return s;
+}
+
+/* ggml_vec_dot_iq4_nl_q8_0 (NEON): one float, blocks two at a time,
+ * sumf += d0 * sumi0 + d1 * sumi1, which GCC contracts to sumf + fma(d0, sumi0, d1 * sumi1);
+ * an odd last block in the scalar loop, sumf += d * sumi (fused). */
+static float ref_nl_pair(const act_block *a, const uint8_t *w, int nb) {
+    float sumf = 0;
+    int l = 0;
+    for (; l + 1 < nb; l += 2) {
+        const uint8_t *b0 = w + (size_t)l * 18, *b1 = b0 + 18;
+        const float d0 = h2f(b0) * a[l].d, d1 = h2f(b1) * a[l + 1].d;
+        sumf = sumf + fmaf(d0, (float)nl_dot(b0, &a[l]), d1 * (float)nl_dot(b1, &a[l + 1]));
+    }
+    for (; l < nb; l++) sumf = fmaf(a[l].d * h2f(w + (size_t)l * 18), (float)nl_dot(w + (size_t)l * 18, &a[l]), sumf);
+    return sumf;
+}
+
+/* ggml_gemm_iq4_nl_4x4_q8_0 / gemv (IQ4_NL repacked into IQ4_NLx4 on sdot builds, N % 4 ==
+ * 0): one float per output, sumf = vmlaq_f32(sumf, d_w * d_x, block dot), a multiply then an
+ * add. */
+static float ref_nl_single(const act_block *a, const uint8_t *w, int nb) {
+    float sumf = 0;
+    for (int l = 0; l < nb; l++) {
+        const float pr = h2f(w + (size_t)l * 18) * a[l].d * (float)nl_dot(w + (size_t)l * 18, &a[l]);
+        sumf = sumf + pr;
+    }
+    return sumf;
+}
+
 /* ggml_gemm_q4_0_4x4_q8_0 / gemv (Q4_0 repacked into Q4_0x4 on sdot builds, N % 4 == 0):
  * one float per output, fma(block dot, d_w * d_x, acc). */
 static float ref_single(const act_block *a, const uint8_t *w, int nb) {
@@ -256,6 +291,11 @@ static float ref_repacked(const uint8_t *packed, int r, const act_block *a, int 
 /* Outputs where the repacked Q4_0 order and tinyBLAS's give different floats, over all
  * checks: the test can tell the two orders apart only if some do. */
 static int64_t order_matters;
+#if defined(__ARM_NEON)
+/* IQ4_NL on Arm: outputs where its NEON order differs from the x86 lanes, and (sdot) where
+ * the repacked order differs from ggml_vec_dot_iq4_nl_q8_0's. */
+static int64_t nl_vs_x86, nl_repack_matters;
+#endif
 
 /* extreme: activations of equal magnitude (every code +-127) and weight rows of the smallest
  * or the largest codes (Q8_0: -128, which ggml never writes, and 127; the nibble types: all
@@ -299,12 +339,19 @@ static void check_shape_x(pare_pool *pool, const wtype *t, int M, int N, int K, 
                 const uint8_t *wn = w + (size_t)n * ldw;
 #if defined(__ARM_NEON)
                 /* Q8_0, Q4_0: tinyBLAS with sdot, else the pair form; Q5_0, Q4_1, Q5_1: the
-                 * pair form; IQ4_NL: the x86 lanes */
+                 * pair form; IQ4_NL: its own pair form, or with sdot and N % 4 == 0 its
+                 * repacked order */
                 const pare_type ty = t->type;
                 float lanes = ref_lanes(ty, t->bytes, ai, wn, nb, has_min);
-                if (dotprod_level() && (ty == PARE_TYPE_Q8_0 || ty == PARE_TYPE_Q4_0))
+                if (ty == PARE_TYPE_IQ4_NL) {
+                    const float pair = ref_nl_pair(ai, wn, nb), single = ref_nl_single(ai, wn, nb);
+                    const float nl = dotprod_level() && N % 4 == 0 ? single : pair;
+                    if (memcmp(&nl, &lanes, sizeof nl)) nl_vs_x86++;
+                    if (dotprod_level() && memcmp(&single, &pair, sizeof pair)) nl_repack_matters++;
+                    lanes = nl;
+                } else if (dotprod_level() && (ty == PARE_TYPE_Q8_0 || ty == PARE_TYPE_Q4_0))
                     lanes = ref_tb(ty, t->bytes, ai, wn, nb);
-                else if (ty != PARE_TYPE_IQ4_NL)
+                else
                     lanes = ref_pair(ty, t->bytes, ai, wn, nb);
                 const float r = repacked ? ref_single(ai, wn, nb) : lanes;
                 (void)packed;
@@ -348,6 +395,13 @@ static void test_qgemm_bit_exact(void) {
 #endif
         CHECK_MSG(order_matters > 0, "the repacked Q4_0 order never differed from tinyBLAS's: the test cannot tell");
     printf("  repacked Q4_0: %lld outputs differ between llama.cpp's two float orders\n", (long long)order_matters);
+#if defined(__ARM_NEON)
+    printf("  IQ4_NL: %lld outputs differ from the x86 lanes, %lld between the repacked and the vec_dot orders\n",
+           (long long)nl_vs_x86, (long long)nl_repack_matters);
+    CHECK_MSG(nl_vs_x86 > 0, "IQ4_NL's NEON orders never differed from the x86 lanes: the test cannot tell");
+    if (dotprod_level())
+        CHECK_MSG(nl_repack_matters > 0, "IQ4_NL's repacked order never differed from vec_dot's: the test cannot tell");
+#endif
     pare_pool_free(pool);
 }
 

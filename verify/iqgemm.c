@@ -1,6 +1,7 @@
 /*
  * verify/iqgemm.c - products with the codebook i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
- * IQ3_S, IQ1_S, IQ1_M) as llama.cpp computes them on x86: y[M][N] = x[M][K] W[N][K]^T.
+ * IQ3_S, IQ1_S, IQ1_M) as llama.cpp computes them on x86, and on Arm (the end of this
+ * comment): y[M][N] = x[M][K] W[N][K]^T.
  *
  * ggml-cpu quantizes the activations to Q8_K (quantize_row_q8_K_ref: blocks of 256, the
  * value of largest magnitude maps to -127, d = 1/iscale in f32, sums of every 16 codes) and
@@ -38,6 +39,27 @@
  * and F16C, tiles of 3 activation rows x 3 weight rows) or vpdpwssd (AVX-512 VNNI, 64 bytes
  * at a time, tiles of 4 x 3), and at the end of the super-block 128 x the weights' own lanes
  * taken off (computed once at decoding). Plain C elsewhere; the three give the same numbers.
+ *
+ * Arm (aarch64, __ARM_NEON, with or without sdot) follows ggml's NEON forms instead
+ * (ggml-cpu-quants.c, `#if defined(__ARM_NEON)` branches), which reduce integers further
+ * before any float step; GCC contracts their `+=` lines in its default GNU C mode (checked
+ * with GCC 12 for aarch64 on the same expressions: fmadd), so with d = d_w * d_x:
+ *   IQ2_XS, IQ2_S, IQ3_S: sumi = the whole super-block's dot of the signed values times
+ *     their scales (an exact integer); sumf = fma(d, sumi, sumf); the result 0.125f * sumf
+ *     (IQ2_XS, IQ2_S) or sumf (IQ3_S).
+ *   IQ2_XXS, IQ3_XXS: per group of 32 the unscaled dot p_g, and floats
+ *     sumf1 += p_g * (0.5f + s_g) over the even groups, sumf2 over the odd ones, in group
+ *     order (the products are exact: |p_g (2 s_g + 1)| < 2^23); sumf = fma(d, sumf1 + sumf2,
+ *     sumf); the result 0.25f * sumf (IQ2_XXS) or 0.5f * sumf (IQ3_XXS).
+ *   IQ1_S: sumi as above and sumi3 = the signed scales times the 32-sums;
+ *     sumf = fma(d, fma(IQ1S_DELTA, sumi3, sumi), sumf), the result sumf (ggml's
+ *     `sumf += y.d * d_w * (sumi1 + sumi2 + IQ1S_DELTA * sumi3)`).
+ *   IQ1_M: the same with sumi2 = the delta signs' dot (IQ1M_DELTA).
+ * The activations are quantize_row_q8_K_ref's (ggml has no NEON form). NEON tiles of
+ * 4 x 4: signed values against the codes, 16 values (one scale) per sdot register (without
+ * sdot: smull/addp/sadalp; only each register's total is used), the scales by vmla into
+ * 32-bit lanes; IQ2_XXS and IQ3_XXS keep the eight groups' registers apart.
+ * tests/test_iqgemm.c transcribes these forms for the aarch64 builds.
  */
 #include "verify/llm_impl.h"
 
@@ -57,6 +79,9 @@
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #define IG_VNNI 1
 #endif
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#define IG_NEON 1
 #endif
 
 #define QK PARE_QK_K
@@ -68,6 +93,9 @@
 #elif defined(IG_AVX2)
 #define MRI 3
 #define NRI 3 /* 9 accumulators of the 16 registers, with room for codes and scales */
+#elif defined(IG_NEON)
+#define MRI 4
+#define NRI 4 /* 16 integer accumulators of the 32 registers */
 #else
 #define MRI 4
 #define NRI 2
@@ -105,7 +133,10 @@ typedef struct {
     int8_t v[QK];
     int16_t sc16[QK / 2];
     int16_t sd[64]; /* IQ1_M: scale x delta sign of bytes 4L..4L+3 of group g at 8g + L */
-    int32_t off[8];
+    union {
+        int32_t off[8]; /* AVX2, AVX-512 */
+        float hs[8];    /* NEON, IQ2_XXS and IQ3_XXS: the group's (2s+1) / 2, ggml's 0.5f + s */
+    };
     int16_t dsc[8];
     float d;
     float pad[3];
@@ -122,6 +153,10 @@ typedef struct {
     ig_fin fin;
     float factor; /* FIN_SCALE: the final multiplier */
     void (*unpack)(const uint8_t *b, w_sb *w);
+    /* Arm (see the end of the header comment): FIN_SCALE types whose NEON form keeps a float
+     * per 32 values (IQ2_XXS, IQ3_XXS), and the NEON form's final multiplier */
+    bool half;
+    float nfactor;
 } ig_type;
 
 /* ------------------------------------------------------------------------ weights */
@@ -255,13 +290,13 @@ static void unpack_iq1_m(const uint8_t *b, w_sb *w) {
 }
 
 static const ig_type ig_types[] = {
-    {PARE_TYPE_IQ2_XXS, sizeof(pare_block_iq2_xxs), FIN_SCALE, 0.125f, unpack_iq2_xxs},
-    {PARE_TYPE_IQ2_XS, sizeof(pare_block_iq2_xs), FIN_SCALE, 0.125f, unpack_iq2_xs},
-    {PARE_TYPE_IQ2_S, sizeof(pare_block_iq2_s), FIN_SCALE, 0.125f, unpack_iq2_s},
-    {PARE_TYPE_IQ3_XXS, sizeof(pare_block_iq3_xxs), FIN_SCALE, 0.25f, unpack_iq3_xxs},
-    {PARE_TYPE_IQ3_S, sizeof(pare_block_iq3_s), FIN_SCALE, 1.0f, unpack_iq3_s},
-    {PARE_TYPE_IQ1_S, sizeof(pare_block_iq1_s), FIN_IQ1S, 0, unpack_iq1_s},
-    {PARE_TYPE_IQ1_M, sizeof(pare_block_iq1_m), FIN_IQ1M, 0, unpack_iq1_m},
+    {PARE_TYPE_IQ2_XXS, sizeof(pare_block_iq2_xxs), FIN_SCALE, 0.125f, unpack_iq2_xxs, true, 0.25f},
+    {PARE_TYPE_IQ2_XS, sizeof(pare_block_iq2_xs), FIN_SCALE, 0.125f, unpack_iq2_xs, false, 0.125f},
+    {PARE_TYPE_IQ2_S, sizeof(pare_block_iq2_s), FIN_SCALE, 0.125f, unpack_iq2_s, false, 0.125f},
+    {PARE_TYPE_IQ3_XXS, sizeof(pare_block_iq3_xxs), FIN_SCALE, 0.25f, unpack_iq3_xxs, true, 0.5f},
+    {PARE_TYPE_IQ3_S, sizeof(pare_block_iq3_s), FIN_SCALE, 1.0f, unpack_iq3_s, false, 1.0f},
+    {PARE_TYPE_IQ1_S, sizeof(pare_block_iq1_s), FIN_IQ1S, 0, unpack_iq1_s, false, 1.0f},
+    {PARE_TYPE_IQ1_M, sizeof(pare_block_iq1_m), FIN_IQ1M, 0, unpack_iq1_m, false, 1.0f},
 };
 
 static const ig_type *find_type(pare_type t) {
@@ -382,7 +417,7 @@ typedef struct {
     w_sb *wbuf; /* per thread: NWI rows of decoded super-blocks */
 } prod_job;
 
-#if !defined(IG_AVX2)
+#if !defined(IG_AVX2) && !defined(IG_NEON)
 
 /* IQ1_S's delta sum of one super-block: the signed scales times the 32-sums. */
 static int32_t iq1s_sum(const act_sb *x, const w_sb *w) {
@@ -423,11 +458,17 @@ static float dot_ref(const prod_job *g, const w_sb *w, int m) {
 #endif
 
 /* 128 x sum of scale x value over each lane's bytes (4L..4L+3 of every group of 32): the
- * fast paths multiply the activation codes + 128 (unsigned, as vpmaddubsw wants them; pair
- * sums (x + 128) v stay within int16 as |v| <= 62) and take this off. */
+ * x86 fast paths multiply the activation codes + 128 (unsigned, as vpmaddubsw wants them;
+ * pair sums (x + 128) v stay within int16 as |v| <= 62) and take this off. NEON multiplies
+ * signed codes and needs none; it keeps each group's 0.5f + s instead. */
 static void lane_offsets(w_sb *w) {
+#if defined(IG_NEON)
+    /* NEON takes signed codes: no offsets; the float per group of IQ2_XXS and IQ3_XXS */
+    for (int g = 0; g < 8; g++) w->hs[g] = 0.5f * (float)w->sc16[16 * g];
+#else
     for (int l = 0; l < 8; l++) w->off[l] = 0;
     for (int i = 0; i < QK; i++) w->off[(i % 32) / 4] += 128 * w->sc16[i / 2] * w->v[i];
+#endif
 }
 
 /* Decodes weight rows [n0, n0 + nr) into w (row after row) and zeroes the rest of the last
@@ -605,6 +646,137 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
 
 #endif
 
+#if defined(IG_NEON)
+
+/* ---------------------------------------------------------------- Arm NEON */
+
+/* acc + the dots of bytes 4j..4j+3 of a and b in lane j: sdot with the dot-product
+ * extension; without, byte products in 16 bits (|value x code| <= 62 x 127, a pair's sum
+ * within int16), pairs added, pairs of pairs into the 32-bit lanes. ggml's fallback groups
+ * other bytes into its lanes, but every NEON form here adds a lane's whole register before
+ * any float step, so the grouping does not matter. */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
+#endif
+}
+
+/* sum a[k] * b[k], k < n (a multiple of 8), 16-bit inputs, 32-bit products: exact. */
+static inline int32_t dot16(const int16_t *a, const int16_t *b, int n) {
+    int32x4_t s = vdupq_n_s32(0);
+    for (int k = 0; k < n; k += 8) {
+        const int16x8_t va = vld1q_s16(a + k), vb = vld1q_s16(b + k);
+        s = vmlal_s16(s, vget_low_s16(va), vget_low_s16(vb));
+        s = vmlal_high_s16(s, va, vb);
+    }
+    return vaddvq_s32(s);
+}
+
+/* IQ2_XXS and IQ3_XXS (see the top): from the eight groups' lanes of one output, the
+ * groups' floats (float) dot x (0.5f + s), exact, then sumf1 over the even groups and sumf2
+ * over the odd ones in group order; returns sumf1 + sumf2. */
+static inline float half_sums(const int32x4_t gl[8], const float hs[8]) {
+    const int32x4_t lo = vpaddq_s32(vpaddq_s32(gl[0], gl[1]), vpaddq_s32(gl[2], gl[3]));
+    const int32x4_t hi = vpaddq_s32(vpaddq_s32(gl[4], gl[5]), vpaddq_s32(gl[6], gl[7]));
+    const float32x4_t flo = vmulq_f32(vcvtq_f32_s32(lo), vld1q_f32(hs));
+    const float32x4_t fhi = vmulq_f32(vcvtq_f32_s32(hi), vld1q_f32(hs + 4));
+    /* lane 0: ((f0 + f2) + f4) + f6, lane 1: ((f1 + f3) + f5) + f7 */
+    float32x2_t s = vadd_f32(vget_low_f32(flo), vget_high_f32(flo));
+    s = vadd_f32(vadd_f32(s, vget_low_f32(fhi)), vget_high_f32(fhi));
+    return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
+}
+
+/* Outputs of activation rows [m0, m0 + MRI) x weight rows [n0, n0 + nr) in ggml's NEON
+ * order (see the top). Per output and super-block: the integer sumi of the values times
+ * their scales, 16 values (one scale) per sdot register (IQ2_XS, IQ2_S, IQ3_S, IQ1_S,
+ * IQ1_M, with IQ1's delta integer beside it), or for IQ2_XXS and IQ3_XXS the eight groups'
+ * unscaled lanes, kept in memory until the super-block ends. `fin` and `half` are
+ * constants in each caller. */
+static inline __attribute__((always_inline)) void tile_body(const prod_job *g, const w_sb *w, int m0, int n0, int nr,
+                                                            const ig_fin fin, const bool half) {
+    float acc[MRI][NRI];
+    for (int i = 0; i < MRI; i++)
+        for (int r = 0; r < NRI; r++) acc[i][r] = 0;
+    for (int b = 0; b < g->nb; b++) {
+        const act_sb *x[MRI];
+        const w_sb *ws[NRI];
+        for (int i = 0; i < MRI; i++) x[i] = &g->a[(size_t)(m0 + i) * g->nb + b];
+        for (int r = 0; r < NRI; r++) ws[r] = &w[(size_t)r * g->nb + b];
+        int32x4_t s[MRI][NRI];
+        int32x4_t gl[MRI][NRI][8];
+        for (int i = 0; i < MRI; i++)
+            for (int r = 0; r < NRI; r++) s[i][r] = vdupq_n_s32(0);
+        for (int c = 0; c < QK / 32; c++) {
+            int8x16_t w0[NRI], w1[NRI];
+            int32_t sc0[NRI], sc1[NRI];
+#pragma GCC unroll 4
+            for (int r = 0; r < NRI; r++) {
+                w0[r] = vld1q_s8(ws[r]->v + 32 * c), w1[r] = vld1q_s8(ws[r]->v + 32 * c + 16);
+                sc0[r] = ws[r]->sc16[16 * c], sc1[r] = ws[r]->sc16[16 * c + 8];
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < MRI; i++) {
+                const int8x16_t x0 = vld1q_s8(x[i]->q + 32 * c), x1 = vld1q_s8(x[i]->q + 32 * c + 16);
+#pragma GCC unroll 4
+                for (int r = 0; r < NRI; r++) {
+                    if (half) {
+                        gl[i][r][c] = dot4(dot4(vdupq_n_s32(0), w0[r], x0), w1[r], x1);
+                    } else {
+                        s[i][r] = vmlaq_n_s32(s[i][r], dot4(vdupq_n_s32(0), w0[r], x0), sc0[r]);
+                        s[i][r] = vmlaq_n_s32(s[i][r], dot4(vdupq_n_s32(0), w1[r], x1), sc1[r]);
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < MRI; i++)
+            for (int r = 0; r < NRI; r++) {
+                const float d = ws[r]->d * x[i]->d;
+                if (half) { /* sumf += d * (sumf1 + sumf2) */
+                    acc[i][r] = fmaf(d, half_sums(gl[i][r], ws[r]->hs), acc[i][r]);
+                } else if (fin == FIN_SCALE) { /* sumf += d * sumi */
+                    acc[i][r] = fmaf(d, (float)vaddvq_s32(s[i][r]), acc[i][r]);
+                } else { /* sumf += d * (sumi + DELTA * sumi_delta), DELTA = 0.125, both fused */
+                    const int32_t delta =
+                        fin == FIN_IQ1S ? dot16(ws[r]->dsc, x[i]->g32, 8) : dot16(ws[r]->sd, x[i]->s4, 64);
+                    const float t = fmaf(0.125f, (float)delta, (float)vaddvq_s32(s[i][r]));
+                    acc[i][r] = fmaf(d, t, acc[i][r]);
+                }
+            }
+    }
+    const float factor = g->t->nfactor;
+    for (int i = 0; i < MRI && m0 + i < g->M; i++)
+        for (int r = 0; r < nr; r++) g->y[(size_t)(m0 + i) * g->ldy + n0 + r] = factor * acc[i][r];
+}
+
+/* One instance per float form. */
+static void tile_int(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_SCALE, false);
+}
+static void tile_half(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_SCALE, true);
+}
+static void tile_iq1s(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_IQ1S, false);
+}
+static void tile_iq1m(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    tile_body(g, w, m0, n0, nr, FIN_IQ1M, false);
+}
+
+static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
+    switch (g->t->fin) {
+    case FIN_SCALE:
+        if (g->t->half) tile_half(g, w, m0, n0, nr);
+        else tile_int(g, w, m0, n0, nr);
+        break;
+    case FIN_IQ1S: tile_iq1s(g, w, m0, n0, nr); break;
+    case FIN_IQ1M: tile_iq1m(g, w, m0, n0, nr); break;
+    }
+}
+
+#endif
+
 static void prod_item(void *ctx, int64_t item, int thread) {
     const prod_job *g = ctx;
     const int n0 = (int)item * g->rows_per_item;
@@ -618,7 +790,7 @@ static void prod_item(void *ctx, int64_t item, int thread) {
         for (int n = n0; n < n1; n += NWI) {
             const int nr = n1 - n < NWI ? n1 - n : NWI;
             unpack_rows(g, n, nr, w);
-#if defined(IG_AVX2)
+#if defined(IG_AVX2) || defined(IG_NEON)
             for (int m = m0; m < m1; m += MRI)
                 for (int j = 0; j < nr; j += NRI)
                     run_tile(g, w + (size_t)j * g->nb, m, n + j, nr - j < NRI ? nr - j : NRI);

@@ -78,7 +78,13 @@
  *     + m1 s1 per pair) or Q5_1's summs0 + summs1; an odd last block in ggml's scalar loop,
  *     whose `+=` lines GCC contracts (Q8_0, Q5_0: fma(sumi, d_w d_x, sumf); Q4_0:
  *     fma(sumi d_w, d_x, sumf); Q4_1, Q5_1: sumf + fma(d_w d_x, sumi, m s)).
- *   IQ4_NL keeps the x86 lanes (ggml_vec_dot_iq4_nl_q8_0's NEON form is not transcribed).
+ *   IQ4_NL (tinyBLAS takes it on x86 only): with sdot and N % 4 == 0 ggml repacks it into
+ *     IQ4_NLx4 blocks (ggml_aarch64_get_optimal_repack_type: iq4_nl_4x4_q8_0) and
+ *     ggml_gemm_iq4_nl_4x4_q8_0 / gemv keep one float per output, sumf = vmlaq_f32(sumf, d_w *
+ *     d_x, (float) block dot): a multiply then an add. Otherwise ggml_vec_dot_iq4_nl_q8_0's
+ *     NEON form: blocks two at a time into one float, `sumf += d0 * sumi0 + d1 * sumi1`,
+ *     which GCC contracts to sumf + fma(d0, sumi0, d1 * sumi1) (checked with GCC 12 for
+ *     aarch64), an odd last block fma(sumi, d_w * d_x, sumf).
  * Tiles of MR = 4 activation rows x LROWS = 2 weight rows, the weights unpacked by the plain
  * decoders once per tile; the integer dots with sdot, or without it with smull/saddlp (the
  * fallback's lanes) or smull/addp/sadalp (4-byte lanes). tests/test_qgemm.c transcribes these
@@ -766,29 +772,33 @@ static void prep_ntile(const prod_job *g, int n0, ntile *t) {
     }
 }
 
-/* The float orders of the NEON path (see the top): the x86 lanes (ORD_X86), one float per
- * output (ORD_SINGLE), tinyBLAS_Q0_ARM (ORD_TB), ggml_vec_dot_*'s pair of accumulators
- * (ORD_PAIR). The pair forms differ per type in their odd last block and their mins. */
-enum { ORD_X86, ORD_SINGLE, ORD_TB, ORD_PAIR };
+/* The float orders of the NEON path (see the top): one float per output (ORD_SINGLE),
+ * tinyBLAS_Q0_ARM (ORD_TB), ggml_vec_dot_*'s pair of accumulators (ORD_PAIR), and IQ4_NL's
+ * own two: ggml_vec_dot_iq4_nl_q8_0's one float over pairs of blocks (ORD_NLPAIR) and the
+ * IQ4_NLx4 repack's one float per output, a multiply then an add (ORD_NLSINGLE). The pair
+ * forms differ per type in their odd last block and their mins. */
+enum { ORD_SINGLE, ORD_TB, ORD_PAIR, ORD_NLPAIR, ORD_NLSINGLE };
 enum { TAIL_DD, TAIL_Q4_0, TAIL_MIN1, TAIL_MIN2 };
 
 /* Outputs of activation rows [m0, m0 + MR) x weight rows [n0, n0 + LROWS). `ord`, `kind`
  * and `has_min` are constants where this is inlined. Per output, acc[0] and acc[1] are
- * the x86 order's lanes 0-3 and 4-7, or the pair form's even and odd blocks; acc[0] alone
- * is tinyBLAS's register. vmlaq_n_f32 is a multiply and an add (GCC's arm_neon.h keeps them
- * apart), written so here. */
+ * the pair form's even and odd blocks; acc[0] alone is tinyBLAS's register; `one` the
+ * single float of the others. vmlaq_n_f32 and vmlaq_f32 are a multiply and an add (GCC's
+ * arm_neon.h keeps them apart), written so here. */
 static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, const ntile *t0, int m0, int n0,
                                                              const int ord, const int kind, const bool has_min) {
     float32x4_t acc[MR][LROWS][2];
-    float one[MR][LROWS], sm[MR][LROWS][2], pend[MR][LROWS];
+    float one[MR][LROWS], sm[MR][LROWS][2], pend[MR][LROWS], pendd[MR][LROWS];
     for (int i = 0; i < MR; i++)
         for (int p = 0; p < LROWS; p++)
-            acc[i][p][0] = acc[i][p][1] = vdupq_n_f32(0), one[i][p] = sm[i][p][0] = sm[i][p][1] = pend[i][p] = 0;
+            acc[i][p][0] = acc[i][p][1] = vdupq_n_f32(0), one[i][p] = sm[i][p][0] = sm[i][p][1] = pend[i][p] = 0,
+            pendd[i][p] = 0;
     const int8_t *u = (const int8_t *)g->xq + (size_t)m0 * g->K;
     const float *xd = g->xd + sidx(g->nb, m0, 0);
     const float *xs = has_min ? g->xs + sidx(g->nb, m0, 0) : NULL;
-    /* the pair form takes blocks two at a time; an odd last block is added in scalar */
-    const int nv = ord == ORD_PAIR ? g->nb & ~1 : g->nb;
+    /* the pair forms take blocks two at a time; an odd last block is added in scalar */
+    const bool pairs = ord == ORD_PAIR || ord == ORD_NLPAIR;
+    const int nv = pairs ? g->nb & ~1 : g->nb;
     const ntile *t = t0;
     for (int l = 0; l < nv; l++, t++) {
         int8x16_t w0[LROWS], w1[LROWS];
@@ -801,14 +811,17 @@ static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, 
 #pragma GCC unroll 2
             for (int p = 0; p < LROWS; p++) {
                 const float d = t->dw[p] * dx;
-                if (ord == ORD_X86) {
-                    const int32x4_t a = dot4(vdupq_n_s32(0), w0[p], x0), b = dot4(vdupq_n_s32(0), w1[p], x1);
-                    acc[i][p][0] = vfmaq_n_f32(acc[i][p][0], vcvtq_f32_s32(a), d);
-                    acc[i][p][1] = vfmaq_n_f32(acc[i][p][1], vcvtq_f32_s32(b), d);
-                    if (has_min) sm[i][p][0] = fmaf(t->mw[p], xs[(size_t)l * MR + i], sm[i][p][0]);
-                } else if (ord == ORD_SINGLE) {
+                if (ord == ORD_SINGLE) {
                     const int32x4_t a = dot4(dot4(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
                     one[i][p] = fmaf((float)vaddvq_s32(a), d, one[i][p]);
+                } else if (ord == ORD_NLSINGLE) { /* sumf = vmlaq_f32(sumf, d, sumi) */
+                    const int32x4_t a = dot4(dot4(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    one[i][p] = one[i][p] + d * (float)vaddvq_s32(a);
+                } else if (ord == ORD_NLPAIR) { /* sumf += d0 * sumi0 + d1 * sumi1: the first product fused */
+                    const int32x4_t a = dot4(dot4(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
+                    const float s = (float)vaddvq_s32(a);
+                    if (l & 1) one[i][p] = one[i][p] + fmaf(pendd[i][p], pend[i][p], d * s);
+                    else pendd[i][p] = d, pend[i][p] = s;
                 } else {
                     const int32x4_t a = gdot(gdot(vdupq_n_s32(0), w0[p], x0), w1[p], x1);
                     float32x4_t *c = &acc[i][p][ord == ORD_PAIR ? l & 1 : 0];
@@ -827,7 +840,7 @@ static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, 
         }
     }
     float tail[MR][LROWS] = {{0}};
-    if (ord == ORD_PAIR && nv < g->nb) { /* the odd last block, as ggml's scalar loop adds it */
+    if (pairs && nv < g->nb) { /* the odd last block, as ggml's scalar loop adds it */
         const int l = nv;
         for (int i = 0; i < MR; i++) {
             const int8_t *ub = u + (size_t)i * g->K + l * QK;
@@ -842,16 +855,12 @@ static inline __attribute__((always_inline)) void ntile_body(const prod_job *g, 
         float *y = g->y + (size_t)(m0 + i) * g->ldy;
         for (int p = 0; p < LROWS && n0 + p < g->N; p++) {
             float r;
-            if (ord == ORD_X86) {
-                float a[8];
-                vst1q_f32(a, acc[i][p][0]), vst1q_f32(a + 4, acc[i][p][1]);
-                r = has_min ? llm_hsum8(a) + sm[i][p][0] : llm_hsum8(a);
-            } else if (ord == ORD_SINGLE) {
+            if (ord == ORD_SINGLE || ord == ORD_NLSINGLE) {
                 r = one[i][p];
             } else if (ord == ORD_TB) {
                 r = vaddvq_f32(acc[i][p][0]);
             } else {
-                r = vaddvq_f32(acc[i][p][0]) + vaddvq_f32(acc[i][p][1]);
+                r = ord == ORD_NLPAIR ? one[i][p] : vaddvq_f32(acc[i][p][0]) + vaddvq_f32(acc[i][p][1]);
                 if (kind == TAIL_MIN1) r = r + sm[i][p][0];
                 if (kind == TAIL_MIN2) r = r + sm[i][p][0] + sm[i][p][1];
                 if (nv < g->nb) {
@@ -876,10 +885,13 @@ static int neon_order(const prod_job *g) {
     case PARE_TYPE_Q8_0:
     case PARE_TYPE_Q4_0: return ORD_PAIR;
 #endif
-    case PARE_TYPE_Q5_0:
-    case PARE_TYPE_Q4_1:
-    case PARE_TYPE_Q5_1: return ORD_PAIR;
-    default: return ORD_X86;
+#if defined(__ARM_FEATURE_DOTPROD)
+    /* ggml's repack for IQ4_NL on Arm with sdot: IQ4_NLx4 blocks (iq4_nl_4x4) for N % 4 == 0 */
+    case PARE_TYPE_IQ4_NL: return g->N % 4 == 0 ? ORD_NLSINGLE : ORD_NLPAIR;
+#else
+    case PARE_TYPE_IQ4_NL: return ORD_NLPAIR;
+#endif
+    default: return ORD_PAIR; /* Q5_0, Q4_1, Q5_1 */
     }
 }
 
@@ -887,6 +899,8 @@ static void run_ntile(const prod_job *g, int ord, const ntile *t, int m0, int n0
     switch (ord) {
     case ORD_TB: ntile_body(g, t, m0, n0, ORD_TB, TAIL_DD, false); break;
     case ORD_SINGLE: ntile_body(g, t, m0, n0, ORD_SINGLE, TAIL_DD, false); break;
+    case ORD_NLSINGLE: ntile_body(g, t, m0, n0, ORD_NLSINGLE, TAIL_DD, false); break;
+    case ORD_NLPAIR: ntile_body(g, t, m0, n0, ORD_NLPAIR, TAIL_DD, false); break;
     case ORD_PAIR:
         switch (g->tt->type) {
         case PARE_TYPE_Q4_0: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_Q4_0, false); break;
@@ -894,10 +908,6 @@ static void run_ntile(const prod_job *g, int ord, const ntile *t, int m0, int n0
         case PARE_TYPE_Q5_1: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_MIN2, true); break;
         default: ntile_body(g, t, m0, n0, ORD_PAIR, TAIL_DD, false); break;
         }
-        break;
-    default:
-        if (g->xs) ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, true);
-        else ntile_body(g, t, m0, n0, ORD_X86, TAIL_DD, false);
         break;
     }
 }
