@@ -117,28 +117,31 @@ if [ "${BENCH_AUTO_1B:-}" = 1 ]; then
     [ -f "$F16" ] || $PARE convert "$B1" "$F16" --type f16 --force >/dev/null 2>&1 || { echo "convert 1b failed"; exit 1; }
     TXT=tests/fixtures/eval.txt
     G="--text $TXT --ctx 512 --chunks 4"
-    timed() { # LABEL CMD...: prints "seconds peak_MB"
+    timed() { # LABEL CMD...: prints "seconds peak_MB cpu_seconds"
         label=$1; shift
         /usr/bin/time -v -o "$OUT/time-$label.txt" "$@" >"$OUT/1b-$label.log" 2>&1 || { echo "$label failed (see $OUT/1b-$label.log)"; exit 1; }
         awk -F': ' '/Elapsed/ { n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i] }
-                    /Maximum resident/ { r = $2 / 1024 } END { printf "%.1f %.0f\n", s, r }' "$OUT/time-$label.txt"
+                    /User time|System time/ { c += $2 }
+                    /Maximum resident/ { r = $2 / 1024 } END { printf "%.1f %.0f %.1f\n", s, r, c }' "$OUT/time-$label.txt"
     }
     q=$(timed quantize $PARE quantize "$F16" "$OUT/1b-q4km.gguf" --type Q4_K_M --force)
     e1=$(timed eval-ref $PARE eval "$F16" $G)
     e2=$(timed eval-q4km $PARE eval "$OUT/1b-q4km.gguf" $G --kld-base "$F16")
-    a=$(timed auto $PARE shrink "$F16" "$OUT/1b-auto.gguf" --type auto --calib "$CAL" $G --max-ppl-increase 3 --no-cache --force -q)
+    # a KLD budget near Q4_K_M's (0.084 here): the synthetic model's weights are random, its
+    # perplexity is near the vocabulary's size and moves either way under quantization, so a
+    # PPL budget is met by every plan and the search would only walk to the smallest one
+    a=$(timed auto $PARE shrink "$F16" "$OUT/1b-auto.gguf" --type auto --calib "$CAL" $G --max-kld 0.1 --no-cache --force -q)
     rm -f "$OUT/1b-q4km.gguf" "$OUT/1b-auto.gguf"
     echo
-    echo "1.1B synthetic, f16 GGUF, gate 4 chunks of 512 (seconds, peak MB):"
+    echo "1.1B synthetic, f16 GGUF, gate 4 chunks of 512 (wall seconds, peak MB, CPU seconds):"
     echo "  quantize Q4_K_M $q; eval reference $e1; eval Q4_K_M with KLD $e2; shrink --type auto $a"
     python3 - "$q" "$e1" "$e2" "$a" <<'PY'
 import sys
-(qs, qm), (e1s, e1m), (e2s, e2m), (as_, am) = [tuple(map(float, x.split())) for x in sys.argv[1:5]]
-base = qs + e1s + e2s
-evmax = max(e1m, e2m)
-print("  auto / (quantize + 2 evals) = %.2f (bound 5); auto peak %.0f MB vs evaluator peak %.0f MB + 300" %
-      (as_ / base, am, evmax))
-sys.exit(0 if as_ <= 5 * base and am <= evmax + 300 else 1)
+(qs, qm, qc), (e1s, e1m, e1c), (e2s, e2m, e2c), (as_, am, ac) = [tuple(map(float, x.split())) for x in sys.argv[1:5]]
+base, basec = qs + e1s + e2s, qc + e1c + e2c
+print("  auto / (quantize + 2 evals): wall %.2f, CPU %.2f (bound 5); auto peak %.0f MB vs the reference's"
+      " evaluation %.0f MB + 300 and the gate's (with KLD) %.0f MB + 300" % (as_ / base, ac / basec, am, e1m, e2m))
+sys.exit(0 if as_ <= 5 * base and am <= max(e1m, e2m) + 300 else 1)
 PY
     rc=$((rc | $?))
 fi
