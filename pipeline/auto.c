@@ -351,12 +351,15 @@ static pare_status importance(auto_state *s, const pare_shrink_job *job, const c
         FAIL_IF(!s->im_path, PARE_ENOMEM, "out of memory");
     }
     if (!job->calib_path) return PARE_OK;
-    if (s->log) fprintf(s->log, "auto: activation statistics over %s\n", job->calib_path);
     const int ctx = job->calib_ctx > 0 ? job->calib_ctx : PARE_PPL_DEFAULT_CTX;
     /* no more of the calibration text than the gate evaluates, unless --calib-tokens says */
     const int64_t max_tokens = job->calib_tokens > 0 ? job->calib_tokens : s->gate_tokens;
+    const double t0 = pare_now();
     TRY(pare_act_stats_collect_model(s->sm, job->calib_path, ctx, max_tokens, s->o->n_threads, &s->acts, err));
     s->have_acts = true;
+    if (s->log)
+        fprintf(s->log, "auto: activation statistics over %lld tokens of %s in %.1f s\n", (long long)s->acts.n_tokens,
+                job->calib_path, pare_now() - t0);
     if (s->im) return PARE_OK; /* the user's imatrix quantizes; the statistics weigh the errors */
     pare_imatrix *im = pare_imatrix_new();
     FAIL_IF(!im, PARE_ENOMEM, "out of memory");
@@ -525,6 +528,7 @@ static bool passes(const pare_shrink_job *job, double ref_ppl, const pare_ppl_re
 static pare_status probe(auto_state *s, pare_evalx *gate, const pare_shrink_job *job, double ref_ppl,
                          const step *path, size_t k, const uint64_t *bytes, pare_auto_info *info, bool *ok,
                          double *stress, pare_err *err) {
+    const double t0 = pare_now();
     plan_at(s, path, k, s->pos);
     TRY(set_plan(s, s->pos, err));
     pare_ppl_result r = {0};
@@ -536,10 +540,12 @@ static pare_status probe(auto_state *s, pare_evalx *gate, const pare_shrink_job 
         *pr = (pare_auto_probe){.step = (int64_t)k, .tensor_bytes = bytes[k], .ppl = r.ppl,
                                 .ppl_increase = rp > 0 ? r.ppl / rp - 1 : 0, .kld = job->max_kld >= 0 ? r.kld_mean : -1,
                                 .passed = *ok};
+        char kld[48] = "";
+        if (job->max_kld >= 0) snprintf(kld, sizeof kld, ", mean KLD %.5f", r.kld_mean);
         if (s->log)
-            fprintf(s->log, "auto: probe %d: step %zu, %.3f MiB of weights, PPL %+.3f%%%s, %s\n", info->n_probes, k,
-                    (double)bytes[k] / 1048576.0, 100 * pr->ppl_increase,
-                    job->max_kld >= 0 ? "" : "", *ok ? "passes" : "fails");
+            fprintf(s->log, "auto: probe %d: step %zu, %.3f MiB of weights, PPL %+.3f%%%s, %s (%.1f s)\n", info->n_probes,
+                    k, (double)bytes[k] / 1048576.0, 100 * pr->ppl_increase, kld, *ok ? "passes" : "fails",
+                    pare_now() - t0);
     }
     pare_ppl_result_free(&r);
     return st;
@@ -576,6 +582,7 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
         ctx /= 2;
     }
     if (st) return st;
+    const double t0 = pare_now();
     double *meas = calloc(s->n_roles + 1, sizeof *meas), *pred = calloc(s->n_roles + 1, sizeof *pred);
     if (!meas || !pred) st = pare_err_set(err, PARE_ENOMEM, "out of memory");
     /* the top plan is the source itself when every tensor's largest candidate is its own type
@@ -607,6 +614,9 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
         if (!st) meas[r] = res.kld_mean;
         pare_ppl_result_free(&res);
     }
+    if (!st && s->log)
+        fprintf(s->log, "auto: %zu sensitivity evaluations of %d x %d tokens in %.1f s\n", s->n_roles + !top_is_source,
+                pare_evalx_chunks(cal), pare_evalx_ctx(cal), pare_now() - t0);
     double gsum = 0;
     int gn = 0;
     for (size_t r = 0; !st && r < s->n_roles; r++) {
@@ -630,7 +640,6 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
                                const pare_shrink_job *job, pare_evalx *gate, double ref_ppl,
                                const pare_convert_opts *o, FILE *log, pare_auto_info *info, pare_err *err) {
     memset(info, 0, sizeof *info);
-    if (job->max_kld >= 0) pare_evalx_keep_base(gate); /* the probes' KLD */
     auto_state s = {.o = o, .log = log,
                     .gate_tokens = (int64_t)pare_evalx_chunks(gate) * (int64_t)pare_evalx_ctx(gate)};
     step *path = NULL;
@@ -638,9 +647,10 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
     double *pred = NULL;
     pare_type *base_types = NULL;
     size_t n_steps = 0;
-    pare_status st = PARE_OK;
-    if (src_model) s.sm = src_model;
-    else if (!(st = pare_model_load_gguf(src, &s.own_sm, err))) s.sm = s.own_sm;
+    /* the probes' KLD: the reference's side computed once, now, while no candidate is in memory */
+    pare_status st = job->max_kld >= 0 && pare_evalx_keep_base(gate) ? pare_evalx_keep_now(gate, err) : PARE_OK;
+    if (!st && src_model) s.sm = src_model;
+    else if (!st && !(st = pare_model_load_gguf(src, &s.own_sm, err))) s.sm = s.own_sm;
     if (!st) st = model_view(s.sm, &s.cm, err);
     if (!st) st = importance(&s, job, workdir, err);
     /* the tensors llama-quantize quantizes: the ones Q8_0's plan changes */

@@ -66,6 +66,14 @@ const pare_model *pare_evalx_ref_model(const pare_evalx *e) { return e->ref.m; }
  * beside each candidate instead */
 #define KEEP_MAX_BYTES ((uint64_t)512 << 20)
 
+pare_status pare_evalx_keep_now(pare_evalx *e, pare_err *err) {
+    if (!e->keep || e->kept) return PARE_OK;
+    pare_status st = pare_ppl_base_new(e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, NULL, NULL, &e->kept, err);
+    pare_llm_trim(e->ref.llm);
+    pare_release_free_memory();
+    return st;
+}
+
 bool pare_evalx_keep_base(pare_evalx *e) {
     const uint64_t bytes = (uint64_t)e->n_pass * (uint64_t)(e->po.n_ctx - 1 - e->po.n_ctx / 2) *
                            (uint64_t)pare_llm_n_vocab(e->ref.llm) * 2;
@@ -97,11 +105,7 @@ pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare
     pare_llm *cl = NULL;
     pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
     if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
-    if (!st && kld && e->keep && !e->kept) {
-        st = pare_ppl_base_new(e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, NULL, NULL, &e->kept, err);
-        pare_llm_trim(e->ref.llm);
-        pare_release_free_memory();
-    }
+    if (!st && kld) st = pare_evalx_keep_now(e, err);
     if (!st && kld && !e->kept)
         st = pare_perplexity(cl, e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     else if (!st && kld)

@@ -311,6 +311,9 @@ const pare_model *pare_evalx_ref_model(const pare_evalx *e);
  * evaluation and kept (2 bytes x vocabulary per scored token), so that each candidate costs
  * one forward pass, not two. False (and not kept) when they would take over 512 MB. */
 bool pare_evalx_keep_base(pare_evalx *e);
+/* Computes the kept log-probabilities now (no-op unless keeping and not yet computed): before
+ * candidates are built in memory, so that the reference's pass does not add to them. */
+pare_status pare_evalx_keep_now(pare_evalx *e, pare_err *err);
 void pare_evalx_free(pare_evalx *e);
 int pare_evalx_chunks(const pare_evalx *e);
 int pare_evalx_ctx(const pare_evalx *e);
