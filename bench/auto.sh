@@ -15,7 +15,8 @@
 # (bench/out/1b converted to GGUF) against quantize Q4_K_M plus two evaluations.
 #
 # Environment: PARE (default build/pare), PARE_SHARED (default ../shared), BENCH_OUT
-# (default bench/out).
+# (default bench/out); BENCH_AUTO_REUSE_MIXES=1 keeps the standard mixes' rows of the last run
+# in BENCH_OUT (after a change to auto only).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 PARE=${PARE:-build/pare}
@@ -38,6 +39,12 @@ $PARE imatrix "$M" --text "$CAL" "$OUT/calib.dat" --ctx $CTX --force >/dev/null 
 REF=$($PARE eval "$M" --text "$GATE" --ctx $CTX --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['ppl'])")
 echo "reference f32 PPL $REF (gate gpl-3.txt, ctx $CTX)"
 printf '| file | bytes | PPL | PPL increase | mean KLD |\n| --- | --- | --- | --- | --- |\n' >"$RES"
+if [ "${BENCH_AUTO_REUSE_MIXES:-}" = 1 ] && [ -s "$OUT/mixes.txt" ]; then
+    # the mixes' rows of an earlier run (same model, gate and imatrix): only auto runs again
+    while read -r mix bytes ppl inc kld; do
+        printf '| %s | %s | %.4f | %+.2f%% | %.5f |\n' $mix $bytes $ppl $inc $kld >>"$RES"
+    done <"$OUT/mixes.txt"
+else
 : >"$OUT/mixes.txt"
 for mix in Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 \
            IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ4_NL IQ4_XS; do
@@ -52,6 +59,7 @@ for mix in Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5
     printf '| %s | %s | %.4f | %+.2f%% | %.5f |\n' $mix $bytes $ppl $inc $kld >>"$RES"
     rm -f "$f"
 done
+fi
 
 # auto: one budget; prints its row and the comparison
 auto_row() { # NAME ARGS...
