@@ -819,6 +819,242 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
     }
 }
 
+/* ------------------------------------------------------------------------ IQ4_NL, IQ4_XS quantization
+ * q_iq4.c's reference, reorganised so that vectors do the work without changing a bit.
+ *
+ * best_index(x) is the number of k in 1..15 with !(x - v[k-1] < v[k] - x) (v the levels):
+ * that comparison is monotone in x (float subtraction is monotone in each operand) and
+ * false at the bracket ggml's bisection ends in, so counting equals the bisection,
+ * ties and out-of-range values included. Near the midpoint m = (v[k-1] + v[k]) / 2 both
+ * differences are exact (they are multiples of x's ulp smaller than 2 |x|), so the
+ * comparison is exactly x < m: the count is that of midpoints m_k with !(x < m_k), which
+ * NaN passes too (15, as the reference). tests/test_quant.c checks the midpoints.
+ *
+ * A group's 16 trial scales (the first guess and itry = -7..7) are independent until one
+ * is chosen, so trial t runs in lane t of a 16-lane vector: each lane adds its sumqx and
+ * sumq2 over j = 0..31 in the reference's order with the reference's products ((w q) x,
+ * (w q) q), and the choice then walks the lanes in the reference's order. The final
+ * levels are one index search per value, 16 values at a time. */
+
+#ifdef __AVX512F__
+#define IQ4_W 16 /* lanes: the 16 trials at once */
+#else
+#define IQ4_W 8 /* the 16 trials in two halves (wider GNU vectors are split badly on AVX2) */
+#endif
+typedef float iq4_vf __attribute__((vector_size(4 * IQ4_W)));
+typedef int32_t iq4_vi __attribute__((vector_size(4 * IQ4_W)));
+
+/* The constants as vectors (no vector is passed by value: 64-byte vectors have no ABI
+ * below AVX-512). */
+typedef struct {
+    iq4_vf mid[15];  /* midpoints of adjacent levels */
+    iq4_vi step[15]; /* the bits of v[k] - v[k-1], added to v[0] for each midpoint passed */
+    iq4_vf v0;       /* v[0] */
+    iq4_vf num[16 / IQ4_W]; /* lane t (1..15): itry + v[0] for itry = t - 8, the trials' numerators */
+#ifdef __AVX512F__
+    __m512 tmid; /* lane k (1..15): mid[k - 1], for a search by permutes (lane 0 unused) */
+    __m512 vals; /* lane k: v[k] */
+#endif
+} iq4_tab;
+
+static void iq4_tab_init(iq4_tab *t) {
+    const int8_t *v = pare_iq4nl_values;
+    for (int k = 1; k < 16; k++) {
+        float mid = (float)(v[k - 1] + v[k]) * 0.5f, step = (float)(v[k] - v[k - 1]);
+        for (int l = 0; l < IQ4_W; l++) {
+            t->mid[k - 1][l] = mid;
+            memcpy(&t->step[k - 1][l], &step, 4);
+        }
+    }
+    for (int l = 0; l < IQ4_W; l++) t->v0[l] = (float)v[0];
+    for (int l = 0; l < 16; l++) t->num[l / IQ4_W][l % IQ4_W] = (float)(l - 8 + v[0]);
+#ifdef __AVX512F__
+    float tm[16] = {-INFINITY}, vl[16];
+    for (int k = 1; k < 16; k++) tm[k] = t->mid[k - 1][0];
+    for (int k = 0; k < 16; k++) vl[k] = (float)v[k];
+    t->tmid = _mm512_loadu_ps(tm);
+    t->vals = _mm512_loadu_ps(vl);
+#endif
+}
+
+#ifdef __AVX512F__
+/* best_index of 16 lanes by bisection: 4 permutes of the midpoints instead of 15 compares.
+ * !(v < m) (NLT_UQ, true for NaN) is the compare of the count above, and it is monotone in
+ * the midpoint, so the bisection counts the same midpoints. */
+static inline __m512i iq4_index16(const iq4_tab *t, __m512 v) {
+    __m512i idx = _mm512_setzero_si512(), probe;
+#define IQ4_STEP(step)                                                                                         \
+    probe = _mm512_add_epi32(idx, _mm512_set1_epi32(step));                                                    \
+    idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(probe, t->tmid), _CMP_NLT_UQ), \
+                                probe);
+    IQ4_STEP(8)
+    IQ4_STEP(4)
+    IQ4_STEP(2)
+    IQ4_STEP(1)
+#undef IQ4_STEP
+    return idx;
+}
+#endif
+
+/* best_index of n values (a multiple of IQ4_W) id * x[j] into L. */
+static inline void iq4_indices(const iq4_tab *t, const float *x, float id, int n, uint8_t *L) {
+    for (int j0 = 0; j0 < n; j0 += IQ4_W) {
+        iq4_vf v;
+        memcpy(&v, x + j0, sizeof v);
+        v = id * v;
+#ifdef __AVX512F__
+        _mm_storeu_si128((__m128i *)(void *)(L + j0), _mm512_cvtepi32_epi8(iq4_index16(t, (__m512)v)));
+#else
+        iq4_vi c = {0};
+        for (int k = 0; k < 15; k++) c -= ~(v < t->mid[k]);
+        for (int j = 0; j < IQ4_W; j++) L[j0 + j] = (uint8_t)c[j];
+#endif
+    }
+}
+
+/* The reference's iq4_group (ntry = 7) without its levels (iq4_super re-picks them). */
+static float iq4_group_fast(const iq4_tab *t, const float *xb, const float *weight) {
+    /* The reference's amax is the largest |x| that is not NaN (maxps returns its second
+     * operand for a NaN), max the first x of that magnitude. */
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    __m256 ax[4], m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        ax[k] = _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + 8 * k));
+        m = _mm256_max_ps(ax[k], m);
+    }
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+    const float amax = _mm256_cvtss_f32(m);
+    if (amax < QGROUP_EPS) return 0;
+    uint32_t at = 0;
+    for (int k = 0; k < 4; k++) at |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(ax[k], m, _CMP_EQ_OQ)) << (8 * k);
+    const float max = xb[__builtin_ctz(at)];
+    iq4_vf ids[16 / IQ4_W];
+    for (int h = 0; h < 16 / IQ4_W; h++) ids[h] = t->num[h] / max;
+    ids[0][0] = 1 / (-max / pare_iq4nl_values[0]);
+    float sx[16], s2[16];
+    for (int h = 0; h < 16; h += IQ4_W) {
+        iq4_vf id = ids[h / IQ4_W], vx = {0}, v2 = {0};
+        for (int j = 0; j < 32; j++) {
+            /* the level of each lane: v[0] plus the steps of the midpoints passed */
+            iq4_vf v = id * xb[j];
+#ifdef __AVX512F__
+            iq4_vf q = (iq4_vf)_mm512_permutexvar_ps(iq4_index16(t, (__m512)v), t->vals);
+#else
+            iq4_vf q = t->v0;
+            for (int k = 0; k < 15; k++) q += (iq4_vf)(t->step[k] & ~(v < t->mid[k]));
+#endif
+            iq4_vf wq = weight[j] * q;
+            vx += wq * xb[j];
+            v2 += wq * q;
+        }
+        memcpy(sx + h, &vx, sizeof vx);
+        memcpy(s2 + h, &v2, sizeof v2);
+    }
+    float d = s2[0] > 0 ? sx[0] / s2[0] : 0.f;
+    float best = d * sx[0];
+    for (int k = 1; k < 16; k++)
+        if (s2[k] > 0 && sx[k] * sx[k] > best * s2[k]) {
+            d = sx[k] / s2[k];
+            best = d * sx[k];
+        }
+    return d;
+}
+
+/* The reference's iq4_super; sigma2 from iq4_sigma2 (used with importance weights only). */
+static void iq4_super_fast(const iq4_tab *t, int sbs, const float *x, const float *qw, float sigma2, uint8_t *L,
+                           float *scales, pare_half *dh, uint16_t *scales_h, uint8_t *scales_l) {
+    float weight[32];
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        for (int j = 0; j < 32; j += 8) { /* one rounding per operation, as sqrtf */
+            __m256 v = _mm256_loadu_ps(xb + j), v2 = _mm256_mul_ps(v, v);
+            if (qw)
+                v2 = _mm256_mul_ps(_mm256_loadu_ps(qw + 32 * ib + j),
+                                   _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), v2)));
+            _mm256_storeu_ps(weight + j, v2);
+        }
+        scales[ib] = iq4_group_fast(t, xb, weight);
+        if (fabsf(scales[ib]) > amax_scale) {
+            amax_scale = fabsf(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    if (sbs == 32) {
+        *dh = q_f2h(scales[0]);
+        iq4_indices(t, x, scales[0] ? 1 / scales[0] : 0, 32, L);
+        return;
+    }
+    *scales_h = 0;
+    float d = -max_scale / 32;
+    *dh = q_f2h(d);
+    float id = d ? 1 / d : 0.f;
+    for (int ib = 0; ib < sbs / 32; ib++) {
+        int l = q_clampi(q_nearest_int(id * scales[ib]), -32, 31);
+        float dl = d * l, idl = dl ? 1 / dl : 0.f;
+        iq4_indices(t, x + 32 * ib, idl, 32, L + 32 * ib);
+        l += 32;
+        if (ib % 2 == 0)
+            scales_l[ib / 2] = (uint8_t)(l & 0xf);
+        else
+            scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+        *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+    }
+}
+
+static void iq4_pack(const uint8_t *L, uint8_t *q4, int ngroups) {
+    for (int i = 0; i < ngroups; i++)
+        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+/* The reference's sigma2 (2 / sbs times the sum of squares, added in order) of the
+ * super-blocks i0 .. i0 + nb - 1 (nb <= 8) of sbs values: 8 sums side by side rather than
+ * one long chain of dependent additions. */
+static void iq4_sigma2(const float *x, int sbs, int64_t i0, int nb, float *sigma2) {
+    float s[8] = {0};
+    const float *xs = x + sbs * i0;
+    for (int j = 0; j < sbs; j++)
+        for (int b = 0; b < nb; b++) s[b] += xs[sbs * b + j] * xs[sbs * b + j];
+    for (int b = 0; b < nb; b++) sigma2[b] = s[b] * (2.f / sbs);
+}
+
+void pare_qsimd_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatrix) {
+    pare_block_iq4_nl *y = dst;
+    iq4_tab t;
+    iq4_tab_init(&t);
+    uint8_t L[32];
+    float scale, sigma2[8] = {0};
+    for (int64_t i = 0; i < n / 32; i++) {
+        pare_half hd;
+        if (imatrix && i % 8 == 0) iq4_sigma2(x, 32, i, n / 32 - i < 8 ? (int)(n / 32 - i) : 8, sigma2);
+        iq4_super_fast(&t, 32, x + 32 * i, imatrix ? imatrix + 32 * i : NULL, sigma2[i % 8], L, &scale, &hd, NULL,
+                       NULL);
+        y[i].d = hd;
+        iq4_pack(L, y[i].qs, 1);
+    }
+}
+
+void pare_qsimd_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imatrix) {
+    pare_block_iq4_xs *y = dst;
+    iq4_tab t;
+    iq4_tab_init(&t);
+    uint8_t L[QK_K];
+    float scales[QK_K / 32], sigma2[8] = {0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint16_t sh = 0;
+        pare_half hd;
+        memset(y[i].scales_l, 0, 4);
+        if (imatrix && i % 8 == 0) iq4_sigma2(x, QK_K, i, n / QK_K - i < 8 ? (int)(n / QK_K - i) : 8, sigma2);
+        iq4_super_fast(&t, QK_K, x + QK_K * i, imatrix ? imatrix + QK_K * i : NULL, sigma2[i % 8], L, scales, &hd,
+                       &sh, y[i].scales_l);
+        y[i].d = hd;
+        y[i].scales_h = sh;
+        iq4_pack(L, y[i].qs, QK_K / 32);
+    }
+}
+
 /* ------------------------------------------------------------------------ the table */
 
 static void pare_qfast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {

@@ -125,6 +125,8 @@ void pare_qsimd_dq_q5_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_q6_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_q2_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_q3_K(const void *src, float *dst, int64_t n);
+void pare_qsimd_q_iq4_nl(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq4_xs(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
 #endif
@@ -157,9 +159,9 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
     X(Q5_K, pare_qref_q_q5_K, pare_qref_dq_q5_K, pare_qfast_q_q5_K, pare_qsimd_dq_q5_K, false, Q8_K, pare_block_q5_K)  \
     X(Q6_K, pare_qref_q_q6_K, pare_qref_dq_q6_K, pare_qfast_q_q6_K, pare_qsimd_dq_q6_K, false, Q8_K, pare_block_q6_K)  \
     X(Q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, false, Q8_K, pare_block_q8_K)    \
-    X(IQ4_NL, pare_qref_q_iq4_nl, pare_qref_dq_iq4_nl, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl, false, Q8_0,         \
+    X(IQ4_NL, pare_qref_q_iq4_nl, pare_qref_dq_iq4_nl, pare_qsimd_q_iq4_nl, pare_qsimd_dq_iq4_nl, false, Q8_0,         \
       pare_block_iq4_nl)                                                                                               \
-    X(IQ4_XS, pare_qref_q_iq4_xs, pare_qref_dq_iq4_xs, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs, false, Q8_K,         \
+    X(IQ4_XS, pare_qref_q_iq4_xs, pare_qref_dq_iq4_xs, pare_qsimd_q_iq4_xs, pare_qsimd_dq_iq4_xs, false, Q8_K,         \
       pare_block_iq4_xs)                                                                                               \
     X(TQ1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, false, Q8_K, pare_block_tq1_0) \
     X(TQ2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, false, Q8_K, pare_block_tq2_0) \
