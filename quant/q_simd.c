@@ -831,10 +831,12 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
  * NaN passes too (15, as the reference). tests/test_quant.c checks the midpoints.
  *
  * A group's 16 trial scales (the first guess and itry = -7..7) are independent until one
- * is chosen, so trial t runs in lane t of a 16-lane vector: each lane adds its sumqx and
- * sumq2 over j = 0..31 in the reference's order with the reference's products ((w q) x,
- * (w q) q), and the choice then walks the lanes in the reference's order. The final
- * levels are one index search per value, 16 values at a time. */
+ * is chosen, so trial t runs in lane t (AVX-512: one vector of 16; AVX2: two of 8): each
+ * lane adds its sumqx and sumq2 over j = 0..31 in the reference's order with the
+ * reference's products ((w q) x, (w q) q), and the choice then walks the trials in the
+ * reference's order. The final levels are one index search per value, a vector of values
+ * at a time. Everything else is elementwise (weights, the group maximum) or keeps its
+ * order (sigma2: eight super-blocks' sums side by side, each in order). */
 
 #ifdef __AVX512F__
 #define IQ4_W 16 /* lanes: the 16 trials at once */
