@@ -17,6 +17,7 @@
 
 #ifdef PARE_QUANT_SIMD
 
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -1055,6 +1056,111 @@ void pare_qsimd_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imat
         y[i].scales_h = sh;
         iq4_pack(L, y[i].qs, QK_K / 32);
     }
+}
+
+/* ------------------------------------------------------------------------ IQ3 neighbour search
+ * q_iq3.c's best_neighbour with the distances from tables: coordinate i adds the term
+ * e_i[l] = (w_i (scale q_l - x_i)) (scale q_l - x_i), q_l = 2l + 1, that the reference adds
+ * for level l, so a neighbour's distance ((((0 + e_0[l0]) + e_1[l1]) + e_2[l2]) + e_3[l3])
+ * is the reference's sum from four permutes, for 8 (AVX2) or 16 (AVX-512) neighbours at a
+ * time. The winner is the reference's: the first entry equal to the least distance, when
+ * that is below FLT_MAX (minps returns its second operand for a NaN, so NaNs never count). */
+static inline __attribute__((always_inline)) void iq3_neighbour_fast(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L) {
+    const int n = list[0];
+    const uint16_t *nb = list + 1;
+    int best = 0;
+#ifdef __AVX512F__
+    const __m512 q = _mm512_setr_ps(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m512 e[4], acc[(PARE_IQ3_MAX_NEIGHBOURS + 15) / 16];
+    for (int i = 0; i < 4; i++) {
+        __m512 diff = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(scale), q), _mm512_set1_ps(xval[i]));
+        e[i] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w[i]), diff), diff);
+    }
+    __m512 vmin = _mm512_set1_ps(FLT_MAX);
+    const __m512i seven = _mm512_set1_epi32(7);
+    for (int c = 0; 16 * c < n; c++) {
+        const int left = n - 16 * c;
+        const __mmask16 in = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        /* a masked load: the list may end within 16 entries of the table's end */
+        __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, nb + 16 * c));
+        __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_permutexvar_ps(_mm512_and_si512(u, seven), e[0]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 3), seven), e[1]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 6), seven), e[2]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 9), seven), e[3]));
+        acc[c] = _mm512_mask_blend_ps(in, _mm512_set1_ps(INFINITY), a);
+        vmin = _mm512_min_ps(acc[c], vmin);
+    }
+    const float min = _mm512_reduce_min_ps(vmin);
+    if (min < FLT_MAX)
+        for (int c = 0;; c++) {
+            __mmask16 eq = _mm512_cmp_ps_mask(acc[c], _mm512_set1_ps(min), _CMP_EQ_OQ);
+            if (eq) {
+                best = 16 * c + __builtin_ctz(eq);
+                break;
+            }
+        }
+#else
+    const __m256 q = _mm256_setr_ps(1, 3, 5, 7, 9, 11, 13, 15);
+    __m256 e[4], acc[(PARE_IQ3_MAX_NEIGHBOURS + 7) / 8];
+    for (int i = 0; i < 4; i++) {
+        __m256 diff = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(scale), q), _mm256_set1_ps(xval[i]));
+        e[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
+    }
+    __m256 vmin = _mm256_set1_ps(FLT_MAX);
+    const __m256i seven = _mm256_set1_epi32(7), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int c = 0; 8 * c < n; c++) {
+        /* 8 keys: past the list's end, the next list's or the zeros that end the table */
+        __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(nb + 8 * c)));
+        __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(e[0], _mm256_and_si256(u, seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[1], _mm256_and_si256(_mm256_srli_epi32(u, 3), seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[2], _mm256_and_si256(_mm256_srli_epi32(u, 6), seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[3], _mm256_and_si256(_mm256_srli_epi32(u, 9), seven)));
+        __m256 in = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * c), lane));
+        acc[c] = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), a, in);
+        vmin = _mm256_min_ps(acc[c], vmin);
+    }
+    vmin = _mm256_min_ps(vmin, _mm256_permute2f128_ps(vmin, vmin, 1));
+    vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0x4e));
+    vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0xb1));
+    const float min = _mm256_cvtss_f32(vmin);
+    if (min < FLT_MAX)
+        for (int c = 0;; c++) {
+            int eq = _mm256_movemask_ps(_mm256_cmp_ps(acc[c], _mm256_set1_ps(min), _CMP_EQ_OQ));
+            if (eq) {
+                best = 8 * c + __builtin_ctz((unsigned)eq);
+                break;
+            }
+        }
+#endif
+    for (int i = 0; i < 4; i++) L[i] = (int8_t)(nb[best] >> (3 * i) & 7);
+}
+
+/* q_iq3.c's round_trial: the rounding 8 values at a time (ggml's nearest_int bit for bit),
+ * the neighbour search inlined. */
+static void iq3_trial_fast(const int16_t *map, const uint16_t *neighbours, const float *xval, const float *w,
+                           float id, float scale, int8_t *L, bool *on_grid) {
+    for (int c = 0; c < 4; c++) {
+        __m256 v = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(id), _mm256_loadu_ps(xval + 8 * c)), _mm256_set1_ps(1.f));
+        __m256i l = v_clamp(v_nearest(_mm256_mul_ps(_mm256_set1_ps(0.5f), v)), 0, 7);
+        __m128i b = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        b = _mm_packs_epi16(b, b);
+        _mm_storel_epi64((__m128i *)(void *)(L + 8 * c), b);
+    }
+    for (int g = 0; g < 8; g++) {
+        const int8_t *p = L + 4 * g;
+        const int key = p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9;
+        on_grid[g] = map[key] >= 0;
+        if (!on_grid[g]) iq3_neighbour_fast(neighbours + (-map[key] - 1), xval + 4 * g, w + 4 * g, scale, L + 4 * g);
+    }
+}
+
+static const pare_iq3_kernels iq3_fast = {iq3_neighbour_fast, iq3_trial_fast};
+
+void pare_qsimd_q_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_xxs_with(src, dst, n, imatrix, &iq3_fast);
+}
+void pare_qsimd_q_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_s_with(src, dst, n, imatrix, &iq3_fast);
 }
 
 /* ------------------------------------------------------------------------ the table */

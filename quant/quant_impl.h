@@ -128,6 +128,8 @@ void pare_qsimd_dq_q3_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_q_iq4_nl(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_qsimd_q_iq4_xs(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
+void pare_qsimd_q_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
 #endif
 
@@ -171,9 +173,9 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
       pare_block_iq2_xs)                                                                                               \
     X(IQ2_S, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, false, Q8_K,      \
       pare_block_iq2_s)                                                                                                \
-    X(IQ3_XXS, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, false, \
+    X(IQ3_XXS, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, pare_qsimd_q_iq3_xxs, pare_iq_dequant_iq3_xxs, false,  \
       Q8_K, pare_block_iq3_xxs)                                                                                        \
-    X(IQ3_S, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, false, Q8_K,      \
+    X(IQ3_S, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, pare_qsimd_q_iq3_s, pare_iq_dequant_iq3_s, false, Q8_K,         \
       pare_block_iq3_s)                                                                                                \
     X(IQ1_S, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, true, Q8_K,       \
       pare_block_iq1_s)                                                                                                \
