@@ -1065,13 +1065,24 @@ void pare_qsimd_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imat
  * is the reference's sum from four permutes, for 8 (AVX2) or 16 (AVX-512) neighbours at a
  * time. The winner is the reference's: the first entry equal to the least distance, when
  * that is below FLT_MAX (minps returns its second operand for a NaN, so NaNs never count). */
-static inline __attribute__((always_inline)) void iq3_neighbour_fast(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L) {
+#ifdef __AVX512F__
+#define IQ3_W 16
+typedef __m512 iq3_vec;
+#else
+#define IQ3_W 8
+typedef __m256 iq3_vec;
+#endif
+#define IQ3_CHUNKS ((PARE_IQ3_MAX_NEIGHBOURS + IQ3_W - 1) / IQ3_W)
+
+/* A search's first half: the distances of the listed neighbours, IQ3_W per chunk (+inf past
+ * the list's end), and their lane-wise minimum (no NaN: minps keeps its second operand). */
+static inline __attribute__((always_inline)) iq3_vec iq3_distances(const uint16_t *list, const float *xval,
+                                                                   const float *w, float scale, iq3_vec *acc) {
     const int n = list[0];
     const uint16_t *nb = list + 1;
-    int best = 0;
 #ifdef __AVX512F__
     const __m512 q = _mm512_setr_ps(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
-    __m512 e[4], acc[(PARE_IQ3_MAX_NEIGHBOURS + 15) / 16];
+    __m512 e[4];
     for (int i = 0; i < 4; i++) {
         __m512 diff = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(scale), q), _mm512_set1_ps(xval[i]));
         e[i] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w[i]), diff), diff);
@@ -1090,18 +1101,10 @@ static inline __attribute__((always_inline)) void iq3_neighbour_fast(const uint1
         acc[c] = _mm512_mask_blend_ps(in, _mm512_set1_ps(INFINITY), a);
         vmin = _mm512_min_ps(acc[c], vmin);
     }
-    const float min = _mm512_reduce_min_ps(vmin);
-    if (min < FLT_MAX)
-        for (int c = 0;; c++) {
-            __mmask16 eq = _mm512_cmp_ps_mask(acc[c], _mm512_set1_ps(min), _CMP_EQ_OQ);
-            if (eq) {
-                best = 16 * c + __builtin_ctz(eq);
-                break;
-            }
-        }
+    return vmin;
 #else
     const __m256 q = _mm256_setr_ps(1, 3, 5, 7, 9, 11, 13, 15);
-    __m256 e[4], acc[(PARE_IQ3_MAX_NEIGHBOURS + 7) / 8];
+    __m256 e[4];
     for (int i = 0; i < 4; i++) {
         __m256 diff = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(scale), q), _mm256_set1_ps(xval[i]));
         e[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
@@ -1119,6 +1122,27 @@ static inline __attribute__((always_inline)) void iq3_neighbour_fast(const uint1
         acc[c] = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), a, in);
         vmin = _mm256_min_ps(acc[c], vmin);
     }
+    return vmin;
+#endif
+}
+
+/* The second half: the levels of the first neighbour at the least distance, when that is
+ * below FLT_MAX (else of the first listed). */
+static inline __attribute__((always_inline)) void iq3_pick(const uint16_t *list, const iq3_vec *acc, iq3_vec vmin,
+                                                           int8_t *L) {
+    const uint16_t *nb = list + 1;
+    int best = 0;
+#ifdef __AVX512F__
+    const float min = _mm512_reduce_min_ps(vmin);
+    if (min < FLT_MAX)
+        for (int c = 0;; c++) {
+            __mmask16 eq = _mm512_cmp_ps_mask(acc[c], _mm512_set1_ps(min), _CMP_EQ_OQ);
+            if (eq) {
+                best = 16 * c + __builtin_ctz(eq);
+                break;
+            }
+        }
+#else
     vmin = _mm256_min_ps(vmin, _mm256_permute2f128_ps(vmin, vmin, 1));
     vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0x4e));
     vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0xb1));
@@ -1132,11 +1156,22 @@ static inline __attribute__((always_inline)) void iq3_neighbour_fast(const uint1
             }
         }
 #endif
-    for (int i = 0; i < 4; i++) L[i] = (int8_t)(nb[best] >> (3 * i) & 7);
+    const unsigned u = nb[best];
+    L[0] = (int8_t)(u & 7);
+    L[1] = (int8_t)(u >> 3 & 7);
+    L[2] = (int8_t)(u >> 6 & 7);
+    L[3] = (int8_t)(u >> 9 & 7);
 }
 
-/* q_iq3.c's round_trial: the rounding 8 values at a time (ggml's nearest_int bit for bit),
- * the neighbour search inlined. */
+static void iq3_neighbour_fast(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L) {
+    iq3_vec acc[IQ3_CHUNKS];
+    iq3_vec vmin = iq3_distances(list, xval, w, scale, acc);
+    iq3_pick(list, acc, vmin, L);
+}
+
+/* q_iq3.c's round_trial: the rounding 8 values at a time (ggml's nearest_int bit for bit);
+ * then the distances of every off-grid point, then their picks, so that the searches of
+ * different points overlap instead of each waiting for its own reduction. */
 static void iq3_trial_fast(const int16_t *map, const uint16_t *neighbours, const float *xval, const float *w,
                            float id, float scale, int8_t *L, bool *on_grid) {
     for (int c = 0; c < 4; c++) {
@@ -1146,12 +1181,19 @@ static void iq3_trial_fast(const int16_t *map, const uint16_t *neighbours, const
         b = _mm_packs_epi16(b, b);
         _mm_storel_epi64((__m128i *)(void *)(L + 8 * c), b);
     }
+    int off[8], n_off = 0;
+    const uint16_t *list[8];
     for (int g = 0; g < 8; g++) {
         const int8_t *p = L + 4 * g;
-        const int key = p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9;
-        on_grid[g] = map[key] >= 0;
-        if (!on_grid[g]) iq3_neighbour_fast(neighbours + (-map[key] - 1), xval + 4 * g, w + 4 * g, scale, L + 4 * g);
+        const int key = p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9, m = map[key];
+        on_grid[g] = m >= 0;
+        list[n_off] = neighbours + (-m - 1);
+        off[n_off] = g;
+        n_off += m < 0;
     }
+    iq3_vec acc[8][IQ3_CHUNKS], vmin[8];
+    for (int k = 0; k < n_off; k++) vmin[k] = iq3_distances(list[k], xval + 4 * off[k], w + 4 * off[k], scale, acc[k]);
+    for (int k = 0; k < n_off; k++) iq3_pick(list[k], acc[k], vmin[k], L + 4 * off[k]);
 }
 
 static const pare_iq3_kernels iq3_fast = {iq3_neighbour_fast, iq3_trial_fast};
