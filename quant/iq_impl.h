@@ -146,4 +146,18 @@ extern const uint16_t pare_iq2xxs_nbrs[];
 extern const uint16_t pare_iq2xs_nbrs[];
 extern const uint16_t pare_iq2s_nbrs[];
 
+/* The IQ2 quantizers with another neighbour search (quant/q_simd.c's, per kernel level),
+ * which must give the same result as q_iq2.c's: of the candidates in list (a count, then
+ * grid indices as differences modulo size, as above), the first of least sum over the 8
+ * coordinates, in order from 0, of w (scale q - xval)^2 with q = grid byte >> 3 (1, 3, 5);
+ * the first candidate when none is below FLT_MAX. Writes its levels (byte >> 4) to L. */
+typedef void (*pare_iq2_neighbour_fn)(const uint64_t *grid, unsigned size, const uint16_t *list, const float *xval,
+                                      const float *w, float scale, int8_t *L);
+void pare_iq_quant_iq2_xxs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                                pare_iq2_neighbour_fn nbr);
+void pare_iq_quant_iq2_xs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                               pare_iq2_neighbour_fn nbr);
+void pare_iq_quant_iq2_s_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                              pare_iq2_neighbour_fn nbr);
+
 #endif

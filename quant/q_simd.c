@@ -1205,6 +1205,157 @@ void pare_qsimd_q_iq3_s(const float *src, void *dst, int64_t n, const float *ima
     pare_iq_quant_iq3_s_with(src, dst, n, imatrix, &iq3_fast);
 }
 
+/* ------------------------------------------------------------------------ IQ2 neighbour search
+ * q_iq2.c's best_neighbour by the same tables as IQ3's: coordinate i adds
+ * e_i[l] = (w_i (scale q_l - x_i)) (scale q_l - x_i), q_l = 1, 3, 5, the reference's term,
+ * looked up by a permute for 16 (AVX-512) or 8 (AVX2) candidates at a time; the candidates'
+ * indices are the reference's running sums. A chunk's least distance replaces the best so
+ * far only when strictly less, and within a chunk the first lane of that value wins: the
+ * reference's first strict minimum below FLT_MAX (NaN distances never count). */
+#ifdef __AVX512F__
+#define IQ2_W 16
+#else
+#define IQ2_W 8
+#endif
+
+static void iq2_neighbour_fast(const uint64_t *grid, unsigned size, const uint16_t *list, const float *xval,
+                               const float *w, float scale, int8_t *L) {
+    const int count = list[0];
+    const uint16_t *nb = list + 1;
+    unsigned j = 0, gi = nb[0];
+    float best = FLT_MAX;
+#ifdef __AVX512F__
+    /* lane 4 c + l of t[h]: e_{4h + c}[l] (lane 4 c + 3 unused) */
+    __m512 t[2];
+    for (int h = 0; h < 2; h++) {
+        const float *x = xval + 4 * h, *ww = w + 4 * h;
+        __m512 q = _mm512_setr_ps(1, 3, 5, 0, 1, 3, 5, 0, 1, 3, 5, 0, 1, 3, 5, 0);
+        __m512 xv = _mm512_setr_ps(x[0], x[0], x[0], x[0], x[1], x[1], x[1], x[1], x[2], x[2], x[2], x[2], x[3], x[3],
+                                   x[3], x[3]);
+        __m512 wv = _mm512_setr_ps(ww[0], ww[0], ww[0], ww[0], ww[1], ww[1], ww[1], ww[1], ww[2], ww[2], ww[2], ww[2],
+                                   ww[3], ww[3], ww[3], ww[3]);
+        __m512 diff = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(scale), q), xv);
+        t[h] = _mm512_mul_ps(_mm512_mul_ps(wv, diff), diff);
+    }
+    const __m512i three = _mm512_set1_epi32(3);
+#define IQ2_TERM(v, sh, c, tab)                                                                                  \
+    a = _mm512_add_ps(a, _mm512_permutexvar_ps(                                                                  \
+                             _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(v, sh), three), _mm512_set1_epi32(c)), \
+                             tab));
+#else
+    /* lane 4 c + l of t[h]: e_{2h + c}[l] (lane 4 c + 3 unused) */
+    __m256 t[4];
+    for (int h = 0; h < 4; h++) {
+        const float *x = xval + 2 * h, *ww = w + 2 * h;
+        __m256 q = _mm256_setr_ps(1, 3, 5, 0, 1, 3, 5, 0);
+        __m256 xv = _mm256_setr_ps(x[0], x[0], x[0], x[0], x[1], x[1], x[1], x[1]);
+        __m256 wv = _mm256_setr_ps(ww[0], ww[0], ww[0], ww[0], ww[1], ww[1], ww[1], ww[1]);
+        __m256 diff = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(scale), q), xv);
+        t[h] = _mm256_mul_ps(_mm256_mul_ps(wv, diff), diff);
+    }
+    const __m256i three = _mm256_set1_epi32(3), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#define IQ2_TERM(v, sh, c, tab)                                                                                  \
+    a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(                                                               \
+                             tab, _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(v, sh), three),          \
+                                                   _mm256_set1_epi32(c))));
+#endif
+    /* The candidates' indices are running sums of the list's differences modulo the grid
+     * size (a power of 2): a prefix sum per chunk plus the chunk before's last index. Lanes
+     * past the list's end add 0 (a masked load) and repeat the last index, as the reference. */
+    for (int j0 = 0; j0 < count; j0 += IQ2_W) {
+        const int m = count - j0 < IQ2_W ? count - j0 : IQ2_W;
+        uint32_t idx[IQ2_W];
+#ifdef __AVX512F__
+        const __mmask16 in = (__mmask16)(m == 16 ? 0xFFFF : (1u << m) - 1);
+        __m512i d = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, nb + j0)), z = _mm512_setzero_si512();
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 15));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 14));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 12));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 8));
+        const __m512i vi = _mm512_and_si512(_mm512_add_epi32(d, _mm512_set1_epi32((int)j)), _mm512_set1_epi32((int)size - 1));
+        _mm512_storeu_si512(idx, vi);
+        j = idx[15];
+        const __m512i g0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(vi), (const void *)grid, 8);
+        const __m512i g1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(vi, 1), (const void *)grid, 8);
+        const __m512i vlo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(g0)), _mm512_cvtepi64_epi32(g1), 1);
+        const __m512i vhi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(g0, 32))),
+                                               _mm512_cvtepi64_epi32(_mm512_srli_epi64(g1, 32)), 1);
+        /* the level of byte i is bits 4-5 of it (0x08, 0x19, 0x2b) */
+        __m512 a = _mm512_setzero_ps();
+        IQ2_TERM(vlo, 4, 0, t[0])
+        IQ2_TERM(vlo, 12, 4, t[0])
+        IQ2_TERM(vlo, 20, 8, t[0])
+        IQ2_TERM(vlo, 28, 12, t[0])
+        IQ2_TERM(vhi, 4, 0, t[1])
+        IQ2_TERM(vhi, 12, 4, t[1])
+        IQ2_TERM(vhi, 20, 8, t[1])
+        IQ2_TERM(vhi, 28, 12, t[1])
+        const __mmask16 ok = in & _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q);
+        a = _mm512_mask_blend_ps(ok, _mm512_set1_ps(INFINITY), a);
+        const float cmin = _mm512_reduce_min_ps(a);
+        if (cmin < best) {
+            best = cmin;
+            gi = idx[__builtin_ctz(_mm512_cmp_ps_mask(a, _mm512_set1_ps(cmin), _CMP_EQ_OQ))];
+        }
+#else
+        const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), lane);
+        uint16_t tail[8] = {0}; /* the list may end within 8 entries of the table's end */
+        const uint16_t *dp = nb + j0;
+        if (m < 8) dp = memcpy(tail, nb + j0, sizeof tail[0] * (size_t)m);
+        __m256i d = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)dp));
+        d = _mm256_add_epi32(d, _mm256_slli_si256(d, 4));
+        d = _mm256_add_epi32(d, _mm256_slli_si256(d, 8));
+        d = _mm256_add_epi32(d, _mm256_blend_epi32(_mm256_setzero_si256(),
+                                                   _mm256_permutevar8x32_epi32(d, _mm256_set1_epi32(3)), 0xF0));
+        const __m256i vi = _mm256_and_si256(_mm256_add_epi32(d, _mm256_set1_epi32((int)j)), _mm256_set1_epi32((int)size - 1));
+        _mm256_storeu_si256((__m256i *)(void *)idx, vi);
+        j = idx[7];
+        const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        const __m256i p0 = _mm256_permutevar8x32_epi32(
+            _mm256_i32gather_epi64((const long long *)(const void *)grid, _mm256_castsi256_si128(vi), 8), perm);
+        const __m256i p1 = _mm256_permutevar8x32_epi32(
+            _mm256_i32gather_epi64((const long long *)(const void *)grid, _mm256_extracti128_si256(vi, 1), 8), perm);
+        const __m256i vlo = _mm256_permute2x128_si256(p0, p1, 0x20), vhi = _mm256_permute2x128_si256(p0, p1, 0x31);
+        __m256 a = _mm256_setzero_ps();
+        IQ2_TERM(vlo, 4, 0, t[0])
+        IQ2_TERM(vlo, 12, 4, t[0])
+        IQ2_TERM(vlo, 20, 0, t[1])
+        IQ2_TERM(vlo, 28, 4, t[1])
+        IQ2_TERM(vhi, 4, 0, t[2])
+        IQ2_TERM(vhi, 12, 4, t[2])
+        IQ2_TERM(vhi, 20, 0, t[3])
+        IQ2_TERM(vhi, 28, 4, t[3])
+        const __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(in), _mm256_cmp_ps(a, a, _CMP_ORD_Q));
+        a = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), a, ok);
+        __m256 v = _mm256_min_ps(a, _mm256_permute2f128_ps(a, a, 1));
+        v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0x4e));
+        v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0xb1));
+        const float cmin = _mm256_cvtss_f32(v);
+        if (cmin < best) {
+            best = cmin;
+            gi = idx[__builtin_ctz((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(cmin), _CMP_EQ_OQ)))];
+        }
+#endif
+    }
+#undef IQ2_TERM
+    for (int i = 0; i < 8; i++) L[i] = (int8_t)(((grid[gi] >> (8 * i)) & 0xff) >> 4);
+}
+
+void pare_qsimd_q_iq2_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq2_xxs_with(src, dst, n, imatrix, iq2_neighbour_fast);
+}
+void pare_qsimd_q_iq2_xs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq2_xs_with(src, dst, n, imatrix, iq2_neighbour_fast);
+}
+void pare_qsimd_q_iq2_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+#ifdef __AVX512F__
+    pare_iq_quant_iq2_s_with(src, dst, n, imatrix, iq2_neighbour_fast);
+#else
+    /* IQ2_S's lists are short (8 on average): 8 lanes do not pay for their set-up */
+    pare_iq_quant_iq2_s(src, dst, n, imatrix);
+#endif
+}
+
 /* ------------------------------------------------------------------------ the table */
 
 static void pare_qfast_q_q2_K(const float *x, void *dst, int64_t n, const float *imatrix) {
