@@ -37,6 +37,7 @@
 #include "quant/blocks.h"
 #include "quant/iq_grids.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define PARE_IQ_QK 256          /* weights per block */
@@ -60,6 +61,7 @@ void pare_iq_dequant_iq1_m(const void *src, float *dst, int64_t n);
  * (>= 0) or, off the grid, to -1 - the offset in *_neighbours of a count c (at most 40)
  * followed by the keys of the c grid points to try, in the order that decides ties. 7 zero
  * entries end each neighbours array. */
+#define PARE_IQ3_MAX_NEIGHBOURS 40 /* longest neighbour list, checked by the generator */
 extern const int16_t pare_iq3xxs_map[4096];
 extern const uint16_t pare_iq3xxs_neighbours[];
 extern const int16_t pare_iq3s_map[4096];
@@ -70,6 +72,24 @@ extern const uint16_t pare_iq3s_neighbours[];
  * bit for bit (quant/q_iq3.c). */
 void pare_iq_quant_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix);
 void pare_iq_quant_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix);
+/* The same with other search kernels (quant/q_simd.c's, per kernel level), which must give
+ * the same results as q_iq3.c's:
+ *   neighbour: given a neighbour list (its count, then the keys), 4 magnitudes xval, the
+ *     weights w (the square roots of the fit's) and the scale, writes to L the levels of the
+ *     first listed point of least sum w (scale (2l + 1) - xval)^2, added in i order from 0
+ *     as ggml does (levels 0 when no distance is below FLT_MAX);
+ *   trial: rounds 32 magnitudes to levels L = clamp(nearest(0.5 (id x - 1)), 0, 7), sets
+ *     on_grid[g] for each point of 4 (map[key] >= 0) and replaces the others by
+ *     neighbour(list of key, ..., scale). */
+typedef struct {
+    void (*neighbour)(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L);
+    void (*trial)(const int16_t *map, const uint16_t *neighbours, const float *xval, const float *w, float id,
+                  float scale, int8_t *L, bool *on_grid);
+} pare_iq3_kernels;
+void pare_iq_quant_iq3_xxs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                                const pare_iq3_kernels *ks);
+void pare_iq_quant_iq3_s_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                              const pare_iq3_kernels *ks);
 
 /* ---- small helpers of the quantizers (q_iq1.c, q_iq2.c, q_iq3.c) ---- */
 
@@ -125,5 +145,19 @@ extern const int32_t pare_iq2s_map[PARE_IQ2_NPOINTS];
 extern const uint16_t pare_iq2xxs_nbrs[];
 extern const uint16_t pare_iq2xs_nbrs[];
 extern const uint16_t pare_iq2s_nbrs[];
+
+/* The IQ2 quantizers with another neighbour search (quant/q_simd.c's, per kernel level),
+ * which must give the same result as q_iq2.c's: of the candidates in list (a count, then
+ * grid indices as differences modulo size, as above), the first of least sum over the 8
+ * coordinates, in order from 0, of w (scale q - xval)^2 with q = grid byte >> 3 (1, 3, 5);
+ * the first candidate when none is below FLT_MAX. Writes its levels (byte >> 4) to L. */
+typedef void (*pare_iq2_neighbour_fn)(const uint64_t *grid, unsigned size, const uint16_t *list, const float *xval,
+                                      const float *w, float scale, int8_t *L);
+void pare_iq_quant_iq2_xxs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                                pare_iq2_neighbour_fn nbr);
+void pare_iq_quant_iq2_xs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                               pare_iq2_neighbour_fn nbr);
+void pare_iq_quant_iq2_s_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                              pare_iq2_neighbour_fn nbr);
 
 #endif

@@ -38,11 +38,15 @@ typedef struct {
     unsigned size; /* points in the grid, a power of 2 */
     const int32_t *map;
     const uint16_t *nbrs;
+    pare_iq2_neighbour_fn neighbour; /* best_neighbour below, or a level's (q_simd.c) */
 } iq2_book;
 
-static const iq2_book book_xxs = {pare_iq2xxs_grid, 256, pare_iq2xxs_map, pare_iq2xxs_nbrs};
-static const iq2_book book_xs = {pare_iq2xs_grid, 512, pare_iq2xs_map, pare_iq2xs_nbrs};
-static const iq2_book book_s = {pare_iq2s_grid, 1024, pare_iq2s_map, pare_iq2s_nbrs};
+static void best_neighbour(const uint64_t *grid, unsigned size, const uint16_t *nb, const float *xval,
+                           const float *w, float scale, int8_t *L);
+
+static const iq2_book book_xxs = {pare_iq2xxs_grid, 256, pare_iq2xxs_map, pare_iq2xxs_nbrs, best_neighbour};
+static const iq2_book book_xs = {pare_iq2xs_grid, 512, pare_iq2xs_map, pare_iq2xs_nbrs, best_neighbour};
+static const iq2_book book_s = {pare_iq2s_grid, 1024, pare_iq2s_map, pare_iq2s_nbrs, best_neighbour};
 
 /* Level 0..2 of element i of a grid point, and its magnitude 2 l + 1: the grid bytes are
  * 0x08, 0x19, 0x2b, so byte >> 4 is the level and byte >> 3 the magnitude. */
@@ -65,9 +69,8 @@ static int round_group(const float *xval, float id, int8_t *L) {
  * The list holds index differences modulo the grid size (quant/gen_iq2_maps.py). Candidates
  * are scored 8 at a time, one per lane, each summing over i in ggml's order, so the
  * compiler can vectorize without changing a bit of the result. */
-static void best_neighbour(const iq2_book *b, int32_t m, const float *xval, const float *w, float scale,
-                           int8_t *L) {
-    const uint16_t *nb = b->nbrs + (-(int64_t)m - 1);
+static void best_neighbour(const uint64_t *grid, unsigned size, const uint16_t *nb, const float *xval,
+                           const float *w, float scale, int8_t *L) {
     const int count = nb[0];
     float best_d2 = FLT_MAX;
     unsigned j = 0, gi = nb[1]; /* ggml aborts when none compares below FLT_MAX (NaN input) */
@@ -75,10 +78,10 @@ static void best_neighbour(const iq2_book *b, int32_t m, const float *xval, cons
         unsigned idx[8];
         uint32_t lo[8], hi[8]; /* bytes 0-3 and 4-7 of the 8 candidates (the last repeated) */
         for (int c = 0; c < 8; c++) {
-            if (j0 + c < count) j = (j + nb[1 + j0 + c]) & (b->size - 1);
+            if (j0 + c < count) j = (j + nb[1 + j0 + c]) & (size - 1);
             idx[c] = j;
-            lo[c] = (uint32_t)b->grid[j];
-            hi[c] = (uint32_t)(b->grid[j] >> 32);
+            lo[c] = (uint32_t)grid[j];
+            hi[c] = (uint32_t)(grid[j] >> 32);
         }
         float d2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int i = 0; i < 8; i++) {
@@ -97,7 +100,7 @@ static void best_neighbour(const iq2_book *b, int32_t m, const float *xval, cons
                 gi = idx[c];
             }
     }
-    for (int i = 0; i < 8; i++) L[i] = (int8_t)point_level(b->grid[gi], i);
+    for (int i = 0; i < 8; i++) L[i] = (int8_t)point_level(grid[gi], i);
 }
 
 /* Rounds one group at inverse scale id and moves it onto the grid when it is off it (the
@@ -106,7 +109,7 @@ static bool group_to_grid(const iq2_book *b, const float *xval, const float *wau
                           int8_t *L) {
     int32_t m = b->map[round_group(xval, id, L)];
     if (m >= 0) return true;
-    best_neighbour(b, m, xval, waux, scale, L);
+    b->neighbour(b->grid, b->size, b->nbrs + (-(int64_t)m - 1), xval, waux, scale, L);
     return false;
 }
 
@@ -182,7 +185,7 @@ static int scale_nibble(float id, float s) { return q_clampi(q_nearest_int(0.5f 
 
 /* Scale search of one 32-value sub-block; fills L (levels of 4 grid points) and returns
  * the scale, or returns NAN for a sub-block that ggml leaves empty. */
-static float xxs_search(const float *xval, const float *w, const float *waux, int8_t *L) {
+static float xxs_search(const iq2_book *b, const float *xval, const float *w, const float *waux, int8_t *L) {
     memset(L, 0, 32);
     float max = pare_iq_max(xval, 32);
     if (max < IQ2_EPS) return NAN;
@@ -195,7 +198,7 @@ static float xxs_search(const float *xval, const float *w, const float *waux, in
     for (int is = -6; is <= 6; is++) {
         float id = (2 * KMAXQ - 1 + is * 0.1f) / eff_max, this_scale = 1 / id;
         for (int k = 0; k < 4; k++)
-            group_to_grid(&book_xxs, xval + 8 * k, waux + 8 * k, id, this_scale, Laux + 8 * k);
+            group_to_grid(b, xval + 8 * k, waux + 8 * k, id, this_scale, Laux + 8 * k);
         float sumqx = fit(32, w, xval, Laux, &sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             scale = sumqx / sumq2;
@@ -205,14 +208,14 @@ static float xxs_search(const float *xval, const float *w, const float *waux, in
     }
     if (scale > 0) {
         float id = 1 / scale;
-        for (int k = 0; k < 4; k++) group_to_grid(&book_xxs, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k);
+        for (int k = 0; k < 4; k++) group_to_grid(b, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k);
         float sumqx = fit(32, w, xval, L, &sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     return scale; /* NaN only from NaN input, where ggml aborts: pare stores an empty sub-block */
 }
 
-void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+static void iq2_xxs_row(const iq2_book *b, const float *src, void *dst, int64_t n, const float *imatrix) {
     pare_block_iq2_xxs *y = dst;
     float weight[32], waux[32], xval[32], scales[8];
     int8_t L[32];
@@ -225,7 +228,7 @@ void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *
             make_weights(32, xb, imatrix ? imatrix + PARE_IQ_QK * ibl + 32 * ib : NULL, sigma2, false, weight, waux);
             uint8_t signs[4];
             for (int k = 0; k < 4; k++) signs[k] = even_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-            float scale = xxs_search(xval, weight, waux, L);
+            float scale = xxs_search(b, xval, weight, waux, L);
             if (isnan(scale)) {
                 scales[ib] = 0;
                 continue;
@@ -235,7 +238,7 @@ void pare_iq_quant_iq2_xxs(const float *src, void *dst, int64_t n, const float *
                 for (int k = 0; k < 4; k++) signs[k] = (uint8_t)(~signs[k] & 127);
             }
             for (int k = 0; k < 4; k++) {
-                q2[2 * ib] |= (uint32_t)grid_index(&book_xxs, L + 8 * k) << (8 * k);
+                q2[2 * ib] |= (uint32_t)grid_index(b, L + 8 * k) << (8 * k);
                 q2[2 * ib + 1] |= (uint32_t)signs[k] << (7 * k);
             }
             scales[ib] = scale;
@@ -293,7 +296,7 @@ static void put_scales16(uint8_t *dst, const float *scales, float id) {
         dst[ib / 2] = (uint8_t)(scale_nibble(id, scales[ib]) | scale_nibble(id, scales[ib + 1]) << 4);
 }
 
-void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *imatrix) {
+static void iq2_xs_row(const iq2_book *b, const float *src, void *dst, int64_t n, const float *imatrix) {
     pare_block_iq2_xs *y = dst;
     float weight[16], waux[16], xval[16], scales[16];
     int8_t L[16];
@@ -306,7 +309,7 @@ void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *i
             make_weights(16, xb, imatrix ? imatrix + PARE_IQ_QK * ibl + 16 * ib : NULL, sigma2, false, weight, waux);
             uint8_t signs[2];
             for (int k = 0; k < 2; k++) signs[k] = even_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-            float scale = search16(&book_xs, IQ2_EPS, xval, weight, waux, L);
+            float scale = search16(b, IQ2_EPS, xval, weight, waux, L);
             if (isnan(scale)) {
                 scales[ib] = 0;
                 continue;
@@ -316,7 +319,7 @@ void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *i
                 for (int k = 0; k < 2; k++) signs[k] = (uint8_t)(~signs[k] & 127);
             }
             for (int k = 0; k < 2; k++)
-                q2[2 * ib + k] = (uint16_t)(grid_index(&book_xs, L + 8 * k) | signs[k] << 9);
+                q2[2 * ib + k] = (uint16_t)(grid_index(b, L + 8 * k) | signs[k] << 9);
             scales[ib] = scale;
             max_scale = max_scale > scale ? max_scale : scale;
         }
@@ -329,7 +332,7 @@ void pare_iq_quant_iq2_xs(const float *src, void *dst, int64_t n, const float *i
     }
 }
 
-void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+static void iq2_s_row(const iq2_book *b, const float *src, void *dst, int64_t n, const float *imatrix) {
     pare_block_iq2_s *y = dst;
     float weight[16], waux[16], xval[16], scales[16];
     int8_t L[16];
@@ -346,7 +349,7 @@ void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *im
                 xval[i] = xb[i] >= 0 ? xb[i] : -xb[i];
                 if (xb[i] < 0) signs[i / 8] |= (uint8_t)(1u << (i % 8));
             }
-            float scale = search16(&book_s, IQ2S_EPS, xval, weight, waux, L);
+            float scale = search16(b, IQ2S_EPS, xval, weight, waux, L);
             if (isnan(scale)) {
                 scales[ib] = 0;
                 continue;
@@ -357,7 +360,7 @@ void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *im
                 signs[1] = (uint8_t)~signs[1];
             }
             for (int k = 0; k < 2; k++) {
-                const int i8 = 2 * ib + k, gi = grid_index(&book_s, L + 8 * k);
+                const int i8 = 2 * ib + k, gi = grid_index(b, L + 8 * k);
                 yb->qs[i8] = (uint8_t)(gi & 255);
                 yb->qh[i8 / 4] |= (uint8_t)((gi >> 8) << (2 * (i8 % 4)));
                 yb->signs[i8] = signs[k];
@@ -371,3 +374,19 @@ void pare_iq_quant_iq2_s(const float *src, void *dst, int64_t n, const float *im
         put_scales16(yb->scales, scales, id);
     }
 }
+
+/* ------------------------------------------------------------------------ entry points */
+
+#define IQ2_ENTRY(T)                                                                                       \
+    void pare_iq_quant_iq2_##T(const float *src, void *dst, int64_t n, const float *imatrix) {             \
+        iq2_##T##_row(&book_##T, src, dst, n, imatrix);                                                     \
+    }                                                                                                      \
+    void pare_iq_quant_iq2_##T##_with(const float *src, void *dst, int64_t n, const float *imatrix,        \
+                                      pare_iq2_neighbour_fn nbr) {                                         \
+        iq2_book b = book_##T;                                                                             \
+        b.neighbour = nbr;                                                                                 \
+        iq2_##T##_row(&b, src, dst, n, imatrix);                                                           \
+    }
+IQ2_ENTRY(xxs)
+IQ2_ENTRY(xs)
+IQ2_ENTRY(s)

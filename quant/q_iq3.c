@@ -44,7 +44,7 @@ static const iq3_kind kind_xxs = {pare_iq3xxs_map, pare_iq3xxs_neighbours, 15, t
 static const iq3_kind kind_s = {pare_iq3s_map, pare_iq3s_neighbours, 9, false};
 
 #define IQ3_GROUP_EPS 1e-8f     /* ggml's GROUP_MAX_EPS_IQ3_XXS: below it an IQ3_XXS group is zero */
-#define IQ3_MAX_NEIGHBOURS 40   /* longest neighbour list, checked by the generator */
+#define IQ3_MAX_NEIGHBOURS PARE_IQ3_MAX_NEIGHBOURS
 
 /* Points are handled as keys u = l0 | l1 << 3 | l2 << 6 | l3 << 9 (quant/gen_iq_maps.py). */
 static inline int levels_key(const int8_t *L) { return L[0] | L[1] << 3 | L[2] << 6 | L[3] << 9; }
@@ -74,8 +74,8 @@ typedef uint16_t v8u16 __attribute__((vector_size(16)));
  * operations as ggml's; lanes past the list's end (keys of the next list, or the zeros that
  * end the table) get +inf, which never wins. This is most of the quantizers' time: selects
  * rather than branches, as the winner's place is unpredictable. */
-static void best_neighbour(const iq3_kind *k, int key, const float *xval, const float *w, float scale, int8_t *L) {
-    const uint16_t *nb = k->neighbours + (-k->map[key] - 1);
+static void best_neighbour(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L) {
+    const uint16_t *nb = list;
     const int n = nb[0];
     nb++;
     assert(n > 0 && n <= IQ3_MAX_NEIGHBOURS);
@@ -111,6 +111,23 @@ static void best_neighbour(const iq3_kind *k, int key, const float *xval, const 
     key_levels(nb[best], L);
 }
 
+/* The neighbour list of the off-grid key: its count, then the keys. */
+static inline const uint16_t *neighbour_list(const iq3_kind *k, int key) { return k->neighbours + (-k->map[key] - 1); }
+
+/* One trial of step 2: rounds the 32 magnitudes times id to levels in La and replaces each
+ * point off the grid by its best neighbour at scale; on_grid[g]: point g was on the grid. */
+static void round_trial(const int16_t *map, const uint16_t *neighbours, const float *xval, const float *waux, float id,
+                        float scale, int8_t *La, bool *on_grid) {
+    for (int i = 0; i < 32; i++) La[i] = (int8_t)q_clampi(q_nearest_int(0.5f * (id * xval[i] - 1)), 0, 7);
+    for (int g = 0; g < 8; g++) {
+        int key = levels_key(La + 4 * g);
+        on_grid[g] = map[key] >= 0;
+        if (!on_grid[g]) best_neighbour(neighbours + (-map[key] - 1), xval + 4 * g, waux + 4 * g, scale, La + 4 * g);
+    }
+}
+
+static const pare_iq3_kernels ref_kernels = {best_neighbour, round_trial};
+
 /* Weighted sums of the fit of levels L to xval: sum w x q and sum w q^2, q = 2l + 1. */
 static void fit_sums(const float *xval, const float *weight, const int8_t *L, float *sumqx, float *sumq2) {
     float sx = 0, s2 = 0;
@@ -131,8 +148,8 @@ static void fit_sums(const float *xval, const float *weight, const int8_t *L, fl
  * The trials do not depend on each other until one is chosen, so all are rounded first and
  * their fit sums are then accumulated side by side (trial t in lane t, values in ggml's
  * order), which vectorizes; the choice runs over the trials in ggml's order. */
-static float search_group(const iq3_kind *k, const float *xval, const float *weight, const float *waux, float max,
-                          int8_t *L) {
+static float search_group(const iq3_kind *k, const pare_iq3_kernels *ks, const float *xval, const float *weight,
+                          const float *waux, float max, int8_t *L) {
     const int n_trials = 2 * k->n_steps + 1;
     int8_t Lt[32][IQ3_MAX_TRIALS + 1]; /* level of value i in trial t; lane 31 unused */
     bool on_grid_t[IQ3_MAX_TRIALS][8], on_grid[8];
@@ -140,12 +157,7 @@ static float search_group(const iq3_kind *k, const float *xval, const float *wei
     for (int t = 0; t < n_trials; t++) {
         float id = (15 + (float)(t - k->n_steps) * 0.2f) / max, this_scale = 1 / id;
         int8_t La[32];
-        for (int i = 0; i < 32; i++) La[i] = (int8_t)q_clampi(q_nearest_int(0.5f * (id * xval[i] - 1)), 0, 7);
-        for (int g = 0; g < 8; g++) {
-            int key = levels_key(La + 4 * g);
-            on_grid_t[t][g] = k->map[key] >= 0;
-            if (!on_grid_t[t][g]) best_neighbour(k, key, xval + 4 * g, waux + 4 * g, this_scale, La + 4 * g);
-        }
+        ks->trial(k->map, k->neighbours, xval, waux, id, this_scale, La, on_grid_t[t]);
         for (int i = 0; i < 32; i++) Lt[i][t] = La[i];
     }
     float sumqx[IQ3_MAX_TRIALS + 1] = {0}, sumq2[IQ3_MAX_TRIALS + 1] = {0};
@@ -179,7 +191,7 @@ static float search_group(const iq3_kind *k, const float *xval, const float *wei
         for (int g = 0; g < 8; g++) {
             if (k->xxs && on_grid[g]) continue;
             int key = round_point(xval + 4 * g, id, L + 4 * g);
-            if (k->map[key] < 0) best_neighbour(k, key, xval + 4 * g, waux + 4 * g, scale, L + 4 * g);
+            if (k->map[key] < 0) ks->neighbour(neighbour_list(k, key), xval + 4 * g, waux + 4 * g, scale, L + 4 * g);
         }
         float sx, s2;
         fit_sums(xval, weight, L, &sx, &s2);
@@ -220,7 +232,7 @@ static int point_index(const iq3_kind *k, const int8_t *L) {
 
 /* ------------------------------------------------------------------------ IQ3_XXS */
 
-static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs *y) {
+static void iq3_xxs_block(const float *xbl, const float *qw, const pare_iq3_kernels *ks, pare_block_iq3_xxs *y) {
     const iq3_kind *k = &kind_xxs;
     float scales[8], weight[32], waux[32], xval[32], max_scale = 0;
     uint32_t signs_scales[8] = {0};
@@ -257,7 +269,7 @@ static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs 
             scales[ib] = 0;
             continue;
         }
-        float scale = search_group(k, xval, weight, waux, max, L);
+        float scale = search_group(k, ks, xval, weight, waux, max, L);
         if (scale < 0) { /* cannot happen with |x| and w >= 0; ggml flips rather than fails */
             scale = -scale;
             for (int s = 0; s < 4; s++) bsigns[s] = ~bsigns[s] & 127;
@@ -280,15 +292,20 @@ static void iq3_xxs_block(const float *xbl, const float *qw, pare_block_iq3_xxs 
     }
 }
 
-void pare_iq_quant_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+void pare_iq_quant_iq3_xxs_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                                const pare_iq3_kernels *ks) {
     pare_block_iq3_xxs *y = dst;
     for (int64_t i = 0; i < n / PARE_IQ_QK; i++)
-        iq3_xxs_block(src + PARE_IQ_QK * i, imatrix ? imatrix + PARE_IQ_QK * i : NULL, &y[i]);
+        iq3_xxs_block(src + PARE_IQ_QK * i, imatrix ? imatrix + PARE_IQ_QK * i : NULL, ks, &y[i]);
+}
+
+void pare_iq_quant_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_xxs_with(src, dst, n, imatrix, &ref_kernels);
 }
 
 /* ------------------------------------------------------------------------ IQ3_S */
 
-static void iq3_s_block(const float *xbl, const float *qw, pare_block_iq3_s *y) {
+static void iq3_s_block(const float *xbl, const float *qw, const pare_iq3_kernels *ks, pare_block_iq3_s *y) {
     const iq3_kind *k = &kind_s;
     float scales[8], weight[32], waux[32], xval[32], max_scale = 0;
     int8_t L[32];
@@ -306,7 +323,7 @@ static void iq3_s_block(const float *xbl, const float *qw, pare_block_iq3_s *y) 
             scales[ib] = 0;
             continue;
         }
-        float scale = search_group(k, xval, weight, waux, max, L);
+        float scale = search_group(k, ks, xval, weight, waux, max, L);
         if (scale < 0) {
             scale = -scale;
             for (int s = 0; s < 4; s++) bsigns[s] = (uint8_t)~bsigns[s];
@@ -332,8 +349,13 @@ static void iq3_s_block(const float *xbl, const float *qw, pare_block_iq3_s *y) 
     }
 }
 
-void pare_iq_quant_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+void pare_iq_quant_iq3_s_with(const float *src, void *dst, int64_t n, const float *imatrix,
+                              const pare_iq3_kernels *ks) {
     pare_block_iq3_s *y = dst;
     for (int64_t i = 0; i < n / PARE_IQ_QK; i++)
-        iq3_s_block(src + PARE_IQ_QK * i, imatrix ? imatrix + PARE_IQ_QK * i : NULL, &y[i]);
+        iq3_s_block(src + PARE_IQ_QK * i, imatrix ? imatrix + PARE_IQ_QK * i : NULL, ks, &y[i]);
+}
+
+void pare_iq_quant_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_s_with(src, dst, n, imatrix, &ref_kernels);
 }

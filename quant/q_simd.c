@@ -17,6 +17,7 @@
 
 #ifdef PARE_QUANT_SIMD
 
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -817,6 +818,542 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *y, int64_t n) {
             for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_set1_ps(dl), v_i8(q + 8 * k)));
         }
     }
+}
+
+/* ------------------------------------------------------------------------ IQ4_NL, IQ4_XS quantization
+ * q_iq4.c's reference, reorganised so that vectors do the work without changing a bit.
+ *
+ * best_index(x) is the number of k in 1..15 with !(x - v[k-1] < v[k] - x) (v the levels):
+ * that comparison is monotone in x (float subtraction is monotone in each operand) and
+ * false at the bracket ggml's bisection ends in, so counting equals the bisection,
+ * ties and out-of-range values included. Near the midpoint m = (v[k-1] + v[k]) / 2 both
+ * differences are exact (they are multiples of x's ulp smaller than 2 |x|), so the
+ * comparison is exactly x < m: the count is that of midpoints m_k with !(x < m_k), which
+ * NaN passes too (15, as the reference). tests/test_quant.c checks the midpoints.
+ *
+ * A group's 16 trial scales (the first guess and itry = -7..7) are independent until one
+ * is chosen, so trial t runs in lane t (AVX-512: one vector of 16; AVX2: two of 8): each
+ * lane adds its sumqx and sumq2 over j = 0..31 in the reference's order with the
+ * reference's products ((w q) x, (w q) q), and the choice then walks the trials in the
+ * reference's order. The final levels are one index search per value, a vector of values
+ * at a time. Everything else is elementwise (weights, the group maximum) or keeps its
+ * order (sigma2: eight super-blocks' sums side by side, each in order). */
+
+#ifdef __AVX512F__
+#define IQ4_W 16 /* lanes: the 16 trials at once */
+#else
+#define IQ4_W 8 /* the 16 trials in two halves (wider GNU vectors are split badly on AVX2) */
+#endif
+typedef float iq4_vf __attribute__((vector_size(4 * IQ4_W)));
+typedef int32_t iq4_vi __attribute__((vector_size(4 * IQ4_W)));
+
+/* The constants as vectors (no vector is passed by value: 64-byte vectors have no ABI
+ * below AVX-512). */
+typedef struct {
+    iq4_vf mid[15];  /* midpoints of adjacent levels */
+    iq4_vi step[15]; /* the bits of v[k] - v[k-1], added to v[0] for each midpoint passed */
+    iq4_vf v0;       /* v[0] */
+    iq4_vf num[16 / IQ4_W]; /* lane t (1..15): itry + v[0] for itry = t - 8, the trials' numerators */
+#ifdef __AVX512F__
+    __m512 tmid; /* lane k (1..15): mid[k - 1], for a search by permutes (lane 0 unused) */
+    __m512 vals; /* lane k: v[k] */
+#endif
+} iq4_tab;
+
+static void iq4_tab_init(iq4_tab *t) {
+    const int8_t *v = pare_iq4nl_values;
+    for (int k = 1; k < 16; k++) {
+        float mid = (float)(v[k - 1] + v[k]) * 0.5f, step = (float)(v[k] - v[k - 1]);
+        for (int l = 0; l < IQ4_W; l++) {
+            t->mid[k - 1][l] = mid;
+            memcpy(&t->step[k - 1][l], &step, 4);
+        }
+    }
+    for (int l = 0; l < IQ4_W; l++) t->v0[l] = (float)v[0];
+    for (int l = 0; l < 16; l++) t->num[l / IQ4_W][l % IQ4_W] = (float)(l - 8 + v[0]);
+#ifdef __AVX512F__
+    float tm[16] = {-INFINITY}, vl[16];
+    for (int k = 1; k < 16; k++) tm[k] = t->mid[k - 1][0];
+    for (int k = 0; k < 16; k++) vl[k] = (float)v[k];
+    t->tmid = _mm512_loadu_ps(tm);
+    t->vals = _mm512_loadu_ps(vl);
+#endif
+}
+
+#ifdef __AVX512F__
+/* best_index of 16 lanes by bisection: 4 permutes of the midpoints instead of 15 compares.
+ * !(v < m) (NLT_UQ, true for NaN) is the compare of the count above, and it is monotone in
+ * the midpoint, so the bisection counts the same midpoints. */
+static inline __m512i iq4_index16(const iq4_tab *t, __m512 v) {
+    __m512i idx = _mm512_setzero_si512(), probe;
+#define IQ4_STEP(step)                                                                                         \
+    probe = _mm512_add_epi32(idx, _mm512_set1_epi32(step));                                                    \
+    idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(probe, t->tmid), _CMP_NLT_UQ), \
+                                probe);
+    IQ4_STEP(8)
+    IQ4_STEP(4)
+    IQ4_STEP(2)
+    IQ4_STEP(1)
+#undef IQ4_STEP
+    return idx;
+}
+#endif
+
+/* best_index of n values (a multiple of IQ4_W) id * x[j] into L. */
+static inline void iq4_indices(const iq4_tab *t, const float *x, float id, int n, uint8_t *L) {
+    for (int j0 = 0; j0 < n; j0 += IQ4_W) {
+        iq4_vf v;
+        memcpy(&v, x + j0, sizeof v);
+        v = id * v;
+#ifdef __AVX512F__
+        _mm_storeu_si128((__m128i *)(void *)(L + j0), _mm512_cvtepi32_epi8(iq4_index16(t, (__m512)v)));
+#else
+        iq4_vi c = {0};
+        for (int k = 0; k < 15; k++) c -= ~(v < t->mid[k]);
+        for (int j = 0; j < IQ4_W; j++) L[j0 + j] = (uint8_t)c[j];
+#endif
+    }
+}
+
+/* The reference's iq4_group (ntry = 7) without its levels (iq4_super re-picks them). */
+static float iq4_group_fast(const iq4_tab *t, const float *xb, const float *weight) {
+    /* The reference's amax is the largest |x| that is not NaN (maxps returns its second
+     * operand for a NaN), max the first x of that magnitude. */
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    __m256 ax[4], m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        ax[k] = _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + 8 * k));
+        m = _mm256_max_ps(ax[k], m);
+    }
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+    m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+    const float amax = _mm256_cvtss_f32(m);
+    if (amax < QGROUP_EPS) return 0;
+    uint32_t at = 0;
+    for (int k = 0; k < 4; k++) at |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(ax[k], m, _CMP_EQ_OQ)) << (8 * k);
+    const float max = xb[__builtin_ctz(at)];
+    iq4_vf ids[16 / IQ4_W];
+    for (int h = 0; h < 16 / IQ4_W; h++) ids[h] = t->num[h] / max;
+    ids[0][0] = 1 / (-max / pare_iq4nl_values[0]);
+    float sx[16], s2[16];
+    for (int h = 0; h < 16; h += IQ4_W) {
+        iq4_vf id = ids[h / IQ4_W], vx = {0}, v2 = {0};
+        for (int j = 0; j < 32; j++) {
+            /* the level of each lane: v[0] plus the steps of the midpoints passed */
+            iq4_vf v = id * xb[j];
+#ifdef __AVX512F__
+            iq4_vf q = (iq4_vf)_mm512_permutexvar_ps(iq4_index16(t, (__m512)v), t->vals);
+#else
+            iq4_vf q = t->v0;
+            for (int k = 0; k < 15; k++) q += (iq4_vf)(t->step[k] & ~(v < t->mid[k]));
+#endif
+            iq4_vf wq = weight[j] * q;
+            vx += wq * xb[j];
+            v2 += wq * q;
+        }
+        memcpy(sx + h, &vx, sizeof vx);
+        memcpy(s2 + h, &v2, sizeof v2);
+    }
+    float d = s2[0] > 0 ? sx[0] / s2[0] : 0.f;
+    float best = d * sx[0];
+    for (int k = 1; k < 16; k++)
+        if (s2[k] > 0 && sx[k] * sx[k] > best * s2[k]) {
+            d = sx[k] / s2[k];
+            best = d * sx[k];
+        }
+    return d;
+}
+
+/* The reference's iq4_super; sigma2 from iq4_sigma2 (used with importance weights only). */
+static void iq4_super_fast(const iq4_tab *t, int sbs, const float *x, const float *qw, float sigma2, uint8_t *L,
+                           float *scales, pare_half *dh, uint16_t *scales_h, uint8_t *scales_l) {
+    float weight[32];
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < sbs / 32; ib++) {
+        const float *xb = x + 32 * ib;
+        for (int j = 0; j < 32; j += 8) { /* one rounding per operation, as sqrtf */
+            __m256 v = _mm256_loadu_ps(xb + j), v2 = _mm256_mul_ps(v, v);
+            if (qw)
+                v2 = _mm256_mul_ps(_mm256_loadu_ps(qw + 32 * ib + j),
+                                   _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), v2)));
+            _mm256_storeu_ps(weight + j, v2);
+        }
+        scales[ib] = iq4_group_fast(t, xb, weight);
+        if (fabsf(scales[ib]) > amax_scale) {
+            amax_scale = fabsf(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    if (sbs == 32) {
+        *dh = q_f2h(scales[0]);
+        iq4_indices(t, x, scales[0] ? 1 / scales[0] : 0, 32, L);
+        return;
+    }
+    *scales_h = 0;
+    float d = -max_scale / 32;
+    *dh = q_f2h(d);
+    float id = d ? 1 / d : 0.f;
+    for (int ib = 0; ib < sbs / 32; ib++) {
+        int l = q_clampi(q_nearest_int(id * scales[ib]), -32, 31);
+        float dl = d * l, idl = dl ? 1 / dl : 0.f;
+        iq4_indices(t, x + 32 * ib, idl, 32, L + 32 * ib);
+        l += 32;
+        if (ib % 2 == 0)
+            scales_l[ib / 2] = (uint8_t)(l & 0xf);
+        else
+            scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+        *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+    }
+}
+
+static void iq4_pack(const uint8_t *L, uint8_t *q4, int ngroups) {
+    for (int i = 0; i < ngroups; i++)
+        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+/* The reference's sigma2 (2 / sbs times the sum of squares, added in order) of the
+ * super-blocks i0 .. i0 + nb - 1 (nb <= 8) of sbs values: 8 sums side by side rather than
+ * one long chain of dependent additions. */
+static void iq4_sigma2(const float *x, int sbs, int64_t i0, int nb, float *sigma2) {
+    float s[8] = {0};
+    const float *xs = x + sbs * i0;
+    for (int j = 0; j < sbs; j++)
+        for (int b = 0; b < nb; b++) s[b] += xs[sbs * b + j] * xs[sbs * b + j];
+    for (int b = 0; b < nb; b++) sigma2[b] = s[b] * (2.f / sbs);
+}
+
+void pare_qsimd_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatrix) {
+    pare_block_iq4_nl *y = dst;
+    iq4_tab t;
+    iq4_tab_init(&t);
+    uint8_t L[32];
+    float scale, sigma2[8] = {0};
+    for (int64_t i = 0; i < n / 32; i++) {
+        pare_half hd;
+        if (imatrix && i % 8 == 0) iq4_sigma2(x, 32, i, n / 32 - i < 8 ? (int)(n / 32 - i) : 8, sigma2);
+        iq4_super_fast(&t, 32, x + 32 * i, imatrix ? imatrix + 32 * i : NULL, sigma2[i % 8], L, &scale, &hd, NULL,
+                       NULL);
+        y[i].d = hd;
+        iq4_pack(L, y[i].qs, 1);
+    }
+}
+
+void pare_qsimd_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imatrix) {
+    pare_block_iq4_xs *y = dst;
+    iq4_tab t;
+    iq4_tab_init(&t);
+    uint8_t L[QK_K];
+    float scales[QK_K / 32], sigma2[8] = {0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint16_t sh = 0;
+        pare_half hd;
+        memset(y[i].scales_l, 0, 4);
+        if (imatrix && i % 8 == 0) iq4_sigma2(x, QK_K, i, n / QK_K - i < 8 ? (int)(n / QK_K - i) : 8, sigma2);
+        iq4_super_fast(&t, QK_K, x + QK_K * i, imatrix ? imatrix + QK_K * i : NULL, sigma2[i % 8], L, scales, &hd,
+                       &sh, y[i].scales_l);
+        y[i].d = hd;
+        y[i].scales_h = sh;
+        iq4_pack(L, y[i].qs, QK_K / 32);
+    }
+}
+
+/* ------------------------------------------------------------------------ IQ3 neighbour search
+ * q_iq3.c's best_neighbour with the distances from tables: coordinate i adds the term
+ * e_i[l] = (w_i (scale q_l - x_i)) (scale q_l - x_i), q_l = 2l + 1, that the reference adds
+ * for level l, so a neighbour's distance ((((0 + e_0[l0]) + e_1[l1]) + e_2[l2]) + e_3[l3])
+ * is the reference's sum from four permutes, for 8 (AVX2) or 16 (AVX-512) neighbours at a
+ * time. The winner is the reference's: the first entry equal to the least distance, when
+ * that is below FLT_MAX (minps returns its second operand for a NaN, so NaNs never count). */
+#ifdef __AVX512F__
+#define IQ3_W 16
+typedef __m512 iq3_vec;
+#else
+#define IQ3_W 8
+typedef __m256 iq3_vec;
+#endif
+#define IQ3_CHUNKS ((PARE_IQ3_MAX_NEIGHBOURS + IQ3_W - 1) / IQ3_W)
+
+/* A search's first half: the distances of the listed neighbours, IQ3_W per chunk (+inf past
+ * the list's end), and their lane-wise minimum (no NaN: minps keeps its second operand). */
+static inline __attribute__((always_inline)) iq3_vec iq3_distances(const uint16_t *list, const float *xval,
+                                                                   const float *w, float scale, iq3_vec *acc) {
+    const int n = list[0];
+    const uint16_t *nb = list + 1;
+#ifdef __AVX512F__
+    const __m512 q = _mm512_setr_ps(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m512 e[4];
+    for (int i = 0; i < 4; i++) {
+        __m512 diff = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(scale), q), _mm512_set1_ps(xval[i]));
+        e[i] = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(w[i]), diff), diff);
+    }
+    __m512 vmin = _mm512_set1_ps(FLT_MAX);
+    const __m512i seven = _mm512_set1_epi32(7);
+    for (int c = 0; 16 * c < n; c++) {
+        const int left = n - 16 * c;
+        const __mmask16 in = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        /* a masked load: the list may end within 16 entries of the table's end */
+        __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, nb + 16 * c));
+        __m512 a = _mm512_add_ps(_mm512_setzero_ps(), _mm512_permutexvar_ps(_mm512_and_si512(u, seven), e[0]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 3), seven), e[1]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 6), seven), e[2]));
+        a = _mm512_add_ps(a, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srli_epi32(u, 9), seven), e[3]));
+        acc[c] = _mm512_mask_blend_ps(in, _mm512_set1_ps(INFINITY), a);
+        vmin = _mm512_min_ps(acc[c], vmin);
+    }
+    return vmin;
+#else
+    const __m256 q = _mm256_setr_ps(1, 3, 5, 7, 9, 11, 13, 15);
+    __m256 e[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 diff = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(scale), q), _mm256_set1_ps(xval[i]));
+        e[i] = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff);
+    }
+    __m256 vmin = _mm256_set1_ps(FLT_MAX);
+    const __m256i seven = _mm256_set1_epi32(7), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int c = 0; 8 * c < n; c++) {
+        /* 8 keys: past the list's end, the next list's or the zeros that end the table */
+        __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(nb + 8 * c)));
+        __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(e[0], _mm256_and_si256(u, seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[1], _mm256_and_si256(_mm256_srli_epi32(u, 3), seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[2], _mm256_and_si256(_mm256_srli_epi32(u, 6), seven)));
+        a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(e[3], _mm256_and_si256(_mm256_srli_epi32(u, 9), seven)));
+        __m256 in = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * c), lane));
+        acc[c] = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), a, in);
+        vmin = _mm256_min_ps(acc[c], vmin);
+    }
+    return vmin;
+#endif
+}
+
+/* The second half: the levels of the first neighbour at the least distance, when that is
+ * below FLT_MAX (else of the first listed). */
+static inline __attribute__((always_inline)) void iq3_pick(const uint16_t *list, const iq3_vec *acc, iq3_vec vmin,
+                                                           int8_t *L) {
+    const uint16_t *nb = list + 1;
+    int best = 0;
+#ifdef __AVX512F__
+    const float min = _mm512_reduce_min_ps(vmin);
+    if (min < FLT_MAX)
+        for (int c = 0;; c++) {
+            __mmask16 eq = _mm512_cmp_ps_mask(acc[c], _mm512_set1_ps(min), _CMP_EQ_OQ);
+            if (eq) {
+                best = 16 * c + __builtin_ctz(eq);
+                break;
+            }
+        }
+#else
+    vmin = _mm256_min_ps(vmin, _mm256_permute2f128_ps(vmin, vmin, 1));
+    vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0x4e));
+    vmin = _mm256_min_ps(vmin, _mm256_shuffle_ps(vmin, vmin, 0xb1));
+    const float min = _mm256_cvtss_f32(vmin);
+    if (min < FLT_MAX)
+        for (int c = 0;; c++) {
+            int eq = _mm256_movemask_ps(_mm256_cmp_ps(acc[c], _mm256_set1_ps(min), _CMP_EQ_OQ));
+            if (eq) {
+                best = 8 * c + __builtin_ctz((unsigned)eq);
+                break;
+            }
+        }
+#endif
+    const unsigned u = nb[best];
+    L[0] = (int8_t)(u & 7);
+    L[1] = (int8_t)(u >> 3 & 7);
+    L[2] = (int8_t)(u >> 6 & 7);
+    L[3] = (int8_t)(u >> 9 & 7);
+}
+
+static void iq3_neighbour_fast(const uint16_t *list, const float *xval, const float *w, float scale, int8_t *L) {
+    iq3_vec acc[IQ3_CHUNKS];
+    iq3_vec vmin = iq3_distances(list, xval, w, scale, acc);
+    iq3_pick(list, acc, vmin, L);
+}
+
+/* q_iq3.c's round_trial: the rounding 8 values at a time (ggml's nearest_int bit for bit);
+ * then the distances of every off-grid point, then their picks, so that the searches of
+ * different points overlap instead of each waiting for its own reduction. */
+static void iq3_trial_fast(const int16_t *map, const uint16_t *neighbours, const float *xval, const float *w,
+                           float id, float scale, int8_t *L, bool *on_grid) {
+    for (int c = 0; c < 4; c++) {
+        __m256 v = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(id), _mm256_loadu_ps(xval + 8 * c)), _mm256_set1_ps(1.f));
+        __m256i l = v_clamp(v_nearest(_mm256_mul_ps(_mm256_set1_ps(0.5f), v)), 0, 7);
+        __m128i b = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        b = _mm_packs_epi16(b, b);
+        _mm_storel_epi64((__m128i *)(void *)(L + 8 * c), b);
+    }
+    int off[8], n_off = 0;
+    const uint16_t *list[8];
+    for (int g = 0; g < 8; g++) {
+        const int8_t *p = L + 4 * g;
+        const int key = p[0] | p[1] << 3 | p[2] << 6 | p[3] << 9, m = map[key];
+        on_grid[g] = m >= 0;
+        list[n_off] = neighbours + (-m - 1);
+        off[n_off] = g;
+        n_off += m < 0;
+    }
+    iq3_vec acc[8][IQ3_CHUNKS], vmin[8];
+    for (int k = 0; k < n_off; k++) vmin[k] = iq3_distances(list[k], xval + 4 * off[k], w + 4 * off[k], scale, acc[k]);
+    for (int k = 0; k < n_off; k++) iq3_pick(list[k], acc[k], vmin[k], L + 4 * off[k]);
+}
+
+static const pare_iq3_kernels iq3_fast = {iq3_neighbour_fast, iq3_trial_fast};
+
+void pare_qsimd_q_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_xxs_with(src, dst, n, imatrix, &iq3_fast);
+}
+void pare_qsimd_q_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq3_s_with(src, dst, n, imatrix, &iq3_fast);
+}
+
+/* ------------------------------------------------------------------------ IQ2 neighbour search
+ * q_iq2.c's best_neighbour by the same tables as IQ3's: coordinate i adds
+ * e_i[l] = (w_i (scale q_l - x_i)) (scale q_l - x_i), q_l = 1, 3, 5, the reference's term,
+ * looked up by a permute for 16 (AVX-512) or 8 (AVX2) candidates at a time; the candidates'
+ * indices are the reference's running sums. A chunk's least distance replaces the best so
+ * far only when strictly less, and within a chunk the first lane of that value wins: the
+ * reference's first strict minimum below FLT_MAX (NaN distances never count). */
+#ifdef __AVX512F__
+#define IQ2_W 16
+#else
+#define IQ2_W 8
+#endif
+
+static void iq2_neighbour_fast(const uint64_t *grid, unsigned size, const uint16_t *list, const float *xval,
+                               const float *w, float scale, int8_t *L) {
+    const int count = list[0];
+    const uint16_t *nb = list + 1;
+    unsigned j = 0, gi = nb[0];
+    float best = FLT_MAX;
+#ifdef __AVX512F__
+    /* lane 4 c + l of t[h]: e_{4h + c}[l] (lane 4 c + 3 unused) */
+    __m512 t[2];
+    for (int h = 0; h < 2; h++) {
+        const float *x = xval + 4 * h, *ww = w + 4 * h;
+        __m512 q = _mm512_setr_ps(1, 3, 5, 0, 1, 3, 5, 0, 1, 3, 5, 0, 1, 3, 5, 0);
+        __m512 xv = _mm512_setr_ps(x[0], x[0], x[0], x[0], x[1], x[1], x[1], x[1], x[2], x[2], x[2], x[2], x[3], x[3],
+                                   x[3], x[3]);
+        __m512 wv = _mm512_setr_ps(ww[0], ww[0], ww[0], ww[0], ww[1], ww[1], ww[1], ww[1], ww[2], ww[2], ww[2], ww[2],
+                                   ww[3], ww[3], ww[3], ww[3]);
+        __m512 diff = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(scale), q), xv);
+        t[h] = _mm512_mul_ps(_mm512_mul_ps(wv, diff), diff);
+    }
+    const __m512i three = _mm512_set1_epi32(3);
+#define IQ2_TERM(v, sh, c, tab)                                                                                  \
+    a = _mm512_add_ps(a, _mm512_permutexvar_ps(                                                                  \
+                             _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(v, sh), three), _mm512_set1_epi32(c)), \
+                             tab));
+#else
+    /* lane 4 c + l of t[h]: e_{2h + c}[l] (lane 4 c + 3 unused) */
+    __m256 t[4];
+    for (int h = 0; h < 4; h++) {
+        const float *x = xval + 2 * h, *ww = w + 2 * h;
+        __m256 q = _mm256_setr_ps(1, 3, 5, 0, 1, 3, 5, 0);
+        __m256 xv = _mm256_setr_ps(x[0], x[0], x[0], x[0], x[1], x[1], x[1], x[1]);
+        __m256 wv = _mm256_setr_ps(ww[0], ww[0], ww[0], ww[0], ww[1], ww[1], ww[1], ww[1]);
+        __m256 diff = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(scale), q), xv);
+        t[h] = _mm256_mul_ps(_mm256_mul_ps(wv, diff), diff);
+    }
+    const __m256i three = _mm256_set1_epi32(3), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+#define IQ2_TERM(v, sh, c, tab)                                                                                  \
+    a = _mm256_add_ps(a, _mm256_permutevar8x32_ps(                                                               \
+                             tab, _mm256_add_epi32(_mm256_and_si256(_mm256_srli_epi32(v, sh), three),          \
+                                                   _mm256_set1_epi32(c))));
+#endif
+    /* The candidates' indices are running sums of the list's differences modulo the grid
+     * size (a power of 2): a prefix sum per chunk plus the chunk before's last index. Lanes
+     * past the list's end add 0 (a masked load) and repeat the last index, as the reference. */
+    for (int j0 = 0; j0 < count; j0 += IQ2_W) {
+        const int m = count - j0 < IQ2_W ? count - j0 : IQ2_W;
+        uint32_t idx[IQ2_W];
+#ifdef __AVX512F__
+        const __mmask16 in = (__mmask16)(m == 16 ? 0xFFFF : (1u << m) - 1);
+        __m512i d = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in, nb + j0)), z = _mm512_setzero_si512();
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 15));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 14));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 12));
+        d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, z, 8));
+        const __m512i vi = _mm512_and_si512(_mm512_add_epi32(d, _mm512_set1_epi32((int)j)), _mm512_set1_epi32((int)size - 1));
+        _mm512_storeu_si512(idx, vi);
+        j = idx[15];
+        const __m512i g0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(vi), (const void *)grid, 8);
+        const __m512i g1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(vi, 1), (const void *)grid, 8);
+        const __m512i vlo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(g0)), _mm512_cvtepi64_epi32(g1), 1);
+        const __m512i vhi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(g0, 32))),
+                                               _mm512_cvtepi64_epi32(_mm512_srli_epi64(g1, 32)), 1);
+        /* the level of byte i is bits 4-5 of it (0x08, 0x19, 0x2b) */
+        __m512 a = _mm512_setzero_ps();
+        IQ2_TERM(vlo, 4, 0, t[0])
+        IQ2_TERM(vlo, 12, 4, t[0])
+        IQ2_TERM(vlo, 20, 8, t[0])
+        IQ2_TERM(vlo, 28, 12, t[0])
+        IQ2_TERM(vhi, 4, 0, t[1])
+        IQ2_TERM(vhi, 12, 4, t[1])
+        IQ2_TERM(vhi, 20, 8, t[1])
+        IQ2_TERM(vhi, 28, 12, t[1])
+        const __mmask16 ok = in & _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q);
+        a = _mm512_mask_blend_ps(ok, _mm512_set1_ps(INFINITY), a);
+        const float cmin = _mm512_reduce_min_ps(a);
+        if (cmin < best) {
+            best = cmin;
+            gi = idx[__builtin_ctz(_mm512_cmp_ps_mask(a, _mm512_set1_ps(cmin), _CMP_EQ_OQ))];
+        }
+#else
+        const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), lane);
+        uint16_t tail[8] = {0}; /* the list may end within 8 entries of the table's end */
+        const uint16_t *dp = nb + j0;
+        if (m < 8) dp = memcpy(tail, nb + j0, sizeof tail[0] * (size_t)m);
+        __m256i d = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)dp));
+        d = _mm256_add_epi32(d, _mm256_slli_si256(d, 4));
+        d = _mm256_add_epi32(d, _mm256_slli_si256(d, 8));
+        d = _mm256_add_epi32(d, _mm256_blend_epi32(_mm256_setzero_si256(),
+                                                   _mm256_permutevar8x32_epi32(d, _mm256_set1_epi32(3)), 0xF0));
+        const __m256i vi = _mm256_and_si256(_mm256_add_epi32(d, _mm256_set1_epi32((int)j)), _mm256_set1_epi32((int)size - 1));
+        _mm256_storeu_si256((__m256i *)(void *)idx, vi);
+        j = idx[7];
+        const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        const __m256i p0 = _mm256_permutevar8x32_epi32(
+            _mm256_i32gather_epi64((const long long *)(const void *)grid, _mm256_castsi256_si128(vi), 8), perm);
+        const __m256i p1 = _mm256_permutevar8x32_epi32(
+            _mm256_i32gather_epi64((const long long *)(const void *)grid, _mm256_extracti128_si256(vi, 1), 8), perm);
+        const __m256i vlo = _mm256_permute2x128_si256(p0, p1, 0x20), vhi = _mm256_permute2x128_si256(p0, p1, 0x31);
+        __m256 a = _mm256_setzero_ps();
+        IQ2_TERM(vlo, 4, 0, t[0])
+        IQ2_TERM(vlo, 12, 4, t[0])
+        IQ2_TERM(vlo, 20, 0, t[1])
+        IQ2_TERM(vlo, 28, 4, t[1])
+        IQ2_TERM(vhi, 4, 0, t[2])
+        IQ2_TERM(vhi, 12, 4, t[2])
+        IQ2_TERM(vhi, 20, 0, t[3])
+        IQ2_TERM(vhi, 28, 4, t[3])
+        const __m256 ok = _mm256_and_ps(_mm256_castsi256_ps(in), _mm256_cmp_ps(a, a, _CMP_ORD_Q));
+        a = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), a, ok);
+        __m256 v = _mm256_min_ps(a, _mm256_permute2f128_ps(a, a, 1));
+        v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0x4e));
+        v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0xb1));
+        const float cmin = _mm256_cvtss_f32(v);
+        if (cmin < best) {
+            best = cmin;
+            gi = idx[__builtin_ctz((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(cmin), _CMP_EQ_OQ)))];
+        }
+#endif
+    }
+#undef IQ2_TERM
+    for (int i = 0; i < 8; i++) L[i] = (int8_t)(((grid[gi] >> (8 * i)) & 0xff) >> 4);
+}
+
+void pare_qsimd_q_iq2_xxs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq2_xxs_with(src, dst, n, imatrix, iq2_neighbour_fast);
+}
+void pare_qsimd_q_iq2_xs(const float *src, void *dst, int64_t n, const float *imatrix) {
+    pare_iq_quant_iq2_xs_with(src, dst, n, imatrix, iq2_neighbour_fast);
+}
+void pare_qsimd_q_iq2_s(const float *src, void *dst, int64_t n, const float *imatrix) {
+#ifdef __AVX512F__
+    pare_iq_quant_iq2_s_with(src, dst, n, imatrix, iq2_neighbour_fast);
+#else
+    /* IQ2_S's lists are short (8 on average): 8 lanes do not pay for their set-up */
+    pare_iq_quant_iq2_s(src, dst, n, imatrix);
+#endif
 }
 
 /* ------------------------------------------------------------------------ the table */

@@ -127,6 +127,14 @@ void pare_qsimd_dq_q2_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_q3_K(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_iq4_nl(const void *src, float *dst, int64_t n);
 void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
+/* the i-quant quantizers: the references' searches with faster kernels of the level */
+void pare_qsimd_q_iq4_nl(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq4_xs(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq2_xxs(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq2_xs(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq2_s(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq3_xxs(const float *src, void *dst, int64_t n, const float *imatrix);
+void pare_qsimd_q_iq3_s(const float *src, void *dst, int64_t n, const float *imatrix);
 #endif
 
 /* ---- the one table of block types: a row per type, read by quant.c (its references) and by
@@ -157,21 +165,21 @@ void pare_qsimd_dq_iq4_xs(const void *src, float *dst, int64_t n);
     X(Q5_K, pare_qref_q_q5_K, pare_qref_dq_q5_K, pare_qfast_q_q5_K, pare_qsimd_dq_q5_K, false, Q8_K, pare_block_q5_K)  \
     X(Q6_K, pare_qref_q_q6_K, pare_qref_dq_q6_K, pare_qfast_q_q6_K, pare_qsimd_dq_q6_K, false, Q8_K, pare_block_q6_K)  \
     X(Q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, pare_qref_q_q8_K, pare_qref_dq_q8_K, false, Q8_K, pare_block_q8_K)    \
-    X(IQ4_NL, pare_qref_q_iq4_nl, pare_qref_dq_iq4_nl, pare_qref_q_iq4_nl, pare_qsimd_dq_iq4_nl, false, Q8_0,         \
+    X(IQ4_NL, pare_qref_q_iq4_nl, pare_qref_dq_iq4_nl, pare_qsimd_q_iq4_nl, pare_qsimd_dq_iq4_nl, false, Q8_0,         \
       pare_block_iq4_nl)                                                                                               \
-    X(IQ4_XS, pare_qref_q_iq4_xs, pare_qref_dq_iq4_xs, pare_qref_q_iq4_xs, pare_qsimd_dq_iq4_xs, false, Q8_K,         \
+    X(IQ4_XS, pare_qref_q_iq4_xs, pare_qref_dq_iq4_xs, pare_qsimd_q_iq4_xs, pare_qsimd_dq_iq4_xs, false, Q8_K,         \
       pare_block_iq4_xs)                                                                                               \
     X(TQ1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, pare_qref_q_tq1_0, pare_qref_dq_tq1_0, false, Q8_K, pare_block_tq1_0) \
     X(TQ2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, pare_qref_q_tq2_0, pare_qref_dq_tq2_0, false, Q8_K, pare_block_tq2_0) \
-    X(IQ2_XXS, pare_iq_quant_iq2_xxs, pare_iq_dequant_iq2_xxs, pare_iq_quant_iq2_xxs, pare_iq_dequant_iq2_xxs, true,  \
+    X(IQ2_XXS, pare_iq_quant_iq2_xxs, pare_iq_dequant_iq2_xxs, pare_qsimd_q_iq2_xxs, pare_iq_dequant_iq2_xxs, true,    \
       Q8_K, pare_block_iq2_xxs)                                                                                        \
-    X(IQ2_XS, pare_iq_quant_iq2_xs, pare_iq_dequant_iq2_xs, pare_iq_quant_iq2_xs, pare_iq_dequant_iq2_xs, true, Q8_K,  \
+    X(IQ2_XS, pare_iq_quant_iq2_xs, pare_iq_dequant_iq2_xs, pare_qsimd_q_iq2_xs, pare_iq_dequant_iq2_xs, true, Q8_K,   \
       pare_block_iq2_xs)                                                                                               \
-    X(IQ2_S, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, false, Q8_K,      \
+    X(IQ2_S, pare_iq_quant_iq2_s, pare_iq_dequant_iq2_s, pare_qsimd_q_iq2_s, pare_iq_dequant_iq2_s, false, Q8_K,       \
       pare_block_iq2_s)                                                                                                \
-    X(IQ3_XXS, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, false, \
+    X(IQ3_XXS, pare_iq_quant_iq3_xxs, pare_iq_dequant_iq3_xxs, pare_qsimd_q_iq3_xxs, pare_iq_dequant_iq3_xxs, false,   \
       Q8_K, pare_block_iq3_xxs)                                                                                        \
-    X(IQ3_S, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, false, Q8_K,      \
+    X(IQ3_S, pare_iq_quant_iq3_s, pare_iq_dequant_iq3_s, pare_qsimd_q_iq3_s, pare_iq_dequant_iq3_s, false, Q8_K,       \
       pare_block_iq3_s)                                                                                                \
     X(IQ1_S, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, pare_iq_quant_iq1_s, pare_iq_dequant_iq1_s, true, Q8_K,       \
       pare_block_iq1_s)                                                                                                \

@@ -379,6 +379,83 @@ static void test_fast_matches_reference(void) {
 }
 
 
+/* The i-quant fast paths (quant/q_simd.c) against their references on hostile rows: each
+ * 32-value group is drawn from its own kind (zeros, huge and subnormal magnitudes, NaN and
+ * infinities, integers that put the IQ4 trial values exactly on the midpoints between
+ * levels, one-hot, one-signed), with and without importance weights (some of them zero). */
+static void fill_hostile_group(float *x, int kind, uint64_t *s) {
+    float big = rng_unit(s) < 0.5f ? 1e30f : FLT_MAX / 4;
+    for (int j = 0; j < 32; j++) {
+        float g = rng_gauss(s);
+        switch (kind) {
+        case 0: x[j] = 0; break;
+        case 1: x[j] = g * big; break;
+        case 2: x[j] = g * 1e-40f; break; /* subnormal */
+        case 3: x[j] = g * 1e-16f; break; /* about QGROUP_EPS */
+        case 4: x[j] = (float)((int)(rng_unit(s) * 255) - 127); break;
+        case 5: x[j] = (float)((int)(rng_unit(s) * 509) - 254) * 0.5f; break;
+        case 6: x[j] = j == 5 ? g : 0; break;
+        case 7: x[j] = fabsf(g); break;
+        case 8: x[j] = j == 3 ? NAN : g; break;
+        case 9: x[j] = j == 7 ? (g < 0 ? -INFINITY : INFINITY) : g; break;
+        case 10: x[j] = j % 5 ? g : -g * 1e6f; break;
+        default: x[j] = g; break;
+        }
+    }
+    /* the integer kinds: a group maximum of +-127 makes the first trial's scale exactly 1 */
+    if (kind == 4 || kind == 5) x[(int)(rng_unit(s) * 32) & 31] = rng_unit(s) < 0.5f ? 127.f : -127.f;
+}
+
+static void test_iq_fast_hostile(void) {
+    const int64_t rows = 48, cols = 1024, n = rows * cols;
+    float *x = malloc((size_t)n * 4), *w = malloc((size_t)n * 4);
+    uint8_t *qa = malloc((size_t)n * 2), *qb = malloc((size_t)n * 2);
+    uint64_t s = 20261207;
+    char done[256] = "";
+    int64_t bad = 0, rows_done = 0;
+    for (pare_type t = 0; t < PARE_TYPE_GGML_COUNT; t++) {
+        const pare_quant_traits *fa = pare_quant_get(t), *re = pare_quant_ref_get(t);
+        if (!fa || !re || !fa->quantize || fa->quantize == re->quantize) continue;
+        const char *name = pare_type_name(t);
+        if (strncmp(name, "iq", 2) != 0) continue;
+        snprintf(done + strlen(done), sizeof done - strlen(done), " %s", name);
+        size_t rs = pare_type_row_size(t, cols);
+        for (int im = 0; im < 2; im++) {
+            for (int64_t g = 0; g < n / 32; g++) fill_hostile_group(x + 32 * g, (int)(rng_unit(&s) * 13), &s);
+            for (int64_t i = 0; i < n; i++) w[i] = rng_unit(&s) < 0.05f ? 0.f : rng_unit(&s) * 3;
+            for (int64_t r = 0; r < rows; r++) {
+                const float *imx = im ? w + cols * r : NULL;
+                fa->quantize(x + cols * r, qa + rs * r, cols, imx);
+                re->quantize(x + cols * r, qb + rs * r, cols, imx);
+                int row_bad = memcmp(qa + rs * r, qb + rs * r, rs) != 0;
+                CHECK_MSG(!row_bad, "%s row %lld%s differs from the reference", name, (long long)r,
+                          im ? " (imatrix)" : "");
+                bad += row_bad;
+                rows_done++;
+            }
+        }
+    }
+    printf("  i-quant fast paths vs reference (%s):%s, %lld hostile rows, %lld differ\n",
+           pare_isa_name(pare_isa_active()), done[0] ? done : " none at this level", (long long)rows_done,
+           (long long)bad);
+    free(x);
+    free(w);
+    free(qa);
+    free(qb);
+}
+
+/* The claim behind the IQ4 fast path's level search: with the levels v, the reference's
+ * comparison x - v[k-1] < v[k] - x is false at the midpoint m and true at the float just
+ * below it (it is monotone in x, so exactly x < m). */
+static void test_iq4_midpoints(void) {
+    const int8_t *v = pare_iq4nl_values;
+    for (int k = 1; k < 16; k++) {
+        float a = v[k - 1], b = v[k], m = (a + b) * 0.5f, below = nextafterf(m, -INFINITY);
+        CHECK_MSG(!(m - a < b - m) && below - a < b - below, "levels %d, %d: midpoint %g is not the boundary",
+                  v[k - 1], v[k], (double)m);
+    }
+}
+
 /* The K-quant search kernels on hostile groups (NaN, infinities, huge and subnormal values,
  * constant groups): the fast kernels must still agree with the reference bit for bit. */
 static void test_search_kernels_hostile(void) {
@@ -635,6 +712,8 @@ int main(void) {
     TH_RUN(test_golden_quantize);
     TH_RUN(test_fast_matches_reference);
     TH_RUN(test_search_kernels_hostile);
+    TH_RUN(test_iq_fast_hostile);
+    TH_RUN(test_iq4_midpoints);
     TH_RUN(test_half_conversions);
     TH_RUN(test_threads_deterministic);
     TH_RUN(test_errors);
