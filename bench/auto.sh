@@ -11,7 +11,7 @@
 #  3. --type auto --target-size at Q4_K_M's file size.
 # Prints a Markdown table (bytes, PPL, PPL increase, KLD) and, per budget, the smallest
 # standard mix that passes the same gate; "auto wins" when the auto file is smaller.
-# Optional: BENCH_AUTO_1B=1 also times auto on the synthetic 1.1B model of bench/run.sh
+# Optional: BENCH_AUTO_1B=1 (only: nothing else) also times auto on the synthetic 1.1B model of bench/run.sh
 # (bench/out/1b converted to GGUF) against quantize Q4_K_M plus two evaluations.
 #
 # Environment: PARE (default build/pare), PARE_SHARED (default ../shared), BENCH_OUT
@@ -35,6 +35,8 @@ d=json.load(open(sys.argv[1]))
 for k in sys.argv[2].split('.'): d=d[k] if d is not None else None
 print('' if d is None else d)" "$@"; }
 
+rc=0
+if [ "${BENCH_AUTO_1B:-}" != only ]; then
 $PARE imatrix "$M" --text "$CAL" "$OUT/calib.dat" --ctx $CTX --force >/dev/null 2>&1 || { echo "imatrix failed"; exit 1; }
 REF=$($PARE eval "$M" --text "$GATE" --ctx $CTX --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['ppl'])")
 echo "reference f32 PPL $REF (gate gpl-3.txt, ctx $CTX)"
@@ -113,12 +115,13 @@ for name, b, ppl, inc, kld, secs in autos:
 sys.exit(0 if ok else 1)
 PY
 rc=$?
+fi
 
 # The 1.1B synthetic model (bench/run.sh's bench/out/1b, bf16 HF, made there once), as f16
 # GGUF: --type auto with a 4-chunk gate (ctx 512) against pare quantize --type Q4_K_M plus
 # two evaluations of the same gate (the reference and the result); the issue's bounds: at
 # most 5x their time, peak memory at most the evaluator's own peak + 300 MB.
-if [ "${BENCH_AUTO_1B:-}" = 1 ]; then
+if [ "${BENCH_AUTO_1B:-}" = 1 ] || [ "${BENCH_AUTO_1B:-}" = only ]; then
     B1=${BENCH_OUT:-bench/out}/1b
     [ -f "$B1/.complete" ] || { echo "bench/auto.sh: $B1 missing (BENCH_ONLY=convert-f16 make bench makes it)"; exit 1; }
     F16=$OUT/1b-f16.gguf
