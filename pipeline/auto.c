@@ -57,7 +57,7 @@ static const struct {
 #define N_CANDS (sizeof cands / sizeof cands[0])
 #define SAMPLE_ELEMS (1 << 16) /* values per tensor the error is measured on */
 #define CAL_CHUNKS 8           /* chunks of the calibration text per sensitivity probe, at most
-                                * half the gate's chunks: the search's cost follows the gate's */
+                                * a quarter of the gate's: the search's cost follows the gate's */
 #define MAX_PROBES 12
 #define PROBE_TOL 0.01 /* stop probing when the bracket's sizes differ by less than this share */
 #define CAL_BPW 3.5            /* bits per weight of a role's sensitivity probe */
@@ -569,8 +569,8 @@ static pare_status calibrate(auto_state *s, const pare_shrink_job *job, pare_err
     /* a short calibration text gets shorter chunks, down to 16 tokens */
     for (;;) {
         pare_err e2 = {0};
-        int64_t n = s->gate_tokens / 2 / ctx;
-        n = n < 2 ? 2 : n > CAL_CHUNKS ? CAL_CHUNKS : n;
+        int64_t n = s->gate_tokens / 4 / ctx;
+        n = n < 1 ? 1 : n > CAL_CHUNKS ? CAL_CHUNKS : n;
         st = pare_evalx_open_model(s->sm, text, ctx, (int)n, s->o, &cal, &e2);
         if (!st) pare_evalx_keep_base(cal);
         if (!st || e2.code != PARE_EINPUT || ctx <= 16) {
@@ -759,6 +759,11 @@ pare_status pare_auto_quantize(const char *src, const pare_model *src_model, con
             while (nk + 1 < hi && c * pred[nk + 1] <= 1.0) nk++;
             k = nk;
             if (k <= lo || k >= hi) k = lo + (hi - lo) / 2;
+            /* once bracketed, stay in the middle half: where the error jumps between two steps
+             * (one sensitive tensor changing type) the rescaled prediction keeps aiming next
+             * to one end, and the bracket would shrink by one step per probe */
+            const int64_t w = hi - lo;
+            if (lo >= 0 && hi <= (int64_t)n_steps && w >= 4) k = k < lo + w / 4 ? lo + w / 4 : k > hi - w / 4 ? hi - w / 4 : k;
             if (lo >= 0 && k == lo) k = lo + 1;
         }
         k_sel = lo < 0 ? 0 : lo;
