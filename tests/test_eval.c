@@ -998,6 +998,22 @@ static void test_kld_naive(void) {
     CHECK(fabs(r.dp_mean - want_dp) < 1e-3 && fabs(r.ppl_base / want_pb - 1) < 1e-3);
     CHECK(fabs(r.same_top - (double)same / count) < 1e-12);
     CHECK(r.kld_min <= r.kld_p1 && r.kld_p1 <= r.kld_median && r.kld_median <= r.kld_p99 && r.kld_p99 <= r.kld_max);
+    /* the base's log-probabilities kept (the budget search) give the same bits as the base
+     * run beside the model, also after the model's working memory was given back */
+    pare_ppl_base *kept = NULL;
+    pare_ppl_result rk;
+    CHECK_OK(pare_ppl_base_new(base, tok, N, &o, NULL, NULL, &kept, &err), &err);
+    pare_llm_trim(llm);
+    CHECK_OK(pare_perplexity_kept(llm, kept, tok, N, &o, NULL, NULL, &rk, &err), &err);
+    CHECK(rk.has_kld && rk.n_scored == r.n_scored);
+    CHECK(rk.sum_kld == r.sum_kld && rk.sum_nll_base == r.sum_nll_base && rk.sum_nll_base_exact == r.sum_nll_base_exact);
+    CHECK(rk.nll_sum == r.nll_sum && rk.n_same_top == r.n_same_top && rk.sum_p_diff == r.sum_p_diff);
+    CHECK(rk.kld_mean == r.kld_mean && rk.kld_p99 == r.kld_p99 && rk.ppl_base == r.ppl_base);
+    pare_ppl_result_free(&rk);
+    /* kept for other chunks: refused, not misread */
+    pare_ppl_opts o2 = {.n_ctx = CTX, .n_chunks = 2};
+    CHECK(pare_perplexity_kept(llm, kept, tok, N, &o2, NULL, NULL, &rk, &err) == PARE_EINTERNAL);
+    pare_ppl_base_free(kept);
     pare_ppl_result_free(&r);
 out:
     pare_llm_free(base);
