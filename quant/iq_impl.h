@@ -160,4 +160,20 @@ void pare_iq_quant_iq2_xs_with(const float *src, void *dst, int64_t n, const flo
 void pare_iq_quant_iq2_s_with(const float *src, void *dst, int64_t n, const float *imatrix,
                               pare_iq2_neighbour_fn nbr);
 
+/* IQ4_XS: group ib's 6-bit scale l (-32..31) into the block's low nibbles and high bits. */
+static inline void iq4_put_scale(int l, int ib, uint8_t *scales_l, uint16_t *scales_h) {
+    l += 32;
+    if (ib % 2 == 0)
+        scales_l[ib / 2] = (uint8_t)(l & 0xf);
+    else
+        scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+    *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+}
+
+/* IQ4_NL / IQ4_XS: levels of ngroups groups of 32 as nibbles (j and j + 16 share a byte). */
+static inline void iq4_pack_nibbles(const uint8_t *L, uint8_t *q4, int ngroups) {
+    for (int i = 0; i < ngroups; i++)
+        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
 #endif

@@ -8,6 +8,7 @@
  * sigma2 = 2 * mean square of the super-block, or x^2 without qw. IQ4_XS then stores the
  * group scales as 6-bit multiples of a super-block scale and re-picks the levels.
  */
+#include "quant/iq_impl.h"
 #include "quant/quant_impl.h"
 
 #include <math.h>
@@ -104,18 +105,8 @@ static void iq4_super(int sbs, const float *x, const float *qw, uint8_t *L, floa
         int l = q_clampi(q_nearest_int(id * scales[ib]), -32, 31);
         float dl = d * l, idl = dl ? 1 / dl : 0.f;
         for (int j = 0; j < 32; j++) L[32 * ib + j] = (uint8_t)best_index(idl * x[32 * ib + j]);
-        l += 32;
-        if (ib % 2 == 0)
-            scales_l[ib / 2] = (uint8_t)(l & 0xf);
-        else
-            scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
-        *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+        iq4_put_scale(l, ib, scales_l, scales_h);
     }
-}
-
-static void pack_nibbles32(const uint8_t *L, uint8_t *q4, int ngroups) {
-    for (int i = 0; i < ngroups; i++)
-        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
 void pare_qref_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatrix) {
@@ -126,7 +117,7 @@ void pare_qref_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imatr
         pare_half hd;
         iq4_super(32, x + 32 * i, imatrix ? imatrix + 32 * i : NULL, L, &scale, &hd, NULL, NULL);
         y[i].d = hd;
-        pack_nibbles32(L, y[i].qs, 1);
+        iq4_pack_nibbles(L, y[i].qs, 1);
     }
 }
 
@@ -141,7 +132,7 @@ void pare_qref_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imatr
         iq4_super(QK_K, x + QK_K * i, imatrix ? imatrix + QK_K * i : NULL, L, scales, &hd, &sh, y[i].scales_l);
         y[i].d = hd;
         y[i].scales_h = sh;
-        pack_nibbles32(L, y[i].qs, QK_K / 32);
+        iq4_pack_nibbles(L, y[i].qs, QK_K / 32);
     }
 }
 

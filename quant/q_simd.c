@@ -998,18 +998,8 @@ static void iq4_super_fast(const iq4_tab *t, int sbs, const float *x, const floa
         int l = q_clampi(q_nearest_int(id * scales[ib]), -32, 31);
         float dl = d * l, idl = dl ? 1 / dl : 0.f;
         iq4_indices(t, x + 32 * ib, idl, 32, L + 32 * ib);
-        l += 32;
-        if (ib % 2 == 0)
-            scales_l[ib / 2] = (uint8_t)(l & 0xf);
-        else
-            scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
-        *scales_h |= (uint16_t)((l >> 4) << (2 * ib));
+        iq4_put_scale(l, ib, scales_l, scales_h);
     }
-}
-
-static void iq4_pack(const uint8_t *L, uint8_t *q4, int ngroups) {
-    for (int i = 0; i < ngroups; i++)
-        for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
 /* The reference's sigma2 (2 / sbs times the sum of squares, added in order) of the
@@ -1035,7 +1025,7 @@ void pare_qsimd_q_iq4_nl(const float *x, void *dst, int64_t n, const float *imat
         iq4_super_fast(&t, 32, x + 32 * i, imatrix ? imatrix + 32 * i : NULL, sigma2[i % 8], L, &scale, &hd, NULL,
                        NULL);
         y[i].d = hd;
-        iq4_pack(L, y[i].qs, 1);
+        iq4_pack_nibbles(L, y[i].qs, 1);
     }
 }
 
@@ -1054,7 +1044,7 @@ void pare_qsimd_q_iq4_xs(const float *x, void *dst, int64_t n, const float *imat
                        &sh, y[i].scales_l);
         y[i].d = hd;
         y[i].scales_h = sh;
-        iq4_pack(L, y[i].qs, QK_K / 32);
+        iq4_pack_nibbles(L, y[i].qs, QK_K / 32);
     }
 }
 

@@ -650,18 +650,7 @@ static void run_tile(const prod_job *g, const w_sb *w, int m0, int n0, int nr) {
 
 /* ---------------------------------------------------------------- Arm NEON */
 
-/* acc + the dots of bytes 4j..4j+3 of a and b in lane j: sdot with the dot-product
- * extension; without, byte products in 16 bits (|value x code| <= 62 x 127, a pair's sum
- * within int16), pairs added, pairs of pairs into the 32-bit lanes. ggml's fallback groups
- * other bytes into its lanes, but every NEON form here adds a lane's whole register before
- * any float step, so the grouping does not matter. */
-static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
-#endif
-}
+#include "verify/neon_dot_impl.h" /* dot4 */
 
 /* sum a[k] * b[k], k < n (a multiple of 8), 16-bit inputs, 32-bit products: exact. */
 static inline int32_t dot16(const int16_t *a, const int16_t *b, int n) {

@@ -748,15 +748,7 @@ static inline int32x4_t gdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #endif
 }
 
-/* acc + the dots of bytes 4j..4j+3 in lane j, with or without sdot (without: byte products
- * in 16 bits, |w x| <= 128 x 127 so a pair's sum fits, pairs, then pairs of pairs). */
-static inline int32x4_t dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
-#endif
-}
+#include "verify/neon_dot_impl.h" /* dot4 */
 
 /* LROWS weight rows of one block: codes, scales, mins (rows past N repeat the last). */
 typedef struct {
