@@ -141,28 +141,46 @@ static double *col_weights(const auto_state *s, const pare_tensor *t) {
     return w;
 }
 
-/* Rows r0, r0 + step, ... (n of them) of a source tensor as f32: from `all` (its bytes) when
- * given, else read with pread from a mapped file (the mapping's pages are not touched: they
- * would stay in the process's resident memory, and the search runs beside an evaluator of
- * the same model), else through pare_tensor_bytes. raw holds one row of the source type. */
-static pare_status rows_f32(const auto_state *s, const pare_tensor *t, const void *all, int64_t r0, int64_t step,
-                            int64_t n, float *dst, void *raw, pare_err *err) {
-    const int64_t ne0 = t->ne[0];
-    const size_t rb = pare_type_row_size(t->type, ne0);
-    uint64_t off = 0;
-    const pare_map *map = all ? NULL : pare_model_map_of(s->sm, t, &off);
-    void *tmp = NULL;
-    if (!map && !all) TRY(pare_tensor_bytes(t, &all, &tmp, err));
+/* Where a source tensor's rows come from: its mapped file, read with pread (the mapping's
+ * pages are not touched: they would stay in the process's resident memory, and the search
+ * runs beside an evaluator of the same model), or for a tensor not in a mapped file (lazy)
+ * its bytes, read once. */
+typedef struct {
+    const pare_tensor *t;
+    const pare_map *map;
+    uint64_t off;
+    const void *all; /* the bytes when not mapped */
+    void *tmp;       /* owned copy behind all, or NULL */
+    void *raw;       /* one row of the source type */
+    size_t rb;
+} src_rows;
+
+static void src_close(src_rows *r) {
+    free(r->tmp);
+    free(r->raw);
+}
+
+static pare_status src_open(const auto_state *s, const pare_tensor *t, src_rows *r, pare_err *err) {
+    *r = (src_rows){.t = t, .rb = pare_type_row_size(t->type, t->ne[0])};
+    r->map = pare_model_map_of(s->sm, t, &r->off);
+    FAIL_IF(!(r->raw = malloc(r->rb + 64)), PARE_ENOMEM, "out of memory");
+    pare_status st = r->map ? PARE_OK : pare_tensor_bytes(t, &r->all, &r->tmp, err);
+    if (st) src_close(r);
+    return st;
+}
+
+/* Rows r0, r0 + step, ... (n of them) as f32 into dst. */
+static pare_status src_f32(src_rows *r, int64_t r0, int64_t step, int64_t n, float *dst, pare_err *err) {
+    const int64_t ne0 = r->t->ne[0];
     pare_status st = PARE_OK;
     for (int64_t i = 0; !st && i < n; i++) {
-        const uint64_t at = (uint64_t)(r0 + i * step) * rb;
-        const void *row = raw;
-        if (map) st = pare_map_pread(map, raw, off + at, rb, err);
-        else row = (const uint8_t *)all + at;
-        if (!st && !pare_plain_to_f32(t->type, row, dst + i * ne0, ne0))
-            st = pare_dequantize(t->type, row, dst + i * ne0, 1, ne0, 1, err);
+        const uint64_t at = (uint64_t)(r0 + i * step) * r->rb;
+        const void *row = r->raw;
+        if (r->map) st = pare_map_pread(r->map, r->raw, r->off + at, r->rb, err);
+        else row = (const uint8_t *)r->all + at;
+        if (!st && !pare_plain_to_f32(r->t->type, row, dst + i * ne0, ne0))
+            st = pare_dequantize(r->t->type, row, dst + i * ne0, 1, ne0, 1, err);
     }
-    free(tmp);
     return st;
 }
 
@@ -173,13 +191,16 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
     int64_t step_r = 1;
     while (rows / step_r * ne0 > SAMPLE_ELEMS && step_r < rows) step_r++;
     const int64_t ns = (rows + step_r - 1) / step_r;
-    void *raw = malloc(pare_type_row_size(t->type, ne0) + 64);
     float *smp = malloc((size_t)(ns * ne0) * sizeof(float)), *deq = malloc((size_t)(ns * ne0) * sizeof(float));
     void *q = malloc((size_t)(ns * ne0) * 4 + 4096);
     double *w = col_weights(s, t);
     double *w2 = NULL;
-    pare_status st = (raw && smp && deq && q && w) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    if (!st) st = rows_f32(s, t, NULL, 0, step_r, ns, smp, raw, err);
+    pare_status st = (smp && deq && q && w) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    src_rows src;
+    if (!st && !(st = src_open(s, t, &src, err))) {
+        st = src_f32(&src, 0, step_r, ns, smp, err);
+        src_close(&src);
+    }
     /* a tied embedding is also the output head: its rows' errors count twice, as looked up
      * (one row per token, uniform) and as the head's (weighted by its inputs) */
     const bool tied = !strcmp(t->name, "token_embd.weight") && !pare_model_find(s->sm, "output.weight");
@@ -229,7 +250,6 @@ static pare_status measure(auto_state *s, tinfo *ti, pare_err *err) {
         ti->err[ti->n_c++] = errs[k];
     }
     if (!st && !ti->n_c) st = pare_err_set(err, PARE_EUNSUPPORTED, "tensor '%s': no candidate type fits its rows", t->name);
-    free(raw);
     free(smp);
     free(deq);
     free(q);
@@ -267,23 +287,19 @@ static pare_status set_tensor(auto_state *s, size_t k, int p, pare_err *err) {
     const bool per_expert = imx && t->n_dims == 3 && t->ne[2] > 1;
     const int64_t blk = per_expert ? t->ne[1] : rows < SET_ROWS ? rows : SET_ROWS;
     float *v = malloc((size_t)(blk * ne0) * sizeof(float));
-    void *raw = malloc(pare_type_row_size(t->type, ne0) + 64);
     uint8_t *q = malloc(ti->bytes[p] ? ti->bytes[p] : 1);
-    pare_status st = (v && q && raw) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
-    /* a tensor not in a mapped file (lazy) is read once, not once per block of rows */
-    uint64_t off;
-    const void *all = NULL;
-    void *tmp = NULL;
-    if (!st && !pare_model_map_of(s->sm, t, &off)) st = pare_tensor_bytes(t, &all, &tmp, err);
-    for (int64_t r = 0; !st && r < rows; r += blk) {
-        const int64_t n = rows - r < blk ? rows - r : blk;
-        st = rows_f32(s, t, all, r, 1, n, v, raw, err);
-        const float *im = per_expert ? imx + (r / t->ne[1]) * ne0 : imx;
-        if (!st) st = pare_quantize(ty, v, q + (size_t)r * qrow, n, ne0, im, s->o->n_threads, err);
+    pare_status st = (v && q) ? PARE_OK : pare_err_set(err, PARE_ENOMEM, "out of memory");
+    src_rows src;
+    if (!st && !(st = src_open(s, t, &src, err))) {
+        for (int64_t r = 0; !st && r < rows; r += blk) {
+            const int64_t n = rows - r < blk ? rows - r : blk;
+            const float *im = per_expert ? imx + (r / t->ne[1]) * ne0 : imx;
+            st = src_f32(&src, r, 1, n, v, err);
+            if (!st) st = pare_quantize(ty, v, q + (size_t)r * qrow, n, ne0, im, s->o->n_threads, err);
+        }
+        src_close(&src);
     }
     free(v);
-    free(raw);
-    free(tmp);
     if (st) {
         free(q);
         return st;

@@ -25,11 +25,15 @@ pare_status pare_text_tokens(const pare_model *m, const char *text_path, int32_t
 pare_status pare_model_text_open(const char *model, const char *text_path, int n_threads, pare_model_text *mt,
                                  pare_err *err) {
     memset(mt, 0, sizeof *mt);
-    pare_status st = pare_model_load_gguf(model, &mt->m, err);
-    if (!st) st = pare_llm_new(mt->m, n_threads, &mt->llm, err);
-    if (!st && text_path) st = pare_text_tokens(mt->m, text_path, &mt->ids, &mt->n_ids, err);
-    if (st) pare_model_text_close(mt);
-    return st;
+    pare_model *m = NULL;
+    TRY(pare_model_load_gguf(model, &m, err));
+    pare_status st = pare_model_text_open_model(m, text_path, n_threads, mt, err);
+    if (st) {
+        pare_model_free(m);
+        return st;
+    }
+    mt->borrowed = false; /* loaded here: close frees it */
+    return PARE_OK;
 }
 
 pare_status pare_model_text_open_model(const pare_model *m, const char *text_path, int n_threads,
