@@ -103,15 +103,15 @@ pare_status pare_evalx_ref(pare_evalx *e, pare_ppl_result *res, pare_err *err) {
 
 pare_status pare_evalx_model(pare_evalx *e, const pare_model *cm, bool kld, pare_ppl_result *res, pare_err *err) {
     pare_llm *cl = NULL;
-    pare_status st = pare_llm_new(cm, e->po.n_threads, &cl, err);
+    /* the reference's pass (when kept) before the candidate's evaluator holds its memory */
+    pare_status st = kld ? pare_evalx_keep_now(e, err) : PARE_OK;
+    if (!st) st = pare_llm_new(cm, e->po.n_threads, &cl, err);
     if (!st) st = pare_llm_prepare(cl, e->po.n_ctx, e->n_pass, err);
-    if (!st && kld) st = pare_evalx_keep_now(e, err);
-    if (!st && kld && !e->kept)
-        st = pare_perplexity(cl, e->ref.llm, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
-    else if (!st && kld)
+    if (!st && kld && e->kept)
         st = pare_perplexity_kept(cl, e->kept, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
     else if (!st)
-        st = pare_perplexity(cl, NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress, e->progress_user, res, err);
+        st = pare_perplexity(cl, kld ? e->ref.llm : NULL, e->ref.ids, e->ref.n_ids, &e->po, e->progress,
+                             e->progress_user, res, err);
     pare_llm_free(cl);
     pare_release_free_memory();
     return st;
