@@ -258,6 +258,29 @@ static void use_base(ppl_state *s, const pare_ppl_base *b, int c) {
     s->j.b_q = b->q + at * (size_t)s->n_vocab;
 }
 
+/* Chunk c (sequence q of the batch llm ran): its NLL and, with kld, the KLD sums against the
+ * base side s->j points at. */
+static pare_status score_chunk(pare_llm *llm, int q, int c, bool kld, ppl_state *s, pare_ppl_result *r,
+                               pare_err *err) {
+    TRY(llm_tail_logits(llm, q, s->n_ctx - s->first, s->logits, err));
+    pare_pool_for(llm->pool, s->n_score, nll_row, &s->j);
+    double sum = 0;
+    for (int i = 0; i < s->n_score; i++) {
+        sum += s->j.nll[i];
+        r->nll2_sum += s->j.nll[i] * s->j.nll[i];
+    }
+    if (kld) {
+        pare_pool_for(llm->pool, s->n_score, kld_row, &s->j);
+        add_kld_sums(r, &s->j, s->n_score, r->n_scored);
+    }
+    r->chunk_nll[c] = sum;
+    r->nll_sum += sum;
+    r->n_scored += s->n_score;
+    r->n_chunks_done = c + 1;
+    r->chunk_ppl[c] = exp(r->nll_sum / (double)r->n_scored);
+    return PARE_OK;
+}
+
 /* The chunks: base (a live model, or kept_base) and llm, then the per-token sums. With
  * llm NULL only the base runs, into fill (pare_ppl_base_new). */
 static pare_status run_chunks(pare_llm *llm, pare_llm *base, const pare_ppl_base *kept_base, pare_ppl_base *fill,
@@ -278,30 +301,14 @@ static pare_status run_chunks(pare_llm *llm, pare_llm *base, const pare_ppl_base
         for (int q = 0; q < n_seq; q++) {
             const int c = c0 + q;
             s->j.next = ct0 + (size_t)q * s->n_ctx + s->first + 1;
-            if (fill) use_base(s, fill, c);
-            if (kept_base) use_base(s, kept_base, c);
+            const pare_ppl_base *kept = fill ? fill : kept_base;
+            if (kept) use_base(s, kept, c);
             if (base) {
                 TRY(llm_tail_logits(base, q, s->n_ctx - s->first, s->logits, err));
                 pare_pool_for(pool, s->n_score, base_row, &s->j);
             }
+            if (llm) TRY(score_chunk(llm, q, c, base || kept_base, s, r, err));
             if (progress) progress(user, "perplexity", (uint64_t)c + 1, (uint64_t)n_chunks);
-            if (!llm) continue;
-            TRY(llm_tail_logits(llm, q, s->n_ctx - s->first, s->logits, err));
-            pare_pool_for(pool, s->n_score, nll_row, &s->j);
-            double sum = 0;
-            for (int i = 0; i < s->n_score; i++) {
-                sum += s->j.nll[i];
-                r->nll2_sum += s->j.nll[i] * s->j.nll[i];
-            }
-            if (base || kept_base) {
-                pare_pool_for(pool, s->n_score, kld_row, &s->j);
-                add_kld_sums(r, &s->j, s->n_score, r->n_scored);
-            }
-            r->chunk_nll[c] = sum;
-            r->nll_sum += sum;
-            r->n_scored += s->n_score;
-            r->n_chunks_done = c + 1;
-            r->chunk_ppl[c] = exp(r->nll_sum / (double)r->n_scored);
         }
     }
     return PARE_OK;
